@@ -1,0 +1,329 @@
+//! The derived index: ticket → its records sorted by (HLC, device id, counter), and the replay
+//! of the entry policy over that order.
+//!
+//! Every replica that holds the same records computes the same order, so the same replay, so the
+//! same verdict on which admits were legitimate and which were double entries. The index is
+//! never stored: it is rebuilt from the document on load and updated on every applied record.
+
+use crate::record::{parse_scan_id, DeviceId, Direction, ScanBody, Verdict};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the policy allows for one tier, as far as the ledger's replay needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRule {
+    /// How many `in` admits a ticket gets (credits).
+    pub max_entries: u32,
+    /// An `out` scan while inside gives one credit back.
+    pub reentry: bool,
+}
+
+impl Default for EntryRule {
+    fn default() -> Self {
+        EntryRule { max_entries: 1, reentry: false }
+    }
+}
+
+/// Interned short strings (gates, zones, tiers, reasons): a handful of distinct values shared by
+/// hundreds of thousands of records.
+#[derive(Clone, Debug, Default)]
+struct Names {
+    names: Vec<Box<str>>,
+    ids: HashMap<Box<str>, u16>,
+}
+
+/// Most distinct gate/zone/tier/reason names the index holds; beyond it names share "other".
+const NAMES_MAX: usize = u16::MAX as usize - 1;
+
+impl Names {
+    fn intern(&mut self, s: &str) -> u16 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        if self.names.len() >= NAMES_MAX {
+            return self.intern_overflow();
+        }
+        let id = self.names.len() as u16;
+        self.names.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+    fn intern_overflow(&mut self) -> u16 {
+        const OTHER: &str = "other";
+        match self.ids.get(OTHER) {
+            Some(&id) => id,
+            None => {
+                let id = self.names.len() as u16;
+                self.names.push(OTHER.into());
+                self.ids.insert(OTHER.into(), id);
+                id
+            }
+        }
+    }
+    fn get(&self, id: u16) -> &str {
+        &self.names[usize::from(id)]
+    }
+}
+
+/// One record as the index keeps it: compact, strings interned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    hlc: u64,
+    wall_ms: u64,
+    device: DeviceId,
+    counter: u32,
+    annuls: Option<(DeviceId, u32)>,
+    gate: u16,
+    zone: u16,
+    tier: u16,
+    reason: u16,
+    direction: Direction,
+    verdict: Verdict,
+}
+
+impl Entry {
+    fn order_key(&self) -> (u64, DeviceId, u32) {
+        (self.hlc, self.device, self.counter)
+    }
+}
+
+/// A record as callers see it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RecordRef {
+    pub scan_id: String,
+    pub ticket_id: String,
+    pub device: String,
+    pub tier: String,
+    pub gate: String,
+    pub zone: String,
+    pub direction: Direction,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub hlc: u64,
+    pub wall_ms: u64,
+    pub annuls: Option<String>,
+}
+
+/// The outcome of replaying the policy over one ticket's records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TicketReplay {
+    /// Admits (`in`) the policy allowed, in order.
+    pub entries: Vec<RecordRef>,
+    /// Admits beyond what the policy allows: double entries.
+    pub double_entries: Vec<RecordRef>,
+    /// Whether the holder is inside now (last legit `in` not followed by an `out`).
+    pub inside: bool,
+    /// `in` admits still available.
+    pub credits: u32,
+}
+
+/// A double entry on one ticket: what was legitimately admitted and what came in beyond it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    pub ticket_id: String,
+    pub entries: Vec<RecordRef>,
+    pub double_entries: Vec<RecordRef>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    tickets: HashMap<Box<str>, Vec<Entry>>,
+    names: Names,
+    rules: HashMap<String, EntryRule>,
+    /// Tickets with at least one double entry → the double entries' (device, counter).
+    conflicts: BTreeMap<Box<str>, Vec<(DeviceId, u32)>>,
+    records: u64,
+}
+
+impl Index {
+    pub fn new(rules: HashMap<String, EntryRule>) -> Index {
+        Index { rules, ..Index::default() }
+    }
+
+    /// Number of records held (all verdicts).
+    pub fn len(&self) -> u64 {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    pub fn ticket_count(&self) -> usize {
+        self.tickets.len()
+    }
+
+    pub fn contains(&self, ticket_id: &str, device: DeviceId, counter: u32) -> bool {
+        self.tickets
+            .get(ticket_id)
+            .is_some_and(|v| v.iter().any(|e| e.device == device && e.counter == counter))
+    }
+
+    /// Insert one record. Returns false if it was already there. Conflicts of the ticket are
+    /// recomputed.
+    pub fn insert(&mut self, body: &ScanBody) -> bool {
+        if self.contains(&body.ticket_id, body.device, body.counter) {
+            return false;
+        }
+        let entry = Entry {
+            hlc: body.hlc,
+            wall_ms: body.wall_ms,
+            device: body.device,
+            counter: body.counter,
+            annuls: body.annuls.as_deref().and_then(parse_scan_id),
+            gate: self.names.intern(&body.gate),
+            zone: self.names.intern(&body.zone),
+            tier: self.names.intern(&body.tier),
+            reason: self.names.intern(&body.reason),
+            direction: body.direction,
+            verdict: body.verdict,
+        };
+        let list = self.tickets.entry(body.ticket_id.as_str().into()).or_default();
+        let at = list.partition_point(|e| e.order_key() < entry.order_key());
+        list.insert(at, entry);
+        self.records += 1;
+        self.refresh_conflicts(&body.ticket_id);
+        true
+    }
+
+    /// Drop every record of `device` with an HLC at or after `from` (a revoked device).
+    /// Returns how many were dropped.
+    pub fn drop_device_from(&mut self, device: DeviceId, from: u64) -> u64 {
+        let mut touched = Vec::new();
+        let mut dropped = 0u64;
+        for (ticket, list) in self.tickets.iter_mut() {
+            let before = list.len();
+            list.retain(|e| !(e.device == device && e.hlc >= from));
+            if list.len() != before {
+                dropped += (before - list.len()) as u64;
+                touched.push(ticket.clone());
+            }
+        }
+        self.records -= dropped;
+        for t in touched {
+            self.refresh_conflicts(&t);
+        }
+        dropped
+    }
+
+    /// All records of a ticket, in ledger order.
+    pub fn records(&self, ticket_id: &str) -> Vec<RecordRef> {
+        self.tickets
+            .get(ticket_id)
+            .map(|list| list.iter().map(|e| self.to_ref(ticket_id, e)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Replay the entry policy of `tier` over the ticket's records. The tier given by the caller
+    /// wins over the tiers written in records (they are the same unless the organizer changed
+    /// it).
+    pub fn replay(&self, ticket_id: &str, tier: &str) -> TicketReplay {
+        let rule = self.rules.get(tier).copied().unwrap_or_default();
+        let Some(list) = self.tickets.get(ticket_id) else {
+            return TicketReplay { credits: rule.max_entries, ..TicketReplay::default() };
+        };
+        let (legit, double, inside, credits) = replay_entries(list, rule);
+        TicketReplay {
+            entries: legit.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
+            double_entries: double.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
+            inside,
+            credits,
+        }
+    }
+
+    /// Every ticket with double entries, ordered by ticket id.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        self.conflicts
+            .keys()
+            .map(|t| {
+                let tier = self.ticket_tier(t);
+                let r = self.replay(t, &tier);
+                Conflict { ticket_id: t.to_string(), entries: r.entries, double_entries: r.double_entries }
+            })
+            .collect()
+    }
+
+    pub fn conflict_count(&self) -> usize {
+        self.conflicts.values().map(Vec::len).sum()
+    }
+
+    /// Visit every record (for statistics), ticket by ticket in no particular order.
+    pub fn for_each_record(&self, mut f: impl FnMut(&RecordRef)) {
+        for (ticket, list) in &self.tickets {
+            for e in list {
+                f(&self.to_ref(ticket, e));
+            }
+        }
+    }
+
+    /// Tier of a ticket as its first record says.
+    fn ticket_tier(&self, ticket_id: &str) -> String {
+        self.tickets
+            .get(ticket_id)
+            .and_then(|l| l.first())
+            .map(|e| self.names.get(e.tier).to_string())
+            .unwrap_or_default()
+    }
+
+    fn refresh_conflicts(&mut self, ticket_id: &str) {
+        let tier = self.ticket_tier(ticket_id);
+        let rule = self.rules.get(&tier).copied().unwrap_or_default();
+        let double: Vec<(DeviceId, u32)> = match self.tickets.get(ticket_id) {
+            Some(list) => replay_entries(list, rule).1.iter().map(|e| (e.device, e.counter)).collect(),
+            None => Vec::new(),
+        };
+        if double.is_empty() {
+            self.conflicts.remove(ticket_id);
+        } else {
+            self.conflicts.insert(ticket_id.into(), double);
+        }
+    }
+
+    fn to_ref(&self, ticket_id: &str, e: &Entry) -> RecordRef {
+        RecordRef {
+            scan_id: crate::record::scan_id(e.device, e.counter),
+            ticket_id: ticket_id.to_string(),
+            device: e.device.to_string(),
+            tier: self.names.get(e.tier).to_string(),
+            gate: self.names.get(e.gate).to_string(),
+            zone: self.names.get(e.zone).to_string(),
+            direction: e.direction,
+            verdict: e.verdict,
+            reason: self.names.get(e.reason).to_string(),
+            hlc: e.hlc,
+            wall_ms: e.wall_ms,
+            annuls: e.annuls.map(|(d, c)| crate::record::scan_id(d, c)),
+        }
+    }
+}
+
+/// The policy replay: the one place that says which admits a ticket was entitled to.
+/// Returns (legit admits, double entries, inside, credits left).
+fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>, bool, u32) {
+    let annulled = |e: &Entry| {
+        list.iter()
+            .any(|a| a.verdict == Verdict::Annul && a.annuls == Some((e.device, e.counter)))
+    };
+    let mut credits = rule.max_entries;
+    let mut inside = false;
+    let (mut legit, mut double) = (Vec::new(), Vec::new());
+    for e in list.iter().filter(|e| e.verdict == Verdict::Admit) {
+        if annulled(e) {
+            continue;
+        }
+        match e.direction {
+            Direction::In if credits > 0 => {
+                credits -= 1;
+                inside = true;
+                legit.push(e);
+            }
+            Direction::In => double.push(e),
+            Direction::Out => {
+                if inside && rule.reentry {
+                    credits += 1;
+                }
+                inside = false;
+            }
+        }
+    }
+    (legit, double, inside, credits)
+}
