@@ -13,7 +13,9 @@ const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 pub const MAX_FORWARD_DRIFT_MS: u64 = 10 * 60 * 1000;
 
 /// One hybrid logical timestamp; totally ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct Hlc(pub u64);
 
 impl Hlc {
@@ -89,7 +91,9 @@ mod tests {
 
     #[test]
     fn counter_overflow_borrows_next_millisecond() {
-        let mut c = HlcClock { last: Hlc::new(7, u16::MAX) };
+        let mut c = HlcClock {
+            last: Hlc::new(7, u16::MAX),
+        };
         let t = c.tick(7);
         assert_eq!((t.wall_ms(), t.counter()), (8, 0));
     }

@@ -19,7 +19,10 @@ pub struct EntryRule {
 
 impl Default for EntryRule {
     fn default() -> Self {
-        EntryRule { max_entries: 1, reentry: false }
+        EntryRule {
+            max_entries: 1,
+            reentry: false,
+        }
     }
 }
 
@@ -136,7 +139,10 @@ pub struct Index {
 
 impl Index {
     pub fn new(rules: HashMap<String, EntryRule>) -> Index {
-        Index { rules, ..Index::default() }
+        Index {
+            rules,
+            ..Index::default()
+        }
     }
 
     /// Number of records held (all verdicts).
@@ -177,7 +183,10 @@ impl Index {
             direction: body.direction,
             verdict: body.verdict,
         };
-        let list = self.tickets.entry(body.ticket_id.as_str().into()).or_default();
+        let list = self
+            .tickets
+            .entry(body.ticket_id.as_str().into())
+            .or_default();
         let at = list.partition_point(|e| e.order_key() < entry.order_key());
         list.insert(at, entry);
         self.records += 1;
@@ -219,7 +228,10 @@ impl Index {
     pub fn replay(&self, ticket_id: &str, tier: &str) -> TicketReplay {
         let rule = self.rules.get(tier).copied().unwrap_or_default();
         let Some(list) = self.tickets.get(ticket_id) else {
-            return TicketReplay { credits: rule.max_entries, ..TicketReplay::default() };
+            return TicketReplay {
+                credits: rule.max_entries,
+                ..TicketReplay::default()
+            };
         };
         let (legit, double, inside, credits) = replay_entries(list, rule);
         TicketReplay {
@@ -237,7 +249,11 @@ impl Index {
             .map(|t| {
                 let tier = self.ticket_tier(t);
                 let r = self.replay(t, &tier);
-                Conflict { ticket_id: t.to_string(), entries: r.entries, double_entries: r.double_entries }
+                Conflict {
+                    ticket_id: t.to_string(),
+                    entries: r.entries,
+                    double_entries: r.double_entries,
+                }
             })
             .collect()
     }
@@ -268,7 +284,11 @@ impl Index {
         let tier = self.ticket_tier(ticket_id);
         let rule = self.rules.get(&tier).copied().unwrap_or_default();
         let double: Vec<(DeviceId, u32)> = match self.tickets.get(ticket_id) {
-            Some(list) => replay_entries(list, rule).1.iter().map(|e| (e.device, e.counter)).collect(),
+            Some(list) => replay_entries(list, rule)
+                .1
+                .iter()
+                .map(|e| (e.device, e.counter))
+                .collect(),
             None => Vec::new(),
         };
         if double.is_empty() {

@@ -19,7 +19,9 @@ use crate::roster::Roster;
 use crate::BUCKETS;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, Change, ObjId, ObjType, PatchAction, PatchLog, ReadDoc, Value, ROOT};
+use automerge::{
+    ActorId, Automerge, Change, ObjId, ObjType, PatchAction, PatchLog, ReadDoc, Value, ROOT,
+};
 use ed25519_dalek::SigningKey;
 use std::collections::HashMap;
 
@@ -102,7 +104,9 @@ pub struct SyncPeer {
 
 impl SyncPeer {
     pub fn new() -> SyncPeer {
-        SyncPeer { state: sync::State::new() }
+        SyncPeer {
+            state: sync::State::new(),
+        }
     }
 }
 
@@ -119,7 +123,9 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("records", &self.index.len()).finish()
+        f.debug_struct("Ledger")
+            .field("records", &self.index.len())
+            .finish()
     }
 }
 
@@ -155,7 +161,11 @@ impl Ledger {
             doc.set_actor(ActorId::from(actor));
         }
         let buckets = find_buckets(&doc)?;
-        let bucket_of_obj = buckets.iter().enumerate().map(|(i, o)| (o.clone(), i as u8)).collect();
+        let bucket_of_obj = buckets
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.clone(), i as u8))
+            .collect();
         let mut ledger = Ledger {
             doc,
             buckets,
@@ -179,7 +189,9 @@ impl Ledger {
                 .doc
                 .map_range(&obj, ..)
                 .filter_map(|item| match item.value {
-                    automerge::ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => Some(b.to_vec()),
+                    automerge::ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => {
+                        Some(b.to_vec())
+                    }
                     _ => None,
                 })
                 .collect();
@@ -220,7 +232,11 @@ impl Ledger {
 
     /// Record a local scan at `now_ms`: sign, write, commit. Returns the record and the change
     /// bytes, which the caller must make durable before answering, then publish.
-    pub fn record(&mut self, now_ms: u64, draft: Draft) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
+    pub fn record(
+        &mut self,
+        now_ms: u64,
+        draft: Draft,
+    ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
         let (local, counter) = self.local.as_mut().ok_or(LedgerError::ReadOnly)?;
         let hlc = self.clock.tick(now_ms);
         let body = ScanBody {
@@ -245,18 +261,28 @@ impl Ledger {
         let mut tx = self.doc.transaction();
         tx.put(&bucket, record.scan_id(), record.bytes.clone())?;
         tx.commit_with(CommitOptions::default().with_time((now_ms / 1000) as i64));
-        let change = self.doc.get_last_local_change().ok_or(LedgerError::ReadOnly)?;
+        let change = self
+            .doc
+            .get_last_local_change()
+            .ok_or(LedgerError::ReadOnly)?;
         self.index.insert(&record.body);
         Ok((record, change.raw_bytes().to_vec()))
     }
 
     /// Apply a batch of remote changes (each the bytes of one Automerge change).
-    pub fn apply_changes(&mut self, now_ms: u64, blobs: &[Vec<u8>]) -> Result<Applied, LedgerError> {
+    pub fn apply_changes(
+        &mut self,
+        now_ms: u64,
+        blobs: &[Vec<u8>],
+    ) -> Result<Applied, LedgerError> {
         let mut changes = Vec::new();
         let mut persist = Vec::new();
         for blob in blobs.iter().take(APPLY_BATCH_MAX) {
             if blob.len() > CHANGE_BYTES_MAX {
-                return Err(LedgerError::TooLarge { size: blob.len(), limit: CHANGE_BYTES_MAX });
+                return Err(LedgerError::TooLarge {
+                    size: blob.len(),
+                    limit: CHANGE_BYTES_MAX,
+                });
             }
             let change = Change::from_bytes(blob.clone())?;
             if self.doc.get_change_meta_by_hash(&change.hash()).is_none() {
@@ -274,7 +300,9 @@ impl Ledger {
 
     /// Make the next sync message for a peer, if there is anything to say.
     pub fn generate_sync(&self, peer: &mut SyncPeer) -> Option<Vec<u8>> {
-        self.doc.generate_sync_message(&mut peer.state).map(sync::Message::encode)
+        self.doc
+            .generate_sync_message(&mut peer.state)
+            .map(sync::Message::encode)
     }
 
     /// Take in a sync message from a peer.
@@ -285,13 +313,17 @@ impl Ledger {
         now_ms: u64,
     ) -> Result<Applied, LedgerError> {
         if bytes.len() > SYNC_MESSAGE_BYTES_MAX {
-            return Err(LedgerError::TooLarge { size: bytes.len(), limit: SYNC_MESSAGE_BYTES_MAX });
+            return Err(LedgerError::TooLarge {
+                size: bytes.len(),
+                limit: SYNC_MESSAGE_BYTES_MAX,
+            });
         }
         let message =
             sync::Message::decode(bytes).map_err(|e| LedgerError::BadSyncMessage(e.to_string()))?;
         let persist: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
         let mut log = PatchLog::active();
-        self.doc.receive_sync_message_log_patches(&mut peer.state, message, &mut log)?;
+        self.doc
+            .receive_sync_message_log_patches(&mut peer.state, message, &mut log)?;
         let mut applied = self.take_patches(&mut log, now_ms);
         applied.persist = persist;
         applied.missing_deps = !self.doc.get_missing_deps(&[]).is_empty();
@@ -302,7 +334,12 @@ impl Ledger {
     fn take_patches(&mut self, log: &mut PatchLog, now_ms: u64) -> Applied {
         let mut applied = Applied::default();
         for patch in self.doc.make_patches(log) {
-            let PatchAction::PutMap { key, value: (Value::Scalar(v), _), .. } = patch.action else {
+            let PatchAction::PutMap {
+                key,
+                value: (Value::Scalar(v), _),
+                ..
+            } = patch.action
+            else {
                 continue;
             };
             let Some(&bucket) = self.bucket_of_obj.get(&patch.obj) else {
@@ -323,7 +360,13 @@ impl Ledger {
     }
 
     /// Verify one remote record and index it. `Ok(None)`: already held.
-    fn admit_remote(&mut self, bucket: u8, key: &str, bytes: &[u8], now_ms: u64) -> Result<Option<RecordRef>, ()> {
+    fn admit_remote(
+        &mut self,
+        bucket: u8,
+        key: &str,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<RecordRef>, ()> {
         let Ok(rec) = ScanRecord::decode(bytes) else {
             self.stats.rejected_malformed += 1;
             return Err(());
@@ -347,7 +390,11 @@ impl Ledger {
         }
         self.stats.applied_records += 1;
         let ticket = rec.body.ticket_id.clone();
-        Ok(self.index.records(&ticket).into_iter().find(|r| r.scan_id == rec.scan_id()))
+        Ok(self
+            .index
+            .records(&ticket)
+            .into_iter()
+            .find(|r| r.scan_id == rec.scan_id()))
     }
 
     /// Revoke a device from `from` on: its records at or after that HLC leave the index.
@@ -398,7 +445,10 @@ fn find_buckets(doc: &Automerge) -> Result<Vec<ObjId>, LedgerError> {
     (0..BUCKETS)
         .map(|b| match doc.get(ROOT, bucket_key(b as u8))? {
             Some((Value::Object(ObjType::Map), id)) => Ok(id),
-            _ => Err(LedgerError::NotGenesis(format!("bucket {} missing", bucket_key(b as u8)))),
+            _ => Err(LedgerError::NotGenesis(format!(
+                "bucket {} missing",
+                bucket_key(b as u8)
+            ))),
         })
         .collect()
 }

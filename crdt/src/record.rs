@@ -27,7 +27,9 @@ pub struct DeviceId(pub u32);
 impl DeviceId {
     pub fn from_public_key(key: &VerifyingKey) -> DeviceId {
         let digest = Sha256::digest(key.as_bytes());
-        DeviceId(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]))
+        DeviceId(u32::from_be_bytes([
+            digest[0], digest[1], digest[2], digest[3],
+        ]))
     }
     pub fn parse(s: &str) -> Option<DeviceId> {
         if s.len() != 8 {
@@ -45,6 +47,7 @@ impl fmt::Display for DeviceId {
 
 /// Which way the holder walks through the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     In,
     Out,
@@ -61,6 +64,7 @@ impl Direction {
 
 /// The answer the gate gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Admit,
     Deny,
@@ -157,14 +161,18 @@ impl ScanRecord {
             return Err(RecordError::Version(body.version));
         }
         check_fields(&body)?;
-        Ok(ScanRecord { body, bytes: bytes.to_vec() })
+        Ok(ScanRecord {
+            body,
+            bytes: bytes.to_vec(),
+        })
     }
 
     /// Check the device signature over the body.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), RecordError> {
         let (body_bytes, sig) = split(&self.bytes)?;
         let sig = Signature::from_slice(sig).map_err(|_| RecordError::BadSignature)?;
-        key.verify(body_bytes, &sig).map_err(|_| RecordError::BadSignature)
+        key.verify(body_bytes, &sig)
+            .map_err(|_| RecordError::BadSignature)
     }
 
     pub fn scan_id(&self) -> String {

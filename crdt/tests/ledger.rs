@@ -19,21 +19,47 @@ fn key(n: u8) -> SigningKey {
 fn roster(n: u8) -> Roster {
     let mut r = Roster::default();
     for i in 1..=n {
-        r.insert(RosterDevice { key: key(i).verifying_key(), name: format!("d{i}"), revoked_from: None });
+        r.insert(RosterDevice {
+            key: key(i).verifying_key(),
+            name: format!("d{i}"),
+            revoked_from: None,
+        });
     }
     r
 }
 
 fn rules() -> HashMap<String, EntryRule> {
     HashMap::from([
-        ("general".to_string(), EntryRule { max_entries: 1, reentry: false }),
-        ("vip".to_string(), EntryRule { max_entries: 1, reentry: true }),
+        (
+            "general".to_string(),
+            EntryRule {
+                max_entries: 1,
+                reentry: false,
+            },
+        ),
+        (
+            "vip".to_string(),
+            EntryRule {
+                max_entries: 1,
+                reentry: true,
+            },
+        ),
     ])
 }
 
 fn node(device: u8, devices: u8) -> Ledger {
-    let local = LocalDevice { key: key(device), session: [device; 8] };
-    Ledger::open(&Ledger::genesis(), [], roster(devices), rules(), Some(local)).unwrap()
+    let local = LocalDevice {
+        key: key(device),
+        session: [device; 8],
+    };
+    Ledger::open(
+        &Ledger::genesis(),
+        [],
+        roster(devices),
+        rules(),
+        Some(local),
+    )
+    .unwrap()
 }
 
 fn admit(ticket: &str, direction: Direction) -> Draft {
@@ -54,9 +80,18 @@ fn admit(ticket: &str, direction: Direction) -> Draft {
 fn picture(l: &Ledger, tickets: &[String]) -> (Vec<Vec<String>>, String) {
     let records = tickets
         .iter()
-        .map(|t| l.index().records(t).iter().map(|r| r.scan_id.clone()).collect())
+        .map(|t| {
+            l.index()
+                .records(t)
+                .iter()
+                .map(|r| r.scan_id.clone())
+                .collect()
+        })
         .collect();
-    (records, serde_json::to_string(&l.index().conflicts()).unwrap())
+    (
+        records,
+        serde_json::to_string(&l.index().conflicts()).unwrap(),
+    )
 }
 
 #[test]
@@ -82,21 +117,32 @@ fn remote_admit_is_seen_and_second_admit_is_a_double_entry() {
         let conflicts = l.index().conflicts();
         assert_eq!(conflicts.len(), 1);
         assert_eq!(conflicts[0].double_entries.len(), 1);
-        assert_eq!(conflicts[0].entries[0].device, a.local_device().unwrap().to_string());
+        assert_eq!(
+            conflicts[0].entries[0].device,
+            a.local_device().unwrap().to_string()
+        );
     }
 }
 
 #[test]
 fn reentry_needs_an_out_and_annul_gives_the_entry_back() {
     let mut a = node(1, 1);
-    let vip = |d| Draft { tier: "vip".into(), ..admit("V", d) };
+    let vip = |d| Draft {
+        tier: "vip".into(),
+        ..admit("V", d)
+    };
     a.record(1, vip(Direction::In)).unwrap();
     assert_eq!(a.index().replay("V", "vip").credits, 0);
     a.record(2, vip(Direction::Out)).unwrap();
     let r = a.index().replay("V", "vip");
     assert_eq!((r.credits, r.inside), (1, false));
     let (rec, _) = a.record(3, admit("G", Direction::In)).unwrap();
-    let annul = Draft { verdict: Verdict::Annul, reason: "annul".into(), annuls: Some(rec.scan_id()), ..admit("G", Direction::In) };
+    let annul = Draft {
+        verdict: Verdict::Annul,
+        reason: "annul".into(),
+        annuls: Some(rec.scan_id()),
+        ..admit("G", Direction::In)
+    };
     a.record(4, annul).unwrap();
     assert_eq!(a.index().replay("G", "general").credits, 1);
 }
@@ -104,7 +150,9 @@ fn reentry_needs_an_out_and_annul_gives_the_entry_back() {
 /// Put raw bytes into a bucket of a fresh document built on genesis, as a rogue writer would.
 fn forged_change(bucket_key: &str, key: &str, value: Vec<u8>) -> Vec<u8> {
     let actor = ActorId::from(gatemesh_crdt::record::bucket_of(key).to_be_bytes());
-    let mut doc = Automerge::load(&Ledger::genesis()).unwrap().with_actor(actor);
+    let mut doc = Automerge::load(&Ledger::genesis())
+        .unwrap()
+        .with_actor(actor);
     let (_, bucket) = doc.get(ROOT, bucket_key).unwrap().unwrap();
     let mut tx = doc.transaction();
     tx.put(&bucket, key, value).unwrap();
@@ -152,14 +200,23 @@ fn bad_signature_unknown_device_and_misplaced_records_are_ignored_and_counted() 
         assert_eq!((applied.records.len(), applied.rejected), (0, 1));
     }
     let s = b.stats();
-    assert_eq!((s.rejected_bad_signature, s.rejected_unknown_device, s.rejected_malformed), (1, 1, 2));
+    assert_eq!(
+        (
+            s.rejected_bad_signature,
+            s.rejected_unknown_device,
+            s.rejected_malformed
+        ),
+        (1, 1, 2)
+    );
     assert!(b.index().is_empty());
 }
 
 #[test]
 fn garbage_change_and_sync_bytes_are_errors_not_panics() {
     let mut b = node(2, 2);
-    assert!(b.apply_changes(1, &[vec![0x85, 0x6f, 0x4a, 0x83, 1, 2]]).is_err());
+    assert!(b
+        .apply_changes(1, &[vec![0x85, 0x6f, 0x4a, 0x83, 1, 2]])
+        .is_err());
     assert!(b.apply_changes(1, &[vec![0; 70 * 1024]]).is_err());
     let mut peer = SyncPeer::new();
     assert!(b.receive_sync(&mut peer, &[0x42, 0, 1], 1).is_err());
@@ -209,13 +266,26 @@ fn sync_protocol_brings_a_new_replica_up_to_date_and_save_load_keeps_everything(
         persisted.iter().map(Vec::as_slice),
         roster(2),
         rules(),
-        Some(LocalDevice { key: key(2), session: [7; 8] }),
+        Some(LocalDevice {
+            key: key(2),
+            session: [7; 8],
+        }),
     )
     .unwrap();
     assert_eq!(reopened.heads(), b.heads());
     assert_eq!(reopened.index().len(), 50);
     // Snapshot load of a: its own counter continues, no scan id reused.
-    let mut a2 = Ledger::open(&a.save(), [], roster(2), rules(), Some(LocalDevice { key: key(1), session: [8; 8] })).unwrap();
+    let mut a2 = Ledger::open(
+        &a.save(),
+        [],
+        roster(2),
+        rules(),
+        Some(LocalDevice {
+            key: key(1),
+            session: [8; 8],
+        }),
+    )
+    .unwrap();
     let (rec, _) = a2.record(200, admit("NEW", Direction::In)).unwrap();
     assert_eq!(rec.body.counter, 50);
     assert!(Hlc(rec.body.hlc) > Hlc::new(49, 0));
@@ -224,14 +294,27 @@ fn sync_protocol_brings_a_new_replica_up_to_date_and_save_load_keeps_everything(
 /// A scenario: each device records admits on a few shared tickets (screenshots), producing
 /// changes; then the changes are delivered to every replica in a drawn order, with duplicates
 /// and in drawn batches.
-fn run_scenario(scans: &[(u8, u8, bool)], order_seed: &[usize], batch: usize) -> Vec<(Vec<Vec<String>>, String)> {
+fn run_scenario(
+    scans: &[(u8, u8, bool)],
+    order_seed: &[usize],
+    batch: usize,
+) -> Vec<(Vec<Vec<String>>, String)> {
     const DEVICES: u8 = 3;
     let mut nodes: Vec<Ledger> = (1..=DEVICES).map(|d| node(d, DEVICES)).collect();
     let mut changes = Vec::new();
     for (i, &(dev, ticket, out)) in scans.iter().enumerate() {
         let dir = if out { Direction::Out } else { Direction::In };
-        let draft = Draft { tier: if ticket % 2 == 0 { "general".into() } else { "vip".into() }, ..admit(&format!("T{ticket}"), dir) };
-        let (_, c) = nodes[usize::from(dev % DEVICES)].record(i as u64 * 10, draft).unwrap();
+        let draft = Draft {
+            tier: if ticket % 2 == 0 {
+                "general".into()
+            } else {
+                "vip".into()
+            },
+            ..admit(&format!("T{ticket}"), dir)
+        };
+        let (_, c) = nodes[usize::from(dev % DEVICES)]
+            .record(i as u64 * 10, draft)
+            .unwrap();
         changes.push(c);
     }
     let tickets: Vec<String> = (0..8).map(|t| format!("T{t}")).collect();

@@ -1,1 +1,34 @@
-//! placeholder
+//! gatemesh node: the device daemon and the `gatemesh` CLI.
+//!
+//! Layout (noun modules; the pure ones take bytes and `now` and give bytes out):
+//! - [`signed`]: organizer- and device-signed JSON envelopes.
+//! - [`event`]: the event package (`event.json`, organizer keys), pure parsing plus file edges.
+//! - [`device`]: device identity and organizer-signed certificates; the roster built from them.
+//! - [`ticket`]: the GM1 signed ticket format.
+//! - [`manifest`]: the signed offline manifest (seed `offline-scanning-flow.md`).
+//! - [`credential`]: what a scanned code is: GM1, legacy HMAC JSON or manifest code/NFC UID.
+//! - [`policy`]: the decision, in the order DESIGN §5 fixes, with its reason codes.
+//! - [`gate`]: a device's gate logic: credential + policy + ledger, pure.
+//! - [`store`]: sled change log + snapshots, durable before an admit is answered.
+//! - [`qr`]: QR images of codes.
+//! - [`cli`]: the organizer and steward commands.
+
+pub mod cli;
+pub mod credential;
+pub mod device;
+pub mod event;
+pub mod gate;
+pub mod manifest;
+pub mod policy;
+pub mod qr;
+pub mod signed;
+pub mod store;
+pub mod ticket;
+
+/// Milliseconds since the Unix epoch, from the system clock (edges only; the core takes `now`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,322 @@
+//! What a scanned code is. Three formats must work (DESIGN §4):
+//! 1. GM1 signed tickets (`GM1:` prefix), verified with the organizer keys;
+//! 2. legacy HMAC JSON codes (a JSON object), verified with the event's HMAC secret;
+//! 3. manifest codes: opaque barcode text or an NFC UID looked up in the signed manifest.
+//!
+//! Reading stops at the first failure among `malformed`, `invalid_signature`, `unknown_ticket`;
+//! the later checks are [`crate::policy`]'s.
+
+use crate::event::LegacyConfig;
+use crate::manifest::{Manifest, TicketStatus};
+use crate::policy::{Denial, Reason};
+use crate::ticket::{self, Gm1Error};
+use ed25519_dalek::VerifyingKey;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use std::collections::HashMap;
+
+/// Any input longer than this is `malformed` (DESIGN §4).
+pub const CODE_BYTES_MAX: usize = 2048;
+/// Default age after which a legacy code is `expired` (`QR_EXPIRY_HOURS`).
+pub const LEGACY_EXPIRY_HOURS_DEFAULT: u64 = 24;
+/// How far in the future a legacy code's timestamp may be (device clocks disagree).
+pub const LEGACY_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Longest manifest code or NFC UID.
+pub const MANIFEST_CODE_LEN_MAX: usize = 256;
+/// Longest ticket id kept from an untrusted code (for the denial record).
+const CLAIMED_ID_LEN_MAX: usize = 64;
+/// The seven fields a legacy code must carry.
+const LEGACY_FIELDS: [&str; 7] = [
+    "ticketId",
+    "eventId",
+    "guestId",
+    "ticketCode",
+    "timestamp",
+    "signature",
+    "checksum",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Gm1,
+    Legacy,
+    Manifest,
+}
+
+/// A code that was read and whose signature (or manifest entry) checks out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub format: Format,
+    pub ticket_id: String,
+    pub event_id: String,
+    pub tier: String,
+    pub valid_from_ms: Option<u64>,
+    pub valid_until_ms: Option<u64>,
+    /// Zone a manifest entry names (in addition to the tier's zones).
+    pub zone: Option<String>,
+    /// Cancelled in the manifest.
+    pub revoked: bool,
+}
+
+/// A code that could not be read, with the ticket id it claimed, when it claimed one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub denial: Denial,
+    pub claimed_ticket: Option<String>,
+}
+
+/// The event's legacy HMAC secret and expiry.
+#[derive(Clone)]
+pub struct LegacySecret {
+    pub secret: Vec<u8>,
+    pub expiry_ms: u64,
+}
+
+impl std::fmt::Debug for LegacySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacySecret")
+            .field("expiry_ms", &self.expiry_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What reading needs to know.
+#[derive(Clone, Copy, Debug)]
+pub struct Readers<'a> {
+    pub organizer_keys: &'a HashMap<String, VerifyingKey>,
+    pub legacy: &'a LegacyConfig,
+    pub legacy_secret: Option<&'a LegacySecret>,
+    pub manifest: &'a Manifest,
+}
+
+fn unreadable(reason: Reason, msg: impl Into<String>, claimed: Option<&str>) -> Unreadable {
+    Unreadable {
+        denial: Denial::new(reason, msg),
+        claimed_ticket: claimed.map(|c| c.chars().take(CLAIMED_ID_LEN_MAX).collect()),
+    }
+}
+
+/// Read a scanned code.
+pub fn read(input: &[u8], r: Readers<'_>) -> Result<Credential, Unreadable> {
+    if input.is_empty() {
+        return Err(unreadable(Reason::Malformed, "code is empty", None));
+    }
+    if input.len() > CODE_BYTES_MAX {
+        return Err(unreadable(
+            Reason::Malformed,
+            format!("code is {} bytes, over {CODE_BYTES_MAX}", input.len()),
+            None,
+        ));
+    }
+    let Ok(text) = std::str::from_utf8(input) else {
+        return Err(unreadable(
+            Reason::Malformed,
+            "code is not UTF-8 text",
+            None,
+        ));
+    };
+    let text = text.trim_end_matches(['\r', '\n']);
+    let mut cred = if ticket::strip_prefix(text).is_some() {
+        read_gm1(text, r)?
+    } else if text.trim_start().starts_with('{') {
+        read_legacy(text, r)?
+    } else {
+        read_manifest_code(text, r)?
+    };
+    if let Some(entry) = r.manifest.by_ticket(&cred.ticket_id) {
+        cred.revoked |= entry.status == TicketStatus::Cancelled;
+    }
+    Ok(cred)
+}
+
+fn read_gm1(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
+    match ticket::verify(text, r.organizer_keys) {
+        Ok(p) => Ok(Credential {
+            format: Format::Gm1,
+            ticket_id: p.ticket_id,
+            event_id: p.event_id,
+            tier: p.tier,
+            valid_from_ms: Some(p.valid_from_s.saturating_mul(1000)),
+            valid_until_ms: Some(p.valid_until_s.saturating_mul(1000)),
+            zone: None,
+            revoked: false,
+        }),
+        Err((Gm1Error::NotGm1 | Gm1Error::Malformed, _)) => Err(unreadable(
+            Reason::Malformed,
+            "GM1 code is damaged or cut short",
+            None,
+        )),
+        Err((e, claimed)) => Err(unreadable(
+            Reason::InvalidSignature,
+            e.to_string(),
+            claimed.as_ref().map(|p| p.ticket_id.as_str()),
+        )),
+    }
+}
+
+fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
+        return Err(unreadable(
+            Reason::Malformed,
+            "legacy code is not a JSON object",
+            None,
+        ));
+    };
+    if let Some(missing) = LEGACY_FIELDS.iter().find(|f| !obj.contains_key(**f)) {
+        return Err(unreadable(
+            Reason::Malformed,
+            format!("legacy code has no {missing}"),
+            None,
+        ));
+    }
+    let scalar = |k: &str| -> Option<String> { js_scalar(&obj[k]) };
+    let (Some(ticket_id), Some(event_id), Some(guest), Some(code), Some(ts)) = (
+        scalar("ticketId"),
+        scalar("eventId"),
+        scalar("guestId"),
+        scalar("ticketCode"),
+        scalar("timestamp"),
+    ) else {
+        return Err(unreadable(
+            Reason::Malformed,
+            "legacy code fields must be strings or numbers",
+            None,
+        ));
+    };
+    let Some(timestamp_ms) = obj["timestamp"]
+        .as_f64()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+    else {
+        return Err(unreadable(
+            Reason::Malformed,
+            "legacy timestamp is not a number of milliseconds",
+            None,
+        ));
+    };
+    let Some(signature) = obj["signature"].as_str() else {
+        return Err(unreadable(
+            Reason::Malformed,
+            "legacy signature is not a string",
+            None,
+        ));
+    };
+    let claimed = plain(&obj["ticketId"], &ticket_id);
+    let Some(secret) = r.legacy_secret else {
+        return Err(unreadable(
+            Reason::InvalidSignature,
+            "this node has no HMAC secret for legacy codes",
+            Some(&claimed),
+        ));
+    };
+    // Exactly JSON.stringify({ticketId, eventId, guestId, ticketCode, timestamp}).
+    let signed = format!("{{\"ticketId\":{ticket_id},\"eventId\":{event_id},\"guestId\":{guest},\"ticketCode\":{code},\"timestamp\":{ts}}}");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&secret.secret).expect("HMAC takes any key length");
+    mac.update(signed.as_bytes());
+    let sig_ok = hex::decode(signature).is_ok_and(|sig| mac.verify_slice(&sig).is_ok());
+    if !sig_ok {
+        return Err(unreadable(
+            Reason::InvalidSignature,
+            "legacy HMAC signature does not match",
+            Some(&claimed),
+        ));
+    }
+    let timestamp_ms = timestamp_ms as u64;
+    Ok(Credential {
+        format: Format::Legacy,
+        ticket_id: claimed,
+        event_id: plain(&obj["eventId"], &event_id),
+        tier: r.legacy.tier.clone(),
+        valid_from_ms: Some(timestamp_ms.saturating_sub(LEGACY_FUTURE_SKEW_MS)),
+        valid_until_ms: Some(timestamp_ms.saturating_add(secret.expiry_ms)),
+        zone: None,
+        revoked: false,
+    })
+}
+
+/// A JSON scalar as JavaScript's JSON.stringify writes it; `None` for objects, arrays, null.
+fn js_scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(_) | Value::Bool(_) => serde_json::to_string(v).ok(),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            // JS prints integral doubles below 1e21 without a fraction.
+            if f.fract() == 0.0 && f.abs() < 1e21 {
+                Some(format!("{f:.0}"))
+            } else {
+                Some(format!("{f}"))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The value as an id: strings without quotes, numbers as written.
+fn plain(v: &Value, js: &str) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| js.to_string())
+}
+
+fn read_manifest_code(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
+    let trimmed = text.trim();
+    let printable = trimmed.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if trimmed.is_empty() || trimmed.len() > MANIFEST_CODE_LEN_MAX || !printable {
+        return Err(unreadable(
+            Reason::Malformed,
+            "code matches no ticket format",
+            None,
+        ));
+    }
+    let Some(entry) = r.manifest.by_code(trimmed) else {
+        return Err(unreadable(
+            Reason::UnknownTicket,
+            "code is not in the ticket manifest",
+            None,
+        ));
+    };
+    let event_id = r
+        .manifest
+        .body
+        .as_ref()
+        .map(|b| b.event_id.clone())
+        .unwrap_or_default();
+    Ok(Credential {
+        format: Format::Manifest,
+        ticket_id: entry.ticket_id.clone(),
+        event_id,
+        tier: entry.tier.clone(),
+        valid_from_ms: None,
+        valid_until_ms: None,
+        zone: Some(entry.zone.clone()),
+        revoked: entry.status == TicketStatus::Cancelled,
+    })
+}
+
+/// Make a legacy code exactly as the seed's generator does (for `tickets issue --format legacy`
+/// and tests).
+pub fn make_legacy_code(
+    ticket_id: &str,
+    event_id: &str,
+    guest_id: &str,
+    ticket_code: &str,
+    timestamp_ms: u64,
+    secret: &[u8],
+) -> String {
+    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let signed = format!(
+        "{{\"ticketId\":{},\"eventId\":{},\"guestId\":{},\"ticketCode\":{},\"timestamp\":{timestamp_ms}}}",
+        q(ticket_id), q(event_id), q(guest_id), q(ticket_code)
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(signed.as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let checksum = hex::encode(&<Sha256 as sha2::Digest>::digest(signed.as_bytes())[..4]);
+    format!(
+        "{},\"signature\":\"{signature}\",\"checksum\":\"{checksum}\"}}",
+        &signed[..signed.len() - 1]
+    )
+}

@@ -1,0 +1,354 @@
+//! A device's gate logic: read the credential, apply the policy, consult and write the ledger.
+//!
+//! Pure: bytes and `now_ms` in, a decision and the change bytes to persist out. The caller (the
+//! CLI, the HTTP API, the simulator) makes the change durable before showing the answer.
+
+use crate::credential::{self, Credential, LegacySecret, Readers};
+use crate::device::{roster_from, DeviceIdentity};
+use crate::event::{EventConfig, EventPackage, GateConfig};
+use crate::manifest::Manifest;
+use crate::policy::{self, Denial, Reason};
+use ed25519_dalek::VerifyingKey;
+use gatemesh_crdt::{Direction, Draft, Ledger, LedgerError, LocalDevice, RecordRef, Verdict};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// Most references to earlier scans a record carries.
+const PREV_REFS_MAX: usize = gatemesh_crdt::record::PREV_REFS_MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("unknown gate {0}")]
+    UnknownGate(String),
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl GateError {
+    /// Stable code for the HTTP API and the CLI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GateError::UnknownGate(_) => "unknown_gate",
+            GateError::Ledger(_) => "ledger_error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TicketInfo {
+    pub id: String,
+    pub tier: String,
+    pub format: credential::Format,
+}
+
+/// The answer for one scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<TicketInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<RecordRef>,
+    pub scan_id: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeat: bool,
+    pub gate: String,
+    pub direction: Direction,
+}
+
+/// A decision and the ledger change to make durable (none for a repeat).
+#[derive(Clone, Debug)]
+pub struct ScanOutcome {
+    pub decision: Decision,
+    pub change: Option<Vec<u8>>,
+}
+
+/// One scan request.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanRequest<'a> {
+    pub code: &'a [u8],
+    pub gate: &'a str,
+    /// Defaults to the gate's direction.
+    pub direction: Option<Direction>,
+}
+
+pub struct GateLogic {
+    config: EventConfig,
+    organizer_keys: HashMap<String, VerifyingKey>,
+    manifest: Manifest,
+    legacy_secret: Option<LegacySecret>,
+    revoked_tickets: HashSet<String>,
+    ledger: Ledger,
+}
+
+impl GateLogic {
+    /// Gate logic over an already opened ledger.
+    pub fn new(
+        package: &EventPackage,
+        ledger: Ledger,
+        legacy_secret: Option<LegacySecret>,
+    ) -> anyhow::Result<GateLogic> {
+        Ok(GateLogic {
+            organizer_keys: package.config.organizer_verifying_keys()?,
+            config: package.config.clone(),
+            manifest: package.manifest.clone().unwrap_or_default(),
+            legacy_secret,
+            revoked_tickets: HashSet::new(),
+            ledger,
+        })
+    }
+
+    /// Open the ledger for this package and device from a base document and log blobs.
+    pub fn open_ledger<'a>(
+        package: &EventPackage,
+        device: Option<&DeviceIdentity>,
+        session: [u8; 8],
+        base: Option<&[u8]>,
+        log: impl IntoIterator<Item = &'a [u8]>,
+    ) -> anyhow::Result<Ledger> {
+        let genesis = package.config.genesis_bytes()?;
+        let roster = roster_from(&package.certificates)?;
+        let local = device.map(|d| LocalDevice {
+            key: d.key.clone(),
+            session,
+        });
+        Ok(Ledger::open(
+            base.unwrap_or(&genesis),
+            log,
+            roster,
+            package.config.entry_rules(),
+            local,
+        )?)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    pub fn config(&self) -> &EventConfig {
+        &self.config
+    }
+
+    /// Revoke a ticket (organizer bulletin): later scans are denied `revoked`.
+    pub fn revoke_ticket(&mut self, ticket_id: &str) {
+        self.revoked_tickets.insert(ticket_id.to_string());
+    }
+
+    /// Decide one scan and write its record (admits and denials alike).
+    pub fn scan(&mut self, now_ms: u64, req: ScanRequest<'_>) -> Result<ScanOutcome, GateError> {
+        let gate = self
+            .config
+            .gate(req.gate)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownGate(req.gate.to_string()))?;
+        let direction = req.direction.unwrap_or(gate.direction);
+        let readers = Readers {
+            organizer_keys: &self.organizer_keys,
+            legacy: &self.config.legacy,
+            legacy_secret: self.legacy_secret.as_ref(),
+            manifest: &self.manifest,
+        };
+        let cred = match credential::read(req.code, readers) {
+            Ok(c) => c,
+            Err(u) => {
+                let ticket = u.claimed_ticket.unwrap_or_else(|| unreadable_id(req.code));
+                return self.deny(now_ms, &gate, direction, &ticket, "", None, u.denial);
+            }
+        };
+        let tier =
+            match policy::check_ticket(&cred, &self.config, &gate, &self.revoked_tickets, now_ms) {
+                Ok(t) => t.clone(),
+                Err(d) => {
+                    return self.deny(
+                        now_ms,
+                        &gate,
+                        direction,
+                        &cred.ticket_id.clone(),
+                        &cred.tier.clone(),
+                        Some(&cred),
+                        d,
+                    )
+                }
+            };
+        let replay = self.ledger.index().replay(&cred.ticket_id, &tier.name);
+        let info = TicketInfo {
+            id: cred.ticket_id.clone(),
+            tier: tier.name.clone(),
+            format: cred.format,
+        };
+        if direction == Direction::In {
+            if let Some(earlier) =
+                self.repeat_of(&replay.entries, now_ms, tier.double_scan_grace_ms)
+            {
+                return Ok(self.repeat(earlier, info, &gate, direction));
+            }
+            if let Err(d) = policy::check_entry(&replay) {
+                let mut out = self.deny(
+                    now_ms,
+                    &gate,
+                    direction,
+                    &cred.ticket_id,
+                    &tier.name,
+                    Some(&cred),
+                    d,
+                )?;
+                out.decision.previous = replay.entries;
+                return Ok(out);
+            }
+        }
+        let prev = replay
+            .entries
+            .iter()
+            .rev()
+            .take(PREV_REFS_MAX)
+            .map(|r| r.scan_id.clone())
+            .collect();
+        let draft = draft(
+            &gate,
+            direction,
+            &cred.ticket_id,
+            &tier.name,
+            Verdict::Admit,
+            Reason::Ok,
+            prev,
+        );
+        let (record, change) = self.ledger.record(now_ms, draft)?;
+        let decision = Decision {
+            verdict: Verdict::Admit,
+            reason: Reason::Ok,
+            message: Reason::Ok.words().to_string(),
+            ticket: Some(info),
+            previous: Vec::new(),
+            scan_id: record.scan_id(),
+            repeat: false,
+            gate: gate.name.clone(),
+            direction,
+        };
+        Ok(ScanOutcome {
+            decision,
+            change: Some(change),
+        })
+    }
+
+    /// The same device read the same ticket again within the grace: the earlier admit.
+    fn repeat_of<'r>(
+        &self,
+        entries: &'r [RecordRef],
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> Option<&'r RecordRef> {
+        let me = self.ledger.local_device()?.to_string();
+        entries.iter().rev().find(|e| {
+            e.device == me && now_ms.saturating_sub(e.wall_ms) <= grace_ms && e.wall_ms <= now_ms
+        })
+    }
+
+    fn repeat(
+        &self,
+        earlier: &RecordRef,
+        info: TicketInfo,
+        gate: &GateConfig,
+        direction: Direction,
+    ) -> ScanOutcome {
+        let decision = Decision {
+            verdict: Verdict::Admit,
+            reason: Reason::Ok,
+            message: "Same scan again: already admitted a moment ago".to_string(),
+            ticket: Some(info),
+            previous: Vec::new(),
+            scan_id: earlier.scan_id.clone(),
+            repeat: true,
+            gate: gate.name.clone(),
+            direction,
+        };
+        ScanOutcome {
+            decision,
+            change: None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deny(
+        &mut self,
+        now_ms: u64,
+        gate: &GateConfig,
+        direction: Direction,
+        ticket_id: &str,
+        tier: &str,
+        cred: Option<&Credential>,
+        denial: Denial,
+    ) -> Result<ScanOutcome, GateError> {
+        let draft = draft(
+            gate,
+            direction,
+            ticket_id,
+            tier,
+            Verdict::Deny,
+            denial.reason,
+            Vec::new(),
+        );
+        let (record, change) = self.ledger.record(now_ms, draft)?;
+        let decision = Decision {
+            verdict: Verdict::Deny,
+            reason: denial.reason,
+            message: denial.message,
+            ticket: cred.map(|c| TicketInfo {
+                id: c.ticket_id.clone(),
+                tier: c.tier.clone(),
+                format: c.format,
+            }),
+            previous: Vec::new(),
+            scan_id: record.scan_id(),
+            repeat: false,
+            gate: gate.name.clone(),
+            direction,
+        };
+        Ok(ScanOutcome {
+            decision,
+            change: Some(change),
+        })
+    }
+}
+
+fn draft(
+    gate: &GateConfig,
+    direction: Direction,
+    ticket: &str,
+    tier: &str,
+    verdict: Verdict,
+    reason: Reason,
+    prev: Vec<String>,
+) -> Draft {
+    Draft {
+        ticket_id: ticket
+            .chars()
+            .take(gatemesh_crdt::record::FIELD_LEN_MAX)
+            .collect(),
+        tier: tier
+            .chars()
+            .take(gatemesh_crdt::record::FIELD_LEN_MAX)
+            .collect(),
+        gate: gate.name.clone(),
+        zone: gate.zone.clone(),
+        direction,
+        verdict,
+        reason: reason.code().to_string(),
+        prev,
+        annuls: None,
+    }
+}
+
+/// A stable id for a denial whose code names no ticket: `unreadable:` + 8 bytes of its hash.
+fn unreadable_id(code: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "unreadable:{}",
+        hex::encode(&sha2::Sha256::digest(code)[..8])
+    )
+}

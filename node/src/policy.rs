@@ -1,0 +1,185 @@
+//! The gate decision and its reason codes, in the order DESIGN §5 fixes: the first failure wins.
+//!
+//! `malformed` → `invalid_signature` → `unknown_ticket` → `wrong_event` → `revoked` →
+//! `not_yet_valid` / `expired` → `wrong_zone` → `already_redeemed` → `ok`.
+//! The first three come from reading the credential ([`crate::credential`]); this module checks
+//! the rest against the event, the gate and the ledger's replay.
+
+use crate::credential::Credential;
+use crate::event::{EventConfig, GateConfig, TierConfig};
+use gatemesh_crdt::TicketReplay;
+use serde::Serialize;
+use std::collections::HashSet;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Ok,
+    Malformed,
+    InvalidSignature,
+    UnknownTicket,
+    WrongEvent,
+    Revoked,
+    NotYetValid,
+    Expired,
+    WrongZone,
+    AlreadyRedeemed,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::Ok,
+        Reason::Malformed,
+        Reason::InvalidSignature,
+        Reason::UnknownTicket,
+        Reason::WrongEvent,
+        Reason::Revoked,
+        Reason::NotYetValid,
+        Reason::Expired,
+        Reason::WrongZone,
+        Reason::AlreadyRedeemed,
+    ];
+
+    /// The stable code, as in the HTTP contract and the ledger records.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::Malformed => "malformed",
+            Reason::InvalidSignature => "invalid_signature",
+            Reason::UnknownTicket => "unknown_ticket",
+            Reason::WrongEvent => "wrong_event",
+            Reason::Revoked => "revoked",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::Expired => "expired",
+            Reason::WrongZone => "wrong_zone",
+            Reason::AlreadyRedeemed => "already_redeemed",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// What a steward reads on the screen.
+    pub fn words(self) -> &'static str {
+        match self {
+            Reason::Ok => "Welcome in",
+            Reason::Malformed => "Not a ticket code",
+            Reason::InvalidSignature => "Forged or damaged ticket",
+            Reason::UnknownTicket => "Ticket not known",
+            Reason::WrongEvent => "Ticket for another event",
+            Reason::Revoked => "Ticket cancelled",
+            Reason::NotYetValid => "Ticket not valid yet",
+            Reason::Expired => "Ticket expired",
+            Reason::WrongZone => "Ticket not valid for this zone",
+            Reason::AlreadyRedeemed => "Already used",
+        }
+    }
+}
+
+/// A denial with its reason and a sentence for the log and the screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Denial {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Denial {
+        Denial {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks after the credential is read and before the ledger: event, revocation, validity, zone.
+/// Returns the tier whose policy applies.
+pub fn check_ticket<'e>(
+    cred: &Credential,
+    event: &'e EventConfig,
+    gate: &GateConfig,
+    revoked: &HashSet<String>,
+    now_ms: u64,
+) -> Result<&'e TierConfig, Denial> {
+    if cred.event_id != event.event_id && cred.event_id != event.legacy.event_id {
+        return Err(Denial::new(
+            Reason::WrongEvent,
+            format!("ticket is for event {}", cred.event_id),
+        ));
+    }
+    let tier = event.tier(&cred.tier).ok_or_else(|| {
+        Denial::new(
+            Reason::UnknownTicket,
+            format!("tier {} is not sold for this event", cred.tier),
+        )
+    })?;
+    if cred.revoked || revoked.contains(&cred.ticket_id) {
+        return Err(Denial::new(
+            Reason::Revoked,
+            "ticket was cancelled by the organizer",
+        ));
+    }
+    let from = [
+        Some(event.valid_from_ms),
+        tier.valid_from_ms,
+        cred.valid_from_ms,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(0);
+    let until = [
+        Some(event.valid_until_ms),
+        tier.valid_until_ms,
+        cred.valid_until_ms,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(u64::MAX);
+    if now_ms < from {
+        return Err(Denial::new(
+            Reason::NotYetValid,
+            format!("valid from {}", fmt_ms(from)),
+        ));
+    }
+    if now_ms > until {
+        return Err(Denial::new(
+            Reason::Expired,
+            format!("valid until {}", fmt_ms(until)),
+        ));
+    }
+    let zone_ok =
+        tier.zones.contains(&gate.zone) || cred.zone.as_deref() == Some(gate.zone.as_str());
+    if !zone_ok {
+        return Err(Denial::new(
+            Reason::WrongZone,
+            format!("tier {} does not enter zone {}", tier.name, gate.zone),
+        ));
+    }
+    Ok(tier)
+}
+
+/// The ledger check for an `in` scan: no credit left means already redeemed.
+pub fn check_entry(replay: &TicketReplay) -> Result<(), Denial> {
+    if replay.credits == 0 {
+        let msg = match replay.entries.last() {
+            Some(e) => format!(
+                "entered at gate {} ({}) by device {}",
+                e.gate,
+                fmt_ms(e.wall_ms),
+                e.device
+            ),
+            None => "no entries left".to_string(),
+        };
+        return Err(Denial::new(Reason::AlreadyRedeemed, msg));
+    }
+    Ok(())
+}
+
+/// RFC 3339 time for messages.
+pub fn fmt_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
