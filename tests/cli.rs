@@ -12,13 +12,39 @@ fn qr_images_decode_to_codes_that_scan_as_admitted() {
     let (ev_s, data) = (ev.to_str().unwrap(), tmp.path().join("data"));
     for (id, code) in &codes {
         let png = ev.join("tickets/qr").join(format!("{id}.png"));
-        let out = Command::new("zbarimg").args(["--raw", "-q"]).arg(&png).output().expect("zbarimg (zbar-tools) is installed by the test command");
-        assert!(out.status.success(), "zbarimg could not read {}", png.display());
-        let decoded = String::from_utf8(out.stdout).unwrap().trim_end().to_string();
+        let out = Command::new("zbarimg")
+            .args(["--raw", "-q"])
+            .arg(&png)
+            .output()
+            .expect("zbarimg (zbar-tools) is installed by the test command");
+        assert!(
+            out.status.success(),
+            "zbarimg could not read {}",
+            png.display()
+        );
+        let decoded = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string();
         assert_eq!(&decoded, code, "QR of {id} decodes to another text");
-        let out = gatemesh(&["scan", "--event", ev_s, "--device", ev.join("device-gate-a").to_str().unwrap(), "--data", data.to_str().unwrap(), "--gate", "north", &decoded]);
+        let out = gatemesh(&[
+            "scan",
+            "--event",
+            ev_s,
+            "--device",
+            ev.join("device-gate-a").to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--gate",
+            "north",
+            &decoded,
+        ]);
         let d = &decisions(&out.stdout)[0];
-        assert_eq!((d["verdict"].as_str(), d["reason"].as_str()), (Some("admit"), Some("ok")), "{d}");
+        assert_eq!(
+            (d["verdict"].as_str(), d["reason"].as_str()),
+            (Some("admit"), Some("ok")),
+            "{d}"
+        );
         assert_eq!(d["ticket"]["id"], id.as_str());
     }
 }
@@ -29,7 +55,10 @@ fn organizer_secret_is_private_and_devices_need_a_valid_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
     make_event(&ev, 1, &["gate-a"], false);
-    for secret in [ev.join("organizer-keys.json"), ev.join("device-gate-a/device.key")] {
+    for secret in [
+        ev.join("organizer-keys.json"),
+        ev.join("device-gate-a/device.key"),
+    ] {
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{} is readable by others", secret.display());
     }
@@ -37,10 +66,28 @@ fn organizer_secret_is_private_and_devices_need_a_valid_certificate() {
     let cert_path = ev.join("device-gate-a/device.cert.json");
     let text = std::fs::read_to_string(&cert_path).unwrap();
     std::fs::write(&cert_path, text.replace("gate-a", "gate-z")).unwrap();
-    let err = gatemesh_fails(&["scan", "--event", ev.to_str().unwrap(), "--device", ev.join("device-gate-a").to_str().unwrap(), "--data", tmp.path().join("d").to_str().unwrap(), "--gate", "north", "X"]);
+    let err = gatemesh_fails(&[
+        "scan",
+        "--event",
+        ev.to_str().unwrap(),
+        "--device",
+        ev.join("device-gate-a").to_str().unwrap(),
+        "--data",
+        tmp.path().join("d").to_str().unwrap(),
+        "--gate",
+        "north",
+        "X",
+    ]);
     assert!(err.contains("does not verify"), "{err}");
     // Creating over an existing event is refused.
-    let err = gatemesh_fails(&["event", "create", "--out", ev.to_str().unwrap(), "--name", "Again"]);
+    let err = gatemesh_fails(&[
+        "event",
+        "create",
+        "--out",
+        ev.to_str().unwrap(),
+        "--name",
+        "Again",
+    ]);
     assert!(err.contains("refusing to overwrite"), "{err}");
 }
 
@@ -51,14 +98,26 @@ fn key_rotation_keeps_old_tickets_valid_and_cancel_revokes() {
     let ev_s = ev.to_str().unwrap();
     make_event(&ev, 2, &["gate-a"], false);
     gatemesh(&["event", "add-key", "--event", ev_s]);
-    gatemesh(&["tickets", "issue", "--event", ev_s, "--count", "1", "--tier", "vip", "--no-qr"]);
+    gatemesh(&[
+        "tickets", "issue", "--event", ev_s, "--count", "1", "--tier", "vip", "--no-qr",
+    ]);
     gatemesh(&["tickets", "cancel", "--event", ev_s, "T000002"]);
     let codes = read_codes(&ev.join("tickets/codes.csv"));
     assert_eq!(codes.len(), 3);
     let args: Vec<&str> = codes.iter().map(|(_, c)| c.as_str()).collect();
     let dev = ev.join("device-gate-a");
     let data = tmp.path().join("data");
-    let mut cmd = vec!["scan", "--event", ev_s, "--device", dev.to_str().unwrap(), "--data", data.to_str().unwrap(), "--gate", "north"];
+    let mut cmd = vec![
+        "scan",
+        "--event",
+        ev_s,
+        "--device",
+        dev.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--gate",
+        "north",
+    ];
     cmd.extend(args);
     let d = decisions(&gatemesh(&cmd).stdout);
     let reasons: Vec<&str> = d.iter().map(|d| d["reason"].as_str().unwrap()).collect();
@@ -70,7 +129,8 @@ fn legacy_codes_made_by_the_seed_javascript_are_admitted() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
     make_event(&ev, 1, &["gate-a"], false);
-    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(ev.join("event.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ev.join("event.json")).unwrap()).unwrap();
     let event_id = config["legacy"]["event_id"].as_str().unwrap();
     // The seed's signing code, run by Node.js: JSON.stringify of exactly these five fields.
     let js = format!(
@@ -82,13 +142,35 @@ fn legacy_codes_made_by_the_seed_javascript_are_admitted() {
           console.log(JSON.stringify({{ ...data, signature, checksum: 'x' }}));
         }}"#
     );
-    let out = Command::new("node").args(["-e", &js]).env("QR_SIGNATURE_SECRET", "s3cret").output().expect("node (Node.js) is installed by the test command");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let codes: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
+    let out = Command::new("node")
+        .args(["-e", &js])
+        .env("QR_SIGNATURE_SECRET", "s3cret")
+        .output()
+        .expect("node (Node.js) is installed by the test command");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     assert_eq!(codes.len(), 3);
     let dev = ev.join("device-gate-a");
     let data = tmp.path().join("data");
-    let base = ["scan", "--event", ev.to_str().unwrap(), "--device", dev.to_str().unwrap(), "--data", data.to_str().unwrap(), "--gate", "north"];
+    let base = [
+        "scan",
+        "--event",
+        ev.to_str().unwrap(),
+        "--device",
+        dev.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--gate",
+        "north",
+    ];
     let run = |secret: Option<&str>| {
         let mut cmd = Command::new(gatemesh_tests::gatemesh_bin());
         cmd.args(base).args(&codes);
@@ -98,15 +180,30 @@ fn legacy_codes_made_by_the_seed_javascript_are_admitted() {
         };
         let out = cmd.output().unwrap();
         assert!(out.status.success());
-        decisions(&out.stdout).iter().map(|d| d["reason"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        decisions(&out.stdout)
+            .iter()
+            .map(|d| d["reason"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(None), ["invalid_signature"; 3]);
     assert_eq!(run(Some("wrong")), ["invalid_signature"; 3]);
     assert_eq!(run(Some("s3cret")), ["ok"; 3]);
     // QR_EXPIRY_HOURS=0: every code is already too old.
     let mut cmd = Command::new(gatemesh_tests::gatemesh_bin());
-    let out = cmd.args(base).arg(&codes[0]).env("QR_SIGNATURE_SECRET", "s3cret").env("QR_EXPIRY_HOURS", "0").output().unwrap();
+    let out = cmd
+        .args(base)
+        .arg(&codes[0])
+        .env("QR_SIGNATURE_SECRET", "s3cret")
+        .env("QR_EXPIRY_HOURS", "0")
+        .output()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let reason = decisions(&out.stdout)[0]["reason"].as_str().unwrap().to_string();
-    assert!(reason == "expired" || reason == "already_redeemed", "{reason}");
+    let reason = decisions(&out.stdout)[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason == "expired" || reason == "already_redeemed",
+        "{reason}"
+    );
 }

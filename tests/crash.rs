@@ -15,23 +15,49 @@ const TICKETS_PER_ROUND: usize = 20;
 
 #[test]
 fn sigkill_loses_no_acknowledged_admit() {
-    let seed: u64 = std::env::var("GATEMESH_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("GATEMESH_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     eprintln!("crash test seed {seed} (rerun with GATEMESH_CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
-    let codes = make_event(&ev, (KILLS * TICKETS_PER_ROUND) as u32, &["gate-a", "gate-b"], false);
+    let codes = make_event(
+        &ev,
+        (KILLS * TICKETS_PER_ROUND) as u32,
+        &["gate-a", "gate-b"],
+        false,
+    );
     let data = tmp.path().join("data");
     let base = |device: &str| {
         let mut c = Command::new(gatemesh_bin());
-        c.args(["scan", "--event", ev.to_str().unwrap(), "--device", ev.join(device).to_str().unwrap(), "--data", data.to_str().unwrap(), "--gate", "north"]);
+        c.args([
+            "scan",
+            "--event",
+            ev.to_str().unwrap(),
+            "--device",
+            ev.join(device).to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--gate",
+            "north",
+        ]);
         c
     };
     let mut acked: Vec<String> = Vec::new();
     for round in 0..KILLS {
-        let mut child = base("device-gate-a").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = base("device-gate-a")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        let batch: String = codes[round * TICKETS_PER_ROUND..(round + 1) * TICKETS_PER_ROUND].iter().map(|(_, c)| format!("{c}\n")).collect();
+        let batch: String = codes[round * TICKETS_PER_ROUND..(round + 1) * TICKETS_PER_ROUND]
+            .iter()
+            .map(|(_, c)| format!("{c}\n"))
+            .collect();
         // Write the batch and keep stdin open: the process is busy or waiting when it dies.
         let _ = stdin.write_all(batch.as_bytes());
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..120)));
@@ -48,10 +74,24 @@ fn sigkill_loses_no_acknowledged_admit() {
         }
     }
     eprintln!("{} admits acknowledged over {KILLS} kills", acked.len());
-    assert!(acked.len() >= KILLS, "too few admits were acknowledged to test anything ({})", acked.len());
-    let by_id: std::collections::HashMap<&str, &str> = codes.iter().map(|(i, c)| (i.as_str(), c.as_str())).collect();
-    let mut check = base("device-gate-b").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let input: String = acked.iter().map(|id| format!("{}\n", by_id[id.as_str()])).collect();
+    assert!(
+        acked.len() >= KILLS,
+        "too few admits were acknowledged to test anything ({})",
+        acked.len()
+    );
+    let by_id: std::collections::HashMap<&str, &str> = codes
+        .iter()
+        .map(|(i, c)| (i.as_str(), c.as_str()))
+        .collect();
+    let mut check = base("device-gate-b")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: String = acked
+        .iter()
+        .map(|id| format!("{}\n", by_id[id.as_str()]))
+        .collect();
     let mut stdin = check.stdin.take().unwrap();
     // Written from a thread: the answers fill the stdout pipe while we still write.
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
@@ -61,7 +101,10 @@ fn sigkill_loses_no_acknowledged_admit() {
     let results = decisions(&out.stdout);
     assert_eq!(results.len(), acked.len());
     for (id, d) in acked.iter().zip(&results) {
-        assert_eq!(d["reason"], "already_redeemed", "acknowledged admit of {id} was lost (seed {seed}): {d}");
+        assert_eq!(
+            d["reason"], "already_redeemed",
+            "acknowledged admit of {id} was lost (seed {seed}): {d}"
+        );
         assert_eq!(d["previous"][0]["gate"], "north");
     }
 }

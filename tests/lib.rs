@@ -6,7 +6,11 @@ use std::process::{Command, Output};
 /// The `gatemesh` binary of this build (built on demand when the test runs alone).
 pub fn gatemesh_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target profile dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .to_path_buf();
     let bin = dir.join("gatemesh");
     if !bin.exists() {
         let release = dir.file_name().is_some_and(|n| n == "release");
@@ -15,14 +19,20 @@ pub fn gatemesh_bin() -> PathBuf {
         if release {
             cmd.arg("--release");
         }
-        assert!(cmd.status().expect("cargo runs").success(), "building gatemesh failed");
+        assert!(
+            cmd.status().expect("cargo runs").success(),
+            "building gatemesh failed"
+        );
     }
     bin
 }
 
 /// Run `gatemesh ARGS`, panicking with its output when it fails.
 pub fn gatemesh(args: &[&str]) -> Output {
-    let out = Command::new(gatemesh_bin()).args(args).output().expect("gatemesh runs");
+    let out = Command::new(gatemesh_bin())
+        .args(args)
+        .output()
+        .expect("gatemesh runs");
     assert!(
         out.status.success(),
         "gatemesh {args:?} failed:\n{}\n{}",
@@ -34,8 +44,14 @@ pub fn gatemesh(args: &[&str]) -> Output {
 
 /// Run `gatemesh ARGS` expecting failure; returns stderr.
 pub fn gatemesh_fails(args: &[&str]) -> String {
-    let out = Command::new(gatemesh_bin()).args(args).output().expect("gatemesh runs");
-    assert!(!out.status.success(), "gatemesh {args:?} should have failed");
+    let out = Command::new(gatemesh_bin())
+        .args(args)
+        .output()
+        .expect("gatemesh runs");
+    assert!(
+        !out.status.success(),
+        "gatemesh {args:?} should have failed"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

@@ -103,7 +103,9 @@ fn genesis_is_deterministic() {
 fn remote_admit_is_seen_and_second_admit_is_a_double_entry() {
     let (mut a, mut b) = (node(1, 2), node(2, 2));
     let (_, change) = a.record(1_000, admit("T1", Direction::In)).unwrap();
-    let applied = b.apply_changes(1_001, &[change.clone()]).unwrap();
+    let applied = b
+        .apply_changes(1_001, std::slice::from_ref(&change))
+        .unwrap();
     assert_eq!(applied.records.len(), 1);
     assert_eq!(applied.persist.len(), 1);
     assert_eq!(b.index().replay("T1", "general").credits, 0);

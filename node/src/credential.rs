@@ -151,7 +151,7 @@ fn read_gm1(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
         Err((e, claimed)) => Err(unreadable(
             Reason::InvalidSignature,
             e.to_string(),
-            claimed.as_ref().map(|p| p.ticket_id.as_str()),
+            claimed.as_deref(),
         )),
     }
 }

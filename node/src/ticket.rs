@@ -76,17 +76,21 @@ pub fn decode_unverified(code: &str) -> Result<(TicketPayload, Vec<u8>, Signatur
 }
 
 /// Decode and verify with the organizer keys in force.
+/// On failure: the error and the ticket id the code claims, when it decoded that far.
 pub fn verify(
     code: &str,
     keys: &HashMap<String, VerifyingKey>,
-) -> Result<TicketPayload, (Gm1Error, Option<TicketPayload>)> {
+) -> Result<TicketPayload, (Gm1Error, Option<String>)> {
     let (payload, body, sig) = decode_unverified(code).map_err(|e| (e, None))?;
     let Some(key) = keys.get(&payload.key_id) else {
-        return Err((Gm1Error::UnknownKey(payload.key_id.clone()), Some(payload)));
+        return Err((
+            Gm1Error::UnknownKey(payload.key_id.clone()),
+            Some(payload.ticket_id),
+        ));
     };
     match key.verify(&body, &sig) {
         Ok(()) => Ok(payload),
-        Err(_) => Err((Gm1Error::BadSignature, Some(payload))),
+        Err(_) => Err((Gm1Error::BadSignature, Some(payload.ticket_id))),
     }
 }
 

@@ -1,1 +1,59 @@
-fn main() {}
+//! `gatemesh-bench NAME [--json]`: run a benchmark and print what it measured.
+
+#![allow(unsafe_code)] // only for the counting allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The system allocator, counting live bytes so `ledger` can report memory per redemption.
+struct Counting;
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as u64, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_bytes() -> u64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
+const USAGE: &str = "usage: gatemesh-bench ledger|decide [--json] [--redemptions N]";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let number = |flag: &str| -> anyhow::Result<Option<usize>> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => Ok(Some(
+                args.get(i + 1)
+                    .ok_or_else(|| anyhow::anyhow!("{flag} needs a number"))?
+                    .parse()?,
+            )),
+            None => Ok(None),
+        }
+    };
+    let redemptions = number("--redemptions")?;
+    let result = match args.first().map(String::as_str) {
+        Some("ledger") => simulations::bench::ledger(redemptions.unwrap_or(500_000), live_bytes)?,
+        Some("decide") => simulations::bench::decide(redemptions.unwrap_or(100_000), 2_000)?,
+        _ => anyhow::bail!("{USAGE}"),
+    };
+    simulations::report::print(&result, json);
+    Ok(())
+}
