@@ -17,10 +17,12 @@ use crate::record::{
 };
 use crate::roster::Roster;
 use crate::BUCKETS;
+use automerge::patches::TextRepresentation;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    ActorId, Automerge, Change, ObjId, ObjType, PatchAction, PatchLog, ReadDoc, Value, ROOT,
+    ActorId, Automerge, Change, ObjId, ObjType, PatchAction, PatchLog, ReadDoc, ScalarValue, Value,
+    ROOT,
 };
 use ed25519_dalek::SigningKey;
 use std::collections::HashMap;
@@ -189,10 +191,11 @@ impl Ledger {
                 .doc
                 .map_range(&obj, ..)
                 .filter_map(|item| match item.value {
-                    automerge::ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => {
-                        Some(b.to_vec())
-                    }
-                    _ => None,
+                    Value::Scalar(v) => match v.as_ref() {
+                        ScalarValue::Bytes(b) => Some(b.clone()),
+                        _ => None,
+                    },
+                    Value::Object(_) => None,
                 })
                 .collect();
             for bytes in values {
@@ -285,12 +288,12 @@ impl Ledger {
                 });
             }
             let change = Change::from_bytes(blob.clone())?;
-            if self.doc.get_change_meta_by_hash(&change.hash()).is_none() {
+            if self.doc.get_change_by_hash(&change.hash()).is_none() {
                 persist.push(blob.clone());
                 changes.push(change);
             }
         }
-        let mut log = PatchLog::active();
+        let mut log = PatchLog::active(TextRepresentation::Array);
         self.doc.apply_changes_log_patches(changes, &mut log)?;
         let mut applied = self.take_patches(&mut log, now_ms);
         applied.persist = persist;
@@ -320,12 +323,21 @@ impl Ledger {
         }
         let message =
             sync::Message::decode(bytes).map_err(|e| LedgerError::BadSyncMessage(e.to_string()))?;
-        let persist: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
-        let mut log = PatchLog::active();
+        let before = self.doc.get_heads();
+        let mut log = PatchLog::active(TextRepresentation::Array);
         self.doc
             .receive_sync_message_log_patches(&mut peer.state, message, &mut log)?;
         let mut applied = self.take_patches(&mut log, now_ms);
-        applied.persist = persist;
+        // The changes this message added, to persist. `get_changes` walks the change history
+        // (linear in its length); this is the repair path, the fast path is `apply_changes`.
+        if self.doc.get_heads() != before {
+            applied.persist = self
+                .doc
+                .get_changes(&before)
+                .into_iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+        }
         applied.missing_deps = !self.doc.get_missing_deps(&[]).is_empty();
         Ok(applied)
     }
@@ -345,7 +357,7 @@ impl Ledger {
             let Some(&bucket) = self.bucket_of_obj.get(&patch.obj) else {
                 continue;
             };
-            let automerge::ScalarValue::Bytes(bytes) = v.as_ref() else {
+            let ScalarValue::Bytes(bytes) = v.as_ref() else {
                 self.stats.rejected_malformed += 1;
                 applied.rejected += 1;
                 continue;

@@ -13,6 +13,9 @@ use gatemesh_crdt::{Direction, Draft, Ledger, LedgerError, LocalDevice, RecordRe
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
+/// How long after an admit the steward who made it may undo it.
+pub const ANNUL_WINDOW_MS: u64 = 120_000;
+
 /// Most references to earlier scans a record carries.
 const PREV_REFS_MAX: usize = gatemesh_crdt::record::PREV_REFS_MAX;
 
@@ -20,6 +23,8 @@ const PREV_REFS_MAX: usize = gatemesh_crdt::record::PREV_REFS_MAX;
 pub enum GateError {
     #[error("unknown gate {0}")]
     UnknownGate(String),
+    #[error("scan {0} cannot be annulled: {1}")]
+    NotAnnullable(String, &'static str),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
 }
@@ -29,6 +34,7 @@ impl GateError {
     pub fn code(&self) -> &'static str {
         match self {
             GateError::UnknownGate(_) => "unknown_gate",
+            GateError::NotAnnullable(..) => "not_annullable",
             GateError::Ledger(_) => "ledger_error",
         }
     }
@@ -234,6 +240,57 @@ impl GateLogic {
             decision,
             change: Some(change),
         })
+    }
+
+    /// Undo an admit this device made less than [`ANNUL_WINDOW_MS`] ago (the holder did not walk
+    /// through after all). Writes an annul record; the ticket gets its entry back everywhere.
+    pub fn annul(
+        &mut self,
+        now_ms: u64,
+        ticket_id: &str,
+        scan_id: &str,
+    ) -> Result<Vec<u8>, GateError> {
+        let not = |why| GateError::NotAnnullable(scan_id.to_string(), why);
+        let me = self
+            .ledger
+            .local_device()
+            .ok_or(GateError::Ledger(LedgerError::ReadOnly))?
+            .to_string();
+        let records = self.ledger.index().records(ticket_id);
+        let target = records
+            .iter()
+            .find(|r| r.scan_id == scan_id)
+            .ok_or_else(|| not("no such scan of this ticket"))?;
+        if target.verdict != Verdict::Admit {
+            return Err(not("only admits can be annulled"));
+        }
+        if target.device != me {
+            return Err(not("only the device that admitted may annul"));
+        }
+        if now_ms.saturating_sub(target.wall_ms) > ANNUL_WINDOW_MS {
+            return Err(not("the undo window has passed"));
+        }
+        if records.iter().any(|r| r.annuls.as_deref() == Some(scan_id)) {
+            return Err(not("already annulled"));
+        }
+        let gate = self
+            .config
+            .gate(&target.gate)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownGate(target.gate.clone()))?;
+        let mut d = draft(
+            &gate,
+            target.direction,
+            ticket_id,
+            &target.tier,
+            Verdict::Annul,
+            Reason::Ok,
+            Vec::new(),
+        );
+        d.reason = "annul".to_string();
+        d.annuls = Some(scan_id.to_string());
+        let (_, change) = self.ledger.record(now_ms, d)?;
+        Ok(change)
     }
 
     /// The same device read the same ticket again within the grace: the earlier admit.

@@ -101,11 +101,11 @@ impl Store {
         if blobs.is_empty() {
             return Ok(());
         }
+        if let Some(big) = blobs.iter().find(|b| b.len() > BLOB_BYTES_MAX) {
+            return Err(StoreError::TooLarge(big.len()));
+        }
         let mut batch = sled::Batch::default();
         for blob in blobs {
-            if blob.len() > BLOB_BYTES_MAX {
-                return Err(StoreError::TooLarge(blob.len()));
-            }
             batch.insert(&self.next_seq.to_be_bytes(), blob.as_slice());
             self.next_seq += 1;
         }
