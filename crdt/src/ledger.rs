@@ -110,6 +110,24 @@ impl SyncPeer {
             state: sync::State::new(),
         }
     }
+
+    /// The peer answered without a message (or the request failed): stop waiting for one, so
+    /// the next round may speak again.
+    pub fn clear_in_flight(&mut self) {
+        self.state.in_flight = false;
+    }
+}
+
+/// Why a gossiped change was refused before it touched the document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeRejection {
+    #[error("change does not decode or is too large")]
+    Undecodable,
+    #[error("change's author is not an enrolled device")]
+    UnknownDevice,
+    #[error("change's author is a revoked device")]
+    RevokedDevice,
 }
 
 pub struct Ledger {
@@ -299,6 +317,29 @@ impl Ledger {
         applied.persist = persist;
         applied.missing_deps = !self.doc.get_missing_deps(&[]).is_empty();
         Ok(applied)
+    }
+
+    /// Check what can be checked of a change before applying it (the gossip fast path): it
+    /// decodes (its checksum holds), is not oversized, and its author is an enrolled device that
+    /// is not revoked. Its records are verified one by one when applied; a change with any
+    /// refused record is reported in [`Applied::rejected`].
+    pub fn check_change(&self, bytes: &[u8]) -> Result<(), ChangeRejection> {
+        if bytes.len() > CHANGE_BYTES_MAX {
+            return Err(ChangeRejection::Undecodable);
+        }
+        let change =
+            Change::from_bytes(bytes.to_vec()).map_err(|_| ChangeRejection::Undecodable)?;
+        let author = change.actor_id().to_bytes();
+        let device = author
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| DeviceId(u32::from_be_bytes(b)))
+            .ok_or(ChangeRejection::UnknownDevice)?;
+        match self.roster.get(device) {
+            None => Err(ChangeRejection::UnknownDevice),
+            Some(d) if d.revoked_from.is_some() => Err(ChangeRejection::RevokedDevice),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Make the next sync message for a peer, if there is anything to say.

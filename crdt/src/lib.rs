@@ -22,7 +22,7 @@ pub mod roster;
 pub use error::LedgerError;
 pub use hlc::{Hlc, HlcClock};
 pub use index::{Conflict, EntryRule, Index, RecordRef, TicketReplay};
-pub use ledger::{Applied, Draft, Ledger, LedgerStats, LocalDevice, SyncPeer};
+pub use ledger::{Applied, ChangeRejection, Draft, Ledger, LedgerStats, LocalDevice, SyncPeer};
 pub use record::{DeviceId, Direction, RecordError, ScanBody, ScanRecord, Verdict};
 pub use roster::{Roster, RosterDevice};
 

@@ -350,3 +350,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn check_change_accepts_enrolled_authors_and_refuses_garbage_and_strangers() {
+    use gatemesh_crdt::ChangeRejection;
+    let (mut a, mut b) = (node(1, 2), node(2, 2));
+    let (_, change) = a.record(1_000, admit("T1", Direction::In)).unwrap();
+    assert_eq!(b.check_change(&change), Ok(()));
+    let mut cut = change.clone();
+    cut.truncate(change.len() - 3);
+    assert_eq!(b.check_change(&cut), Err(ChangeRejection::Undecodable));
+    assert_eq!(
+        b.check_change(b"garbage"),
+        Err(ChangeRejection::Undecodable)
+    );
+    let mut stranger = node(5, 5);
+    let (_, c) = stranger.record(1_000, admit("T9", Direction::In)).unwrap();
+    assert_eq!(b.check_change(&c), Err(ChangeRejection::UnknownDevice));
+    b.revoke_device(a.local_device().unwrap(), Hlc(0));
+    assert_eq!(b.check_change(&change), Err(ChangeRejection::RevokedDevice));
+}

@@ -51,6 +51,42 @@ pub enum Command {
     Scan(ScanArgs),
     /// Show what a device's ledger holds: totals, one ticket, or the double entries.
     Ledger(LedgerArgs),
+    /// Run this device as a mesh node.
+    #[command(subcommand)]
+    Node(NodeCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Join the mesh and scan codes typed on standard input; decisions and mesh events are
+    /// printed as JSON lines.
+    Run(NodeRunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NodeRunArgs {
+    #[arg(long)]
+    pub event: PathBuf,
+    #[arg(long)]
+    pub device: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The gate this device stands at.
+    #[arg(long)]
+    pub gate: String,
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+    /// QUIC listen address (default /ip4/0.0.0.0/udp/0/quic-v1).
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// A peer to dial, e.g. /ip4/10.0.0.2/udp/4001/quic-v1/p2p/<peer-id>; repeatable.
+    #[arg(long)]
+    pub peer: Vec<String>,
+    /// Do not announce or browse with mDNS (static --peer only).
+    #[arg(long)]
+    pub no_mdns: bool,
+    #[arg(long)]
+    pub hmac_secret_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,6 +205,15 @@ pub enum DirectionArg {
     Out,
 }
 
+impl DirectionArg {
+    pub fn direction(self) -> Direction {
+        match self {
+            DirectionArg::In => Direction::In,
+            DirectionArg::Out => Direction::Out,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct LedgerArgs {
     #[arg(long)]
@@ -231,6 +276,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             device_enroll(&event, &name, role, &out).map(|_| ())
         }
         Command::Scan(args) => scan(args),
+        Command::Node(NodeCmd::Run(a)) => {
+            let parse = |v: &[String]| {
+                v.iter()
+                    .map(|s| {
+                        s.parse()
+                            .with_context(|| format!("{s:?} is not a multiaddr"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
+            let opts = crate::mesh::NodeOptions {
+                event: a.event,
+                device: a.device,
+                data: a.data,
+                gate: a.gate,
+                direction: a.direction.map(DirectionArg::direction),
+                listen: parse(&a.listen)?,
+                peers: parse(&a.peer)?,
+                mdns: !a.no_mdns,
+                hmac_secret_file: a.hmac_secret_file,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(crate::mesh::run(opts))
+        }
         Command::Ledger(args) => ledger(args),
     }
 }
@@ -633,6 +704,8 @@ pub fn legacy_secret(file: Option<&Path>) -> anyhow::Result<Option<LegacySecret>
 pub struct OpenDevice {
     pub gate: GateLogic,
     pub store: Store,
+    pub identity: Option<DeviceIdentity>,
+    pub certificates: Vec<DeviceCertificate>,
 }
 
 impl std::fmt::Debug for OpenDevice {
@@ -666,7 +739,12 @@ pub fn open_device(
         stored.log.iter().map(Vec::as_slice),
     )?;
     let gate = GateLogic::new(&package, ledger, legacy_secret(hmac_file)?)?;
-    Ok(OpenDevice { gate, store })
+    Ok(OpenDevice {
+        gate,
+        store,
+        identity: device,
+        certificates: package.certificates,
+    })
 }
 
 fn scan(args: ScanArgs) -> anyhow::Result<()> {
@@ -676,10 +754,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
         &args.data,
         args.hmac_secret_file.as_deref(),
     )?;
-    let direction = args.direction.map(|d| match d {
-        DirectionArg::In => Direction::In,
-        DirectionArg::Out => Direction::Out,
-    });
+    let direction = args.direction.map(DirectionArg::direction);
     let stdout = std::io::stdout();
     let scan_one = |code: &[u8], dev: &mut OpenDevice| -> anyhow::Result<()> {
         let outcome = dev.gate.scan(

@@ -10,6 +10,7 @@
 //! - [`policy`]: the decision, in the order DESIGN §5 fixes, with its reason codes.
 //! - [`gate`]: a device's gate logic: credential + policy + ledger, pure.
 //! - [`store`]: sled change log + snapshots, durable before an admit is answered.
+//! - [`mesh`]: `node run`: the device on the mesh (swarm + gate + store in one loop).
 //! - [`qr`]: QR images of codes.
 //! - [`cli`]: the organizer and steward commands.
 
@@ -19,6 +20,7 @@ pub mod device;
 pub mod event;
 pub mod gate;
 pub mod manifest;
+pub mod mesh;
 pub mod policy;
 pub mod qr;
 pub mod signed;

@@ -1,0 +1,636 @@
+//! `gatemesh node run`: one device on the mesh. A single task owns the swarm, the gate logic
+//! and the store, so a gossiped change is checked against the ledger, applied and made durable
+//! before it is accepted and forwarded, and a local admit is durable before it is answered and
+//! published.
+//!
+//! The steward's scanner types codes on standard input (one per line); decisions and mesh events
+//! go to standard output as JSON lines. Lines starting with `!` are commands: `!status`.
+
+use crate::cli::{open_device, OpenDevice};
+use crate::device::DeviceCertificate;
+use crate::gate::ScanRequest;
+use anyhow::Context;
+use futures::StreamExt;
+use gatemesh_crdt::{Applied, Direction, SyncPeer};
+use gatemesh_transport::discovery::{Discovered, Discovery};
+use gatemesh_transport::libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use gatemesh_transport::libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use gatemesh_transport::libp2p::{
+    gossipsub, multiaddr::Protocol, request_response, Multiaddr, PeerId, Swarm,
+};
+use gatemesh_transport::{
+    behaviour, build_swarm, topics, MeshBehaviour, MeshBehaviourEvent, MeshConfig,
+};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often every connected peer is offered a sync round (repair of anything gossip missed).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(3);
+/// How often known peers (static `--peer` or discovered) are redialed while not connected.
+pub const REDIAL_INTERVAL: Duration = Duration::from_millis(500);
+/// The peer with the smaller id dials; the other dials too if no connection came within this.
+pub const DIAL_FALLBACK: Duration = Duration::from_secs(1);
+/// Most discovered peers remembered.
+pub const KNOWN_PEERS_MAX: usize = 1024;
+/// Lines from standard input buffered before the reader waits.
+pub const INPUT_QUEUE_MAX: usize = 1024;
+/// Longest input line (a code is at most 2,048 bytes).
+pub const INPUT_LINE_BYTES_MAX: usize = crate::credential::CODE_BYTES_MAX + 2;
+
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub event: PathBuf,
+    pub device: PathBuf,
+    pub data: PathBuf,
+    pub gate: String,
+    pub direction: Option<Direction>,
+    pub listen: Vec<Multiaddr>,
+    pub peers: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub hmac_secret_file: Option<PathBuf>,
+}
+
+/// Counters a node reports in `!status` (and later `/metrics`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MeshCounters {
+    pub gossip_accepted: u64,
+    pub gossip_rejected: u64,
+    pub gossip_bytes_in: u64,
+    pub gossip_bytes_out: u64,
+    pub sync_bytes_in: u64,
+    pub sync_bytes_out: u64,
+    pub sync_failures: u64,
+    pub rejected_peers: u64,
+    pub stale_connections_closed: u64,
+}
+
+struct Node {
+    dev: OpenDevice,
+    swarm: Swarm<MeshBehaviour>,
+    opts: NodeOptions,
+    ledger_topic: gossipsub::IdentTopic,
+    names: HashMap<PeerId, String>,
+    /// Open connections per peer, oldest first.
+    connections: HashMap<PeerId, Vec<gatemesh_transport::libp2p::swarm::ConnectionId>>,
+    sync: HashMap<PeerId, SyncPeer>,
+    sync_in_flight: HashSet<PeerId>,
+    /// Discovered peers: addresses and when first seen.
+    known: HashMap<PeerId, (Vec<Multiaddr>, std::time::Instant)>,
+    local_peer: PeerId,
+    counters: MeshCounters,
+}
+
+/// Run a node until standard input closes or Ctrl-C.
+pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+    let dev = open_device(
+        &opts.event,
+        Some(&opts.device),
+        &opts.data,
+        opts.hmac_secret_file.as_deref(),
+    )?;
+    let identity = dev.identity.clone().context("node run needs a device")?;
+    let keypair = behaviour::keypair_of(identity.key.to_bytes())?;
+    let local_peer = keypair.public().to_peer_id();
+    let (allowed, names) = roster_peers(&dev.certificates)?;
+    let mut swarm = build_swarm(MeshConfig { keypair, allowed })?;
+    let event_id = dev.gate.config().event_id.clone();
+    let ledger_topic = gossipsub::IdentTopic::new(topics::ledger(&event_id));
+    swarm.behaviour_mut().gossip.subscribe(&ledger_topic)?;
+    let listen = if opts.listen.is_empty() {
+        vec!["/ip4/0.0.0.0/udp/0/quic-v1".parse()?]
+    } else {
+        opts.listen.clone()
+    };
+    for addr in listen {
+        swarm.listen_on(addr)?;
+    }
+    let mut node = Node {
+        dev,
+        swarm,
+        opts,
+        ledger_topic,
+        names,
+        connections: HashMap::new(),
+        sync: HashMap::new(),
+        sync_in_flight: HashSet::new(),
+        known: HashMap::new(),
+        local_peer,
+        counters: MeshCounters::default(),
+    };
+    for p in node.opts.peers.clone() {
+        let _ = node.swarm.dial(p);
+    }
+    let mut input = spawn_input_reader();
+    let mut discovery: Option<Discovery> = None;
+    let (_keep_tx, idle_rx) = tokio::sync::mpsc::channel::<Discovered>(1);
+    let mut discovered = idle_rx;
+    let mut sync_tick = tokio::time::interval(SYNC_INTERVAL);
+    let mut redial_tick = tokio::time::interval(REDIAL_INTERVAL);
+    emit(
+        json!({"event": "started", "peer_id": local_peer.to_string(), "device": identity.id().to_string(), "gate": node.opts.gate}),
+    );
+    loop {
+        tokio::select! {
+            ev = node.swarm.select_next_some() => {
+                if let SwarmEvent::NewListenAddr { address, .. } = &ev {
+                    if discovery.is_none() && node.opts.mdns {
+                        if let Some(port) = quic_port(address) {
+                            let (d, rx) = Discovery::start(&event_id, &local_peer.to_string(), port)?;
+                            discovery = Some(d);
+                            discovered = rx;
+                        }
+                    }
+                }
+                node.on_swarm_event(ev);
+            }
+            Some(found) = discovered.recv() => node.on_discovered(found),
+            line = input.recv() => match line {
+                Some(line) => node.on_input(&line)?,
+                None => break,
+            },
+            _ = sync_tick.tick() => node.sync_all(),
+            _ = redial_tick.tick() => node.redial(),
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    if let Some(d) = discovery {
+        d.stop();
+    }
+    node.shutdown()
+}
+
+/// The peer ids of every enrolled device (scanners and observers), with their names.
+fn roster_peers(
+    certs: &[DeviceCertificate],
+) -> anyhow::Result<(Vec<PeerId>, HashMap<PeerId, String>)> {
+    let mut allowed = Vec::new();
+    let mut names = HashMap::new();
+    for c in certs {
+        let peer = behaviour::peer_id_of(c.verifying_key()?.as_bytes())?;
+        allowed.push(peer);
+        names.insert(peer, c.name.clone());
+    }
+    Ok((allowed, names))
+}
+
+fn quic_port(addr: &Multiaddr) -> Option<u16> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Udp(port) => Some(port),
+        _ => None,
+    })
+}
+
+/// Print one JSON line on standard output.
+fn emit(v: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// Standard input, line by line, on a thread (stdin reads block), into a bounded queue.
+fn spawn_input_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use std::io::{BufRead, Read};
+    let (tx, rx) = tokio::sync::mpsc::channel(INPUT_QUEUE_MAX);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match (&mut stdin)
+                .take(INPUT_LINE_BYTES_MAX as u64 + 1)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.last() != Some(&b'\n') {
+                let mut rest = Vec::new();
+                let _ = stdin.read_until(b'\n', &mut rest);
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if !line.is_empty() && tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Node {
+    fn on_input(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        if line == b"!status" {
+            emit(self.status());
+            return Ok(());
+        }
+        let now = crate::now_ms();
+        let outcome = self.dev.gate.scan(
+            now,
+            ScanRequest {
+                code: line,
+                gate: &self.opts.gate,
+                direction: self.opts.direction,
+            },
+        )?;
+        if let Some(change) = &outcome.change {
+            self.dev.store.append(std::slice::from_ref(change))?; // durable before the answer
+        }
+        let mut v = serde_json::to_value(&outcome.decision)?;
+        v["event"] = json!("scan");
+        emit(v);
+        if let Some(change) = outcome.change {
+            self.publish(change);
+        }
+        self.maybe_snapshot()?;
+        Ok(())
+    }
+
+    fn publish(&mut self, change: Vec<u8>) {
+        let len = change.len() as u64;
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .publish(self.ledger_topic.clone(), change)
+        {
+            Ok(_) => self.counters.gossip_bytes_out += len,
+            // No peer yet: the periodic sync carries it when one connects.
+            Err(e) => tracing::debug!("publish: {e}"),
+        }
+    }
+
+    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
+        if self.dev.store.wants_snapshot() {
+            let snap = self.dev.gate.ledger().save();
+            self.dev.store.snapshot(&snap)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Value {
+        let ledger = self.dev.gate.ledger();
+        let conflicts: Vec<Value> = ledger
+            .index()
+            .conflicts()
+            .iter()
+            .map(|c| json!({"ticket": c.ticket_id, "double_entries": c.double_entries.iter().map(|r| &r.scan_id).collect::<Vec<_>>()}))
+            .collect();
+        let mut peers: Vec<String> = self.connections.keys().map(|p| self.peer_name(p)).collect();
+        peers.sort();
+        json!({
+            "event": "status",
+            "heads": ledger.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "records": ledger.index().len(),
+            "conflicts": conflicts,
+            "peers": peers,
+            "ledger": ledger.stats(),
+            "mesh": self.counters,
+        })
+    }
+
+    fn peer_name(&self, p: &PeerId) -> String {
+        self.names.get(p).cloned().unwrap_or_else(|| p.to_string())
+    }
+
+    fn on_discovered(&mut self, found: Discovered) {
+        let Ok(peer) = found.peer_id.parse::<PeerId>() else {
+            return;
+        };
+        if !self.names.contains_key(&peer) {
+            return; // not enrolled: never dialed
+        }
+        let addrs: Vec<Multiaddr> = found
+            .addrs
+            .iter()
+            .map(|ip| {
+                Multiaddr::from(*ip)
+                    .with(Protocol::Udp(found.port))
+                    .with(Protocol::QuicV1)
+            })
+            .collect();
+        if !self.known.contains_key(&peer) && self.known.len() >= KNOWN_PEERS_MAX {
+            return;
+        }
+        let entry = self
+            .known
+            .entry(peer)
+            .or_insert_with(|| (Vec::new(), std::time::Instant::now()));
+        for a in addrs {
+            if !entry.0.contains(&a) {
+                entry.0.push(a);
+            }
+        }
+        self.dial_known(peer);
+    }
+
+    /// Dial a discovered peer if the fixed rule says we should: the smaller peer id dials at
+    /// once, the larger only when nothing came after [`DIAL_FALLBACK`] (a peer that restarted
+    /// while we still hold its old connection).
+    fn dial_known(&mut self, peer: PeerId) {
+        let Some((addrs, first_seen)) = self.known.get(&peer) else {
+            return;
+        };
+        if self.swarm.is_connected(&peer)
+            || (self.local_peer > peer && first_seen.elapsed() < DIAL_FALLBACK)
+        {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .addresses(addrs.clone())
+            .build();
+        let _ = self.swarm.dial(opts);
+    }
+
+    fn redial(&mut self) {
+        let known: Vec<PeerId> = self.known.keys().copied().collect();
+        for p in known {
+            self.dial_known(p);
+        }
+        for addr in self.opts.peers.clone() {
+            let peer = addr.iter().find_map(|p| match p {
+                Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            match peer {
+                Some(p) if self.swarm.is_connected(&p) => {}
+                Some(p) => {
+                    let _ = self.swarm.dial(
+                        DialOpts::peer_id(p)
+                            .condition(PeerCondition::DisconnectedAndNotDialing)
+                            .addresses(vec![addr])
+                            .build(),
+                    );
+                }
+                None => {
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<MeshBehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                emit(json!({"event": "listening", "addr": address.to_string()}))
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => self.on_connected(peer_id, connection_id, endpoint.is_listener()),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                let list = self.connections.entry(peer_id).or_default();
+                list.retain(|c| *c != connection_id);
+                if list.is_empty() {
+                    self.connections.remove(&peer_id);
+                    self.sync.remove(&peer_id);
+                    self.sync_in_flight.remove(&peer_id);
+                    emit(json!({"event": "peer_disconnected", "peer": self.peer_name(&peer_id)}));
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => {
+                self.counters.rejected_peers += 1;
+                emit(
+                    json!({"event": "rejected_peer", "addr": send_back_addr.to_string(), "reason": cause.to_string()}),
+                );
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                peer_id,
+                ..
+            } => {
+                self.counters.rejected_peers += 1;
+                emit(
+                    json!({"event": "rejected_peer", "peer": peer_id.map(|p| p.to_string()), "reason": cause.to_string()}),
+                );
+            }
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Gossip(e)) => self.on_gossip(e),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Sync(e)) => self.on_sync(e),
+            _ => {}
+        }
+    }
+
+    /// A new connection. When a peer we already hold a connection to connects to us again, the
+    /// old one is stale (it restarted with the same key; rust-libp2p #5097): close it so gossip
+    /// flows on the new one. Only the receiving side closes, so both ends agree on which stays.
+    fn on_connected(
+        &mut self,
+        peer: PeerId,
+        id: gatemesh_transport::libp2p::swarm::ConnectionId,
+        incoming: bool,
+    ) {
+        let list = self.connections.entry(peer).or_default();
+        let first = list.is_empty();
+        let stale: Vec<_> = if incoming {
+            list.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        list.push(id);
+        for old in stale {
+            self.counters.stale_connections_closed += 1;
+            self.swarm.close_connection(old);
+        }
+        if !first && !incoming {
+            return; // a second dial of ours: the first connection carries on
+        }
+        self.sync.insert(peer, SyncPeer::new());
+        self.sync_in_flight.remove(&peer);
+        emit(json!({"event": "peer_connected", "peer": self.peer_name(&peer)}));
+        self.start_sync(peer);
+    }
+
+    fn on_gossip(&mut self, e: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = e
+        else {
+            return;
+        };
+        self.counters.gossip_bytes_in += message.data.len() as u64;
+        let enrolled = message.source.is_some_and(|s| self.names.contains_key(&s));
+        let verdict = if !enrolled || message.topic != self.ledger_topic.hash() {
+            Err("source not enrolled or unknown topic".to_string())
+        } else {
+            self.dev
+                .gate
+                .ledger()
+                .check_change(&message.data)
+                .map_err(|r| r.to_string())
+        };
+        let acceptance = match verdict {
+            Ok(()) => match self.apply(&[message.data], propagation_source, "gossip") {
+                Ok(0) => gossipsub::MessageAcceptance::Accept,
+                Ok(refused) => {
+                    self.counters.gossip_rejected += 1;
+                    emit(
+                        json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": format!("{refused} records refused")}),
+                    );
+                    gossipsub::MessageAcceptance::Reject
+                }
+                Err(e) => {
+                    tracing::warn!("applying gossip: {e:#}");
+                    gossipsub::MessageAcceptance::Ignore
+                }
+            },
+            Err(reason) => {
+                self.counters.gossip_rejected += 1;
+                emit(
+                    json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": reason}),
+                );
+                gossipsub::MessageAcceptance::Reject
+            }
+        };
+        if acceptance == gossipsub::MessageAcceptance::Accept {
+            self.counters.gossip_accepted += 1;
+        }
+        self.swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+    }
+
+    /// Apply gossip, persist what is new, report it. Returns how many records were refused.
+    fn apply(&mut self, blobs: &[Vec<u8>], from: PeerId, via: &str) -> anyhow::Result<u64> {
+        let applied = self
+            .dev
+            .gate
+            .ledger_mut()
+            .apply_changes(crate::now_ms(), blobs)?;
+        let refused = applied.rejected;
+        self.after_apply(applied, from, via)?;
+        Ok(refused)
+    }
+
+    fn after_apply(&mut self, applied: Applied, from: PeerId, via: &str) -> anyhow::Result<()> {
+        self.dev.store.append(&applied.persist)?;
+        if !applied.records.is_empty() {
+            let ids: Vec<&str> = applied.records.iter().map(|r| r.scan_id.as_str()).collect();
+            emit(
+                json!({"event": "applied", "via": via, "from": self.peer_name(&from), "records": ids, "at_ms": crate::now_ms()}),
+            );
+        }
+        if applied.missing_deps {
+            self.start_sync(from);
+        }
+        self.maybe_snapshot()
+    }
+
+    fn sync_all(&mut self) {
+        let peers: Vec<PeerId> = self.sync.keys().copied().collect();
+        for p in peers {
+            self.start_sync(p);
+        }
+    }
+
+    /// Send our next sync message to `peer`, unless one is already on its way.
+    fn start_sync(&mut self, peer: PeerId) {
+        if self.sync_in_flight.contains(&peer) {
+            return;
+        }
+        let Some(state) = self.sync.get_mut(&peer) else {
+            return;
+        };
+        if let Some(msg) = self.dev.gate.ledger().generate_sync(state) {
+            self.counters.sync_bytes_out += msg.len() as u64;
+            self.swarm.behaviour_mut().sync.send_request(&peer, msg);
+            self.sync_in_flight.insert(peer);
+        }
+    }
+
+    fn on_sync(&mut self, e: request_response::Event<Vec<u8>, Vec<u8>>) {
+        match e {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.receive_sync(peer, &request);
+                    let reply = self
+                        .sync
+                        .get_mut(&peer)
+                        .and_then(|s| self.dev.gate.ledger().generate_sync(s))
+                        .unwrap_or_default();
+                    self.counters.sync_bytes_out += reply.len() as u64;
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, reply);
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.sync_in_flight.remove(&peer);
+                    if response.is_empty() {
+                        if let Some(s) = self.sync.get_mut(&peer) {
+                            s.clear_in_flight();
+                        }
+                    } else {
+                        self.receive_sync(peer, &response);
+                        self.start_sync(peer);
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, .. } => {
+                self.counters.sync_failures += 1;
+                self.sync_in_flight.remove(&peer);
+                if let Some(s) = self.sync.get_mut(&peer) {
+                    s.clear_in_flight();
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.counters.sync_failures += 1;
+                emit(
+                    json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {error}")}),
+                );
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn receive_sync(&mut self, peer: PeerId, bytes: &[u8]) {
+        self.counters.sync_bytes_in += bytes.len() as u64;
+        if !self.sync.contains_key(&peer) {
+            self.sync.insert(peer, SyncPeer::new());
+        }
+        let state = self.sync.get_mut(&peer).expect("inserted above");
+        let result = self
+            .dev
+            .gate
+            .ledger_mut()
+            .receive_sync(state, bytes, crate::now_ms());
+        match result {
+            Ok(applied) => {
+                if let Err(e) = self.after_apply(applied, peer, "sync") {
+                    tracing::warn!("persisting sync: {e:#}");
+                }
+            }
+            Err(e) => {
+                self.counters.sync_failures += 1;
+                emit(
+                    json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {e}")}),
+                );
+            }
+        }
+    }
+
+    fn shutdown(mut self) -> anyhow::Result<()> {
+        let snap = self.dev.gate.ledger().save();
+        self.dev.store.snapshot(&snap)?;
+        emit(json!({"event": "stopped"}));
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! Frames of the `/gatemesh/sync/1` protocol: a big-endian u32 length, then that many bytes of
+//! an Automerge sync message. A frame over [`SYNC_FRAME_BYTES_MAX`] is an error before any byte
+//! of it is read, so a peer cannot make us allocate more.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use std::io;
+
+/// The protocol name.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gatemesh/sync/1");
+/// Largest sync frame, either way.
+pub const SYNC_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Debug, Default)]
+pub struct SyncCodec;
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > SYNC_FRAME_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("sync frame of {len} bytes is over {SYNC_FRAME_BYTES_MAX}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, data: &[u8]) -> io::Result<()> {
+    if data.len() > SYNC_FRAME_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "sync frame too large to send",
+        ));
+    }
+    io.write_all(&(data.len() as u32).to_be_bytes()).await?;
+    io.write_all(data).await?;
+    io.close().await
+}
+
+impl libp2p::request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        read_frame(io).await
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: Vec<u8>,
+    ) -> io::Result<()> {
+        write_frame(io, &res).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::io::Cursor;
+
+    #[test]
+    fn frames_round_trip_and_oversized_or_cut_frames_are_errors() {
+        futures::executor::block_on(async {
+            let mut out = Cursor::new(Vec::new());
+            write_frame(&mut out, b"hello").await.unwrap();
+            let mut input = Cursor::new(out.into_inner());
+            assert_eq!(read_frame(&mut input).await.unwrap(), b"hello");
+            let mut huge = Cursor::new(((SYNC_FRAME_BYTES_MAX + 1) as u32).to_be_bytes().to_vec());
+            assert_eq!(
+                read_frame(&mut huge).await.unwrap_err().kind(),
+                io::ErrorKind::InvalidData
+            );
+            let mut cut = Cursor::new(vec![0, 0, 0, 9, 1, 2]);
+            assert!(read_frame(&mut cut).await.is_err());
+        });
+    }
+}
