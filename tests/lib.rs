@@ -91,3 +91,147 @@ pub fn decisions(stdout: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad decision line {l:?}: {e}")))
         .collect()
 }
+
+/// A running `gatemesh node run` process: codes in on stdin, JSON events out on stdout.
+/// Killed when dropped, so a failing test leaves nothing running.
+pub struct NodeProc {
+    pub name: String,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every event seen so far, in order.
+    pub seen: Vec<serde_json::Value>,
+}
+
+/// The longest any test waits for one event.
+pub const EVENT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl NodeProc {
+    /// Start a node for `device` (a directory name inside the event dir) on `data`.
+    pub fn start(event: &Path, device: &str, data: &Path, gate: &str, extra: &[&str]) -> NodeProc {
+        use std::process::Stdio;
+        let mut child = Command::new(gatemesh_bin())
+            .args([
+                "node",
+                "run",
+                "--event",
+                event.to_str().unwrap(),
+                "--device",
+                event.join(device).to_str().unwrap(),
+            ])
+            .args(["--data", data.to_str().unwrap(), "--gate", gate])
+            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("gatemesh node run starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        NodeProc {
+            name: device.to_string(),
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Send one line (a code or a `!` command).
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").expect("node stdin open");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait for the first event (after those already returned) matching `pred`.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_for_within(what, EVENT_WAIT_MAX, pred)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no {what} within {EVENT_WAIT_MAX:?}; saw {:#?}",
+                    self.name, self.seen
+                )
+            })
+    }
+
+    /// Like [`Self::wait_for`], `None` after `limit`.
+    pub fn wait_for_within(
+        &mut self,
+        _what: &str,
+        limit: std::time::Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Scan a code and return the decision.
+    pub fn scan(&mut self, code: &str) -> serde_json::Value {
+        self.send(code);
+        self.wait_for("scan decision", |v| v["event"] == "scan")
+    }
+
+    /// Ask for `!status`.
+    pub fn status(&mut self) -> serde_json::Value {
+        self.send("!status");
+        self.wait_for("status", |v| v["event"] == "status")
+    }
+
+    /// Wait until connected to at least `n` distinct peers.
+    pub fn wait_peers(&mut self, n: usize) {
+        let deadline = std::time::Instant::now() + EVENT_WAIT_MAX;
+        while std::time::Instant::now() < deadline {
+            let peers = self.status()["peers"].as_array().map_or(0, Vec::len);
+            if peers >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let status = self.status();
+        panic!(
+            "{}: fewer than {n} peers after {EVENT_WAIT_MAX:?}: {status:#?}",
+            self.name
+        );
+    }
+
+    /// SIGKILL the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

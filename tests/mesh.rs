@@ -1,0 +1,202 @@
+//! The mesh with real processes on real sockets: `gatemesh node run` nodes on loopback.
+
+use gatemesh_tests::{make_event, NodeProc};
+use std::time::{Duration, Instant};
+
+fn device_id(node: &NodeProc) -> String {
+    node.seen
+        .iter()
+        .find(|v| v["event"] == "started")
+        .map(|v| v["device"].as_str().unwrap().to_string())
+        .expect("started event")
+}
+
+#[test]
+fn five_nodes_find_each_other_by_mdns_and_a_screenshot_is_refused_at_the_next_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let codes = make_event(&ev, 5, &names, false);
+    let gates = ["north", "south", "north", "south", "south"];
+    let mut nodes: Vec<NodeProc> = names
+        .iter()
+        .zip(gates)
+        .map(|(n, g)| NodeProc::start(&ev, &format!("device-{n}"), &tmp.path().join(n), g, &[]))
+        .collect();
+    for n in nodes.iter_mut() {
+        n.wait_for("started", |v| v["event"] == "started");
+    }
+    for n in nodes.iter_mut() {
+        n.wait_peers(4); // mDNS alone: no --peer was given
+    }
+    let first_device = device_id(&nodes[0]);
+    let admit = nodes[0].scan(&codes[0].1);
+    assert_eq!(admit["reason"], "ok");
+    let scan_id = admit["scan_id"].as_str().unwrap().to_string();
+    nodes[4].wait_for("the admit from n1", |v| {
+        v["event"] == "applied"
+            && v["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|s| s == scan_id.as_str()))
+    });
+    let refused = nodes[4].scan(&codes[0].1);
+    assert_eq!(refused["verdict"], "deny", "{refused}");
+    assert_eq!(refused["reason"], "already_redeemed");
+    assert_eq!(refused["previous"][0]["device"], first_device.as_str());
+    assert_eq!(refused["previous"][0]["gate"], "north");
+    // Every node holds both records and no double entry.
+    for n in nodes.iter_mut() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = n.status();
+            if s["records"] == 2 {
+                assert_eq!(s["conflicts"], serde_json::json!([]));
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: {s}", n.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_node_killed_and_restarted_catches_up_and_publishes_again_within_two_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 6, &["a", "b", "c"], false);
+    let start = |n: &str| {
+        NodeProc::start(
+            &ev,
+            &format!("device-{n}"),
+            &tmp.path().join(n),
+            "north",
+            &[],
+        )
+    };
+    let (mut a, mut b, mut c) = (start("a"), start("b"), start("c"));
+    for n in [&mut a, &mut b, &mut c] {
+        n.wait_peers(2);
+    }
+    let before_kill = b.scan(&codes[0].1);
+    assert_eq!(before_kill["reason"], "ok");
+    b.kill();
+    // While b is down, a admits another ticket: b must catch up through sync.
+    assert_eq!(a.scan(&codes[1].1)["reason"], "ok");
+    let mut b = start("b");
+    b.wait_for("a peer", |v| v["event"] == "peer_connected");
+    let sent = Instant::now();
+    let admit = b.scan(&codes[2].1);
+    assert_eq!(
+        admit["reason"], "ok",
+        "b kept its own admit and took a new one: {admit}"
+    );
+    let id = admit["scan_id"].as_str().unwrap().to_string();
+    for other in [&mut a, &mut c] {
+        let got = other.wait_for_within(
+            "b's new admit",
+            Duration::from_secs(2).saturating_sub(sent.elapsed()),
+            |v| {
+                v["event"] == "applied"
+                    && v["records"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|s| s == id.as_str()))
+            },
+        );
+        assert!(
+            got.is_some(),
+            "{} did not get b's admit within 2 s of the scan: {:#?}",
+            other.name,
+            other.seen
+        );
+    }
+    // b caught up with what it missed and with what it did before the kill.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = b.scan(&codes[1].1);
+        if r["reason"] == "already_redeemed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b never learned of a's admit: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Its own admit from before the kill survived: refused, or (within the 3 s double-scan
+    // grace) the same admit handed back as a repeat.
+    let again = b.scan(&codes[0].1);
+    let kept = again["reason"] == "already_redeemed"
+        || (again["repeat"] == true && again["scan_id"] == before_kill["scan_id"]);
+    assert!(kept, "b lost its admit from before the kill: {again}");
+}
+
+#[test]
+fn an_unenrolled_node_gets_no_connection_and_nothing_it_scans_is_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 3, &["a", "b"], false);
+    // The rogue holds a real organizer-signed certificate, but in a copy of the event that the
+    // venue's devices never saw: it is not in their roster.
+    let rogue_ev = tmp.path().join("rogue-event");
+    copy_dir(&ev, &rogue_ev);
+    gatemesh_tests::gatemesh(&[
+        "device",
+        "enroll",
+        "--event",
+        rogue_ev.to_str().unwrap(),
+        "--name",
+        "rogue",
+    ]);
+    let mut a = NodeProc::start(&ev, "device-a", &tmp.path().join("a"), "north", &[]);
+    let mut b = NodeProc::start(&ev, "device-b", &tmp.path().join("b"), "south", &[]);
+    a.wait_peers(1);
+    b.wait_peers(1);
+    let a_addr = a
+        .seen
+        .iter()
+        .find(|v| v["event"] == "listening")
+        .map(|v| v["addr"].as_str().unwrap().to_string())
+        .unwrap();
+    let a_peer = a
+        .seen
+        .iter()
+        .find(|v| v["event"] == "started")
+        .map(|v| v["peer_id"].as_str().unwrap().to_string())
+        .unwrap();
+    let mut rogue = NodeProc::start(
+        &rogue_ev,
+        "device-rogue",
+        &tmp.path().join("r"),
+        "north",
+        &["--peer", &format!("{a_addr}/p2p/{a_peer}")],
+    );
+    a.wait_for("the rogue refused", |v| v["event"] == "rejected_peer");
+    assert_eq!(rogue.scan(&codes[0].1)["reason"], "ok");
+    std::thread::sleep(Duration::from_secs(2));
+    for n in [&mut a, &mut b] {
+        let s = n.status();
+        assert_eq!(s["records"], 0, "{}: {s}", n.name);
+        assert_eq!(
+            s["peers"].as_array().unwrap().len(),
+            1,
+            "{}: only the enrolled peer: {s}",
+            n.name
+        );
+    }
+    assert!(a.status()["mesh"]["rejected_peers"].as_u64().unwrap() >= 1);
+    // The venue's devices still admit the ticket the rogue "used".
+    assert_eq!(a.scan(&codes[0].1)["reason"], "ok");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
