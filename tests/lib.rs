@@ -6,11 +6,11 @@ use std::process::{Command, Output};
 /// The `gatemesh` binary of this build (built on demand when the test runs alone).
 pub fn gatemesh_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile dir")
-        .to_path_buf();
+    // Test binaries live in <profile>/deps, benchmark binaries in <profile>.
+    let mut dir = exe.parent().expect("binary dir").to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
     let bin = dir.join("gatemesh");
     if !bin.exists() {
         let release = dir.file_name().is_some_and(|n| n == "release");
@@ -107,20 +107,44 @@ pub struct NodeProc {
 pub const EVENT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl NodeProc {
-    /// Start a node for `device` (a directory name inside the event dir) on `data`.
+    /// Start a node for `device` (a directory name inside the event dir) on `data`, on loopback.
     pub fn start(event: &Path, device: &str, data: &Path, gate: &str, extra: &[&str]) -> NodeProc {
+        NodeProc::start_in(
+            None,
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            event,
+            device,
+            data,
+            gate,
+            extra,
+        )
+    }
+
+    /// Start a node inside network namespace `netns` (when given), listening on `listen`.
+    pub fn start_in(
+        netns: Option<&str>,
+        listen: &str,
+        event: &Path,
+        device: &str,
+        data: &Path,
+        gate: &str,
+        extra: &[&str],
+    ) -> NodeProc {
         use std::process::Stdio;
-        let mut child = Command::new(gatemesh_bin())
-            .args([
-                "node",
-                "run",
-                "--event",
-                event.to_str().unwrap(),
-                "--device",
-                event.join(device).to_str().unwrap(),
-            ])
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(gatemesh_bin());
+                c
+            }
+            None => Command::new(gatemesh_bin()),
+        };
+        let device_dir = event.join(device);
+        let mut child = cmd
+            .args(["node", "run", "--event", event.to_str().unwrap()])
+            .args(["--device", device_dir.to_str().unwrap()])
             .args(["--data", data.to_str().unwrap(), "--gate", gate])
-            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+            .args(["--listen", listen])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -223,6 +247,11 @@ impl NodeProc {
         );
     }
 
+    /// Every event that arrived so far, without waiting and without keeping them in `seen`.
+    pub fn drain(&mut self) -> Vec<serde_json::Value> {
+        self.events.try_iter().collect()
+    }
+
     /// SIGKILL the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -234,4 +263,94 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A switch namespace with two bridges and `hosts` host namespaces wired to bridge 0, torn down
+/// on drop. Host i has 10.77.0.(i+1)/24 on `eth0`. Needs root and iproute2.
+pub struct Lan {
+    prefix: String,
+    pub hosts: usize,
+}
+
+impl Lan {
+    pub fn new(hosts: usize) -> Lan {
+        let prefix = format!("gm{}", std::process::id() % 100_000);
+        let lan = Lan { prefix, hosts };
+        let sw = lan.switch();
+        ip(&["netns", "add", &sw]);
+        ip(&["-n", &sw, "link", "set", "lo", "up"]);
+        for br in ["br0", "br1"] {
+            ip(&["-n", &sw, "link", "add", br, "type", "bridge"]);
+            ip(&["-n", &sw, "link", "set", br, "up"]);
+        }
+        for i in 0..hosts {
+            let h = lan.host(i);
+            ip(&["netns", "add", &h]);
+            ip(&["-n", &h, "link", "set", "lo", "up"]);
+            let port = format!("p{i}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &h,
+            ]);
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                &h,
+                "addr",
+                "add",
+                &format!("10.77.0.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &h, "link", "set", "eth0", "multicast", "on", "up"]);
+            ip(&["-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        }
+        lan
+    }
+
+    pub fn switch(&self) -> String {
+        format!("{}-sw", self.prefix)
+    }
+
+    pub fn host(&self, i: usize) -> String {
+        format!("{}-h{i}", self.prefix)
+    }
+
+    /// Put host `i`'s port on bridge `bridge` (0 or 1): hosts on different bridges cannot talk.
+    pub fn attach(&self, i: usize, bridge: u8) {
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &format!("p{i}"),
+            "master",
+            &format!("br{bridge}"),
+        ]);
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for i in 0..self.hosts {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.host(i)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.switch()])
+            .status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 (ip) is installed");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -28,7 +28,7 @@ use ed25519_dalek::SigningKey;
 use std::collections::HashMap;
 
 /// Largest sync message accepted from a peer.
-pub const SYNC_MESSAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const SYNC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest single change accepted (the fast path carries one record per change).
 pub const CHANGE_BYTES_MAX: usize = 64 * 1024;
 /// Most changes in one batch given to [`Ledger::apply_changes`].

@@ -4,7 +4,9 @@
 //! published.
 //!
 //! The steward's scanner types codes on standard input (one per line); decisions and mesh events
-//! go to standard output as JSON lines. Lines starting with `!` are commands: `!status`.
+//! go to standard output as JSON lines. Lines starting with `!` are operator commands:
+//! `!status`; `!block PEER...` / `!unblock PEER...` (peer ids or device names) cut this node off
+//! from those peers and back, as a venue operator isolating a device, or a drill of a split.
 
 use crate::cli::{open_device, OpenDevice};
 use crate::device::DeviceCertificate;
@@ -183,6 +185,14 @@ fn quic_port(addr: &Multiaddr) -> Option<u16> {
     })
 }
 
+/// Microseconds since the Unix epoch (event timestamps, for propagation measurements).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// Print one JSON line on standard output.
 fn emit(v: Value) {
     let mut out = std::io::stdout().lock();
@@ -222,8 +232,8 @@ fn spawn_input_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 
 impl Node {
     fn on_input(&mut self, line: &[u8]) -> anyhow::Result<()> {
-        if line == b"!status" {
-            emit(self.status());
+        if line.first() == Some(&b'!') {
+            self.on_command(&String::from_utf8_lossy(line));
             return Ok(());
         }
         let now = crate::now_ms();
@@ -240,12 +250,47 @@ impl Node {
         }
         let mut v = serde_json::to_value(&outcome.decision)?;
         v["event"] = json!("scan");
+        v["at_us"] = json!(now_us());
         emit(v);
         if let Some(change) = outcome.change {
             self.publish(change);
         }
         self.maybe_snapshot()?;
         Ok(())
+    }
+
+    fn on_command(&mut self, line: &str) {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("!status") => emit(self.status()),
+            Some(cmd @ ("!block" | "!unblock")) => {
+                let mut done = Vec::new();
+                for w in words {
+                    let Some(peer) = self
+                        .names
+                        .iter()
+                        .find(|(p, n)| n.as_str() == w || p.to_string() == w)
+                        .map(|(p, _)| *p)
+                    else {
+                        emit(
+                            json!({"event": "error", "error": "unknown_peer", "message": format!("no enrolled device {w}")}),
+                        );
+                        continue;
+                    };
+                    let allow = &mut self.swarm.behaviour_mut().allow;
+                    if cmd == "!block" {
+                        allow.disallow_peer(peer);
+                    } else {
+                        allow.allow_peer(peer);
+                    }
+                    done.push(self.peer_name(&peer));
+                }
+                emit(json!({"event": cmd.trim_start_matches('!'), "peers": done}));
+            }
+            _ => emit(
+                json!({"event": "error", "error": "unknown_command", "message": format!("unknown command {line:?}")}),
+            ),
+        }
     }
 
     fn publish(&mut self, change: Vec<u8>) {
@@ -333,6 +378,9 @@ impl Node {
         let Some((addrs, first_seen)) = self.known.get(&peer) else {
             return;
         };
+        if !self.swarm.behaviour().allow.allowed_peers().contains(&peer) {
+            return; // blocked by the operator
+        }
         if self.swarm.is_connected(&peer)
             || (self.local_peer > peer && first_seen.elapsed() < DIAL_FALLBACK)
         {
@@ -518,11 +566,11 @@ impl Node {
     }
 
     fn after_apply(&mut self, applied: Applied, from: PeerId, via: &str) -> anyhow::Result<()> {
-        self.dev.store.append(&applied.persist)?;
+        self.dev.store.append_relaxed(&applied.persist)?; // peers hold them too
         if !applied.records.is_empty() {
             let ids: Vec<&str> = applied.records.iter().map(|r| r.scan_id.as_str()).collect();
             emit(
-                json!({"event": "applied", "via": via, "from": self.peer_name(&from), "records": ids, "at_ms": crate::now_ms()}),
+                json!({"event": "applied", "via": via, "from": self.peer_name(&from), "records": ids, "at_us": now_us()}),
             );
         }
         if applied.missing_deps {
@@ -584,12 +632,17 @@ impl Node {
                     }
                 }
             },
-            request_response::Event::OutboundFailure { peer, .. } => {
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                // Automerge marked what that message carried as sent: start the session over so
+                // nothing is left out.
                 self.counters.sync_failures += 1;
                 self.sync_in_flight.remove(&peer);
-                if let Some(s) = self.sync.get_mut(&peer) {
-                    s.clear_in_flight();
+                if self.sync.contains_key(&peer) {
+                    self.sync.insert(peer, SyncPeer::new());
                 }
+                emit(
+                    json!({"event": "sync_failure", "peer": self.peer_name(&peer), "reason": error.to_string()}),
+                );
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 self.counters.sync_failures += 1;

@@ -2,7 +2,8 @@
 //!
 //! sled 0.34's `flush()` ends in `sync_file_range`, which does not make data durable (sled issue
 //! #1452). So [`Store::append`] flushes and then `fdatasync`s sled's log file itself before it
-//! returns: only then may the gate show green.
+//! returns: only then may the gate show green. Changes received from peers use
+//! [`Store::append_relaxed`]: a power cut may lose them, and sync brings them back.
 //!
 //! Layout: tree `log` maps a big-endian u64 sequence number to one blob (an Automerge change or
 //! a sync chunk, each loadable with `load_incremental`); tree `meta` holds the snapshot (a full
@@ -96,10 +97,25 @@ impl Store {
         Ok(Stored { snapshot, log })
     }
 
-    /// Append blobs and make them durable before returning.
+    /// Append blobs and make them durable (flush + fdatasync) before returning: for local
+    /// decisions, which must survive a power cut before the gate shows them.
     pub fn append(&mut self, blobs: &[Vec<u8>]) -> Result<(), StoreError> {
+        if self.insert(blobs)? {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Append blobs without waiting for the disk: for changes received from peers, which sync
+    /// brings back if a power cut loses them. The next durable append (or sled's periodic flush)
+    /// writes them out.
+    pub fn append_relaxed(&mut self, blobs: &[Vec<u8>]) -> Result<(), StoreError> {
+        self.insert(blobs).map(|_| ())
+    }
+
+    fn insert(&mut self, blobs: &[Vec<u8>]) -> Result<bool, StoreError> {
         if blobs.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if let Some(big) = blobs.iter().find(|b| b.len() > BLOB_BYTES_MAX) {
             return Err(StoreError::TooLarge(big.len()));
@@ -111,7 +127,7 @@ impl Store {
         }
         self.log.apply_batch(batch)?;
         self.since_snapshot += blobs.len() as u64;
-        self.sync()
+        Ok(true)
     }
 
     /// Whether enough was appended since the last snapshot to take a new one.

@@ -4,4 +4,5 @@
 //! one JSON object per line with `--json`. Goals are compared in BENCHMARKS.md, never asserted.
 
 pub mod bench;
+pub mod meshbench;
 pub mod report;

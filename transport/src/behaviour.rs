@@ -22,6 +22,8 @@ use std::time::Duration;
 pub const GOSSIP_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// Gossipsub heartbeat: short, so mesh repairs and IHAVE gossip happen within a fraction of a second.
 pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(200);
+/// Gossipsub mesh degree (default 6).
+pub const GOSSIP_MESH_N: usize = 3;
 /// Established connections in all.
 pub const CONNECTIONS_MAX: u32 = 512;
 /// Connections per peer: two, so a restarted peer's new connection can replace the stale one.
@@ -63,6 +65,12 @@ pub fn gossip_config() -> Result<gossipsub::Config, MeshError> {
             gossipsub::MessageId::from(digest[..20].to_vec())
         })
         .flood_publish(true)
+        // The publisher floods to every peer; forwarding only repairs what flooding missed, so a
+        // small mesh keeps duplicate receptions (each one decrypted, decoded, hashed) down.
+        .mesh_n(GOSSIP_MESH_N)
+        .mesh_n_low(GOSSIP_MESH_N - 1)
+        .mesh_n_high(GOSSIP_MESH_N + 2)
+        .mesh_outbound_min(1)
         .heartbeat_interval(GOSSIP_HEARTBEAT)
         .max_transmit_size(GOSSIP_MESSAGE_BYTES_MAX)
         .duplicate_cache_time(Duration::from_secs(120))

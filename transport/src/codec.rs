@@ -8,8 +8,9 @@ use std::io;
 
 /// The protocol name.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gatemesh/sync/1");
-/// Largest sync frame, either way.
-pub const SYNC_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Largest sync frame, either way. Automerge puts every change the peer lacks into one sync
+/// message (about 300 bytes per record), so this bounds the gap one round can repair (~200k records).
+pub const SYNC_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 #[derive(Clone, Debug, Default)]
 pub struct SyncCodec;

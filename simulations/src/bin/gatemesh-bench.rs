@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide [--json] [--redemptions N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +52,12 @@ fn main() -> anyhow::Result<()> {
     let result = match args.first().map(String::as_str) {
         Some("ledger") => simulations::bench::ledger(redemptions.unwrap_or(500_000), live_bytes)?,
         Some("decide") => simulations::bench::decide(redemptions.unwrap_or(100_000), 2_000)?,
+        Some("mesh") => simulations::meshbench::run(&simulations::meshbench::MeshBench {
+            nodes: number("--nodes")?.unwrap_or(10),
+            rate_per_s: number("--rate")?.unwrap_or(100) as u32,
+            seconds: number("--seconds")?.unwrap_or(10) as u32,
+            heal_scans: number("--heal-scans")?.unwrap_or(10_000),
+        })?,
         _ => anyhow::bail!("{USAGE}"),
     };
     simulations::report::print(&result, json);

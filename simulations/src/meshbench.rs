@@ -1,0 +1,282 @@
+//! `mesh`: ten real `gatemesh node run` processes on loopback (they share this machine's cores),
+//! scans fed at a steady rate, then a split and a heal.
+//!
+//! - propagation: for every admit, the time from its commit on the scanning node (`scan` event)
+//!   to its application on each other node (`applied` event), same machine clock, in ms.
+//! - sustained: the highest offered rate at which every admit reached every node within
+//!   `BACKLOG_GRACE` of the end of the run and p99 propagation stayed under a second.
+//! - heal: nodes 0–4 and 5–9 block each other, each side scans `heal_scans` tickets, then the
+//!   blocks are lifted; the time until every node reports the same heads.
+
+use crate::report::percentile;
+use gatemesh_tests::{make_event, NodeProc};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// After a rate step ends, admits must have reached every node within this.
+const BACKLOG_GRACE: Duration = Duration::from_secs(3);
+/// Offered rates tried for `sustained_scans_per_s`, in order.
+const SUSTAIN_RATES: [u32; 4] = [250, 500, 1000, 2000];
+const SUSTAIN_STEP: Duration = Duration::from_secs(4);
+/// Longest wait for heads to become equal after a heal.
+const HEAL_WAIT_MAX: Duration = Duration::from_secs(120);
+
+pub struct MeshBench {
+    pub nodes: usize,
+    pub rate_per_s: u32,
+    pub seconds: u32,
+    pub heal_scans: usize,
+}
+
+struct Mesh {
+    nodes: Vec<NodeProc>,
+    codes: Vec<String>,
+    next_code: usize,
+    /// scan id → (node index, commit time µs)
+    admits: HashMap<String, (usize, u64)>,
+    /// scan id → arrival times (µs) on other nodes
+    arrivals: HashMap<String, Vec<u64>>,
+}
+
+impl Mesh {
+    fn collect(&mut self) {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            for v in n.drain() {
+                let at = v["at_us"].as_u64().unwrap_or(0);
+                match v["event"].as_str() {
+                    Some("scan") if v["verdict"] == "admit" => {
+                        self.admits.insert(
+                            v["scan_id"].as_str().unwrap_or_default().to_string(),
+                            (i, at),
+                        );
+                    }
+                    Some("applied") => {
+                        for r in v["records"].as_array().into_iter().flatten() {
+                            self.arrivals
+                                .entry(r.as_str().unwrap_or_default().to_string())
+                                .or_default()
+                                .push(at);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Feed `count` fresh codes round-robin at `rate` per second (or as fast as possible at 0).
+    fn feed(&mut self, count: usize, rate: u32, only: Option<&[usize]>) {
+        let start = Instant::now();
+        let targets: Vec<usize> = only
+            .map(<[usize]>::to_vec)
+            .unwrap_or_else(|| (0..self.nodes.len()).collect());
+        for k in 0..count {
+            if rate > 0 {
+                let due = start + Duration::from_secs_f64(k as f64 / f64::from(rate));
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let code = self.codes[self.next_code].clone();
+            self.next_code += 1;
+            self.nodes[targets[k % targets.len()]].send(&code);
+            if k % 64 == 0 {
+                self.collect();
+            }
+        }
+    }
+
+    /// Propagation samples (ms) of the admits in `ids`, and how many (admit, node) pairs are
+    /// still missing.
+    fn propagation(&self, ids: &[String]) -> (Vec<f64>, usize) {
+        let others = self.nodes.len() - 1;
+        let mut samples = Vec::new();
+        let mut missing = 0;
+        for id in ids {
+            let Some(&(_, at)) = self.admits.get(id) else {
+                continue;
+            };
+            let arr = self.arrivals.get(id).map(Vec::as_slice).unwrap_or_default();
+            missing += others.saturating_sub(arr.len());
+            samples.extend(arr.iter().map(|a| a.saturating_sub(at) as f64 / 1000.0));
+        }
+        (samples, missing)
+    }
+
+    fn admits_since(&self, t0_us: u64) -> Vec<String> {
+        self.admits
+            .iter()
+            .filter(|(_, (_, at))| *at >= t0_us)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Wait until `expected` admits since `t0` are answered and everywhere, up to `limit`.
+    /// Returns the samples and the missing count (unanswered admits count for every node).
+    fn settle(&mut self, t0_us: u64, expected: usize, limit: Duration) -> (Vec<f64>, usize) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.collect();
+            let ids = self.admits_since(t0_us);
+            let (samples, mut missing) = self.propagation(&ids);
+            missing += expected.saturating_sub(ids.len()) * (self.nodes.len() - 1);
+            if missing == 0 || Instant::now() >= deadline {
+                return (samples, missing);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn heads(&mut self) -> Vec<Value> {
+        self.nodes
+            .iter_mut()
+            .map(|n| n.status()["heads"].clone())
+            .collect()
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
+    let tmp = tempfile::tempdir()?;
+    let ev = tmp.path().join("event");
+    let names: Vec<String> = (0..b.nodes).map(|i| format!("n{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let steady = (b.rate_per_s * b.seconds) as usize;
+    let sustain: usize = SUSTAIN_RATES
+        .iter()
+        .map(|r| (*r as f64 * SUSTAIN_STEP.as_secs_f64()) as usize)
+        .sum();
+    let total = steady + sustain + 2 * b.heal_scans;
+    let codes = make_event(&ev, total as u32, &name_refs, false)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let nodes: Vec<NodeProc> = names
+        .iter()
+        .map(|n| {
+            NodeProc::start(
+                &ev,
+                &format!("device-{n}"),
+                &tmp.path().join(n),
+                "north",
+                &[],
+            )
+        })
+        .collect();
+    let mut mesh = Mesh {
+        nodes,
+        codes,
+        next_code: 0,
+        admits: HashMap::new(),
+        arrivals: HashMap::new(),
+    };
+    for n in mesh.nodes.iter_mut() {
+        n.wait_peers(b.nodes - 1);
+    }
+    for n in mesh.nodes.iter_mut() {
+        n.drain();
+    }
+    // Steady rate: propagation.
+    let t0 = now_us();
+    mesh.feed(steady, b.rate_per_s, None);
+    let (mut samples, missing) = mesh.settle(t0, steady, BACKLOG_GRACE);
+    anyhow::ensure!(
+        missing == 0,
+        "{missing} deliveries missing at {} scans/s",
+        b.rate_per_s
+    );
+    anyhow::ensure!(
+        samples.len() == steady * (b.nodes - 1),
+        "measured {} deliveries, expected {}",
+        samples.len(),
+        steady * (b.nodes - 1)
+    );
+    let p50 = percentile(&mut samples, 50.0);
+    let p99 = percentile(&mut samples, 99.0);
+    // Rising rates: sustained.
+    let mut sustained = 0;
+    let mut steps = Vec::new();
+    for rate in SUSTAIN_RATES {
+        let t0 = now_us();
+        let started = Instant::now();
+        let fed = (rate as f64 * SUSTAIN_STEP.as_secs_f64()) as usize;
+        mesh.feed(fed, rate, None);
+        let offered_s = started.elapsed().as_secs_f64();
+        let (mut s, missing) = mesh.settle(t0, fed, BACKLOG_GRACE);
+        let answered = mesh.admits_since(t0).len();
+        let step_p99 = percentile(&mut s, 99.0);
+        steps.push(json!({"rate": rate, "fed_in_s": offered_s, "answered": answered, "p99_ms": step_p99, "missing": missing}));
+        if missing == 0 && answered == fed && step_p99 < 1000.0 {
+            sustained = rate;
+        } else {
+            break;
+        }
+    }
+    let heal_ms = heal(&mut mesh, b.heal_scans)?;
+    let mut m = Map::new();
+    m.insert("bench".into(), json!("mesh"));
+    m.insert("nodes".into(), json!(b.nodes));
+    m.insert("rate_per_s".into(), json!(b.rate_per_s));
+    m.insert("propagation_p50_ms".into(), json!(p50));
+    m.insert("propagation_p99_ms".into(), json!(p99));
+    m.insert("sustained_scans_per_s".into(), json!(sustained));
+    m.insert("sustain_steps".into(), json!(steps));
+    m.insert("heal_scans_per_side".into(), json!(b.heal_scans));
+    m.insert("heal_ms".into(), json!(heal_ms));
+    Ok(m)
+}
+
+/// Split into halves, scan `per_side` on each, heal, time until all heads are equal.
+fn heal(mesh: &mut Mesh, per_side: usize) -> anyhow::Result<f64> {
+    let n = mesh.nodes.len();
+    let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| *i < n / 2);
+    let names = |side: &[usize]| {
+        side.iter()
+            .map(|i| format!("n{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for &i in &a {
+        mesh.nodes[i].send(&format!("!block {}", names(&b)));
+    }
+    for &i in &b {
+        mesh.nodes[i].send(&format!("!block {}", names(&a)));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = now_us();
+    mesh.feed(per_side, 0, Some(&a));
+    mesh.feed(per_side, 0, Some(&b));
+    // Every scan of both sides answered before the heal.
+    let deadline = Instant::now() + HEAL_WAIT_MAX;
+    while mesh.admits_since(t0).len() < 2 * per_side {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "split-side scans not all answered"
+        );
+        mesh.collect();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..n {
+        let line = format!("!unblock {}", names(if a.contains(&i) { &b } else { &a }));
+        mesh.nodes[i].send(&line);
+    }
+    let healed = Instant::now();
+    loop {
+        let heads = mesh.heads();
+        if heads.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(healed.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::ensure!(
+            healed.elapsed() < HEAL_WAIT_MAX,
+            "no convergence within {HEAL_WAIT_MAX:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
