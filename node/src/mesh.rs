@@ -483,7 +483,7 @@ impl Node {
         let list = self.connections.entry(peer).or_default();
         let first = list.is_empty();
         let stale: Vec<_> = if incoming {
-            list.drain(..).collect()
+            std::mem::take(list)
         } else {
             Vec::new()
         };
@@ -656,10 +656,7 @@ impl Node {
 
     fn receive_sync(&mut self, peer: PeerId, bytes: &[u8]) {
         self.counters.sync_bytes_in += bytes.len() as u64;
-        if !self.sync.contains_key(&peer) {
-            self.sync.insert(peer, SyncPeer::new());
-        }
-        let state = self.sync.get_mut(&peer).expect("inserted above");
+        let state = self.sync.entry(peer).or_default();
         let result = self
             .dev
             .gate
