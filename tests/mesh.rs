@@ -83,7 +83,7 @@ fn a_node_killed_and_restarted_catches_up_and_publishes_again_within_two_seconds
     // While b is down, a admits another ticket: b must catch up through sync.
     assert_eq!(a.scan(&codes[1].1)["reason"], "ok");
     let mut b = start("b");
-    b.wait_for("a peer", |v| v["event"] == "peer_connected");
+    b.wait_peers(2);
     let sent = Instant::now();
     let admit = b.scan(&codes[2].1);
     assert_eq!(
@@ -198,5 +198,109 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         } else {
             std::fs::copy(e.path(), target).unwrap();
         }
+    }
+}
+
+#[test]
+fn a_bulletin_given_to_one_node_revokes_a_ticket_and_a_device_on_every_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 4, &["a", "b", "thief"], false);
+    let start = |n: &str| {
+        NodeProc::start(
+            &ev,
+            &format!("device-{n}"),
+            &tmp.path().join(n),
+            "north",
+            &[],
+        )
+    };
+    let (mut a, mut b, mut thief) = (start("a"), start("b"), start("thief"));
+    for n in [&mut a, &mut b, &mut thief] {
+        n.wait_peers(2);
+    }
+    // Before the theft is noticed, the stolen scanner's admit counts.
+    let early = thief.scan(&codes[0].1);
+    assert_eq!(early["reason"], "ok");
+    let early_id = early["scan_id"].as_str().unwrap().to_string();
+    a.wait_for("the early admit", |v| {
+        v["event"] == "applied"
+            && v["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|s| s == early_id.as_str()))
+    });
+    b.kill(); // b is off when the bulletin goes out
+    std::thread::sleep(Duration::from_millis(50));
+    let out = gatemesh_tests::gatemesh(&[
+        "bulletin",
+        "--event",
+        ev.to_str().unwrap(),
+        "--revoke-device",
+        "thief",
+        "--revoke-ticket",
+        &codes[3].0,
+    ]);
+    let path = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .trim_start_matches("bulletin written to ")
+        .to_string();
+    // The bulletin file is given to a only, as an operator would; the copy in the event
+    // directory must not reach b by the file system, so b restarts from a copy of the event
+    // without it.
+    let b_event = tmp.path().join("event-b");
+    copy_dir(&ev, &b_event);
+    std::fs::remove_dir_all(b_event.join("bulletins")).unwrap();
+    a.send(&format!("!bulletin {path}"));
+    let applied = a.wait_for("the bulletin", |v| v["event"] == "bulletin");
+    assert_eq!(applied["revoked_tickets"], 1, "{applied}");
+    // The thief is cut off; what it scans now counts nowhere.
+    a.wait_for("the thief gone", |v| {
+        v["event"] == "peer_disconnected" && v["peer"] == "thief"
+    });
+    let late = thief.scan(&codes[1].1);
+    assert_eq!(
+        late["reason"], "ok",
+        "the stolen device still answers locally: {late}"
+    );
+    let mut b = NodeProc::start(&b_event, "device-b", &tmp.path().join("b"), "north", &[]);
+    let got = b.wait_for("the bulletin from a", |v| v["event"] == "bulletin");
+    assert_eq!(got["revoked_devices"].as_array().unwrap().len(), 1, "{got}");
+    for n in [&mut a, &mut b] {
+        assert_eq!(n.scan(&codes[3].1)["reason"], "revoked", "{}", n.name);
+    }
+    // The thief's late admit counts nowhere: a admits that ticket, and b then names only a.
+    let a_admit = a.scan(&codes[1].1);
+    assert_eq!(
+        a_admit["reason"], "ok",
+        "the thief's late admit must not count: {a_admit}"
+    );
+    let a_id = a_admit["scan_id"].as_str().unwrap().to_string();
+    b.wait_for("a's admit", |v| {
+        v["event"] == "applied"
+            && v["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|s| s == a_id.as_str()))
+    });
+    let on_b = b.scan(&codes[1].1);
+    assert_eq!(on_b["reason"], "already_redeemed", "{on_b}");
+    assert_eq!(
+        on_b["previous"].as_array().unwrap().len(),
+        1,
+        "only a's entry: {on_b}"
+    );
+    assert_eq!(on_b["previous"][0]["scan_id"], a_id.as_str());
+    // The thief's admit from before the revocation still counts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = b.scan(&codes[0].1);
+        if r["reason"] == "already_redeemed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b never learned of the early admit: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 }

@@ -15,7 +15,7 @@ use crate::index::{EntryRule, Index, RecordRef};
 use crate::record::{
     bucket_of, DeviceId, Direction, ScanBody, ScanRecord, Verdict, RECORD_VERSION,
 };
-use crate::roster::Roster;
+use crate::roster::{Roster, RosterDevice};
 use crate::BUCKETS;
 use automerge::patches::TextRepresentation;
 use automerge::sync::{self, SyncDoc};
@@ -448,6 +448,41 @@ impl Ledger {
             .records(&ticket)
             .into_iter()
             .find(|r| r.scan_id == rec.scan_id()))
+    }
+
+    /// Enroll a device after the ledger was opened (an organizer bulletin). Its records that
+    /// arrived before, held back as from an unknown device, are verified and indexed now.
+    /// Returns how many were indexed.
+    pub fn add_device(&mut self, device: RosterDevice) -> u64 {
+        let id = DeviceId::from_public_key(&device.key);
+        if self.roster.get(id).is_some() || !self.roster.insert(device) {
+            return 0;
+        }
+        let Some(key) = self.roster.get(id).map(|d| d.key) else {
+            return 0;
+        };
+        let mut indexed = 0;
+        for b in 0..BUCKETS {
+            let obj = self.buckets[b].clone();
+            let records: Vec<ScanRecord> = self
+                .doc
+                .map_range(&obj, ..)
+                .filter_map(|item| match item.value {
+                    Value::Scalar(v) => match v.as_ref() {
+                        ScalarValue::Bytes(bytes) => ScanRecord::decode(bytes).ok(),
+                        _ => None,
+                    },
+                    Value::Object(_) => None,
+                })
+                .filter(|r| r.body.device == id)
+                .collect();
+            for rec in records {
+                if rec.verify(&key).is_ok() && self.index.insert(&rec.body) {
+                    indexed += 1;
+                }
+            }
+        }
+        indexed
     }
 
     /// Revoke a device from `from` on: its records at or after that HLC leave the index.

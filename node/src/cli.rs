@@ -54,6 +54,27 @@ pub enum Command {
     /// Run this device as a mesh node.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Make an organizer-signed bulletin (revoke tickets or devices, add devices) in
+    /// EVENT/bulletins/; give it to any node (`!bulletin FILE`) and the mesh spreads it.
+    Bulletin(BulletinArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BulletinArgs {
+    #[arg(long)]
+    pub event: PathBuf,
+    /// Ticket id to revoke; repeatable.
+    #[arg(long)]
+    pub revoke_ticket: Vec<String>,
+    /// Device name or id to revoke; repeatable.
+    #[arg(long)]
+    pub revoke_device: Vec<String>,
+    /// Ignore revoked devices' records from this time on, RFC 3339 (default: now).
+    #[arg(long)]
+    pub revoke_from: Option<String>,
+    /// Name of a device enrolled since the devices went out, to add; repeatable.
+    #[arg(long)]
+    pub add_device: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -276,6 +297,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             device_enroll(&event, &name, role, &out).map(|_| ())
         }
         Command::Scan(args) => scan(args),
+        Command::Bulletin(args) => {
+            bulletin(&args).map(|p| println!("bulletin written to {}", p.display()))
+        }
         Command::Node(NodeCmd::Run(a)) => {
             let parse = |v: &[String]| {
                 v.iter()
@@ -834,4 +858,72 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
+}
+
+/// Write the next bulletin of the event; returns its path.
+pub fn bulletin(a: &BulletinArgs) -> anyhow::Result<PathBuf> {
+    use crate::bulletin::{load_dir, BulletinBody, DeviceRevocation, BULLETINS_DIR};
+    let package = EventPackage::load(&a.event)?;
+    let find = |who: &str| {
+        package
+            .certificates
+            .iter()
+            .find(|c| c.name == who || c.device_id == who)
+            .with_context(|| {
+                format!(
+                    "no enrolled device {who} in {}",
+                    a.event.join(DEVICES_DIR).display()
+                )
+            })
+    };
+    let from_ms = a
+        .revoke_from
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or_else(crate::now_ms);
+    let revoke_devices = a
+        .revoke_device
+        .iter()
+        .map(|d| {
+            Ok(DeviceRevocation {
+                device_id: find(d)?.device_id.clone(),
+                from_ms,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let add_devices = a
+        .add_device
+        .iter()
+        .map(|d| {
+            let cert = find(d)?;
+            let path = a
+                .event
+                .join(DEVICES_DIR)
+                .join(format!("{}.json", cert.device_id));
+            Ok(serde_json::from_slice(&std::fs::read(&path)?)?)
+        })
+        .collect::<anyhow::Result<Vec<Signed>>>()?;
+    if a.revoke_ticket.is_empty() && revoke_devices.is_empty() && add_devices.is_empty() {
+        bail!("a bulletin needs at least one --revoke-ticket, --revoke-device or --add-device");
+    }
+    let keys = package.config.organizer_verifying_keys()?;
+    let (existing, _) = load_dir(&a.event, &package.config.event_id, &keys);
+    let version = existing.last().map_or(1, |b| b.version() + 1);
+    let body = BulletinBody {
+        event_id: package.config.event_id.clone(),
+        version,
+        issued_ms: crate::now_ms(),
+        revoke_tickets: a.revoke_ticket.clone(),
+        revoke_devices,
+        add_devices,
+    };
+    let (key_id, key) = event::organizer_signing_key(&a.event, None)?;
+    std::fs::create_dir_all(a.event.join(BULLETINS_DIR))?;
+    let path = a
+        .event
+        .join(BULLETINS_DIR)
+        .join(format!("{version:06}.json"));
+    event::write_signed(&path, &Signed::sign(&body, &key_id, &key)?)?;
+    Ok(path)
 }

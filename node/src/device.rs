@@ -54,7 +54,7 @@ impl DeviceCertificate {
         Ok(cert)
     }
 
-    fn check(&self, event_id: &str) -> anyhow::Result<()> {
+    pub fn check(&self, event_id: &str) -> anyhow::Result<()> {
         if self.event_id != event_id {
             bail!(
                 "certificate of device {} is for event {}, not {event_id}",

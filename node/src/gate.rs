@@ -3,13 +3,16 @@
 //! Pure: bytes and `now_ms` in, a decision and the change bytes to persist out. The caller (the
 //! CLI, the HTTP API, the simulator) makes the change durable before showing the answer.
 
+use crate::bulletin::Bulletin;
 use crate::credential::{self, Credential, LegacySecret, Readers};
-use crate::device::{roster_from, DeviceIdentity};
+use crate::device::{roster_from, DeviceCertificate, DeviceIdentity, Role};
 use crate::event::{EventConfig, EventPackage, GateConfig};
 use crate::manifest::Manifest;
 use crate::policy::{self, Denial, Reason};
 use ed25519_dalek::VerifyingKey;
-use gatemesh_crdt::{Direction, Draft, Ledger, LedgerError, LocalDevice, RecordRef, Verdict};
+use gatemesh_crdt::{
+    Direction, Draft, Ledger, LedgerError, LocalDevice, RecordRef, RosterDevice, Verdict,
+};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -25,6 +28,8 @@ pub enum GateError {
     UnknownGate(String),
     #[error("scan {0} cannot be annulled: {1}")]
     NotAnnullable(String, &'static str),
+    #[error("bulletin version {0} was already applied with other content")]
+    BulletinConflict(u64),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
 }
@@ -35,6 +40,7 @@ impl GateError {
         match self {
             GateError::UnknownGate(_) => "unknown_gate",
             GateError::NotAnnullable(..) => "not_annullable",
+            GateError::BulletinConflict(_) => "bulletin_conflict",
             GateError::Ledger(_) => "ledger_error",
         }
     }
@@ -80,7 +86,18 @@ pub struct ScanRequest<'a> {
     pub direction: Option<Direction>,
 }
 
+/// What applying a bulletin changed.
+#[derive(Clone, Debug, Default)]
+pub struct BulletinEffect {
+    pub revoked_tickets: usize,
+    /// Revoked devices and how many of their records left the index.
+    pub revoked_devices: Vec<(gatemesh_crdt::DeviceId, u64)>,
+    /// Newly enrolled devices and how many of their earlier records were indexed.
+    pub added_devices: Vec<(DeviceCertificate, u64)>,
+}
+
 pub struct GateLogic {
+    bulletins: std::collections::BTreeMap<u64, Bulletin>,
     config: EventConfig,
     organizer_keys: HashMap<String, VerifyingKey>,
     manifest: Manifest,
@@ -97,6 +114,7 @@ impl GateLogic {
         legacy_secret: Option<LegacySecret>,
     ) -> anyhow::Result<GateLogic> {
         Ok(GateLogic {
+            bulletins: std::collections::BTreeMap::new(),
             organizer_keys: package.config.organizer_verifying_keys()?,
             config: package.config.clone(),
             manifest: package.manifest.clone().unwrap_or_default(),
@@ -139,6 +157,52 @@ impl GateLogic {
 
     pub fn config(&self) -> &EventConfig {
         &self.config
+    }
+
+    /// Apply a verified bulletin. `Ok(None)`: this version was already applied. A different
+    /// bulletin under a version already applied is refused.
+    pub fn apply_bulletin(&mut self, b: &Bulletin) -> Result<Option<BulletinEffect>, GateError> {
+        if let Some(known) = self.bulletins.get(&b.version()) {
+            return if known.bytes() == b.bytes() {
+                Ok(None)
+            } else {
+                Err(GateError::BulletinConflict(b.version()))
+            };
+        }
+        if self.bulletins.len() >= crate::bulletin::BULLETINS_MAX {
+            return Err(GateError::BulletinConflict(b.version()));
+        }
+        let mut effect = BulletinEffect::default();
+        for t in &b.body.revoke_tickets {
+            self.revoke_ticket(t);
+            effect.revoked_tickets += 1;
+        }
+        for r in &b.body.revoke_devices {
+            if let Some(id) = gatemesh_crdt::DeviceId::parse(&r.device_id) {
+                let dropped = self
+                    .ledger
+                    .revoke_device(id, gatemesh_crdt::Hlc::new(r.from_ms, 0));
+                effect.revoked_devices.push((id, dropped));
+            }
+        }
+        for c in &b.added {
+            let indexed = match (c.role, c.verifying_key()) {
+                (Role::Scanner, Ok(key)) => self.ledger.add_device(RosterDevice {
+                    key,
+                    name: c.name.clone(),
+                    revoked_from: None,
+                }),
+                _ => 0,
+            };
+            effect.added_devices.push((c.clone(), indexed));
+        }
+        self.bulletins.insert(b.version(), b.clone());
+        Ok(Some(effect))
+    }
+
+    /// Every bulletin applied, by version.
+    pub fn bulletins(&self) -> impl Iterator<Item = &Bulletin> {
+        self.bulletins.values()
     }
 
     /// Revoke a ticket (organizer bulletin): later scans are denied `revoked`.

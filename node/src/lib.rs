@@ -1,6 +1,7 @@
 //! gatemesh node: the device daemon and the `gatemesh` CLI.
 //!
 //! Layout (noun modules; the pure ones take bytes and `now` and give bytes out):
+//! - [`bulletin`]: organizer-signed, versioned revocations and additions spread on the mesh.
 //! - [`signed`]: organizer- and device-signed JSON envelopes.
 //! - [`event`]: the event package (`event.json`, organizer keys), pure parsing plus file edges.
 //! - [`device`]: device identity and organizer-signed certificates; the roster built from them.
@@ -14,6 +15,7 @@
 //! - [`qr`]: QR images of codes.
 //! - [`cli`]: the organizer and steward commands.
 
+pub mod bulletin;
 pub mod cli;
 pub mod credential;
 pub mod device;

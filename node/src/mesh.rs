@@ -31,6 +31,10 @@ use std::time::Duration;
 
 /// How often every connected peer is offered a sync round (repair of anything gossip missed).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(3);
+/// Sync rounds of our own in flight at once. After a split every peer of the other side holds
+/// the same missing records; asking one or two at a time means the later rounds find our heads
+/// already current and carry almost nothing.
+pub const SYNC_SESSIONS_MAX: usize = 2;
 /// How often known peers (static `--peer` or discovered) are redialed while not connected.
 pub const REDIAL_INTERVAL: Duration = Duration::from_millis(500);
 /// The peer with the smaller id dials; the other dials too if no connection came within this.
@@ -39,6 +43,9 @@ pub const DIAL_FALLBACK: Duration = Duration::from_secs(1);
 pub const KNOWN_PEERS_MAX: usize = 1024;
 /// Lines from standard input buffered before the reader waits.
 pub const INPUT_QUEUE_MAX: usize = 1024;
+/// First byte of a `/gatemesh/sync/1` request: what follows.
+const KIND_SYNC: u8 = 0;
+const KIND_BULLETIN: u8 = 1;
 /// Longest input line (a code is at most 2,048 bytes).
 pub const INPUT_LINE_BYTES_MAX: usize = crate::credential::CODE_BYTES_MAX + 2;
 
@@ -74,7 +81,15 @@ struct Node {
     swarm: Swarm<MeshBehaviour>,
     opts: NodeOptions,
     ledger_topic: gossipsub::IdentTopic,
+    control_topic: gossipsub::IdentTopic,
     names: HashMap<PeerId, String>,
+    /// Enrolled devices' peer ids, by device id.
+    device_peers: HashMap<gatemesh_crdt::DeviceId, PeerId>,
+    /// Outstanding requests that carry a bulletin (their answers are not sync messages).
+    bulletin_requests: HashMap<request_response::OutboundRequestId, PeerId>,
+    /// Peers a bulletin hand-over failed to (a connection closing under it): retried on the
+    /// sync tick.
+    bulletin_retry: HashSet<PeerId>,
     /// Open connections per peer, oldest first.
     connections: HashMap<PeerId, Vec<gatemesh_transport::libp2p::swarm::ConnectionId>>,
     sync: HashMap<PeerId, SyncPeer>,
@@ -100,7 +115,9 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let mut swarm = build_swarm(MeshConfig { keypair, allowed })?;
     let event_id = dev.gate.config().event_id.clone();
     let ledger_topic = gossipsub::IdentTopic::new(topics::ledger(&event_id));
+    let control_topic = gossipsub::IdentTopic::new(topics::control(&event_id));
     swarm.behaviour_mut().gossip.subscribe(&ledger_topic)?;
+    swarm.behaviour_mut().gossip.subscribe(&control_topic)?;
     let listen = if opts.listen.is_empty() {
         vec!["/ip4/0.0.0.0/udp/0/quic-v1".parse()?]
     } else {
@@ -114,6 +131,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         swarm,
         opts,
         ledger_topic,
+        control_topic,
+        device_peers: HashMap::new(),
+        bulletin_requests: HashMap::new(),
+        bulletin_retry: HashSet::new(),
         names,
         connections: HashMap::new(),
         sync: HashMap::new(),
@@ -122,6 +143,18 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         local_peer,
         counters: MeshCounters::default(),
     };
+    node.device_peers = node
+        .dev
+        .certificates
+        .iter()
+        .filter_map(|c| {
+            Some((
+                gatemesh_crdt::DeviceId::parse(&c.device_id)?,
+                behaviour::peer_id_of(c.verifying_key().ok()?.as_bytes()).ok()?,
+            ))
+        })
+        .collect();
+    node.load_bulletins();
     for p in node.opts.peers.clone() {
         let _ = node.swarm.dial(p);
     }
@@ -263,6 +296,17 @@ impl Node {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("!status") => emit(self.status()),
+            Some("!bulletin") => {
+                let path = line["!bulletin".len()..].trim();
+                match std::fs::read(path) {
+                    Ok(bytes) => {
+                        self.take_bulletin(&bytes, None);
+                    }
+                    Err(e) => emit(
+                        json!({"event": "error", "error": "bulletin_unreadable", "message": format!("{path}: {e}")}),
+                    ),
+                }
+            }
             Some(cmd @ ("!block" | "!unblock")) => {
                 let mut done = Vec::new();
                 for w in words {
@@ -291,6 +335,98 @@ impl Node {
                 json!({"event": "error", "error": "unknown_command", "message": format!("unknown command {line:?}")}),
             ),
         }
+    }
+
+    /// Bulletins from the event package and those received earlier (data directory).
+    fn load_bulletins(&mut self) {
+        let event_id = self.dev.gate.config().event_id.clone();
+        let Ok(keys) = self.dev.gate.config().organizer_verifying_keys() else {
+            return;
+        };
+        for dir in [self.opts.event.clone(), self.opts.data.clone()] {
+            let (found, bad) = crate::bulletin::load_dir(&dir, &event_id, &keys);
+            for b in bad {
+                emit(json!({"event": "error", "error": "bulletin_invalid", "message": b}));
+            }
+            for b in found {
+                self.apply_bulletin(&b);
+            }
+        }
+    }
+
+    /// A bulletin from the operator (`from` None) or a peer: verify, apply if new, keep it,
+    /// spread it. Returns whether it verified.
+    fn take_bulletin(&mut self, bytes: &[u8], from: Option<PeerId>) -> bool {
+        let config = self.dev.gate.config();
+        let verified = config
+            .organizer_verifying_keys()
+            .map_err(|e| e.to_string())
+            .and_then(|k| {
+                crate::bulletin::Bulletin::from_bytes(bytes, &config.event_id, &k)
+                    .map_err(|e| format!("{}: {e}", e.code()))
+            });
+        let b = match verified {
+            Ok(b) => b,
+            Err(reason) => {
+                emit(
+                    json!({"event": "rejected_message", "peer": from.map(|p| self.peer_name(&p)), "reason": reason}),
+                );
+                return false;
+            }
+        };
+        if !self.apply_bulletin(&b) {
+            return true; // known already
+        }
+        if let Err(e) = crate::bulletin::save(&self.opts.data, &b) {
+            tracing::warn!("keeping bulletin {}: {e}", b.version());
+        }
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .publish(self.control_topic.clone(), b.bytes().to_vec())
+        {
+            tracing::debug!("bulletin publish: {e}");
+        }
+        true
+    }
+
+    /// Apply a verified bulletin to the gate and the mesh. Returns whether it was new.
+    fn apply_bulletin(&mut self, b: &crate::bulletin::Bulletin) -> bool {
+        let effect = match self.dev.gate.apply_bulletin(b) {
+            Ok(Some(e)) => e,
+            Ok(None) => return false,
+            Err(e) => {
+                emit(json!({"event": "error", "error": e.code(), "message": e.to_string()}));
+                return false;
+            }
+        };
+        for (id, _) in &effect.revoked_devices {
+            if let Some(peer) = self.device_peers.get(id).copied() {
+                self.swarm.behaviour_mut().allow.disallow_peer(peer);
+            }
+        }
+        for (cert, _) in &effect.added_devices {
+            let Ok(key) = cert.verifying_key() else {
+                continue;
+            };
+            let Ok(peer) = behaviour::peer_id_of(key.as_bytes()) else {
+                continue;
+            };
+            self.names.insert(peer, cert.name.clone());
+            if let Some(id) = gatemesh_crdt::DeviceId::parse(&cert.device_id) {
+                self.device_peers.insert(id, peer);
+            }
+            self.swarm.behaviour_mut().allow.allow_peer(peer);
+        }
+        emit(json!({
+            "event": "bulletin",
+            "version": b.version(),
+            "revoked_tickets": effect.revoked_tickets,
+            "revoked_devices": effect.revoked_devices.iter().map(|(d, dropped)| json!({"device": d.to_string(), "records_dropped": dropped})).collect::<Vec<_>>(),
+            "added_devices": effect.added_devices.iter().map(|(c, n)| json!({"device": c.name, "records_indexed": n})).collect::<Vec<_>>(),
+        }));
+        true
     }
 
     fn publish(&mut self, change: Vec<u8>) {
@@ -498,6 +634,7 @@ impl Node {
         self.sync.insert(peer, SyncPeer::new());
         self.sync_in_flight.remove(&peer);
         emit(json!({"event": "peer_connected", "peer": self.peer_name(&peer)}));
+        self.send_bulletins(peer);
         self.start_sync(peer);
     }
 
@@ -511,6 +648,20 @@ impl Node {
             return;
         };
         self.counters.gossip_bytes_in += message.data.len() as u64;
+        if message.topic == self.control_topic.hash() {
+            let ok = message.source.is_some_and(|s| self.names.contains_key(&s))
+                && self.take_bulletin(&message.data, Some(propagation_source));
+            let acceptance = if ok {
+                gossipsub::MessageAcceptance::Accept
+            } else {
+                gossipsub::MessageAcceptance::Reject
+            };
+            self.swarm
+                .behaviour_mut()
+                .gossip
+                .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            return;
+        }
         let enrolled = message.source.is_some_and(|s| self.names.contains_key(&s));
         let verdict = if !enrolled || message.topic != self.ledger_topic.hash() {
             Err("source not enrolled or unknown topic".to_string())
@@ -579,7 +730,31 @@ impl Node {
         self.maybe_snapshot()
     }
 
+    /// Hand every bulletin we know to `peer` (it may have been off when they went out).
+    fn send_bulletins(&mut self, peer: PeerId) {
+        let known: Vec<Vec<u8>> = self
+            .dev
+            .gate
+            .bulletins()
+            .map(|b| b.bytes().to_vec())
+            .collect();
+        for b in known {
+            let mut frame = vec![KIND_BULLETIN];
+            frame.extend_from_slice(&b);
+            let id = self.swarm.behaviour_mut().sync.send_request(&peer, frame);
+            self.bulletin_requests.insert(id, peer);
+        }
+    }
+
     fn sync_all(&mut self) {
+        let retry: Vec<PeerId> = self
+            .bulletin_retry
+            .drain()
+            .filter(|p| self.sync.contains_key(p))
+            .collect();
+        for p in retry {
+            self.send_bulletins(p);
+        }
         let peers: Vec<PeerId> = self.sync.keys().copied().collect();
         for p in peers {
             self.start_sync(p);
@@ -588,7 +763,7 @@ impl Node {
 
     /// Send our next sync message to `peer`, unless one is already on its way.
     fn start_sync(&mut self, peer: PeerId) {
-        if self.sync_in_flight.contains(&peer) {
+        if self.sync_in_flight.contains(&peer) || self.sync_in_flight.len() >= SYNC_SESSIONS_MAX {
             return;
         }
         let Some(state) = self.sync.get_mut(&peer) else {
@@ -596,7 +771,10 @@ impl Node {
         };
         if let Some(msg) = self.dev.gate.ledger().generate_sync(state) {
             self.counters.sync_bytes_out += msg.len() as u64;
-            self.swarm.behaviour_mut().sync.send_request(&peer, msg);
+            let mut frame = Vec::with_capacity(msg.len() + 1);
+            frame.push(KIND_SYNC);
+            frame.extend_from_slice(&msg);
+            self.swarm.behaviour_mut().sync.send_request(&peer, frame);
             self.sync_in_flight.insert(peer);
         }
     }
@@ -607,7 +785,30 @@ impl Node {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    self.receive_sync(peer, &request);
+                    match request.split_first() {
+                        Some((&KIND_SYNC, msg)) => self.receive_sync(peer, msg),
+                        Some((&KIND_BULLETIN, b)) => {
+                            self.take_bulletin(b, Some(peer));
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_response(channel, Vec::new());
+                            return;
+                        }
+                        _ => {
+                            self.counters.sync_failures += 1;
+                            emit(
+                                json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": "sync: unknown frame kind"}),
+                            );
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .sync
+                                .send_response(channel, Vec::new());
+                            return;
+                        }
+                    }
                     let reply = self
                         .sync
                         .get_mut(&peer)
@@ -620,18 +821,32 @@ impl Node {
                         .sync
                         .send_response(channel, reply);
                 }
-                request_response::Message::Response { response, .. } => {
+                request_response::Message::Response {
+                    response,
+                    request_id,
+                } => {
+                    if self.bulletin_requests.remove(&request_id).is_some() {
+                        return;
+                    }
                     self.sync_in_flight.remove(&peer);
                     if response.is_empty() {
                         if let Some(s) = self.sync.get_mut(&peer) {
                             s.clear_in_flight();
                         }
+                        self.sync_all(); // a slot is free: the next peer's turn
                     } else {
                         self.receive_sync(peer, &response);
                         self.start_sync(peer);
                     }
                 }
             },
+            request_response::Event::OutboundFailure { request_id, .. }
+                if self.bulletin_requests.contains_key(&request_id) =>
+            {
+                if let Some(peer) = self.bulletin_requests.remove(&request_id) {
+                    self.bulletin_retry.insert(peer);
+                }
+            }
             request_response::Event::OutboundFailure { peer, error, .. } => {
                 // Automerge marked what that message carried as sent: start the session over so
                 // nothing is left out.

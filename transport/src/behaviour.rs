@@ -30,8 +30,9 @@ pub const CONNECTIONS_MAX: u32 = 512;
 pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 /// Connections being set up from outside.
 pub const PENDING_INCOMING_MAX: u32 = 64;
-/// A sync request unanswered for this long fails (and is retried by the periodic sync).
-pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A sync request unanswered for this long fails (and is retried by the periodic sync). A
+/// round after a long split carries thousands of records, so this is generous.
+pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Concurrent sync streams per connection.
 pub const SYNC_STREAMS_MAX: usize = 8;
 /// Identify/agent protocol version.
