@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Kills in the test run (the benchmark runs more).
-const KILLS: usize = 50;
+/// Kills in the test run; `GATEMESH_CRASH_KILLS=N` runs a longer one.
+const KILLS_DEFAULT: usize = 50;
 const TICKETS_PER_ROUND: usize = 20;
 
 #[test]
@@ -21,11 +21,15 @@ fn sigkill_loses_no_acknowledged_admit() {
         .unwrap_or_else(rand::random);
     eprintln!("crash test seed {seed} (rerun with GATEMESH_CRASH_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let kills: usize = std::env::var("GATEMESH_CRASH_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(KILLS_DEFAULT);
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
     let codes = make_event(
         &ev,
-        (KILLS * TICKETS_PER_ROUND) as u32,
+        (kills * TICKETS_PER_ROUND) as u32,
         &["gate-a", "gate-b"],
         false,
     );
@@ -46,7 +50,7 @@ fn sigkill_loses_no_acknowledged_admit() {
         c
     };
     let mut acked: Vec<String> = Vec::new();
-    for round in 0..KILLS {
+    for round in 0..kills {
         let mut child = base("device-gate-a")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -60,12 +64,30 @@ fn sigkill_loses_no_acknowledged_admit() {
             .collect();
         // Write the batch and keep stdin open: the process is busy or waiting when it dies.
         let _ = stdin.write_all(batch.as_bytes());
+        // Read answers on a thread; in one round of four the kill comes during start-up (store
+        // recovery), otherwise some time after the first answer, in the middle of scanning.
+        let mut stdout = child.stdout.take().unwrap();
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+                let _ = first_tx.send(());
+            }
+            out
+        });
+        if rng.gen_range(0..4) != 0 {
+            let _ = first_rx.recv_timeout(Duration::from_secs(10));
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..120)));
         // std's Child::kill sends SIGKILL on Unix.
         child.kill().unwrap();
         child.wait().unwrap();
-        let mut out = Vec::new();
-        child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        let out = reader.join().unwrap();
         // A line cut by the kill is not an acknowledgement.
         let complete = &out[..out.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1)];
         for d in decisions(complete) {
@@ -73,9 +95,9 @@ fn sigkill_loses_no_acknowledged_admit() {
             acked.push(d["ticket"]["id"].as_str().unwrap().to_string());
         }
     }
-    eprintln!("{} admits acknowledged over {KILLS} kills", acked.len());
+    eprintln!("{} admits acknowledged over {kills} kills", acked.len());
     assert!(
-        acked.len() >= KILLS,
+        acked.len() >= kills,
         "too few admits were acknowledged to test anything ({})",
         acked.len()
     );

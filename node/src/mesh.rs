@@ -74,6 +74,7 @@ pub struct MeshCounters {
     pub sync_failures: u64,
     pub rejected_peers: u64,
     pub stale_connections_closed: u64,
+    pub peers_penalized: u64,
 }
 
 struct Node {
@@ -96,6 +97,8 @@ struct Node {
     sync_in_flight: HashSet<PeerId>,
     /// Discovered peers: addresses and when first seen.
     known: HashMap<PeerId, (Vec<Multiaddr>, std::time::Instant)>,
+    /// Sync frames the codec refused (oversized, cut short).
+    sync_frames_refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
     local_peer: PeerId,
     counters: MeshCounters,
 }
@@ -112,7 +115,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let keypair = behaviour::keypair_of(identity.key.to_bytes())?;
     let local_peer = keypair.public().to_peer_id();
     let (allowed, names) = roster_peers(&dev.certificates)?;
-    let mut swarm = build_swarm(MeshConfig { keypair, allowed })?;
+    let sync_codec = gatemesh_transport::codec::SyncCodec::default();
+    let sync_frames_refused = sync_codec.refused.clone();
+    let mut swarm = build_swarm(MeshConfig {
+        keypair,
+        allowed,
+        sync_codec,
+    })?;
     let event_id = dev.gate.config().event_id.clone();
     let ledger_topic = gossipsub::IdentTopic::new(topics::ledger(&event_id));
     let control_topic = gossipsub::IdentTopic::new(topics::control(&event_id));
@@ -140,6 +149,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         sync: HashMap::new(),
         sync_in_flight: HashSet::new(),
         known: HashMap::new(),
+        sync_frames_refused,
         local_peer,
         counters: MeshCounters::default(),
     };
@@ -468,7 +478,8 @@ impl Node {
             "conflicts": conflicts,
             "peers": peers,
             "ledger": ledger.stats(),
-            "mesh": self.counters,
+                        "mesh": self.counters,
+            "sync_frames_refused": self.sync_frames_refused.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -746,6 +757,13 @@ impl Node {
         }
     }
 
+    /// A peer sent a sync frame that is not one: drop its connections (it may reconnect, and
+    /// start a fresh session).
+    fn penalize(&mut self, peer: PeerId) {
+        self.counters.peers_penalized += 1;
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
     fn sync_all(&mut self) {
         let retry: Vec<PeerId> = self
             .bulletin_retry
@@ -806,6 +824,7 @@ impl Node {
                                 .behaviour_mut()
                                 .sync
                                 .send_response(channel, Vec::new());
+                            self.penalize(peer);
                             return;
                         }
                     }
@@ -888,6 +907,7 @@ impl Node {
                 emit(
                     json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {e}")}),
                 );
+                self.penalize(peer);
             }
         }
     }

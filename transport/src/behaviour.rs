@@ -54,6 +54,8 @@ pub struct MeshConfig {
     pub keypair: Keypair,
     /// Peers allowed to connect (enrolled devices).
     pub allowed: Vec<PeerId>,
+    /// The sync codec (its counter of refused frames is shared with the caller).
+    pub sync_codec: SyncCodec,
 }
 
 /// The gossipsub configuration for 5–200 nodes on one LAN: low latency first.
@@ -106,7 +108,7 @@ pub fn build_swarm(config: MeshConfig) -> Result<Swarm<MeshBehaviour>, MeshError
                 gossip,
             )?;
             let sync = request_response::Behaviour::with_codec(
-                SyncCodec,
+                config.sync_codec.clone(),
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(SYNC_REQUEST_TIMEOUT)

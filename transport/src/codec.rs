@@ -12,8 +12,23 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gatemesh/sync/1"
 /// message (about 300 bytes per record), so this bounds the gap one round can repair (~200k records).
 pub const SYNC_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// The sync codec. `refused` counts frames refused while reading (oversized, cut short): the
+/// request-response layer drops those without an event, so the node reads the count here.
 #[derive(Clone, Debug, Default)]
-pub struct SyncCodec;
+pub struct SyncCodec {
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SyncCodec {
+    async fn read_counted<T: AsyncRead + Unpin + Send>(&self, io: &mut T) -> io::Result<Vec<u8>> {
+        let r = read_frame(io).await;
+        if r.is_err() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
@@ -52,7 +67,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        read_frame(io).await
+        self.read_counted(io).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -60,7 +75,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Vec<u8>> {
-        read_frame(io).await
+        self.read_counted(io).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
