@@ -224,6 +224,16 @@ impl NodeProc {
         self.wait_for("scan decision", |v| v["event"] == "scan")
     }
 
+    /// Wait until this node applied the record `scan_id` from a peer.
+    pub fn wait_applied(&mut self, scan_id: &str) -> serde_json::Value {
+        self.wait_for(&format!("record {scan_id}"), |v| {
+            v["event"] == "applied"
+                && v["records"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|s| s == scan_id))
+        })
+    }
+
     /// Ask for `!status`.
     pub fn status(&mut self) -> serde_json::Value {
         self.send("!status");

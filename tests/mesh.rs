@@ -33,12 +33,7 @@ fn five_nodes_find_each_other_by_mdns_and_a_screenshot_is_refused_at_the_next_ga
     let admit = nodes[0].scan(&codes[0].1);
     assert_eq!(admit["reason"], "ok");
     let scan_id = admit["scan_id"].as_str().unwrap().to_string();
-    nodes[4].wait_for("the admit from n1", |v| {
-        v["event"] == "applied"
-            && v["records"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|s| s == scan_id.as_str()))
-    });
+    nodes[4].wait_applied(&scan_id);
     let refused = nodes[4].scan(&codes[0].1);
     assert_eq!(refused["verdict"], "deny", "{refused}");
     assert_eq!(refused["reason"], "already_redeemed");
@@ -223,12 +218,7 @@ fn a_bulletin_given_to_one_node_revokes_a_ticket_and_a_device_on_every_node() {
     let early = thief.scan(&codes[0].1);
     assert_eq!(early["reason"], "ok");
     let early_id = early["scan_id"].as_str().unwrap().to_string();
-    a.wait_for("the early admit", |v| {
-        v["event"] == "applied"
-            && v["records"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|s| s == early_id.as_str()))
-    });
+    a.wait_applied(&early_id);
     b.kill(); // b is off when the bulletin goes out
     std::thread::sleep(Duration::from_millis(50));
     let out = gatemesh_tests::gatemesh(&[
@@ -276,12 +266,7 @@ fn a_bulletin_given_to_one_node_revokes_a_ticket_and_a_device_on_every_node() {
         "the thief's late admit must not count: {a_admit}"
     );
     let a_id = a_admit["scan_id"].as_str().unwrap().to_string();
-    b.wait_for("a's admit", |v| {
-        v["event"] == "applied"
-            && v["records"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|s| s == a_id.as_str()))
-    });
+    b.wait_applied(&a_id);
     let on_b = b.scan(&codes[1].1);
     assert_eq!(on_b["reason"], "already_redeemed", "{on_b}");
     assert_eq!(

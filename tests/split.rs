@@ -47,12 +47,7 @@ fn a_split_heals_into_one_ledger_with_every_double_entry_reported_everywhere() {
     }
     // Inside a half the mesh still works: once h1 has h0's admit, it refuses the screenshot.
     let id = last["scan_id"].as_str().unwrap().to_string();
-    nodes[1].wait_for("h0's admit", |v| {
-        v["event"] == "applied"
-            && v["records"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|s| s == id.as_str()))
-    });
+    nodes[1].wait_applied(&id);
     let d = nodes[1].scan(&codes[2].1);
     assert_eq!(d["reason"], "already_redeemed", "{d}");
     // Hold the split until every node has dropped the other half (QUIC idle timeout): the heal

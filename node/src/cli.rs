@@ -84,19 +84,33 @@ pub enum NodeCmd {
     Run(NodeRunArgs),
 }
 
+/// Where a scanning device's files are and where it stands.
 #[derive(clap::Args, Debug)]
-pub struct NodeRunArgs {
+pub struct DeviceArgs {
+    /// The event package directory.
     #[arg(long)]
     pub event: PathBuf,
+    /// This device's directory (key and certificate).
     #[arg(long)]
     pub device: PathBuf,
+    /// This device's store.
     #[arg(long)]
     pub data: PathBuf,
     /// The gate this device stands at.
     #[arg(long)]
     pub gate: String,
+    /// Override the gate's direction.
     #[arg(long, value_enum)]
     pub direction: Option<DirectionArg>,
+    /// File holding the legacy HMAC secret (else QR_SIGNATURE_SECRET).
+    #[arg(long)]
+    pub hmac_secret_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NodeRunArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// QUIC listen address (default /ip4/0.0.0.0/udp/0/quic-v1).
     #[arg(long)]
     pub listen: Vec<String>,
@@ -106,8 +120,6 @@ pub struct NodeRunArgs {
     /// Do not announce or browse with mDNS (static --peer only).
     #[arg(long)]
     pub no_mdns: bool,
-    #[arg(long)]
-    pub hmac_secret_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,18 +217,9 @@ pub enum RoleArg {
 
 #[derive(clap::Args, Debug)]
 pub struct ScanArgs {
-    #[arg(long)]
-    pub event: PathBuf,
-    #[arg(long)]
-    pub device: PathBuf,
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long)]
-    pub gate: String,
-    #[arg(long, value_enum)]
-    pub direction: Option<DirectionArg>,
-    #[arg(long)]
-    pub hmac_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Codes to scan; none: read them from standard input, one per line.
     pub codes: Vec<String>,
 }
 
@@ -309,16 +312,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     })
                     .collect::<anyhow::Result<Vec<_>>>()
             };
+            let d = a.device;
             let opts = crate::mesh::NodeOptions {
-                event: a.event,
-                device: a.device,
-                data: a.data,
-                gate: a.gate,
-                direction: a.direction.map(DirectionArg::direction),
+                event: d.event,
+                device: d.device,
+                data: d.data,
+                gate: d.gate,
+                direction: d.direction.map(DirectionArg::direction),
                 listen: parse(&a.listen)?,
                 peers: parse(&a.peer)?,
                 mdns: !a.no_mdns,
-                hmac_secret_file: a.hmac_secret_file,
+                hmac_secret_file: d.hmac_secret_file,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -772,20 +776,21 @@ pub fn open_device(
 }
 
 fn scan(args: ScanArgs) -> anyhow::Result<()> {
+    let d = &args.device;
     let mut dev = open_device(
-        &args.event,
-        Some(&args.device),
-        &args.data,
-        args.hmac_secret_file.as_deref(),
+        &d.event,
+        Some(&d.device),
+        &d.data,
+        d.hmac_secret_file.as_deref(),
     )?;
-    let direction = args.direction.map(DirectionArg::direction);
+    let direction = d.direction.map(DirectionArg::direction);
     let stdout = std::io::stdout();
     let scan_one = |code: &[u8], dev: &mut OpenDevice| -> anyhow::Result<()> {
         let outcome = dev.gate.scan(
             crate::now_ms(),
             ScanRequest {
                 code,
-                gate: &args.gate,
+                gate: &d.gate,
                 direction,
             },
         )?;
