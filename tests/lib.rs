@@ -1,5 +1,6 @@
 //! Helpers for the multi-process tests: find the `gatemesh` binary, run it, make events.
 
+use gatemesh_node::procs::{NodeProcess, NodeSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -92,19 +93,25 @@ pub fn decisions(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A running `gatemesh node run` process: codes in on stdin, JSON events out on stdout.
-/// Killed when dropped, so a failing test leaves nothing running.
-pub struct NodeProc {
-    pub name: String,
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    events: std::sync::mpsc::Receiver<serde_json::Value>,
-    /// Every event seen so far, in order.
-    pub seen: Vec<serde_json::Value>,
-}
+/// A running `gatemesh node run` process (see `gatemesh_node::procs`), with waits that fail the
+/// test when they run out. Killed when dropped.
+pub struct NodeProc(NodeProcess);
 
 /// The longest any test waits for one event.
 pub const EVENT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl std::ops::Deref for NodeProc {
+    type Target = NodeProcess;
+    fn deref(&self) -> &NodeProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for NodeProc {
+    fn deref_mut(&mut self) -> &mut NodeProcess {
+        &mut self.0
+    }
+}
 
 impl NodeProc {
     /// Start a node for `device` (a directory name inside the event dir) on `data`, on loopback.
@@ -130,98 +137,48 @@ impl NodeProc {
         gate: &str,
         extra: &[&str],
     ) -> NodeProc {
-        use std::process::Stdio;
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(gatemesh_bin());
-                c
-            }
-            None => Command::new(gatemesh_bin()),
-        };
+        let bin = gatemesh_bin();
         let device_dir = event.join(device);
-        let mut child = cmd
-            .args(["node", "run", "--event", event.to_str().unwrap()])
-            .args(["--device", device_dir.to_str().unwrap()])
-            .args(["--data", data.to_str().unwrap(), "--gate", gate])
-            .args(["--listen", listen])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gatemesh node run starts");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str(&line) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        NodeProc {
-            name: device.to_string(),
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-        }
+        let spec = NodeSpec {
+            bin: &bin,
+            netns,
+            listen,
+            event,
+            device: &device_dir,
+            data,
+            gate,
+            extra,
+        };
+        NodeProc(
+            NodeProcess::start(device, &spec, std::process::Stdio::inherit())
+                .expect("gatemesh node run starts"),
+        )
     }
 
-    /// Send one line (a code or a `!` command).
     pub fn send(&mut self, line: &str) {
-        use std::io::Write;
-        writeln!(self.stdin, "{line}").expect("node stdin open");
-        self.stdin.flush().unwrap();
+        self.0.send(line).expect("node reads its input");
     }
 
-    /// Wait for the first event (after those already returned) matching `pred`.
+    /// Wait for the next event matching `pred`; fail the test after [`EVENT_WAIT_MAX`].
     pub fn wait_for(
         &mut self,
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        self.wait_for_within(what, EVENT_WAIT_MAX, pred)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{}: no {what} within {EVENT_WAIT_MAX:?}; saw {:#?}",
-                    self.name, self.seen
-                )
-            })
+        match self.0.wait_for(what, EVENT_WAIT_MAX, pred) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}; saw {:#?}", self.0.seen),
+        }
     }
 
     /// Like [`Self::wait_for`], `None` after `limit`.
     pub fn wait_for_within(
         &mut self,
-        _what: &str,
+        what: &str,
         limit: std::time::Duration,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Option<serde_json::Value> {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return Some(v);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Scan a code and return the decision.
-    pub fn scan(&mut self, code: &str) -> serde_json::Value {
-        self.send(code);
-        self.wait_for("scan decision", |v| v["event"] == "scan")
+        self.0.wait_for(what, limit, pred).ok()
     }
 
     /// Wait until this node applied the record `scan_id` from a peer.
@@ -234,44 +191,20 @@ impl NodeProc {
         })
     }
 
-    /// Ask for `!status`.
+    pub fn scan(&mut self, code: &str) -> serde_json::Value {
+        self.send(code);
+        self.wait_for("scan decision", |v| v["event"] == "scan")
+    }
+
     pub fn status(&mut self) -> serde_json::Value {
         self.send("!status");
         self.wait_for("status", |v| v["event"] == "status")
     }
 
-    /// Wait until connected to at least `n` distinct peers.
     pub fn wait_peers(&mut self, n: usize) {
-        let deadline = std::time::Instant::now() + EVENT_WAIT_MAX;
-        while std::time::Instant::now() < deadline {
-            let peers = self.status()["peers"].as_array().map_or(0, Vec::len);
-            if peers >= n {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Err(e) = self.0.wait_peers(n, EVENT_WAIT_MAX) {
+            panic!("{e}");
         }
-        let status = self.status();
-        panic!(
-            "{}: fewer than {n} peers after {EVENT_WAIT_MAX:?}: {status:#?}",
-            self.name
-        );
-    }
-
-    /// Every event that arrived so far, without waiting and without keeping them in `seen`.
-    pub fn drain(&mut self) -> Vec<serde_json::Value> {
-        self.events.try_iter().collect()
-    }
-
-    /// SIGKILL the process.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

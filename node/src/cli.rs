@@ -54,6 +54,20 @@ pub enum Command {
     /// Run this device as a mesh node.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// A small mesh on this machine: event, tickets, scans with shared screenshots, a network
+    /// split and heal, and a summary. The first thing to run.
+    Demo {
+        /// Nodes in the mesh (2..=8).
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Directory for the event and the nodes' stores (default: a new one under the
+        /// system's temporary directory); must be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Fewer tickets, no QR images (the test suite runs this).
+        #[arg(long)]
+        short: bool,
+    },
     /// Make an organizer-signed bulletin (revoke tickets or devices, add devices) in
     /// EVENT/bulletins/; give it to any node (`!bulletin FILE`) and the mesh spreads it.
     Bulletin(BulletinArgs),
@@ -300,6 +314,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             device_enroll(&event, &name, role, &out).map(|_| ())
         }
         Command::Scan(args) => scan(args),
+        Command::Demo { nodes, dir, short } => {
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "gatemesh-demo-{}-{}",
+                    std::process::id(),
+                    crate::now_ms()
+                ))
+            });
+            crate::demo::run(&crate::demo::DemoOptions { nodes, dir, short })
+        }
         Command::Bulletin(args) => {
             bulletin(&args).map(|p| println!("bulletin written to {}", p.display()))
         }

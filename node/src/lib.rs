@@ -12,18 +12,22 @@
 //! - [`gate`]: a device's gate logic: credential + policy + ledger, pure.
 //! - [`store`]: sled change log + snapshots, durable before an admit is answered.
 //! - [`mesh`]: `node run`: the device on the mesh (swarm + gate + store in one loop).
+//! - [`procs`]: driving `node run` processes (the demo, benchmarks, tests).
 //! - [`qr`]: QR images of codes.
+//! - [`demo`]: `gatemesh demo`, the one-command tour.
 //! - [`cli`]: the organizer and steward commands.
 
 pub mod bulletin;
 pub mod cli;
 pub mod credential;
+pub mod demo;
 pub mod device;
 pub mod event;
 pub mod gate;
 pub mod manifest;
 pub mod mesh;
 pub mod policy;
+pub mod procs;
 pub mod qr;
 pub mod signed;
 pub mod store;
