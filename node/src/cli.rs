@@ -134,6 +134,15 @@ pub struct NodeRunArgs {
     /// Do not announce or browse with mDNS (static --peer only).
     #[arg(long)]
     pub no_mdns: bool,
+    /// Serve the HTTP API on this address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub http: Option<std::net::SocketAddr>,
+    /// Token for scanning and reading (default: generated and printed).
+    #[arg(long)]
+    pub staff_token: Option<String>,
+    /// Token for bulletins (default: generated and printed).
+    #[arg(long)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -347,6 +356,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 peers: parse(&a.peer)?,
                 mdns: !a.no_mdns,
                 hmac_secret_file: d.hmac_secret_file,
+                http: a.http,
+                staff_token: a.staff_token,
+                admin_token: a.admin_token,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

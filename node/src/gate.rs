@@ -32,6 +32,8 @@ pub enum GateError {
     BulletinConflict(u64),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    #[error("store: {0}")]
+    Store(String),
 }
 
 impl GateError {
@@ -42,6 +44,7 @@ impl GateError {
             GateError::NotAnnullable(..) => "not_annullable",
             GateError::BulletinConflict(_) => "bulletin_conflict",
             GateError::Ledger(_) => "ledger_error",
+            GateError::Store(_) => "store_error",
         }
     }
 }

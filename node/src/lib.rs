@@ -1,6 +1,7 @@
 //! gatemesh node: the device daemon and the `gatemesh` CLI.
 //!
 //! Layout (noun modules; the pure ones take bytes and `now` and give bytes out):
+//! - [`api`]: the HTTP API (axum); handlers ask the node's loop over a bounded queue.
 //! - [`bulletin`]: organizer-signed, versioned revocations and additions spread on the mesh.
 //! - [`signed`]: organizer- and device-signed JSON envelopes.
 //! - [`event`]: the event package (`event.json`, organizer keys), pure parsing plus file edges.
@@ -17,6 +18,7 @@
 //! - [`demo`]: `gatemesh demo`, the one-command tour.
 //! - [`cli`]: the organizer and steward commands.
 
+pub mod api;
 pub mod bulletin;
 pub mod cli;
 pub mod credential;

@@ -60,6 +60,11 @@ pub struct NodeOptions {
     pub peers: Vec<Multiaddr>,
     pub mdns: bool,
     pub hmac_secret_file: Option<PathBuf>,
+    /// Serve the HTTP API here.
+    pub http: Option<std::net::SocketAddr>,
+    /// Tokens for the API; generated and printed when not given.
+    pub staff_token: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 /// Counters a node reports in `!status` (and later `/metrics`).
@@ -169,6 +174,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         let _ = node.swarm.dial(p);
     }
     let mut input = spawn_input_reader();
+    let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
+    if let Some(addr) = node.opts.http {
+        start_http(addr, &node.opts, api_tx).await?;
+    }
     let mut discovery: Option<Discovery> = None;
     let (_keep_tx, idle_rx) = tokio::sync::mpsc::channel::<Discovered>(1);
     let mut discovered = idle_rx;
@@ -196,6 +205,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 Some(line) => node.on_input(&line)?,
                 None => break,
             },
+                        Some(call) = api_rx.recv() => node.on_api(call),
             _ = sync_tick.tick() => node.sync_all(),
             _ = redial_tick.tick() => node.redial(),
             _ = tokio::signal::ctrl_c() => break,
@@ -205,6 +215,45 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         d.stop();
     }
     node.shutdown()
+}
+
+/// Bind the HTTP API and serve it on the runtime; report the address and the tokens.
+async fn start_http(
+    addr: std::net::SocketAddr,
+    opts: &NodeOptions,
+    calls: tokio::sync::mpsc::Sender<crate::api::ApiCall>,
+) -> anyhow::Result<()> {
+    let token = || {
+        use rand::RngCore;
+        let mut b = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        hex::encode(b)
+    };
+    let staff_token = opts.staff_token.clone().unwrap_or_else(token);
+    let admin_token = opts.admin_token.clone().unwrap_or_else(token);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding HTTP on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let mut shown = json!({"event": "http", "addr": bound.to_string()});
+    if opts.staff_token.is_none() {
+        shown["staff_token"] = json!(staff_token);
+    }
+    if opts.admin_token.is_none() {
+        shown["admin_token"] = json!(admin_token);
+    }
+    emit(shown);
+    let app = crate::api::router(crate::api::ApiState {
+        calls,
+        staff_token,
+        admin_token,
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("HTTP server: {e}");
+        }
+    });
+    Ok(())
 }
 
 /// The peer ids of every enrolled device (scanners and observers), with their names.
@@ -279,27 +328,116 @@ impl Node {
             self.on_command(&String::from_utf8_lossy(line));
             return Ok(());
         }
-        let now = crate::now_ms();
+        let gate = self.opts.gate.clone();
+        self.scan_code(line, &gate, self.opts.direction)?;
+        Ok(())
+    }
+
+    /// Decide one scan, make it durable, report it, publish it. Returns the decision.
+    fn scan_code(
+        &mut self,
+        code: &[u8],
+        gate: &str,
+        direction: Option<Direction>,
+    ) -> Result<Value, crate::gate::GateError> {
         let outcome = self.dev.gate.scan(
-            now,
+            crate::now_ms(),
             ScanRequest {
-                code: line,
-                gate: &self.opts.gate,
-                direction: self.opts.direction,
+                code,
+                gate,
+                direction,
             },
         )?;
         if let Some(change) = &outcome.change {
-            self.dev.store.append(std::slice::from_ref(change))?; // durable before the answer
+            // Durable before the answer; a store that cannot write must not show green.
+            self.dev
+                .store
+                .append(std::slice::from_ref(change))
+                .map_err(|e| crate::gate::GateError::Store(e.to_string()))?;
         }
-        let mut v = serde_json::to_value(&outcome.decision)?;
+        let mut v = serde_json::to_value(&outcome.decision).unwrap_or_default();
+        let decision = v.clone();
         v["event"] = json!("scan");
         v["at_us"] = json!(now_us());
         emit(v);
         if let Some(change) = outcome.change {
             self.publish(change);
         }
-        self.maybe_snapshot()?;
-        Ok(())
+        if let Err(e) = self.maybe_snapshot() {
+            tracing::warn!("snapshot: {e:#}");
+        }
+        Ok(decision)
+    }
+
+    /// A request from the HTTP API.
+    fn on_api(&mut self, call: crate::api::ApiCall) {
+        use crate::api::{ApiCall, ApiError};
+        use axum::http::StatusCode;
+        match call {
+            ApiCall::Scan {
+                code,
+                gate,
+                direction,
+                reply,
+            } => {
+                let gate = gate.unwrap_or_else(|| self.opts.gate.clone());
+                let direction = match direction.as_deref() {
+                    Some("in") => Some(Direction::In),
+                    Some("out") => Some(Direction::Out),
+                    _ => self.opts.direction,
+                };
+                let r = self
+                    .scan_code(code.as_bytes(), &gate, direction)
+                    .map_err(|e| match e {
+                        crate::gate::GateError::UnknownGate(_) => {
+                            ApiError::bad_request(e.code(), e.to_string())
+                        }
+                        _ => ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            e.code(),
+                            e.to_string(),
+                        ),
+                    });
+                let _ = reply.send(r);
+            }
+            ApiCall::Ticket { id, reply } => {
+                let index = self.dev.gate.ledger().index();
+                let records = index.records(&id);
+                let r = if records.is_empty() {
+                    Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown_ticket",
+                        format!("no scan of ticket {id} in this ledger"),
+                    ))
+                } else {
+                    let tier = records[0].tier.clone();
+                    let replay = index.replay(&id, &tier);
+                    Ok(
+                        json!({"ticket": id, "tier": tier, "records": records, "entries": replay.entries, "double_entries": replay.double_entries, "inside": replay.inside, "entries_left": replay.credits}),
+                    )
+                };
+                let _ = reply.send(r);
+            }
+            ApiCall::Conflicts { reply } => {
+                let _ = reply.send(Ok(
+                    json!({"conflicts": self.dev.gate.ledger().index().conflicts()}),
+                ));
+            }
+            ApiCall::Status { reply } => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            ApiCall::Bulletin { bytes, reply } => {
+                let r = if self.take_bulletin(&bytes, None) {
+                    Ok(json!({"accepted": true}))
+                } else {
+                    Err(ApiError::bad_request(
+                        "bulletin_rejected",
+                        "the bulletin does not verify for this event (see the node's events)",
+                    ))
+                };
+                let _ = reply.send(r);
+            }
+        }
     }
 
     fn on_command(&mut self, line: &str) {

@@ -1,0 +1,285 @@
+//! The node's HTTP API (axum). Handlers do not touch the ledger: they send a request to the
+//! node's loop on a bounded queue and wait for its answer, so the HTTP side stays I/O only and
+//! the gate logic keeps a single owner.
+//!
+//! Errors are `{"error": CODE, "message": text}` with a 4xx status. Bodies over
+//! [`BODY_BYTES_MAX`] are refused. Scanning and reading need the staff or admin token
+//! (`Authorization: Bearer`); bulletins need the admin token.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest request body.
+pub const BODY_BYTES_MAX: usize = 16 * 1024;
+/// Requests waiting for the node's loop.
+pub const API_QUEUE_MAX: usize = 1024;
+/// Longest a request waits for the node's loop.
+pub const API_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// What the HTTP side asks of the node's loop.
+#[derive(Debug)]
+pub enum ApiCall {
+    Scan {
+        code: String,
+        gate: Option<String>,
+        direction: Option<String>,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Ticket {
+        id: String,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Conflicts {
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Bulletin {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+}
+
+/// A refused request: status, stable code, sentence.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    pub calls: mpsc::Sender<ApiCall>,
+    pub staff_token: String,
+    pub admin_token: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Staff,
+    Admin,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/scan", post(scan))
+        .route("/api/tickets/{id}", get(ticket))
+        .route("/api/conflicts", get(conflicts))
+        .route("/api/status", get(status))
+        .route("/api/bulletins", post(bulletin))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "live"})) }),
+        )
+        .route("/health/ready", get(ready))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        // The limit is checked by the handlers (to answer with a JSON error); this layer stops
+        // anything much larger before it is read.
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX + 1))
+        .with_state(state)
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap, need: Access) -> Result<(), ApiError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = match (token, need) {
+        (Some(t), Access::Admin) => t == state.admin_token,
+        (Some(t), Access::Staff) => t == state.staff_token || t == state.admin_token,
+        (None, _) => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid Authorization: Bearer token is needed",
+        ))
+    }
+}
+
+async fn call(
+    state: &ApiState,
+    make: impl FnOnce(oneshot::Sender<Result<Value, ApiError>>) -> ApiCall,
+) -> Result<Json<Value>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let busy = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the node is busy; try again",
+        )
+    };
+    state.calls.try_send(make(tx)).map_err(|_| busy())?;
+    match tokio::time::timeout(API_WAIT_MAX, rx).await {
+        Ok(Ok(r)) => r.map(Json),
+        _ => Err(busy()),
+    }
+}
+
+fn body_json(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Value, ApiError> {
+    let body = body.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
+        )
+    })?;
+    if body.len() > BODY_BYTES_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
+        ));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
+}
+
+async fn scan(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let v = body_json(body)?;
+    let code = v["code"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("missing_field", "`code` (a string) is required"))?
+        .to_string();
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match &v[k] {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            _ => Err(ApiError::bad_request(
+                "invalid_field",
+                format!("`{k}` must be a string"),
+            )),
+        }
+    };
+    let (gate, direction) = (text("gate")?, text("direction")?);
+    if direction
+        .as_deref()
+        .is_some_and(|d| d != "in" && d != "out")
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "`direction` is \"in\" or \"out\"",
+        ));
+    }
+    call(&state, |reply| ApiCall::Scan {
+        code,
+        gate,
+        direction,
+        reply,
+    })
+    .await
+}
+
+async fn ticket(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    call(&state, |reply| ApiCall::Ticket { id, reply }).await
+}
+
+async fn conflicts(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    call(&state, |reply| ApiCall::Conflicts { reply }).await
+}
+
+async fn status(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    call(&state, |reply| ApiCall::Status { reply }).await
+}
+
+async fn bulletin(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Admin)?;
+    let body = body.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
+        )
+    })?;
+    if body.len() > BODY_BYTES_MAX {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
+        ));
+    }
+    call(&state, |reply| ApiCall::Bulletin {
+        bytes: body.to_vec(),
+        reply,
+    })
+    .await
+}
+
+/// Ready: the node's loop answers (store open, event loaded).
+async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let down = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the node is not answering",
+        )
+    };
+    state
+        .calls
+        .try_send(ApiCall::Status { reply: tx })
+        .map_err(|_| down())?;
+    match tokio::time::timeout(API_WAIT_MAX, rx).await {
+        Ok(Ok(Ok(_))) => Ok(Json(json!({"status": "ready"}))),
+        _ => Err(down()),
+    }
+}
