@@ -151,24 +151,28 @@ async fn call(
     }
 }
 
-fn body_json(
+/// The request body, refused above [`BODY_BYTES_MAX`].
+fn body_bytes(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Value, ApiError> {
-    let body = body.map_err(|_| {
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
         )
-    })?;
+    };
+    let body = body.map_err(|_| too_large())?;
     if body.len() > BODY_BYTES_MAX {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
-        ));
+        return Err(too_large());
     }
-    serde_json::from_slice(&body)
+    Ok(body)
+}
+
+fn body_json(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Value, ApiError> {
+    serde_json::from_slice(&body_bytes(body)?)
         .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
 }
 
@@ -243,20 +247,7 @@ async fn bulletin(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Admin)?;
-    let body = body.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
-        )
-    })?;
-    if body.len() > BODY_BYTES_MAX {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("bodies are limited to {BODY_BYTES_MAX} bytes"),
-        ));
-    }
+    let body = body_bytes(body)?;
     call(&state, |reply| ApiCall::Bulletin {
         bytes: body.to_vec(),
         reply,
