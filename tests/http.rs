@@ -203,3 +203,380 @@ fn every_route_answers_and_bad_requests_get_their_code() {
     // Standard input still works alongside HTTP.
     assert_eq!(a.scan(&codes[1].1)["reason"], "ok");
 }
+
+/// Start a node with HTTP on loopback and tokens `staff` / `admin`; returns it and its address.
+fn http_node(ev: &std::path::Path, device: &str, data: &std::path::Path) -> (NodeProc, String) {
+    let mut n = NodeProc::start(
+        ev,
+        device,
+        data,
+        "north",
+        &[
+            "--no-mdns",
+            "--http",
+            "127.0.0.1:0",
+            "--staff-token",
+            "staff",
+            "--admin-token",
+            "admin",
+        ],
+    );
+    let http = n.wait_for("http", |v| v["event"] == "http");
+    let addr = http["addr"].as_str().unwrap().to_string();
+    (n, addr)
+}
+
+/// Read a Server-Sent Events stream until an event of `kind` arrives; returns its data.
+fn sse_until(stream: &mut std::net::TcpStream, seen: &mut String, kind: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let marker = format!("event: {kind}\ndata: ");
+    loop {
+        if let Some(at) = seen.find(&marker) {
+            let rest = &seen[at + marker.len()..];
+            if let Some(end) = rest.find('\n') {
+                let v = serde_json::from_str(&rest[..end]).unwrap();
+                *seen = rest[end..].to_string();
+                return v;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {kind} event in {seen:?}"
+        );
+        let mut buf = [0u8; 8192];
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("stream closed; saw {seen:?}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {} // read timeout: look again
+        }
+    }
+}
+
+#[test]
+fn stats_metrics_peers_and_the_live_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 5, &["a"], false);
+    let (mut a, addr) = http_node(&ev, "device-a", &tmp.path().join("a"));
+    let req = |m: &str, p: &str, t: Option<&str>, b: &[u8]| request(&addr, m, p, t, b);
+
+    // The stream: a first stats event at once, then every scan as it happens.
+    let (s, _) = req("GET", "/api/stream", None, b"");
+    assert_eq!(s, 401, "the stream needs a token");
+    let mut sse = std::net::TcpStream::connect(&addr).unwrap();
+    sse.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    write!(
+        sse,
+        "GET /api/stream?token=staff HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let first = sse_until(&mut sse, &mut seen, "stats");
+    assert_eq!(first["admitted"], 0, "{first}");
+
+    // Two admits, a screenshot refused, a forged code; one admit at the exit gate.
+    for c in &codes[..2] {
+        assert_eq!(a.scan(&c.1)["reason"], "ok");
+    }
+    let scanned = sse_until(&mut sse, &mut seen, "scan");
+    assert_eq!(scanned["verdict"], "admit", "{scanned}");
+    // Past the double-scan grace, the screenshot at the next gate is refused.
+    std::thread::sleep(std::time::Duration::from_millis(3_100));
+    let body =
+        serde_json::to_vec(&serde_json::json!({"code": codes[0].1, "gate": "south"})).unwrap();
+    let (_, dup) = req("POST", "/api/scan", Some("staff"), &body);
+    assert_eq!(dup["reason"], "already_redeemed", "{dup}");
+    assert_eq!(dup["previous"][0]["gate"], "north", "{dup}");
+    assert_eq!(a.scan("GM1.forged.code")["verdict"], "deny");
+    let out =
+        serde_json::to_vec(&serde_json::json!({"code": codes[2].1, "gate": "north"})).unwrap();
+    req("POST", "/api/scan", Some("staff"), &out);
+    let live = sse_until(&mut sse, &mut seen, "stats");
+    assert!(live["scans"].as_u64().unwrap() >= 1, "{live}");
+
+    let (s, st) = req("GET", "/api/stats", Some("staff"), b"");
+    assert_eq!(s, 200);
+    assert_eq!(
+        (
+            &st["admitted"],
+            &st["denied"],
+            &st["checkedInGuests"],
+            &st["totalGuests"]
+        ),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(2),
+            &serde_json::json!(3),
+            &serde_json::json!(5)
+        ),
+        "{st}"
+    );
+    assert_eq!(st["admitsLastMinute"], 3, "{st}");
+    let reasons: Vec<&str> = st["byReason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"already_redeemed"), "{st}");
+    assert_eq!(st["insideNow"][0]["count"], 3, "{st}");
+    assert_eq!(st["byScanner"][0]["name"], "a", "{st}");
+    assert_eq!(st["byMinute"].as_array().unwrap().len(), 60, "{st}");
+    let by_gate: u64 = st["byLocation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["admitted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_gate, 3, "{st}");
+
+    // Prometheus text.
+    let mut m = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        m,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain"), "{text}");
+    for want in [
+        "gatemesh_scans_total{verdict=\"admit\",reason=\"ok\"} 3",
+        "gatemesh_scans_total{verdict=\"deny\",reason=\"already_redeemed\"} 1",
+        "gatemesh_decision_seconds_count 5",
+        "gatemesh_peers_connected 0",
+        "gatemesh_ledger_records 5",
+        "gatemesh_rejected_messages_total 0",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+    assert_eq!(req("GET", "/metrics", None, b"").0, 401);
+
+    let (s, p) = req("GET", "/api/peers", Some("staff"), b"");
+    assert_eq!(
+        (s, p["peers"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{p}"
+    );
+}
+
+#[test]
+fn offline_manifest_and_reconcile_follow_the_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 4, &["a"], false);
+    let (mut a, addr) = http_node(&ev, "device-a", &tmp.path().join("a"));
+    let req = |m: &str, p: &str, t: Option<&str>, b: &[u8]| request(&addr, m, p, t, b);
+    let event_id = a.status()["event_id"].as_str().unwrap().to_string();
+
+    let (s, v) = req(
+        "GET",
+        &format!("/offline/manifest/{event_id}"),
+        Some("staff"),
+        b"",
+    );
+    assert_eq!(
+        (s, &v["error"], &v["success"]),
+        (
+            400,
+            &serde_json::json!("MISSING_DEVICE_ID"),
+            &serde_json::json!(false)
+        ),
+        "{v}"
+    );
+    let (s, v) = req(
+        "GET",
+        "/offline/manifest/other-event?device_id=h1",
+        Some("staff"),
+        b"",
+    );
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (404, Some("EVENT_NOT_FOUND")),
+        "{v}"
+    );
+    assert_eq!(
+        req(
+            "GET",
+            &format!("/offline/manifest/{event_id}?device_id=h1"),
+            None,
+            b""
+        )
+        .0,
+        401
+    );
+
+    // The mesh admits ticket 0 before the handheld's scans are reconciled.
+    assert_eq!(a.scan(&codes[0].1)["reason"], "ok");
+    let (s, v) = req(
+        "GET",
+        &format!("/offline/manifest/{event_id}?device_id=h1"),
+        Some("staff"),
+        b"",
+    );
+    assert_eq!((s, &v["success"]), (200, &serde_json::json!(true)), "{v}");
+    let tickets = v["manifest"]["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 4);
+    let t0 = tickets
+        .iter()
+        .find(|t| t["ticketId"] == codes[0].0.as_str())
+        .unwrap();
+    assert_eq!(
+        (&t0["status"], &t0["currentScans"]),
+        (&serde_json::json!("used"), &serde_json::json!(1)),
+        "{t0}"
+    );
+    assert_eq!(tickets.iter().filter(|t| t["status"] == "valid").count(), 3);
+
+    let scan = |t: &str, at: &str, result: &str| serde_json::json!({"ticket_id": t, "scanned_at": at, "result": result, "scan_count": 1});
+    let body = serde_json::json!({"device_id": "h1", "scans": [
+        scan(&codes[1].0, "2026-06-01T10:00:00Z", "ALLOW"),
+        scan(&codes[2].0, "2026-06-01T10:00:05.250Z", "DENY"),
+        scan(&codes[0].0, "2026-06-01T10:01:00Z", "ALLOW"),
+        scan("NO-SUCH-TICKET", "2026-06-01T10:02:00Z", "ALLOW"),
+        scan(&codes[3].0, "yesterday", "ALLOW"),
+    ]});
+    let (s, v) = req(
+        "POST",
+        "/offline/reconcile",
+        Some("staff"),
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["success"], &v["reconciled"], &v["failed"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(3),
+            &serde_json::json!(2)
+        ),
+        "{v}"
+    );
+    let statuses: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["SUCCESS", "SUCCESS", "SUCCESS", "ERROR", "ERROR"],
+        "{v}"
+    );
+    // Posted again (the handheld retried): nothing is counted twice.
+    let (_, again) = req(
+        "POST",
+        "/offline/reconcile",
+        Some("staff"),
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    assert_eq!(
+        (&again["reconciled"], &again["failed"]),
+        (&serde_json::json!(0), &serde_json::json!(5)),
+        "{again}"
+    );
+    assert_eq!(again["results"][0]["status"], "DUPLICATE", "{again}");
+    assert_eq!(
+        again["results"][0]["message"], "Already processed",
+        "{again}"
+    );
+
+    // The reconciled admit counts: the ticket is used at the gate now.
+    let d = a.scan(&codes[1].1);
+    assert_eq!(d["reason"], "already_redeemed", "{d}");
+    assert_eq!(d["previous"][0]["wall_ms"], 1_780_308_000_000u64, "{d}");
+    // The offline admit of a ticket the mesh had let in is a double entry.
+    let (_, c) = req("GET", "/api/conflicts", Some("staff"), b"");
+    let conflicts = c["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{c}");
+    assert_eq!(conflicts[0]["ticket_id"], codes[0].0.as_str(), "{c}");
+    let (_, t) = req(
+        "GET",
+        &format!("/api/tickets/{}", codes[1].0),
+        Some("staff"),
+        b"",
+    );
+    assert_eq!(t["records"].as_array().map(Vec::len), Some(2), "{t}");
+
+    // Whole-request refusals.
+    for (body, err) in [
+        (b"{\"scans\": []}".to_vec(), "INVALID_REQUEST"),
+        (b"{\"device_id\": \"\", \"scans\": []}".to_vec(), "MISSING_DEVICE_ID"),
+        (serde_json::to_vec(&serde_json::json!({"device_id": "h1", "scans": vec![serde_json::json!({"ticket_id": "x", "scanned_at": "1", "result": "A"}); 201]})).unwrap(), "TOO_MANY_SCANS"),
+    ] {
+        let (s, v) = req("POST", "/offline/reconcile", Some("staff"), &body);
+        assert_eq!((s, v["error"].as_str()), (400, Some(err)), "{v}");
+    }
+}
+
+#[test]
+fn sigterm_answers_what_was_asked_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2_000, &["a"], false);
+    let data = tmp.path().join("a");
+    let (mut a, addr) = http_node(&ev, "device-a", &data);
+    // Four clients scan as fast as they can; the node is told to stop while they do.
+    let admitted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|k| {
+            let (addr, codes, admitted) = (addr.clone(), codes.clone(), admitted.clone());
+            std::thread::spawn(move || {
+                for (ticket, code) in codes.iter().skip(k).step_by(4) {
+                    let body = serde_json::to_vec(&serde_json::json!({"code": code})).unwrap();
+                    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+                        return;
+                    };
+                    let head = format!("POST /api/scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    if s.write_all(head.as_bytes()).and_then(|_| s.write_all(&body)).is_err() {
+                        return;
+                    }
+                    let mut out = String::new();
+                    let _ = s.read_to_string(&mut out);
+                    if out.starts_with("HTTP/1.1 200") && out.contains("\"verdict\":\"admit\"") {
+                        admitted.lock().unwrap().push(ticket.clone());
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let pid = a.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = a
+        .wait_exit(std::time::Duration::from_secs(20))
+        .expect("the node stops by itself");
+    assert!(status.success(), "{status:?}");
+    for c in clients {
+        c.join().unwrap();
+    }
+    let admitted = admitted.lock().unwrap().clone();
+    eprintln!("{} admits answered before the stop", admitted.len());
+    assert!(
+        !admitted.is_empty() && admitted.len() < codes.len(),
+        "the stop came while scans were being answered"
+    );
+    drop(a);
+    // Every answered admit is in the ledger after a restart.
+    let (_b, addr) = http_node(&ev, "device-a", &data);
+    for ticket in &admitted {
+        let (s, t) = request(
+            &addr,
+            "GET",
+            &format!("/api/tickets/{ticket}"),
+            Some("staff"),
+            b"",
+        );
+        assert_eq!(
+            (s, t["entries"].as_array().map(Vec::len)),
+            (200, Some(1)),
+            "{ticket}: {t}"
+        );
+    }
+}

@@ -81,6 +81,8 @@ struct Entry {
     reason: u16,
     direction: Direction,
     verdict: Verdict,
+    /// Hash of the record's origin (reconciled offline scans), 0 for none.
+    origin: u64,
 }
 
 impl Entry {
@@ -182,6 +184,7 @@ impl Index {
             reason: self.names.intern(&body.reason),
             direction: body.direction,
             verdict: body.verdict,
+            origin: body.origin.as_deref().map_or(0, origin_hash),
         };
         let list = self
             .tickets
@@ -192,6 +195,14 @@ impl Index {
         self.records += 1;
         self.refresh_conflicts(&body.ticket_id);
         true
+    }
+
+    /// Whether a record with this origin (a reconciled offline scan) is on the ticket.
+    pub fn has_origin(&self, ticket_id: &str, origin: &str) -> bool {
+        let h = origin_hash(origin);
+        self.tickets
+            .get(ticket_id)
+            .is_some_and(|v| v.iter().any(|e| e.origin == h))
     }
 
     /// Drop every record of `device` with an HLC at or after `from` (a revoked device).
@@ -271,8 +282,13 @@ impl Index {
         }
     }
 
+    /// Every ticket with at least one record, in no particular order.
+    pub fn tickets(&self) -> impl Iterator<Item = &str> {
+        self.tickets.keys().map(|k| &**k)
+    }
+
     /// Tier of a ticket as its first record says.
-    fn ticket_tier(&self, ticket_id: &str) -> String {
+    pub fn ticket_tier(&self, ticket_id: &str) -> String {
         self.tickets
             .get(ticket_id)
             .and_then(|l| l.first())
@@ -316,6 +332,13 @@ impl Index {
     }
 }
 
+/// A reconciled scan's origin as the index keeps it (never 0).
+fn origin_hash(origin: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(origin.as_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]).max(1)
+}
+
 /// The policy replay: the one place that says which admits a ticket was entitled to.
 /// Returns (legit admits, double entries, inside, credits left).
 fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>, bool, u32) {
@@ -326,9 +349,17 @@ fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>,
     let mut credits = rule.max_entries;
     let mut inside = false;
     let (mut legit, mut double) = (Vec::new(), Vec::new());
+    let mut origins = Vec::new();
     for e in list.iter().filter(|e| e.verdict == Verdict::Admit) {
         if annulled(e) {
             continue;
+        }
+        // A reconciled offline scan posted to several nodes counts once (its first record).
+        if e.origin != 0 {
+            if origins.contains(&e.origin) {
+                continue;
+            }
+            origins.push(e.origin);
         }
         match e.direction {
             Direction::In if credits > 0 => {

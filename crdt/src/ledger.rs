@@ -258,6 +258,28 @@ impl Ledger {
         now_ms: u64,
         draft: Draft,
     ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
+        self.record_with(now_ms, draft, None, now_ms)
+    }
+
+    /// Record a scan another, non-mesh device made offline and now reconciles through this
+    /// device: `origin` names it (`<device>@<scanned-at ms>`), `wall_ms` is when it was made.
+    pub fn record_reconciled(
+        &mut self,
+        now_ms: u64,
+        draft: Draft,
+        origin: String,
+        wall_ms: u64,
+    ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
+        self.record_with(now_ms, draft, Some(origin), wall_ms)
+    }
+
+    fn record_with(
+        &mut self,
+        now_ms: u64,
+        draft: Draft,
+        origin: Option<String>,
+        wall_ms: u64,
+    ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
         let (local, counter) = self.local.as_mut().ok_or(LedgerError::ReadOnly)?;
         let hlc = self.clock.tick(now_ms);
         let body = ScanBody {
@@ -272,9 +294,10 @@ impl Ledger {
             verdict: draft.verdict,
             reason: draft.reason,
             hlc: hlc.0,
-            wall_ms: now_ms,
+            wall_ms,
             prev: draft.prev,
             annuls: draft.annuls,
+            origin,
         };
         let record = ScanRecord::sign(body, &local.key)?;
         *counter += 1;

@@ -92,6 +92,10 @@ pub struct ScanBody {
     pub prev: Vec<String>,
     /// For `Verdict::Annul`: the scan id being cancelled.
     pub annuls: Option<String>,
+    /// For a scan reconciled from an offline device (not a mesh node):
+    /// `<device>@<scanned-at ms>`. Records with the same origin on one ticket are one scan, so a
+    /// reconciled scan is counted once however many nodes it was posted to.
+    pub origin: Option<String>,
 }
 
 impl ScanBody {
@@ -209,6 +213,9 @@ fn check_fields(b: &ScanBody) -> Result<(), RecordError> {
     if b.annuls.as_ref().is_some_and(|a| a.len() > FIELD_LEN_MAX) {
         return Err(RecordError::FieldTooLong("annuls"));
     }
+    if b.origin.as_ref().is_some_and(|a| a.len() > FIELD_LEN_MAX) {
+        return Err(RecordError::FieldTooLong("origin"));
+    }
     Ok(())
 }
 
@@ -232,6 +239,7 @@ mod tests {
             wall_ms: 1,
             prev: vec![],
             annuls: None,
+            origin: None,
         }
     }
 

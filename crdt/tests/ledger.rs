@@ -127,6 +127,40 @@ fn remote_admit_is_seen_and_second_admit_is_a_double_entry() {
 }
 
 #[test]
+fn a_reconciled_offline_scan_posted_to_two_nodes_counts_once() {
+    let (mut a, mut b) = (node(1, 2), node(2, 2));
+    let origin = "handheld-7@1700000000000".to_string();
+    let (_, ca) = a
+        .record_reconciled(2_000, admit("T9", Direction::In), origin.clone(), 1_000)
+        .unwrap();
+    let (rb, cb) = b
+        .record_reconciled(2_001, admit("T9", Direction::In), origin.clone(), 1_000)
+        .unwrap();
+    assert_eq!(rb.body.wall_ms, 1_000);
+    a.apply_changes(2_002, &[cb]).unwrap();
+    b.apply_changes(2_003, &[ca]).unwrap();
+    for l in [&a, &b] {
+        assert!(l.index().has_origin("T9", &origin));
+        assert_eq!(l.index().records("T9").len(), 2);
+        let r = l.index().replay("T9", "general");
+        assert_eq!(r.entries.len(), 1, "one entry, not two");
+        assert!(r.double_entries.is_empty());
+        assert!(l.index().conflicts().is_empty());
+    }
+    // A different offline scan of the same ticket is a second entry: a double entry.
+    let (_, c) = a
+        .record_reconciled(
+            2_004,
+            admit("T9", Direction::In),
+            "handheld-8@1".into(),
+            1_500,
+        )
+        .unwrap();
+    b.apply_changes(2_005, &[c]).unwrap();
+    assert_eq!(b.index().replay("T9", "general").double_entries.len(), 1);
+}
+
+#[test]
 fn reentry_needs_an_out_and_annul_gives_the_entry_back() {
     let mut a = node(1, 1);
     let vip = |d| Draft {
@@ -178,6 +212,7 @@ fn body_from(device: &SigningKey, ticket: &str) -> ScanBody {
         wall_ms: 5,
         prev: vec![],
         annuls: None,
+        origin: None,
     }
 }
 

@@ -7,12 +7,13 @@
 //! (`Authorization: Bearer`); bulletins need the admin token.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,6 +45,24 @@ pub enum ApiCall {
     },
     Bulletin {
         bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Stats {
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    /// Prometheus text, as a JSON string.
+    Metrics {
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    OfflineManifest {
+        event_id: String,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    Reconcile {
+        request: crate::offline::ReconcileRequest,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
 }
@@ -84,7 +103,16 @@ pub struct ApiState {
     pub calls: mpsc::Sender<ApiCall>,
     pub staff_token: String,
     pub admin_token: String,
+    /// What `GET /api/stream` forwards: scans, stats, conflicts, peers (JSON with an `event`).
+    pub stream: tokio::sync::broadcast::Sender<std::sync::Arc<Value>>,
+    /// Open streams, bounded by [`STREAM_CLIENTS_MAX`].
+    pub streams_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Most `GET /api/stream` clients at once.
+pub const STREAM_CLIENTS_MAX: usize = 64;
+/// Events buffered for a slow stream client before it skips ahead.
+pub const STREAM_BUFFER_MAX: usize = 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Access {
@@ -99,6 +127,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/conflicts", get(conflicts))
         .route("/api/status", get(status))
         .route("/api/bulletins", post(bulletin))
+        .route("/api/stats", get(stats))
+        .route("/api/peers", get(peers))
+        .route("/api/stream", get(stream))
+        .route("/metrics", get(metrics))
+        .route("/offline/manifest/{event_id}", get(offline_manifest))
+        .route("/offline/reconcile", post(reconcile))
+        .merge(crate::web::routes())
         .route(
             "/health/live",
             get(|| async { Json(json!({"status": "live"})) }),
@@ -112,10 +147,17 @@ pub fn router(state: ApiState) -> Router {
 }
 
 fn authorize(state: &ApiState, headers: &HeaderMap, need: Access) -> Result<(), ApiError> {
-    let token = headers
+    authorize_token(state, bearer(headers), need)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn authorize_token(state: &ApiState, token: Option<&str>, need: Access) -> Result<(), ApiError> {
     let ok = match (token, need) {
         (Some(t), Access::Admin) => t == state.admin_token,
         (Some(t), Access::Staff) => t == state.staff_token || t == state.admin_token,
@@ -273,4 +315,121 @@ async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
         Ok(Ok(Ok(_))) => Ok(Json(json!({"status": "ready"}))),
         _ => Err(down()),
     }
+}
+
+async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    call(&state, |reply| ApiCall::Stats { reply }).await
+}
+
+async fn peers(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    call(&state, |reply| ApiCall::Peers { reply }).await
+}
+
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let Json(text) = call(&state, |reply| ApiCall::Metrics { reply }).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text.as_str().unwrap_or_default().to_string(),
+    )
+        .into_response())
+}
+
+/// Errors of the seed's offline routes carry its `success: false` beside our fields.
+fn offline_error(status: StatusCode, e: crate::offline::RequestError) -> Response {
+    (
+        status,
+        Json(json!({"success": false, "error": e.code, "message": e.message})),
+    )
+        .into_response()
+}
+
+async fn offline_manifest(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    if let Err(e) = crate::offline::check_device_id(query.get("device_id").map(String::as_str)) {
+        return Ok(offline_error(StatusCode::BAD_REQUEST, e));
+    }
+    let Json(manifest) = call(&state, |reply| ApiCall::OfflineManifest { event_id, reply }).await?;
+    Ok(Json(json!({"success": true, "manifest": manifest})).into_response())
+}
+
+async fn reconcile(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let body = body_bytes(body)?;
+    let request = match crate::offline::parse_request(&body) {
+        Ok(r) => r,
+        Err(e) => return Ok(offline_error(StatusCode::BAD_REQUEST, e)),
+    };
+    let Json(v) = call(&state, |reply| ApiCall::Reconcile { request, reply }).await?;
+    Ok(Json(v).into_response())
+}
+
+/// Server-Sent Events: every scan, stats about every two seconds while they change, conflicts
+/// when they change, peers coming and going. The token may come as `?token=` (a browser's
+/// EventSource cannot set headers).
+async fn stream(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use std::sync::atomic::Ordering;
+    let token = bearer(&headers).or(query.get("token").map(String::as_str));
+    authorize_token(&state, token, Access::Staff)?;
+    if state.streams_open.fetch_add(1, Ordering::SeqCst) >= STREAM_CLIENTS_MAX {
+        state.streams_open.fetch_sub(1, Ordering::SeqCst);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            format!("at most {STREAM_CLIENTS_MAX} streams at once"),
+        ));
+    }
+    /// Gives the stream's slot back when the client goes away.
+    struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let slot = Slot(state.streams_open.clone());
+    let rx = state.stream.subscribe();
+    // A first stats event right away, so a fresh page has figures.
+    let first = call(&state, |reply| ApiCall::Stats { reply }).await.ok();
+    let first = first.map(|Json(mut v)| {
+        v["event"] = json!("stats");
+        std::sync::Arc::new(v)
+    });
+    let events =
+        futures::stream::unfold((rx, first, slot), |(mut rx, mut first, slot)| async move {
+            let v = match first.take() {
+                Some(v) => v,
+                None => match rx.recv().await {
+                    Ok(v) => v,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        std::sync::Arc::new(json!({"event": "lagged", "skipped": n}))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            let kind = v["event"].as_str().unwrap_or("message").to_string();
+            let event = Event::default().event(kind).data(v.to_string());
+            Some((Ok::<_, std::convert::Infallible>(event), (rx, first, slot)))
+        });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }

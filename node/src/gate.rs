@@ -73,6 +73,17 @@ pub struct Decision {
     pub direction: Direction,
 }
 
+impl Decision {
+    /// `admit`, `deny` (or `annul`), as in the HTTP answer.
+    pub fn verdict_code(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Admit => "admit",
+            Verdict::Deny => "deny",
+            Verdict::Annul => "annul",
+        }
+    }
+}
+
 /// A decision and the ledger change to make durable (none for a repeat).
 #[derive(Clone, Debug)]
 pub struct ScanOutcome {
@@ -156,6 +167,14 @@ impl GateLogic {
 
     pub fn ledger_mut(&mut self) -> &mut Ledger {
         &mut self.ledger
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn is_revoked(&self, ticket_id: &str) -> bool {
+        self.revoked_tickets.contains(ticket_id)
     }
 
     pub fn config(&self) -> &EventConfig {

@@ -28,12 +28,15 @@ pub mod event;
 pub mod gate;
 pub mod manifest;
 pub mod mesh;
+pub mod offline;
 pub mod policy;
 pub mod procs;
 pub mod qr;
 pub mod signed;
+pub mod stats;
 pub mod store;
 pub mod ticket;
+pub mod web;
 
 /// Milliseconds since the Unix epoch, from the system clock (edges only; the core takes `now`).
 pub fn now_ms() -> u64 {

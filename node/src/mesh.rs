@@ -48,6 +48,8 @@ const KIND_SYNC: u8 = 0;
 const KIND_BULLETIN: u8 = 1;
 /// Longest input line (a code is at most 2,048 bytes).
 pub const INPUT_LINE_BYTES_MAX: usize = crate::credential::CODE_BYTES_MAX + 2;
+/// How often the live stream gets fresh statistics (when anything changed).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -78,6 +80,7 @@ pub struct MeshCounters {
     pub sync_bytes_out: u64,
     pub sync_failures: u64,
     pub rejected_peers: u64,
+    pub rejected_messages: u64,
     pub stale_connections_closed: u64,
     pub peers_penalized: u64,
 }
@@ -106,6 +109,15 @@ struct Node {
     sync_frames_refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
     local_peer: PeerId,
     counters: MeshCounters,
+    /// Live events for `GET /api/stream`.
+    stream: tokio::sync::broadcast::Sender<std::sync::Arc<Value>>,
+    metrics: crate::stats::Metrics,
+    /// Every enrolled peer seen: online or not, and when last seen (ms).
+    peer_seen: HashMap<PeerId, (bool, u64)>,
+    /// Records changed since the last stats event.
+    stats_dirty: bool,
+    /// Double entries at the last conflicts event.
+    doubles_reported: usize,
 }
 
 /// Run a node until standard input closes or Ctrl-C.
@@ -157,7 +169,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         sync_frames_refused,
         local_peer,
         counters: MeshCounters::default(),
+        stream: tokio::sync::broadcast::channel(crate::api::STREAM_BUFFER_MAX).0,
+        metrics: crate::stats::Metrics::default(),
+        peer_seen: HashMap::new(),
+        stats_dirty: true,
+        doubles_reported: 0,
     };
+    node.doubles_reported = node.dev.gate.ledger().index().conflict_count();
     node.device_peers = node
         .dev
         .certificates
@@ -175,9 +193,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     }
     let mut input = spawn_input_reader();
     let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
+    let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+    let mut http_task = None;
     if let Some(addr) = node.opts.http {
-        start_http(addr, &node.opts, api_tx).await?;
+        http_task =
+            Some(start_http(addr, &node.opts, api_tx, node.stream.clone(), http_stopped).await?);
     }
+    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+    let mut terminate = terminate_signal()?;
     let mut discovery: Option<Discovery> = None;
     let (_keep_tx, idle_rx) = tokio::sync::mpsc::channel::<Discovered>(1);
     let mut discovered = idle_rx;
@@ -205,11 +228,23 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 Some(line) => node.on_input(&line)?,
                 None => break,
             },
-                        Some(call) = api_rx.recv() => node.on_api(call),
+            Some(call) = api_rx.recv() => node.on_api(call),
             _ = sync_tick.tick() => node.sync_all(),
             _ = redial_tick.tick() => node.redial(),
+            _ = stats_tick.tick() => node.stream_stats(),
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
         }
+    }
+    // Graceful stop: refuse new HTTP connections, answer what was already asked (each answer
+    // durable before it is sent), then save a snapshot.
+    let _ = http_stop.send(true);
+    api_rx.close();
+    while let Some(call) = api_rx.recv().await {
+        node.on_api(call);
+    }
+    if let Some(task) = http_task {
+        let _ = tokio::time::timeout(HTTP_DRAIN_MAX, task).await;
     }
     if let Some(d) = discovery {
         d.stop();
@@ -217,12 +252,35 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     node.shutdown()
 }
 
-/// Bind the HTTP API and serve it on the runtime; report the address and the tokens.
+/// Longest a stopping node waits for HTTP requests in progress.
+pub const HTTP_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// SIGTERM (what service managers and `kill` send), besides Ctrl-C.
+fn terminate_signal() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        let mut sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::spawn(async move {
+            if sig.recv().await.is_some() {
+                let _ = tx.send(()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    std::mem::forget(tx);
+    Ok(rx)
+}
+
+/// Bind the HTTP API and serve it on the runtime until `stop`; report the address and the
+/// tokens.
 async fn start_http(
     addr: std::net::SocketAddr,
     opts: &NodeOptions,
     calls: tokio::sync::mpsc::Sender<crate::api::ApiCall>,
-) -> anyhow::Result<()> {
+    stream: tokio::sync::broadcast::Sender<std::sync::Arc<Value>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let token = || {
         use rand::RngCore;
         let mut b = [0u8; 16];
@@ -247,13 +305,20 @@ async fn start_http(
         calls,
         staff_token,
         admin_token,
+        stream,
+        streams_open: Default::default(),
     });
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    Ok(tokio::spawn(async move {
+        let stopping = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+        {
             tracing::error!("HTTP server: {e}");
         }
-    });
-    Ok(())
+    }))
 }
 
 /// The peer ids of every enrolled device (scanners and observers), with their names.
@@ -340,6 +405,7 @@ impl Node {
         gate: &str,
         direction: Option<Direction>,
     ) -> Result<Value, crate::gate::GateError> {
+        let started = std::time::Instant::now();
         let outcome = self.dev.gate.scan(
             crate::now_ms(),
             ScanRequest {
@@ -355,11 +421,16 @@ impl Node {
                 .append(std::slice::from_ref(change))
                 .map_err(|e| crate::gate::GateError::Store(e.to_string()))?;
         }
+        let d = &outcome.decision;
+        let verdict = if d.repeat { "repeat" } else { d.verdict_code() };
+        self.metrics
+            .scan(verdict, d.reason.code(), started.elapsed().as_secs_f64());
         let mut v = serde_json::to_value(&outcome.decision).unwrap_or_default();
         let decision = v.clone();
         v["event"] = json!("scan");
         v["at_us"] = json!(now_us());
-        emit(v);
+        self.tell(v);
+        self.records_changed();
         if let Some(change) = outcome.change {
             self.publish(change);
         }
@@ -367,6 +438,202 @@ impl Node {
             tracing::warn!("snapshot: {e:#}");
         }
         Ok(decision)
+    }
+
+    /// Print an event and pass it to the live stream.
+    fn tell(&self, v: Value) {
+        let v = std::sync::Arc::new(v);
+        emit((*v).clone());
+        let _ = self.stream.send(v); // no listener: nothing to do
+    }
+
+    fn rejected(&mut self, v: Value) {
+        self.counters.rejected_messages += 1;
+        emit(v);
+    }
+
+    /// Records were added: statistics are stale; a new double entry is streamed at once.
+    fn records_changed(&mut self) {
+        self.stats_dirty = true;
+        let doubles = self.dev.gate.ledger().index().conflict_count();
+        if doubles != self.doubles_reported {
+            self.doubles_reported = doubles;
+            if self.stream.receiver_count() > 0 {
+                let conflicts = self.dev.gate.ledger().index().conflicts();
+                let _ = self.stream.send(std::sync::Arc::new(
+                    json!({"event": "conflicts", "conflicts": conflicts}),
+                ));
+            }
+        }
+    }
+
+    /// Fresh statistics on the live stream, when something changed and someone listens.
+    fn stream_stats(&mut self) {
+        if !self.stats_dirty || self.stream.receiver_count() == 0 {
+            return;
+        }
+        self.stats_dirty = false;
+        let mut v = self.stats_json();
+        v["event"] = json!("stats");
+        let _ = self.stream.send(std::sync::Arc::new(v));
+    }
+
+    fn peers_seen(&self) -> Vec<crate::stats::PeerSeen> {
+        let mut list: Vec<_> = self
+            .peer_seen
+            .iter()
+            .map(|(p, (online, at))| crate::stats::PeerSeen {
+                name: self.peer_name(p),
+                peer_id: p.to_string(),
+                online: *online,
+                last_seen_ms: *at,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    fn stats_json(&self) -> Value {
+        let names: HashMap<String, String> = self
+            .dev
+            .certificates
+            .iter()
+            .map(|c| (c.device_id.clone(), c.name.clone()))
+            .collect();
+        let peers = self.peers_seen();
+        let gate = &self.dev.gate;
+        crate::stats::compute(
+            gate.ledger().index(),
+            &crate::stats::StatsInput {
+                event_id: &gate.config().event_id,
+                total_guests: gate.manifest().body.as_ref().map(|b| b.tickets.len()),
+                now_ms: crate::now_ms(),
+                device_names: &names,
+                peers: &peers,
+            },
+        )
+    }
+
+    fn metrics_text(&self) -> String {
+        let c = &self.counters;
+        let ledger = self.dev.gate.ledger();
+        let refused = self
+            .sync_frames_refused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.metrics.render(&[
+            (
+                "gatemesh_peers_connected",
+                "gauge",
+                "Enrolled peers connected now.",
+                self.connections.len() as u64,
+            ),
+            (
+                "gatemesh_ledger_records",
+                "gauge",
+                "Scan records in this node's ledger.",
+                ledger.index().len(),
+            ),
+            (
+                "gatemesh_conflicts",
+                "gauge",
+                "Double entries in the ledger.",
+                ledger.index().conflict_count() as u64,
+            ),
+            (
+                "gatemesh_gossip_received_bytes_total",
+                "counter",
+                "Gossip payload bytes received.",
+                c.gossip_bytes_in,
+            ),
+            (
+                "gatemesh_gossip_sent_bytes_total",
+                "counter",
+                "Gossip payload bytes published.",
+                c.gossip_bytes_out,
+            ),
+            (
+                "gatemesh_sync_received_bytes_total",
+                "counter",
+                "Sync message bytes received.",
+                c.sync_bytes_in,
+            ),
+            (
+                "gatemesh_sync_sent_bytes_total",
+                "counter",
+                "Sync message bytes sent.",
+                c.sync_bytes_out,
+            ),
+            (
+                "gatemesh_sync_failures_total",
+                "counter",
+                "Sync rounds that failed.",
+                c.sync_failures,
+            ),
+            (
+                "gatemesh_rejected_peers_total",
+                "counter",
+                "Connections refused (not enrolled, revoked, over limits).",
+                c.rejected_peers,
+            ),
+            (
+                "gatemesh_rejected_messages_total",
+                "counter",
+                "Gossip, sync and bulletin messages refused.",
+                c.rejected_messages,
+            ),
+            (
+                "gatemesh_rejected_records_total",
+                "counter",
+                "Records refused (bad signature, unknown or revoked device).",
+                ledger.stats().rejected(),
+            ),
+            (
+                "gatemesh_sync_frames_refused_total",
+                "counter",
+                "Sync frames refused by the codec (oversized, cut short).",
+                refused,
+            ),
+        ])
+    }
+
+    /// Offline scans posted by a non-mesh device: each into the ledger (durable) and the mesh.
+    fn reconcile(
+        &mut self,
+        request: crate::offline::ReconcileRequest,
+    ) -> Result<Value, crate::api::ApiError> {
+        let now = crate::now_ms();
+        let mut results = Vec::with_capacity(request.scans.len());
+        let mut changes = Vec::new();
+        for scan in &request.scans {
+            let r = crate::offline::reconcile_one(
+                &mut self.dev.gate,
+                now,
+                &request.device_id,
+                scan,
+                &self.opts.gate,
+            );
+            changes.extend(r.change);
+            results.push(r.result);
+        }
+        if !changes.is_empty() {
+            self.dev.store.append(&changes).map_err(|e| {
+                crate::api::ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_error",
+                    e.to_string(),
+                )
+            })?;
+            self.metrics.reconciled += changes.len() as u64;
+            for change in changes {
+                self.publish(change);
+            }
+            self.records_changed();
+        }
+        let response = crate::offline::response(results);
+        emit(
+            json!({"event": "reconciled", "device": request.device_id, "reconciled": response["reconciled"], "failed": response["failed"]}),
+        );
+        Ok(response)
     }
 
     /// A request from the HTTP API.
@@ -425,6 +692,36 @@ impl Node {
             }
             ApiCall::Status { reply } => {
                 let _ = reply.send(Ok(self.status()));
+            }
+            ApiCall::Stats { reply } => {
+                let _ = reply.send(Ok(self.stats_json()));
+            }
+            ApiCall::Peers { reply } => {
+                let _ = reply.send(Ok(json!({"peers": self.peers_seen()})));
+            }
+            ApiCall::Metrics { reply } => {
+                let _ = reply.send(Ok(Value::String(self.metrics_text())));
+            }
+            ApiCall::OfflineManifest { event_id, reply } => {
+                let r = if event_id != self.dev.gate.config().event_id {
+                    Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "EVENT_NOT_FOUND",
+                        format!("this node serves event {}", self.dev.gate.config().event_id),
+                    ))
+                } else {
+                    crate::offline::manifest(&self.dev.gate, crate::now_ms()).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            "NO_MANIFEST",
+                            "the event package has no ticket manifest",
+                        )
+                    })
+                };
+                let _ = reply.send(r);
+            }
+            ApiCall::Reconcile { request, reply } => {
+                let _ = reply.send(self.reconcile(request));
             }
             ApiCall::Bulletin { bytes, reply } => {
                 let r = if self.take_bulletin(&bytes, None) {
@@ -516,8 +813,7 @@ impl Node {
         let b = match verified {
             Ok(b) => b,
             Err(reason) => {
-                emit(
-                    json!({"event": "rejected_message", "peer": from.map(|p| self.peer_name(&p)), "reason": reason}),
+                self.rejected(json!({"event": "rejected_message", "peer": from.map(|p| self.peer_name(&p)), "reason": reason}),
                 );
                 return false;
             }
@@ -609,8 +905,14 @@ impl Node {
             .collect();
         let mut peers: Vec<String> = self.connections.keys().map(|p| self.peer_name(p)).collect();
         peers.sort();
+        let config = self.dev.gate.config();
         json!({
             "event": "status",
+            "event_id": config.event_id,
+            "event_name": config.name,
+            "device": self.dev.identity.as_ref().map(|i| i.id().to_string()),
+            "gate": self.opts.gate,
+            "gates": config.gates,
             "heads": ledger.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             "records": ledger.index().len(),
             "conflicts": conflicts,
@@ -727,7 +1029,10 @@ impl Node {
                     self.connections.remove(&peer_id);
                     self.sync.remove(&peer_id);
                     self.sync_in_flight.remove(&peer_id);
-                    emit(json!({"event": "peer_disconnected", "peer": self.peer_name(&peer_id)}));
+                    self.peer_seen.insert(peer_id, (false, crate::now_ms()));
+                    self.tell(
+                        json!({"event": "peer_disconnected", "peer": self.peer_name(&peer_id)}),
+                    );
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -782,7 +1087,8 @@ impl Node {
         }
         self.sync.insert(peer, SyncPeer::new());
         self.sync_in_flight.remove(&peer);
-        emit(json!({"event": "peer_connected", "peer": self.peer_name(&peer)}));
+        self.peer_seen.insert(peer, (true, crate::now_ms()));
+        self.tell(json!({"event": "peer_connected", "peer": self.peer_name(&peer)}));
         self.send_bulletins(peer);
         self.start_sync(peer);
     }
@@ -826,8 +1132,7 @@ impl Node {
                 Ok(0) => gossipsub::MessageAcceptance::Accept,
                 Ok(refused) => {
                     self.counters.gossip_rejected += 1;
-                    emit(
-                        json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": format!("{refused} records refused")}),
+                    self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": format!("{refused} records refused")}),
                     );
                     gossipsub::MessageAcceptance::Reject
                 }
@@ -838,8 +1143,7 @@ impl Node {
             },
             Err(reason) => {
                 self.counters.gossip_rejected += 1;
-                emit(
-                    json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": reason}),
+                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": reason}),
                 );
                 gossipsub::MessageAcceptance::Reject
             }
@@ -869,9 +1173,10 @@ impl Node {
         self.dev.store.append_relaxed(&applied.persist)?; // peers hold them too
         if !applied.records.is_empty() {
             let ids: Vec<&str> = applied.records.iter().map(|r| r.scan_id.as_str()).collect();
-            emit(
+            self.tell(
                 json!({"event": "applied", "via": via, "from": self.peer_name(&from), "records": ids, "at_us": now_us()}),
             );
+            self.records_changed();
         }
         if applied.missing_deps {
             self.start_sync(from);
@@ -954,8 +1259,7 @@ impl Node {
                         }
                         _ => {
                             self.counters.sync_failures += 1;
-                            emit(
-                                json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": "sync: unknown frame kind"}),
+                            self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": "sync: unknown frame kind"}),
                             );
                             let _ = self
                                 .swarm
@@ -1018,8 +1322,7 @@ impl Node {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 self.counters.sync_failures += 1;
-                emit(
-                    json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {error}")}),
+                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {error}")}),
                 );
             }
             request_response::Event::ResponseSent { .. } => {}
@@ -1042,8 +1345,7 @@ impl Node {
             }
             Err(e) => {
                 self.counters.sync_failures += 1;
-                emit(
-                    json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {e}")}),
+                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {e}")}),
                 );
                 self.penalize(peer);
             }
