@@ -8,7 +8,15 @@ fn the_demo_runs_to_its_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let out = Command::new(gatemesh_tests::gatemesh_bin())
-        .args(["demo", "--short", "--dir", dir.to_str().unwrap()])
+        .args([
+            "demo",
+            "--short",
+            "--no-wait",
+            "--http",
+            "127.0.0.1:0",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -36,4 +44,5 @@ fn the_demo_runs_to_its_summary() {
     // 15 at the doors + 3 tickets admitted once on each side of the split.
     assert!(line("admitted").ends_with(" 21"), "{text}");
     assert!(dir.join("event/event.json").exists());
+    assert!(line("dashboard").contains("/dashboard#token="), "{text}");
 }

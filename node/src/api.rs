@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
 /// Requests waiting for the node's loop.
 pub const API_QUEUE_MAX: usize = 1024;
+/// Most requests the node's loop takes at once (their scans share one durable write).
+pub const API_BATCH_MAX: usize = 64;
 /// Longest a request waits for the node's loop.
 pub const API_WAIT_MAX: Duration = Duration::from_secs(10);
 

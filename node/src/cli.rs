@@ -67,6 +67,12 @@ pub enum Command {
         /// Fewer tickets, no QR images (the test suite runs this).
         #[arg(long)]
         short: bool,
+        /// Stop after the summary instead of keeping the mesh and its dashboard up until Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+        /// Address of the first node's HTTP API (the dashboard); the others take free ports.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
     },
     /// Make an organizer-signed bulletin (revoke tickets or devices, add devices) in
     /// EVENT/bulletins/; give it to any node (`!bulletin FILE`) and the mesh spreads it.
@@ -323,7 +329,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             device_enroll(&event, &name, role, &out).map(|_| ())
         }
         Command::Scan(args) => scan(args),
-        Command::Demo { nodes, dir, short } => {
+        Command::Demo {
+            nodes,
+            dir,
+            short,
+            no_wait,
+            http,
+        } => {
             let dir = dir.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!(
                     "gatemesh-demo-{}-{}",
@@ -331,7 +343,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::now_ms()
                 ))
             });
-            crate::demo::run(&crate::demo::DemoOptions { nodes, dir, short })
+            crate::demo::run(&crate::demo::DemoOptions {
+                nodes,
+                dir,
+                short,
+                wait: !no_wait,
+                http,
+            })
         }
         Command::Bulletin(args) => {
             bulletin(&args).map(|p| println!("bulletin written to {}", p.display()))

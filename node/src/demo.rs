@@ -24,7 +24,15 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// Fewer tickets, for the test suite.
     pub short: bool,
+    /// Keep the mesh up after the summary (the dashboard stays reachable) until Ctrl-C.
+    pub wait: bool,
+    /// The first node's HTTP address (falls back to a free port when taken).
+    pub http: std::net::SocketAddr,
 }
+
+/// While the demo waits for Ctrl-C, one remaining ticket is scanned this often, so the
+/// dashboard has something to show.
+const TRICKLE_EVERY: Duration = Duration::from_millis(1500);
 
 #[derive(Default)]
 struct Tally {
@@ -73,7 +81,18 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     for n in &names {
         device_enroll(&ev, n, Role::Scanner, &ev.join(format!("device-{n}")))?;
     }
-    let mut nodes = start_nodes(o, &ev, &names)?;
+    let token = {
+        use rand::RngCore;
+        let mut b = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        hex::encode(b)
+    };
+    let mut nodes = start_nodes(o, &ev, &names, &token)?;
+    let mut urls = Vec::new();
+    for n in nodes.iter_mut() {
+        let http = n.wait_for("http", STEP_WAIT_MAX, |v| v["event"] == "http")?;
+        urls.push(format!("http://{}", http["addr"].as_str().unwrap_or("?")));
+    }
     let started = Instant::now();
     for n in nodes.iter_mut() {
         n.wait_peers(o.nodes - 1, STEP_WAIT_MAX)?;
@@ -86,17 +105,66 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     let mut tally = Tally::default();
     doors_open(&mut nodes, &tickets, &mut tally)?;
     let heal_ms = split_and_heal(&mut nodes, &tickets, &mut tally, o.short)?;
-    summary(&mut nodes, &tally, heal_ms)
+    summary(&mut nodes, &tally, heal_ms)?;
+    println!();
+    println!("dashboard   {}/dashboard#token={token}", urls[0]);
+    for (name, url) in names.iter().zip(&urls) {
+        println!("scanner     {url}/#token={token}   ({name})");
+    }
+    println!(
+        "The event, its tickets and each node's store are in {}.",
+        o.dir.display()
+    );
+    if o.wait {
+        println!("The mesh keeps running (a ticket is scanned every {TRICKLE_EVERY:?}); Ctrl-C stops it.");
+        keep_open(&mut nodes, &tickets)?;
+    }
+    Ok(())
 }
 
-fn start_nodes(o: &DemoOptions, ev: &Path, names: &[String]) -> anyhow::Result<Vec<NodeProcess>> {
+/// Keep the nodes up until Ctrl-C (which reaches them too: they stop gracefully), scanning the
+/// tickets nobody used yet one by one, and reading the nodes' events so they never block.
+fn keep_open(nodes: &mut [NodeProcess], tickets: &[Issued]) -> anyhow::Result<()> {
+    let unused = tickets.len() / 2 + 8;
+    let mut next = tickets.iter().skip(unused).enumerate();
+    loop {
+        std::thread::sleep(TRICKLE_EVERY);
+        if let Some((i, t)) = next.next() {
+            nodes[i % nodes.len()].send(&t.code)?;
+        }
+        for n in nodes.iter_mut() {
+            n.drain();
+        }
+    }
+}
+
+fn start_nodes(
+    o: &DemoOptions,
+    ev: &Path,
+    names: &[String],
+    token: &str,
+) -> anyhow::Result<Vec<NodeProcess>> {
     let bin = std::env::current_exe().context("finding the gatemesh binary")?;
+    // The first node takes the dashboard's address when it is free.
+    let first = match std::net::TcpListener::bind(o.http) {
+        Ok(l) => {
+            drop(l);
+            o.http.to_string()
+        }
+        Err(_) => "127.0.0.1:0".to_string(),
+    };
     names
         .iter()
         .enumerate()
         .map(|(i, n)| {
             let device = ev.join(format!("device-{n}"));
             let data = o.dir.join(format!("data-{n}"));
+            let http = if i == 0 {
+                first.as_str()
+            } else {
+                "127.0.0.1:0"
+            };
+            let extra = ["--http", http, "--staff-token", token];
             let spec = NodeSpec {
                 bin: &bin,
                 netns: None,
@@ -105,7 +173,7 @@ fn start_nodes(o: &DemoOptions, ev: &Path, names: &[String]) -> anyhow::Result<V
                 device: &device,
                 data: &data,
                 gate: GATES[i % GATES.len()],
-                extra: &[],
+                extra: &extra,
             };
             NodeProcess::start(n, &spec, std::process::Stdio::null())
         })
@@ -249,8 +317,5 @@ fn summary(nodes: &mut [NodeProcess], tally: &Tally, heal_ms: f64) -> anyhow::Re
     }
     println!("mesh agreed after the heal in     {heal_ms:.0} ms");
     println!("records in every ledger           {}", status["records"]);
-    println!();
-    println!("The dashboard comes with the HTTP API (not built yet). The event, its tickets and");
-    println!("each node's store are kept in the directory above.");
     Ok(())
 }

@@ -228,7 +228,16 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 Some(line) => node.on_input(&line)?,
                 None => break,
             },
-            Some(call) = api_rx.recv() => node.on_api(call),
+            Some(call) = api_rx.recv() => {
+                let mut calls = vec![call];
+                while calls.len() < crate::api::API_BATCH_MAX {
+                    match api_rx.try_recv() {
+                        Ok(c) => calls.push(c),
+                        Err(_) => break,
+                    }
+                }
+                node.on_api_batch(calls);
+            }
             _ = sync_tick.tick() => node.sync_all(),
             _ = redial_tick.tick() => node.redial(),
             _ = stats_tick.tick() => node.stream_stats(),
@@ -270,6 +279,23 @@ fn terminate_signal() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
     #[cfg(not(unix))]
     std::mem::forget(tx);
     Ok(rx)
+}
+
+/// A scan decided in memory, waiting for its durable write.
+struct Pending {
+    outcome: crate::gate::ScanOutcome,
+    started: std::time::Instant,
+}
+
+/// A gate error as the HTTP API reports it.
+fn api_error(e: crate::gate::GateError) -> crate::api::ApiError {
+    use axum::http::StatusCode;
+    match e {
+        crate::gate::GateError::UnknownGate(_) => {
+            crate::api::ApiError::bad_request(e.code(), e.to_string())
+        }
+        _ => crate::api::ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string()),
+    }
 }
 
 /// Bind the HTTP API and serve it on the runtime until `stop`; report the address and the
@@ -405,6 +431,18 @@ impl Node {
         gate: &str,
         direction: Option<Direction>,
     ) -> Result<Value, crate::gate::GateError> {
+        let pending = self.decide(code, gate, direction)?;
+        let mut done = self.commit(vec![pending])?;
+        Ok(done.pop().unwrap_or_default())
+    }
+
+    /// Decide one scan in memory (the ledger holds it); [`Self::commit`] makes it durable.
+    fn decide(
+        &mut self,
+        code: &[u8],
+        gate: &str,
+        direction: Option<Direction>,
+    ) -> Result<Pending, crate::gate::GateError> {
         let started = std::time::Instant::now();
         let outcome = self.dev.gate.scan(
             crate::now_ms(),
@@ -414,30 +452,110 @@ impl Node {
                 direction,
             },
         )?;
-        if let Some(change) = &outcome.change {
-            // Durable before the answer; a store that cannot write must not show green.
+        Ok(Pending { outcome, started })
+    }
+
+    /// Make decided scans durable with one write (group commit: one fdatasync for every scan
+    /// that arrived together), then report and publish them. Returns each decision, in order.
+    /// A store that cannot write must not show green: then every one of them is an error.
+    fn commit(&mut self, batch: Vec<Pending>) -> Result<Vec<Value>, crate::gate::GateError> {
+        let changes: Vec<Vec<u8>> = batch
+            .iter()
+            .filter_map(|p| p.outcome.change.clone())
+            .collect();
+        if !changes.is_empty() {
             self.dev
                 .store
-                .append(std::slice::from_ref(change))
+                .append(&changes)
                 .map_err(|e| crate::gate::GateError::Store(e.to_string()))?;
         }
-        let d = &outcome.decision;
-        let verdict = if d.repeat { "repeat" } else { d.verdict_code() };
-        self.metrics
-            .scan(verdict, d.reason.code(), started.elapsed().as_secs_f64());
-        let mut v = serde_json::to_value(&outcome.decision).unwrap_or_default();
-        let decision = v.clone();
-        v["event"] = json!("scan");
-        v["at_us"] = json!(now_us());
-        self.tell(v);
-        self.records_changed();
-        if let Some(change) = outcome.change {
-            self.publish(change);
+        let mut decisions = Vec::with_capacity(batch.len());
+        for Pending { outcome, started } in batch {
+            let d = &outcome.decision;
+            let verdict = if d.repeat { "repeat" } else { d.verdict_code() };
+            self.metrics
+                .scan(verdict, d.reason.code(), started.elapsed().as_secs_f64());
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["words"] = json!(if d.repeat {
+                "Already let in by this scanner just now"
+            } else {
+                d.reason.words()
+            });
+            decisions.push(v.clone());
+            v["event"] = json!("scan");
+            v["at_us"] = json!(now_us());
+            self.tell(v);
+            if let Some(change) = outcome.change {
+                self.publish(change);
+            }
         }
+        self.records_changed();
         if let Err(e) = self.maybe_snapshot() {
             tracing::warn!("snapshot: {e:#}");
         }
-        Ok(decision)
+        Ok(decisions)
+    }
+
+    /// Requests that arrived together: scans are decided one after the other and committed
+    /// with one durable write; anything else is answered in its place in the order.
+    fn on_api_batch(&mut self, calls: Vec<crate::api::ApiCall>) {
+        use crate::api::ApiCall;
+        let mut pending = Vec::new();
+        let mut replies = Vec::new();
+        for call in calls {
+            match call {
+                ApiCall::Scan {
+                    code,
+                    gate,
+                    direction,
+                    reply,
+                } => {
+                    let gate = gate.unwrap_or_else(|| self.opts.gate.clone());
+                    let direction = match direction.as_deref() {
+                        Some("in") => Some(Direction::In),
+                        Some("out") => Some(Direction::Out),
+                        _ => self.opts.direction,
+                    };
+                    match self.decide(code.as_bytes(), &gate, direction) {
+                        Ok(p) => {
+                            pending.push(p);
+                            replies.push(reply);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(api_error(e)));
+                        }
+                    }
+                }
+                other => {
+                    self.commit_replies(std::mem::take(&mut pending), std::mem::take(&mut replies));
+                    self.on_api(other);
+                }
+            }
+        }
+        self.commit_replies(pending, replies);
+    }
+
+    fn commit_replies(
+        &mut self,
+        pending: Vec<Pending>,
+        replies: Vec<tokio::sync::oneshot::Sender<Result<Value, crate::api::ApiError>>>,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        match self.commit(pending) {
+            Ok(decisions) => {
+                for (reply, d) in replies.into_iter().zip(decisions) {
+                    let _ = reply.send(Ok(d));
+                }
+            }
+            Err(e) => {
+                let e = api_error(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// Print an event and pass it to the live stream.
@@ -641,32 +759,7 @@ impl Node {
         use crate::api::{ApiCall, ApiError};
         use axum::http::StatusCode;
         match call {
-            ApiCall::Scan {
-                code,
-                gate,
-                direction,
-                reply,
-            } => {
-                let gate = gate.unwrap_or_else(|| self.opts.gate.clone());
-                let direction = match direction.as_deref() {
-                    Some("in") => Some(Direction::In),
-                    Some("out") => Some(Direction::Out),
-                    _ => self.opts.direction,
-                };
-                let r = self
-                    .scan_code(code.as_bytes(), &gate, direction)
-                    .map_err(|e| match e {
-                        crate::gate::GateError::UnknownGate(_) => {
-                            ApiError::bad_request(e.code(), e.to_string())
-                        }
-                        _ => ApiError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            e.code(),
-                            e.to_string(),
-                        ),
-                    });
-                let _ = reply.send(r);
-            }
+            call @ ApiCall::Scan { .. } => self.on_api_batch(vec![call]),
             ApiCall::Ticket { id, reply } => {
                 let index = self.dev.gate.ledger().index();
                 let records = index.records(&id);

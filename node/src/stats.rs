@@ -69,7 +69,10 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Value {
             return;
         }
         total.add(r.verdict);
-        tiers.entry(r.tier.clone()).or_default().add(r.verdict);
+        if !r.tier.is_empty() {
+            // (unreadable codes have no tier)
+            tiers.entry(r.tier.clone()).or_default().add(r.verdict);
+        }
         hours
             .entry(r.wall_ms / HOUR_MS * HOUR_MS)
             .or_default()

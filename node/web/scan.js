@@ -13,6 +13,7 @@ const REQUEST_TIMEOUT_MS = 4000;
 let settings = JSON.parse(store.getItem("gatemesh.settings") || "null");
 let hideTimer = null;
 let busy = false;
+let asked = 0; // when the current code was submitted (the answer's delay is shown in data-ms)
 
 // A token in the address (#token=...) is kept and removed from the address bar.
 (function takeTokenFromAddress() {
@@ -127,6 +128,7 @@ function time(ms) {
 async function check(code, via) {
   if (busy) return;
   busy = true;
+  asked = performance.now();
   try {
     const r = await api("/api/scan", {
       method: "POST",
@@ -150,11 +152,12 @@ function show(d, via) {
   el.dataset.reason = d.reason;
   el.dataset.via = via;
   $("result-title").textContent = admit ? (d.direction === "out" ? "GOODBYE" : "WELCOME") : "STOP";
-  $("result-reason").textContent = d.repeat ? "Already let in by this scanner just now" : d.message;
-  $("result-ticket").textContent = d.ticket ? `Ticket ${d.ticket.id} · ${d.ticket.tier}` : "";
+  $("result-reason").textContent = d.words || d.message;
+  $("result-ticket").textContent = (d.ticket ? `Ticket ${d.ticket.id} · ${d.ticket.tier}` : d.message);
   const prev = (d.previous || [])[0];
   $("result-previous").textContent = prev ? `First used at gate ${prev.gate}, ${time(prev.wall_ms)}` : "";
   el.hidden = false;
+  el.dataset.ms = Math.round(performance.now() - asked);
   feedback(admit);
   remember(d);
   clearTimeout(hideTimer);

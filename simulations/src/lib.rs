@@ -4,5 +4,6 @@
 //! one JSON object per line with `--json`. Goals are compared in BENCHMARKS.md, never asserted.
 
 pub mod bench;
+pub mod httpbench;
 pub mod meshbench;
 pub mod report;

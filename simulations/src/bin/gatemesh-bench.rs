@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +57,10 @@ fn main() -> anyhow::Result<()> {
             rate_per_s: number("--rate")?.unwrap_or(100) as u32,
             seconds: number("--seconds")?.unwrap_or(10) as u32,
             heal_scans: number("--heal-scans")?.unwrap_or(10_000),
+        })?,
+        Some("http") => simulations::httpbench::run(&simulations::httpbench::HttpBench {
+            concurrency: number("--concurrency")?.unwrap_or(32),
+            requests: number("--requests")?.unwrap_or(20_000),
         })?,
         _ => anyhow::bail!("{USAGE}"),
     };

@@ -1,0 +1,118 @@
+//! `http`: `POST /api/scan` over loopback against a real `gatemesh node run --http`, with
+//! `concurrency` clients on keep-alive connections, each scanning distinct tickets (every
+//! request is a full decision: credential check, ledger, durable write). Latency is measured by
+//! the client from writing the request to reading the whole answer.
+
+use crate::report::percentile;
+use gatemesh_tests::{make_event, NodeProc};
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Instant;
+
+pub struct HttpBench {
+    pub concurrency: usize,
+    pub requests: usize,
+}
+
+/// One client: its share of the codes, one connection; returns latencies (ms) and failures.
+fn client(addr: &str, codes: &[String]) -> anyhow::Result<(Vec<f64>, usize)> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut latencies = Vec::with_capacity(codes.len());
+    let mut failed = 0;
+    for code in codes {
+        let body = serde_json::to_vec(&json!({"code": code}))?;
+        let t0 = Instant::now();
+        write!(
+            writer,
+            "POST /api/scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        writer.write_all(&body)?;
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse()?;
+            }
+        }
+        let mut answer = vec![0u8; length];
+        reader.read_exact(&mut answer)?;
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let ok = status.starts_with("HTTP/1.1 200")
+            && serde_json::from_slice::<Value>(&answer).is_ok_and(|v| v["verdict"] == "admit");
+        if !ok {
+            failed += 1;
+        }
+    }
+    Ok((latencies, failed))
+}
+
+pub fn run(b: &HttpBench) -> anyhow::Result<Map<String, Value>> {
+    let tmp = tempfile::tempdir()?;
+    let ev = tmp.path().join("event");
+    let codes: Vec<String> = make_event(&ev, b.requests as u32, &["a"], false)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let mut node = NodeProc::start(
+        &ev,
+        "device-a",
+        &tmp.path().join("a"),
+        "north",
+        &[
+            "--no-mdns",
+            "--http",
+            "127.0.0.1:0",
+            "--staff-token",
+            "staff",
+        ],
+    );
+    let http = node.wait_for("http", |v| v["event"] == "http");
+    let addr = http["addr"].as_str().unwrap_or_default().to_string();
+    let per = codes.len().div_ceil(b.concurrency);
+    let started = Instant::now();
+    let clients: Vec<_> = codes
+        .chunks(per)
+        .map(|chunk| {
+            let (addr, chunk) = (addr.clone(), chunk.to_vec());
+            std::thread::spawn(move || client(&addr, &chunk))
+        })
+        .collect();
+    // The node prints every decision; keep reading so it never waits on its output.
+    while !clients.iter().all(|c| c.is_finished()) {
+        node.drain();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for c in clients {
+        let (l, f) = c
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+        latencies.extend(l);
+        failed += f;
+    }
+    let mut out = Map::new();
+    out.insert("bench".into(), json!("http"));
+    out.insert("concurrency".into(), json!(b.concurrency));
+    out.insert("requests".into(), json!(latencies.len()));
+    out.insert("failed".into(), json!(failed));
+    out.insert("p50_ms".into(), json!(percentile(&mut latencies, 50.0)));
+    out.insert("p99_ms".into(), json!(percentile(&mut latencies, 99.0)));
+    out.insert(
+        "throughput_per_s".into(),
+        json!(latencies.len() as f64 / elapsed),
+    );
+    Ok(out)
+}

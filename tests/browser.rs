@@ -1,0 +1,231 @@
+//! The pages in a real headless Chromium (Debian's `chromium`, driven by playwright-core from
+//! `tests/browser/run.mjs`): a keyboard-wedge scan shows green; the same ticket at another gate on
+//! another node shows red with `already_redeemed` and the first gate; the page reloads from its
+//! service worker while the node is unreachable and says so; the camera admits a ticket from a
+//! video of its QR image; the dashboard's figures change live when another node scans.
+//!
+//! Screenshots are kept in `target/test-artifacts/browser/`.
+
+use gatemesh_tests::{make_event, NodeProc};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn shots() -> PathBuf {
+    let dir = root().join("target/test-artifacts/browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run one scenario of run.mjs; returns what it observed.
+fn browser(scenario: &str, args: Value) -> Value {
+    let script = root().join("tests/browser/run.mjs");
+    assert!(
+        root()
+            .join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: run scripts/test-all (it installs it)"
+    );
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(scenario)
+        .arg(args.to_string())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{scenario}: no result; stdout {stdout}; stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(v["ok"], true, "{scenario}: {v}");
+    v
+}
+
+/// Two mesh nodes with HTTP (gates north and south), found by mDNS, tokens `staff`/`admin`.
+fn two_nodes(ev: &Path, tmp: &Path) -> (NodeProc, String, NodeProc, String) {
+    let start = |device: &str, data: &str, gate: &str| {
+        let mut n = NodeProc::start(
+            ev,
+            device,
+            &tmp.join(data),
+            gate,
+            &[
+                "--http",
+                "127.0.0.1:0",
+                "--staff-token",
+                "staff",
+                "--admin-token",
+                "admin",
+            ],
+        );
+        let http = n.wait_for("http", |v| v["event"] == "http");
+        let url = format!("http://{}", http["addr"].as_str().unwrap());
+        (n, url)
+    };
+    let (mut a, a_url) = start("device-a", "a", "north");
+    let (mut b, b_url) = start("device-b", "b", "south");
+    a.wait_peers(1);
+    b.wait_peers(1);
+    (a, a_url, b, b_url)
+}
+
+#[test]
+fn wedge_scan_duplicate_at_another_node_and_offline_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 4, &["a", "b"], false);
+    let (_a, a_url, mut b, b_url) = two_nodes(&ev, tmp.path());
+    let shots = shots();
+    let v = browser(
+        "scan",
+        json!({"a": a_url, "b": b_url, "token": "staff", "code": codes[0].1, "code2": codes[1].1, "shots": shots}),
+    );
+    assert_eq!(v["focus_after_setup"], "code", "the field has focus: {v}");
+    eprintln!(
+        "answer shown {} ms and {} ms after Enter",
+        v["first"]["answer_ms"], v["second"]["answer_ms"]
+    );
+    let first = &v["first"];
+    assert_eq!(
+        (&first["class"], &first["reason"], &first["title"]),
+        (&json!("admit"), &json!("ok"), &json!("WELCOME")),
+        "{v}"
+    );
+    assert_eq!(first["focused"], "code", "{v}");
+    let second = &v["second"];
+    assert_eq!(
+        (&second["class"], &second["reason"], &second["words"]),
+        (
+            &json!("deny"),
+            &json!("already_redeemed"),
+            &json!("Already used")
+        ),
+        "{v}"
+    );
+    assert!(
+        second["previous"]
+            .as_str()
+            .is_some_and(|p| p.contains("gate north")),
+        "the first gate is named: {v}"
+    );
+    assert_eq!(
+        (&v["manual"]["class"], &v["manual"]["reason"]),
+        (&json!("deny"), &json!("unknown_ticket")),
+        "{v}"
+    );
+    assert!(
+        v["offline_link"]
+            .as_str()
+            .is_some_and(|t| t.contains("unreachable")),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["offline"]["class"], &v["offline"]["title"]),
+        (&json!("unreachable"), &json!("NOT CHECKED")),
+        "{v}"
+    );
+    // Three records: the admit at north, the screenshot and the typed code refused at south;
+    // the attempt while the node was unreachable never reached it.
+    let s = b.status();
+    assert_eq!(s["records"], 3, "{s}");
+    for name in ["scan-admit", "scan-duplicate", "scan-offline"] {
+        assert!(shots.join(format!("{name}.png")).exists());
+    }
+}
+
+/// A Y4M video (what Chromium's fake camera plays) of a PNG, centred on white.
+fn y4m_of(png: &Path, out: &Path) {
+    let img = image::open(png).unwrap().to_luma8();
+    let (w, h) = (640u32, 480u32);
+    let side = 400u32;
+    let qr = image::imageops::resize(&img, side, side, image::imageops::FilterType::Nearest);
+    let mut y = vec![255u8; (w * h) as usize];
+    let (ox, oy) = ((w - side) / 2, (h - side) / 2);
+    for (x, yy, p) in qr.enumerate_pixels() {
+        y[((oy + yy) * w + ox + x) as usize] = p.0[0];
+    }
+    let chroma = vec![128u8; (w * h / 4) as usize];
+    let mut file = format!("YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for _ in 0..10 {
+        file.extend_from_slice(b"FRAME\n");
+        file.extend_from_slice(&y);
+        file.extend_from_slice(&chroma);
+        file.extend_from_slice(&chroma);
+    }
+    std::fs::write(out, file).unwrap();
+}
+
+#[test]
+fn the_camera_admits_a_ticket_from_a_video_of_its_qr_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2, &["a"], true);
+    let mut a = NodeProc::start(
+        &ev,
+        "device-a",
+        &tmp.path().join("a"),
+        "north",
+        &[
+            "--no-mdns",
+            "--http",
+            "127.0.0.1:0",
+            "--staff-token",
+            "staff",
+        ],
+    );
+    let http = a.wait_for("http", |v| v["event"] == "http");
+    let url = format!("http://{}", http["addr"].as_str().unwrap());
+    let video = tmp.path().join("qr.y4m");
+    y4m_of(
+        &ev.join("tickets/qr").join(format!("{}.png", codes[1].0)),
+        &video,
+    );
+    let v = browser(
+        "camera",
+        json!({"a": url, "token": "staff", "video": video, "shots": shots()}),
+    );
+    assert_eq!(
+        (
+            &v["camera"]["class"],
+            &v["camera"]["reason"],
+            &v["camera"]["via"]
+        ),
+        (&json!("admit"), &json!("ok"), &json!("camera")),
+        "{v}"
+    );
+    // The node admitted exactly that ticket.
+    let scan = a.wait_for("the camera's scan", |v| v["event"] == "scan");
+    assert_eq!(scan["ticket"]["id"], codes[1].0.as_str(), "{scan}");
+}
+
+#[test]
+fn the_dashboard_changes_live_when_another_node_scans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 4, &["a", "b"], false);
+    let (_a, a_url, _b, b_url) = two_nodes(&ev, tmp.path());
+    let v = browser(
+        "dashboard",
+        json!({"a": a_url, "b": b_url, "token": "staff", "codes": [codes[0].1, codes[1].1, codes[2].1], "shots": shots()}),
+    );
+    assert_eq!(
+        (&v["before"], &v["after"]),
+        (&json!("0"), &json!("3")),
+        "{v}"
+    );
+    assert_eq!(v["b_status"], 200, "{v}");
+    assert!(
+        v["gates"].as_str().is_some_and(|g| g.contains("south")),
+        "{v}"
+    );
+    assert_eq!(v["peers"], "1 / 1", "{v}");
+}

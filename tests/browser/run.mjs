@@ -1,0 +1,171 @@
+// Browser scenarios for tests/browser.rs, in Debian's Chromium through playwright-core.
+// Usage: node run.mjs SCENARIO '{"json": "arguments"}'. Prints one JSON line with what the
+// pages showed; the Rust test decides pass or fail. Screenshots go to args.shots.
+import { chromium } from "playwright-core";
+
+const [scenario, raw] = process.argv.slice(2);
+const args = JSON.parse(raw);
+const STEP_MS = 15000;
+
+const FLAGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--disable-dev-shm-usage",
+];
+
+async function launch(extra = []) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: [...FLAGS, ...extra],
+    timeout: 60000,
+  });
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${args.shots}/${name}.png` });
+}
+
+// Set the scanner up for a gate, the way a steward does once per device.
+async function setUp(page, base, gate, direction = "in") {
+  await page.goto(`${base}/#token=${args.token}`);
+  await page.waitForSelector("#setup:not([hidden])", { timeout: STEP_MS });
+  await page.waitForSelector(`#gate option[value="${gate}"]`, { state: "attached", timeout: STEP_MS });
+  await page.selectOption("#gate", gate);
+  await page.selectOption("#direction", direction);
+  await page.click("#save");
+  await page.waitForSelector("#scanner:not([hidden])", { timeout: STEP_MS });
+}
+
+// What the full-screen answer says, once shown.
+async function answer(page) {
+  await page.waitForSelector("#result:not([hidden])", { timeout: STEP_MS });
+  return page.evaluate(() => {
+    const r = document.getElementById("result");
+    return {
+      class: r.className,
+      reason: r.dataset.reason,
+      via: r.dataset.via,
+      title: document.getElementById("result-title").textContent,
+      words: document.getElementById("result-reason").textContent,
+      previous: document.getElementById("result-previous").textContent,
+      answer_ms: Number(r.dataset.ms),
+      focused: document.activeElement && document.activeElement.id,
+    };
+  });
+}
+
+async function dismiss(page) {
+  await page.click("#result");
+  await page.waitForSelector("#result", { state: "hidden", timeout: STEP_MS });
+}
+
+// A keyboard-wedge scanner: the code typed fast, then Enter, into whatever has focus.
+async function wedge(page, code) {
+  const t0 = Date.now();
+  await page.keyboard.type(code, { delay: 0 });
+  await page.keyboard.press("Enter");
+  const a = await answer(page);
+  a.shown_ms = Date.now() - t0;
+  return a;
+}
+
+async function scanScenario() {
+  const browser = await launch();
+  const out = {};
+  try {
+    // Gate north on node A.
+    const a = await (await browser.newContext()).newPage();
+    await setUp(a, args.a, "north");
+    out.focus_after_setup = await a.evaluate(() => document.activeElement.id);
+    out.first = await wedge(a, args.code);
+    await shot(a, "scan-admit");
+    await dismiss(a);
+    // Gate south on node B: the same ticket (a shared screenshot).
+    const bctx = await browser.newContext();
+    const b = await bctx.newPage();
+    await setUp(b, args.b, "south");
+    out.second = await wedge(b, args.code);
+    await shot(b, "scan-duplicate");
+    await dismiss(b);
+    // Manual entry with the button.
+    await b.fill("#code", "not-a-ticket");
+    await b.click("button[type=submit]");
+    out.manual = await answer(b);
+    await dismiss(b);
+    // Installed and controlled by the service worker, then the node is unreachable: the page
+    // still reloads and says so plainly.
+    await b.waitForFunction(() => navigator.serviceWorker && navigator.serviceWorker.controller, null, { timeout: STEP_MS });
+    await bctx.setOffline(true);
+    await b.reload();
+    await b.waitForSelector("#scanner:not([hidden])", { timeout: STEP_MS });
+    await b.waitForFunction(() => document.getElementById("link").classList.contains("down"), null, { timeout: STEP_MS });
+    out.offline_link = await b.textContent("#link");
+    out.offline = await wedge(b, args.code2);
+    await shot(b, "scan-offline");
+    await bctx.setOffline(false);
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+async function cameraScenario() {
+  const browser = await launch([
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    `--use-file-for-fake-video-capture=${args.video}`,
+  ]);
+  const out = {};
+  try {
+    const ctx = await browser.newContext({ permissions: ["camera"] });
+    const page = await ctx.newPage();
+    await setUp(page, args.a, "north");
+    await page.click("#camera");
+    out.camera = await answer(page);
+    await shot(page, "camera-admit");
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+async function dashboardScenario() {
+  const browser = await launch();
+  const out = {};
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 1100 } })).newPage();
+    await page.goto(`${args.a}/dashboard#token=${args.token}`);
+    await page.waitForFunction(() => document.getElementById("live").textContent === "live", null, { timeout: STEP_MS });
+    await page.waitForFunction(() => document.getElementById("admitted").textContent !== "–", null, { timeout: STEP_MS });
+    out.before = await page.textContent("#admitted");
+    // Another node scans (a different gate, through its own API).
+    for (const code of args.codes) {
+      const r = await fetch(`${args.b}/api/scan`, {
+        method: "POST",
+        headers: { "Authorization": `Bearer ${args.token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ code, gate: "south" }),
+      });
+      out.b_status = r.status;
+    }
+    await page.waitForFunction((n) => document.getElementById("admitted").textContent === String(n),
+      Number(out.before) + args.codes.length, { timeout: STEP_MS });
+    out.after = await page.textContent("#admitted");
+    out.peers = await page.textContent("#peers-online");
+    out.gates = await page.textContent("#gates");
+    out.inside = await page.textContent("#inside");
+    await page.waitForTimeout(300);
+    await shot(page, "dashboard");
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const scenarios = { scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario };
+try {
+  const out = await scenarios[scenario]();
+  console.log(JSON.stringify({ ok: true, ...out }));
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, error: String(e && e.stack || e) }));
+  process.exitCode = 1;
+}
