@@ -297,3 +297,170 @@ fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A throwaway PostgreSQL cluster made with the machine's `initdb` and `pg_ctl`, on a free
+/// loopback port, removed on drop. As root, the server runs as the `postgres` user.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    pub url: String,
+}
+
+impl PgCluster {
+    fn tool(bin: &Path, name: &str) -> Command {
+        let exe = bin.join(name);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn bin_dir() -> PathBuf {
+        if let Ok(p) = which("initdb") {
+            // /usr/local/bin/initdb may be a link into PostgreSQL's own bin directory.
+            let real = std::fs::canonicalize(&p).unwrap_or(p);
+            return real.parent().unwrap().to_path_buf();
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        found.sort();
+        found
+            .pop()
+            .expect("initdb: install PostgreSQL (scripts/test-all does)")
+    }
+
+    pub fn start() -> PgCluster {
+        let bin = Self::bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.path().join("pgdata");
+        let out = Self::tool(&bin, "initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = PgCluster {
+            url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+            port,
+        };
+        c.start_again();
+        c
+    }
+
+    /// Start the (stopped) server and wait until it accepts connections.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("pgdata");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = Self::tool(&self.bin, "pg_ctl")
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(self.dir.path().join("log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
+    }
+
+    /// Stop the server (fast: connections are cut).
+    pub fn stop(&self) {
+        let _ = Self::tool(&self.bin, "pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("pgdata"))
+            .arg("stop")
+            .output();
+    }
+
+    /// Run SQL with psql; the rows, fields separated by `|`.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn count(&self, sql: &str) -> u64 {
+        self.sql(sql)
+            .parse()
+            .unwrap_or_else(|_| panic!("{sql}: not a number"))
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Self::tool(&self.bin, "pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.path().join("pgdata"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to the effective user).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.exists())
+        })
+        .ok_or(())
+}

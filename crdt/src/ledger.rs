@@ -149,6 +149,15 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+/// One record of an untrusted document after its checks.
+enum Verified {
+    Good(Box<ScanBody>),
+    Malformed,
+    UnknownDevice,
+    RevokedDevice,
+    BadSignature,
+}
+
 impl Ledger {
     /// The genesis document: 256 empty bucket maps. Deterministic: the same bytes everywhere.
     pub fn genesis() -> Vec<u8> {
@@ -197,6 +206,97 @@ impl Ledger {
             stats: LedgerStats::default(),
         };
         ledger.rebuild_index();
+        Ok(ledger)
+    }
+
+    /// Open a ledger from bytes nobody vouches for (an export file): every record must decode,
+    /// sit under its own scan id in its ticket's bucket, come from a device of the roster not
+    /// revoked at its HLC, and carry a valid signature; the others are counted in
+    /// [`LedgerStats`] and never indexed. Signatures are checked on `threads` threads.
+    pub fn open_untrusted(
+        base: &[u8],
+        roster: Roster,
+        rules: HashMap<String, EntryRule>,
+        threads: usize,
+    ) -> Result<Ledger, LedgerError> {
+        let doc = Automerge::load(base)?;
+        let buckets = find_buckets(&doc)?;
+        let bucket_of_obj = buckets
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.clone(), i as u8))
+            .collect();
+        let mut ledger = Ledger {
+            doc,
+            buckets,
+            bucket_of_obj,
+            index: Index::new(rules),
+            roster,
+            clock: HlcClock::default(),
+            local: None,
+            stats: LedgerStats::default(),
+        };
+        let mut found: Vec<(u8, String, Vec<u8>)> = Vec::new();
+        for b in 0..BUCKETS {
+            let obj = ledger.buckets[b].clone();
+            for item in ledger.doc.map_range(&obj, ..) {
+                match item.value {
+                    Value::Scalar(v) => match v.as_ref() {
+                        ScalarValue::Bytes(bytes) => {
+                            found.push((b as u8, item.key.to_string(), bytes.clone()))
+                        }
+                        _ => ledger.stats.rejected_malformed += 1,
+                    },
+                    Value::Object(_) => ledger.stats.rejected_malformed += 1,
+                }
+            }
+        }
+        // Decode and check signatures in parallel; admit in document order.
+        let roster = &ledger.roster;
+        let check = |(bucket, key, bytes): &(u8, String, Vec<u8>)| -> Verified {
+            let Ok(rec) = ScanRecord::decode(bytes) else {
+                return Verified::Malformed;
+            };
+            if rec.scan_id() != *key || bucket_of(&rec.body.ticket_id) != *bucket {
+                return Verified::Malformed;
+            }
+            match roster.get(rec.body.device) {
+                None => Verified::UnknownDevice,
+                Some(d) if d.revoked_from.is_some_and(|r| rec.body.hlc >= r.0) => {
+                    Verified::RevokedDevice
+                }
+                Some(d) if rec.verify(&d.key).is_err() => Verified::BadSignature,
+                Some(_) => Verified::Good(Box::new(rec.body)),
+            }
+        };
+        let threads = threads.clamp(1, 64);
+        let chunk = found.len().div_ceil(threads).max(1);
+        let verified: Vec<Verified> = std::thread::scope(|scope| {
+            let handles: Vec<_> = found
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for v in verified {
+            match v {
+                Verified::Good(body) => {
+                    ledger.clock.observe(Hlc(body.hlc), u64::MAX / 2);
+                    if ledger.index.insert(&body) {
+                        ledger.stats.applied_records += 1;
+                    } else {
+                        ledger.stats.duplicate_records += 1;
+                    }
+                }
+                Verified::Malformed => ledger.stats.rejected_malformed += 1,
+                Verified::UnknownDevice => ledger.stats.rejected_unknown_device += 1,
+                Verified::RevokedDevice => ledger.stats.rejected_revoked_device += 1,
+                Verified::BadSignature => ledger.stats.rejected_bad_signature += 1,
+            }
+        }
         Ok(ledger)
     }
 

@@ -405,3 +405,23 @@ fn check_change_accepts_enrolled_authors_and_refuses_garbage_and_strangers() {
     b.revoke_device(a.local_device().unwrap(), Hlc(0));
     assert_eq!(b.check_change(&change), Err(ChangeRejection::RevokedDevice));
 }
+
+#[test]
+fn an_untrusted_document_keeps_only_records_that_verify() {
+    let mut a = node(1, 2);
+    let mut rogue = node(9, 9); // a device the event never enrolled (the roster has 1 and 2)
+    a.record(1_000, admit("T1", Direction::In)).unwrap();
+    a.record(1_001, admit("T2", Direction::In)).unwrap();
+    let (_, forged) = rogue.record(1_002, admit("T3", Direction::In)).unwrap();
+    a.apply_changes(1_003, &[forged]).unwrap();
+    let bytes = a.save();
+    for threads in [1, 2, 3] {
+        let l = Ledger::open_untrusted(&bytes, roster(2), rules(), threads).unwrap();
+        assert_eq!(l.index().len(), 2);
+        assert_eq!(l.stats().rejected_unknown_device, 1);
+        assert_eq!(l.stats().rejected(), 1);
+        assert!(l.index().records("T3").is_empty());
+        assert_eq!(l.heads(), a.heads());
+    }
+    assert!(Ledger::open_untrusted(&bytes[..bytes.len() / 2], roster(2), rules(), 2).is_err());
+}

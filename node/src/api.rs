@@ -67,6 +67,12 @@ pub enum ApiCall {
         request: crate::offline::ReconcileRequest,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
+    /// Records `from..from + max` of the node's journal (the bridge; not an HTTP route).
+    Journal {
+        from: usize,
+        max: usize,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
 }
 
 /// A refused request: status, stable code, sentence.

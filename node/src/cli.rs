@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use gatemesh_crdt::{DeviceId, Direction};
 use rand::{rngs::OsRng, Rng, RngCore};
+use std::collections::HashSet;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -74,6 +75,20 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
     },
+    /// Write this node's full ledger and the event's identity to one file (for `bridge import`).
+    Export {
+        /// The event package directory.
+        #[arg(long)]
+        event: PathBuf,
+        /// The node's store.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Merge the mesh into PostgreSQL for HQ.
+    #[command(subcommand)]
+    Bridge(BridgeCmd),
     /// Make an organizer-signed bulletin (revoke tickets or devices, add devices) in
     /// EVENT/bulletins/; give it to any node (`!bulletin FILE`) and the mesh spreads it.
     Bulletin(BulletinArgs),
@@ -152,6 +167,40 @@ pub struct NodeRunArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BridgeCmd {
+    /// Merge an export file (`gatemesh export`); records that do not verify are refused and
+    /// counted; merging the same file twice adds nothing.
+    Import {
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+    /// Join the mesh as an enrolled read-only member (an observer device) and keep PostgreSQL
+    /// current as scans happen; survives database restarts and network splits.
+    Run {
+        #[arg(long)]
+        event: PathBuf,
+        /// The observer device (`gatemesh device enroll --role observer`).
+        #[arg(long)]
+        device: PathBuf,
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The bridge's own store (default: DEVICE/bridge-data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        listen: Vec<String>,
+        #[arg(long)]
+        peer: Vec<String>,
+        #[arg(long)]
+        no_mdns: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum EventCmd {
     /// Make a new event directory: event.json (public) and organizer-keys.json (secret).
     Create {
@@ -213,6 +262,12 @@ pub enum TicketsCmd {
         /// File holding the legacy HMAC secret (else QR_SIGNATURE_SECRET).
         #[arg(long)]
         hmac_secret_file: Option<PathBuf>,
+        /// Take the tickets from HQ's PostgreSQL database (with --query) instead of --count.
+        #[arg(long, requires = "query")]
+        from_postgres: Option<String>,
+        /// SQL returning the ticket id first and, optionally, the tier second (read-only).
+        #[arg(long, requires = "from_postgres")]
+        query: Option<String>,
     },
     /// Mark tickets cancelled in the signed manifest; scanners deny them as `revoked`.
     Cancel {
@@ -301,7 +356,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             nfc,
             no_qr,
             hmac_secret_file,
+            from_postgres,
+            query,
         }) => {
+            let named = match (from_postgres, query) {
+                (Some(url), Some(query)) => Some(
+                    runtime()?
+                        .block_on(gatemesh_cloud_bridge::fetch_tickets(&url, &query, &tier))?
+                        .into_iter()
+                        .map(|t| (t.ticket_id, t.tier))
+                        .collect(),
+                ),
+                _ => None,
+            };
             let opts = IssueOptions {
                 count,
                 tier,
@@ -310,6 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 nfc,
                 qr: !no_qr,
                 hmac_secret_file,
+                named,
             };
             let out = out.unwrap_or_else(|| event.join("tickets"));
             tickets_issue(&event, &out, &opts).map(|_| ())
@@ -377,15 +445,78 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 http: a.http,
                 staff_token: a.staff_token,
                 admin_token: a.admin_token,
+                read_stdin: true,
+                journal: false,
             };
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?
-                .block_on(crate::mesh::run(opts))
+            runtime()?.block_on(crate::mesh::run(opts))
         }
         Command::Ledger(args) => ledger(args),
+        Command::Export { event, data, out } => {
+            let v = crate::bridge::export(&event, &data, &out)?;
+            println!("{v}");
+            Ok(())
+        }
+        Command::Bridge(BridgeCmd::Import {
+            event,
+            file,
+            database_url,
+        }) => {
+            let v = runtime()?.block_on(crate::bridge::import(&event, &file, &database_url))?;
+            println!("{v}");
+            Ok(())
+        }
+        Command::Bridge(BridgeCmd::Run {
+            event,
+            device,
+            database_url,
+            data,
+            listen,
+            peer,
+            no_mdns,
+        }) => {
+            let data = data.unwrap_or_else(|| device.join("bridge-data"));
+            let gate = EventPackage::load(&event)?
+                .config
+                .gates
+                .first()
+                .map(|g| g.name.clone())
+                .unwrap_or_default();
+            let opts = crate::mesh::NodeOptions {
+                event,
+                device,
+                data,
+                gate,
+                direction: None,
+                listen: parse_addrs(&listen)?,
+                peers: parse_addrs(&peer)?,
+                mdns: !no_mdns,
+                hmac_secret_file: None,
+                http: None,
+                staff_token: None,
+                admin_token: None,
+                read_stdin: false,
+                journal: true,
+            };
+            runtime()?.block_on(crate::bridge::run(opts, &database_url))
+        }
     }
+}
+
+/// The runtime of the long-running commands: two workers (the machines have two cores).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn parse_addrs(v: &[String]) -> anyhow::Result<Vec<gatemesh_transport::libp2p::Multiaddr>> {
+    v.iter()
+        .map(|s| {
+            s.parse()
+                .with_context(|| format!("{s:?} is not a multiaddr"))
+        })
+        .collect()
 }
 
 fn parse_time(s: &str) -> anyhow::Result<u64> {
@@ -502,7 +633,12 @@ pub struct IssueOptions {
     pub nfc: bool,
     pub qr: bool,
     pub hmac_secret_file: Option<PathBuf>,
+    /// Issue these tickets (id, tier) instead of `count` new numbered ones of `tier`.
+    pub named: Option<Vec<(String, String)>>,
 }
+
+/// Longest ticket id taken from outside (it names a QR file).
+pub const TICKET_ID_LEN_MAX: usize = 64;
 
 /// One issued ticket, as written to codes.csv.
 #[derive(Clone, Debug)]
@@ -516,11 +652,14 @@ pub struct Issued {
 pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result<Vec<Issued>> {
     let package = EventPackage::load(dir)?;
     let config = &package.config;
-    let tier = config
-        .tier(&o.tier)
-        .with_context(|| format!("no tier {} in this event", o.tier))?;
-    if o.count == 0 || o.count > ISSUE_COUNT_MAX {
-        bail!("--count must be 1..={ISSUE_COUNT_MAX}");
+    let tier_of = |name: &str| {
+        config
+            .tier(name)
+            .with_context(|| format!("no tier {name} in this event"))
+    };
+    let wanted = o.named.as_ref().map_or(o.count as usize, Vec::len);
+    if wanted == 0 || wanted > ISSUE_COUNT_MAX as usize {
+        bail!("tickets to issue must be 1..={ISSUE_COUNT_MAX}, not {wanted}");
     }
     let (key_id, key) = event::organizer_signing_key(dir, o.key_id.as_deref())?;
     let mut tickets = package
@@ -529,6 +668,33 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
         .map(|m| m.tickets().to_vec())
         .unwrap_or_default();
     let first = tickets.len() + 1;
+    let plan: Vec<(String, &crate::event::TierConfig, usize)> = match &o.named {
+        None => {
+            let tier = tier_of(&o.tier)?;
+            (first..first + o.count as usize)
+                .map(|n| (format!("T{n:06}"), tier, n))
+                .collect()
+        }
+        Some(named) => {
+            let mut seen: HashSet<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
+            let mut plan = Vec::with_capacity(named.len());
+            for (i, (id, tier)) in named.iter().enumerate() {
+                let ok = !id.is_empty()
+                    && id.len() <= TICKET_ID_LEN_MAX
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    bail!("ticket id {id:?}: 1..={TICKET_ID_LEN_MAX} of A-Z a-z 0-9 - _ .");
+                }
+                if !seen.insert(id) {
+                    bail!("ticket {id} is issued already (or listed twice)");
+                }
+                plan.push((id.clone(), tier_of(tier)?, first + i));
+            }
+            plan
+        }
+    };
     let legacy_secret = if o.format == TicketFormat::Legacy {
         Some(
             legacy_secret(o.hmac_secret_file.as_deref())?
@@ -537,9 +703,8 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
     } else {
         None
     };
-    let mut issued = Vec::with_capacity(o.count as usize);
-    for n in first..first + o.count as usize {
-        let ticket_id = format!("T{n:06}");
+    let mut issued = Vec::with_capacity(plan.len());
+    for (ticket_id, tier, n) in plan {
         let code = match o.format {
             TicketFormat::Gm1 => ticket::encode(
                 &TicketPayload {
@@ -589,9 +754,8 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
     write_manifest(dir, config, tickets, &key_id, &key)?;
     write_codes(out, &issued, o.qr)?;
     println!(
-        "{} {} tickets issued ({:?}); codes in {}",
+        "{} tickets issued ({:?}); codes in {}",
         issued.len(),
-        tier.name,
         o.format,
         out.join("codes.csv").display()
     );

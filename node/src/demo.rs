@@ -75,6 +75,7 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
         nfc: false,
         qr: !o.short,
         hmac_secret_file: None,
+        named: None,
     };
     let tickets = tickets_issue(&ev, &ev.join("tickets"), &opts)?;
     let names: Vec<String> = (1..=o.nodes).map(|i| format!("gate-{i}")).collect();

@@ -19,6 +19,7 @@
 //! - [`cli`]: the organizer and steward commands.
 
 pub mod api;
+pub mod bridge;
 pub mod bulletin;
 pub mod cli;
 pub mod credential;

@@ -67,6 +67,10 @@ pub struct NodeOptions {
     /// Tokens for the API; generated and printed when not given.
     pub staff_token: Option<String>,
     pub admin_token: Option<String>,
+    /// Read codes and commands on standard input (and stop when it closes).
+    pub read_stdin: bool,
+    /// Keep a journal of every record in arrival order for `ApiCall::Journal` (the bridge).
+    pub journal: bool,
 }
 
 /// Counters a node reports in `!status` (and later `/metrics`).
@@ -118,10 +122,24 @@ struct Node {
     stats_dirty: bool,
     /// Double entries at the last conflicts event.
     doubles_reported: usize,
+    /// Every record in the order this node got it (records at start, then received ones), when
+    /// a reader such as the bridge asked for it.
+    journal: Option<Vec<gatemesh_crdt::RecordRef>>,
 }
 
-/// Run a node until standard input closes or Ctrl-C.
+/// Run a node until standard input closes (when it reads it), SIGTERM or Ctrl-C.
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+    let (api_tx, api_rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
+    run_with(opts, api_tx, api_rx).await
+}
+
+/// [`run`], with the queue of requests to the node's loop given by the caller (who may send
+/// requests of its own on `api_tx`, as the bridge does).
+pub async fn run_with(
+    opts: NodeOptions,
+    api_tx: tokio::sync::mpsc::Sender<crate::api::ApiCall>,
+    mut api_rx: tokio::sync::mpsc::Receiver<crate::api::ApiCall>,
+) -> anyhow::Result<()> {
     let dev = open_device(
         &opts.event,
         Some(&opts.device),
@@ -174,7 +192,17 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         peer_seen: HashMap::new(),
         stats_dirty: true,
         doubles_reported: 0,
+        journal: None,
     };
+    if node.opts.journal {
+        let mut all = Vec::new();
+        node.dev
+            .gate
+            .ledger()
+            .index()
+            .for_each_record(|r| all.push(r.clone()));
+        node.journal = Some(all);
+    }
     node.doubles_reported = node.dev.gate.ledger().index().conflict_count();
     node.device_peers = node
         .dev
@@ -191,8 +219,12 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     for p in node.opts.peers.clone() {
         let _ = node.swarm.dial(p);
     }
-    let mut input = spawn_input_reader();
-    let (api_tx, mut api_rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
+    let (_no_input_tx, no_input) = tokio::sync::mpsc::channel(1);
+    let mut input = if node.opts.read_stdin {
+        spawn_input_reader()
+    } else {
+        no_input
+    };
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
     let mut http_task = None;
     if let Some(addr) = node.opts.http {
@@ -558,6 +590,36 @@ impl Node {
         }
     }
 
+    /// Records `from..from + max` of the journal, the position after them, and the current
+    /// double entries of their tickets.
+    fn journal_page(&self, from: usize, max: usize) -> Value {
+        let Some(journal) = &self.journal else {
+            return json!({"records": [], "next": from, "conflicts": []});
+        };
+        let page = journal
+            .get(from..journal.len().min(from + max))
+            .unwrap_or(&[]);
+        let index = self.dev.gate.ledger().index();
+        let tickets: std::collections::BTreeSet<&str> =
+            page.iter().map(|r| r.ticket_id.as_str()).collect();
+        let conflicts: Vec<Value> = tickets
+            .iter()
+            .filter_map(|t| {
+                let replay = index.replay(t, &index.ticket_tier(t));
+                (!replay.double_entries.is_empty()).then(|| {
+                    json!({"ticket_id": t, "entries": replay.entries.iter().map(|r| &r.scan_id).collect::<Vec<_>>(),
+                           "double_entries": replay.double_entries.iter().map(|r| &r.scan_id).collect::<Vec<_>>()})
+                })
+            })
+            .collect();
+        json!({
+            "records": page,
+            "next": from + page.len(),
+            "conflicts": conflicts,
+            "rejected": self.dev.gate.ledger().stats().rejected(),
+        })
+    }
+
     /// Print an event and pass it to the live stream.
     fn tell(&self, v: Value) {
         let v = std::sync::Arc::new(v);
@@ -812,6 +874,9 @@ impl Node {
                     })
                 };
                 let _ = reply.send(r);
+            }
+            ApiCall::Journal { from, max, reply } => {
+                let _ = reply.send(Ok(self.journal_page(from, max)));
             }
             ApiCall::Reconcile { request, reply } => {
                 let _ = reply.send(self.reconcile(request));
@@ -1269,6 +1334,9 @@ impl Node {
             self.tell(
                 json!({"event": "applied", "via": via, "from": self.peer_name(&from), "records": ids, "at_us": now_us()}),
             );
+            if let Some(j) = &mut self.journal {
+                j.extend(applied.records.iter().cloned());
+            }
             self.records_changed();
         }
         if applied.missing_deps {

@@ -149,6 +149,7 @@ pub fn decide(held: usize, scans: usize) -> anyhow::Result<Map<String, Value>> {
         nfc: false,
         qr: false,
         hmac_secret_file: None,
+        named: None,
     };
     let issued = tickets_issue(&ev, &dir.path().join("tickets"), &opts)?;
     device_enroll(&ev, "gate-a", Role::Scanner, &dir.path().join("device"))?;

@@ -1,0 +1,479 @@
+//! The ledger side of the bridge to HQ's PostgreSQL (`gatemesh export`, `gatemesh bridge
+//! import|run`); `gatemesh-cloud-bridge` holds the database side.
+//!
+//! An export file is `GATEMESH-EXPORT/1\n`, one JSON header line (event, counts, SHA-256 of the
+//! ledger bytes), then the ledger document. Import checks the header and the checksum first (a
+//! changed or cut file is refused before the database is touched), then opens the ledger as
+//! untrusted: every record's signature is checked against the event's enrolled devices, and
+//! records that fail are not written but counted (`bridge_runs.rejected`).
+//!
+//! The live bridge is a node of the mesh with an observer device: it never scans, it only
+//! receives. Its loop keeps a journal of records in arrival order; the bridge reads it page by
+//! page and writes each page in one transaction, moving its position only after a commit. When
+//! PostgreSQL is away the position stays and the page is written again later; writes are
+//! idempotent (`ON CONFLICT`), so nothing is lost and nothing doubled. At start the journal holds
+//! every record of the bridge's own store, so a restarted bridge resumes without gaps.
+
+use crate::api::ApiCall;
+use crate::cli::open_device;
+use crate::event::EventPackage;
+use anyhow::{bail, Context};
+use gatemesh_cloud_bridge::{self as pg, Added, Batch, ConflictRow, DeviceRow, ScanRow};
+use gatemesh_crdt::{Conflict, RecordRef};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+pub const EXPORT_MAGIC: &str = "GATEMESH-EXPORT/1";
+/// Longest header line of an export.
+pub const EXPORT_HEADER_BYTES_MAX: usize = 64 * 1024;
+/// Largest ledger an export may carry.
+pub const EXPORT_LEDGER_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+/// Threads checking signatures on import.
+pub const VERIFY_THREADS: usize = 2;
+/// Records the live bridge takes from the journal per transaction.
+pub const LIVE_PAGE_MAX: usize = 5_000;
+/// How often the live bridge looks for new records.
+pub const LIVE_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest pause between reconnection attempts to PostgreSQL.
+pub const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportHeader {
+    pub event_id: String,
+    pub event_name: String,
+    pub exported_at: String,
+    pub records: u64,
+    pub ledger_bytes: u64,
+    pub ledger_sha256: String,
+}
+
+/// Write a node's full ledger to `out`. Returns the header as JSON.
+pub fn export(event: &Path, data: &Path, out: &Path) -> anyhow::Result<Value> {
+    let dev = open_device(event, None, data, None)?;
+    let ledger = dev.gate.ledger();
+    let bytes = ledger.save();
+    let config = dev.gate.config();
+    let header = ExportHeader {
+        event_id: config.event_id.clone(),
+        event_name: config.name.clone(),
+        exported_at: crate::stats::iso(crate::now_ms()),
+        records: ledger.index().len(),
+        ledger_bytes: bytes.len() as u64,
+        ledger_sha256: hex::encode(Sha256::digest(&bytes)),
+    };
+    let tmp = out.with_extension("partial");
+    {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+        );
+        writeln!(f, "{EXPORT_MAGIC}")?;
+        writeln!(f, "{}", serde_json::to_string(&header)?)?;
+        f.write_all(&bytes)?;
+        f.into_inner()?.sync_all()?;
+    }
+    std::fs::rename(&tmp, out)?;
+    Ok(json!({"event": "exported", "file": out, "header": header}))
+}
+
+/// Read and check an export: magic, header, event, size and checksum. Errors start with a
+/// stable code (`export_unreadable`, `export_not_gatemesh`, `export_wrong_event`,
+/// `export_corrupt`).
+pub fn read_export(path: &Path, event_id: &str) -> anyhow::Result<(ExportHeader, Vec<u8>)> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("export_unreadable: {}", path.display()))?;
+    let mut r = std::io::BufReader::new(file);
+    let mut line = |what: &str| -> anyhow::Result<String> {
+        let mut buf = Vec::new();
+        (&mut r)
+            .take(EXPORT_HEADER_BYTES_MAX as u64)
+            .read_until(b'\n', &mut buf)?;
+        if buf.last() != Some(&b'\n') {
+            bail!("export_not_gatemesh: no {what} line");
+        }
+        buf.pop();
+        String::from_utf8(buf)
+            .map_err(|_| anyhow::anyhow!("export_not_gatemesh: {what} is not text"))
+    };
+    if line("format")? != EXPORT_MAGIC {
+        bail!(
+            "export_not_gatemesh: {} is not a gatemesh export",
+            path.display()
+        );
+    }
+    let header: ExportHeader = serde_json::from_str(&line("header")?)
+        .map_err(|e| anyhow::anyhow!("export_not_gatemesh: header: {e}"))?;
+    if header.event_id != event_id {
+        bail!(
+            "export_wrong_event: the export is of event {}, not {event_id}",
+            header.event_id
+        );
+    }
+    if header.ledger_bytes > EXPORT_LEDGER_BYTES_MAX {
+        bail!(
+            "export_corrupt: the header claims {} ledger bytes",
+            header.ledger_bytes
+        );
+    }
+    let mut bytes = Vec::with_capacity(header.ledger_bytes as usize);
+    r.take(header.ledger_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 != header.ledger_bytes
+        || hex::encode(Sha256::digest(&bytes)) != header.ledger_sha256
+    {
+        bail!(
+            "export_corrupt: the ledger bytes do not match the export's length and SHA-256; \
+             the file was changed or cut short"
+        );
+    }
+    Ok((header, bytes))
+}
+
+fn device_rows(package: &EventPackage) -> Vec<DeviceRow> {
+    package
+        .certificates
+        .iter()
+        .map(|c| DeviceRow {
+            device_id: c.device_id.clone(),
+            name: c.name.clone(),
+            role: format!("{:?}", c.role).to_lowercase(),
+        })
+        .collect()
+}
+
+fn row_of(r: &RecordRef) -> ScanRow {
+    ScanRow {
+        scan_id: r.scan_id.clone(),
+        ticket_id: r.ticket_id.clone(),
+        device_id: r.device.clone(),
+        tier: r.tier.clone(),
+        gate: r.gate.clone(),
+        zone: r.zone.clone(),
+        direction: r.direction.as_str().to_string(),
+        verdict: match r.verdict {
+            gatemesh_crdt::Verdict::Admit => "admit",
+            gatemesh_crdt::Verdict::Deny => "deny",
+            gatemesh_crdt::Verdict::Annul => "annul",
+        }
+        .to_string(),
+        reason: r.reason.clone(),
+        hlc: r.hlc as i64,
+        device_time_ms: r.wall_ms,
+        annuls: r.annuls.clone(),
+    }
+}
+
+/// A row back as the body the index replays (signatures were checked when it was first read).
+fn body_of(r: &ScanRow) -> Option<gatemesh_crdt::ScanBody> {
+    let (device, counter) = gatemesh_crdt::record::parse_scan_id(&r.scan_id)?;
+    let direction = match r.direction.as_str() {
+        "in" => gatemesh_crdt::Direction::In,
+        "out" => gatemesh_crdt::Direction::Out,
+        _ => return None,
+    };
+    let verdict = match r.verdict.as_str() {
+        "admit" => gatemesh_crdt::Verdict::Admit,
+        "deny" => gatemesh_crdt::Verdict::Deny,
+        "annul" => gatemesh_crdt::Verdict::Annul,
+        _ => return None,
+    };
+    Some(gatemesh_crdt::ScanBody {
+        version: gatemesh_crdt::record::RECORD_VERSION,
+        device,
+        counter,
+        ticket_id: r.ticket_id.clone(),
+        tier: r.tier.clone(),
+        gate: r.gate.clone(),
+        zone: r.zone.clone(),
+        direction,
+        verdict,
+        reason: r.reason.clone(),
+        hlc: r.hlc as u64,
+        wall_ms: r.device_time_ms,
+        prev: Vec::new(),
+        annuls: r.annuls.clone(),
+        origin: None,
+    })
+}
+
+fn conflict_rows(c: &Conflict) -> Vec<ConflictRow> {
+    let entries: Vec<String> = c.entries.iter().map(|r| r.scan_id.clone()).collect();
+    c.double_entries
+        .iter()
+        .map(|d| ConflictRow {
+            ticket_id: c.ticket_id.clone(),
+            scan_id: d.scan_id.clone(),
+            entry_scan_ids: entries.clone(),
+        })
+        .collect()
+}
+
+/// Group rows into batches of whole tickets (a ticket's scans and conflicts share a
+/// transaction), at most about [`pg::BATCH_ROWS_MAX`] scans each.
+fn batches(mut rows: Vec<ScanRow>, conflicts: &HashMap<String, Vec<ConflictRow>>) -> Vec<Batch> {
+    rows.sort_by(|a, b| a.ticket_id.cmp(&b.ticket_id));
+    let mut out: Vec<Batch> = Vec::new();
+    let mut current = Batch::default();
+    for row in rows {
+        let new_ticket = current.tickets.last() != Some(&row.ticket_id);
+        if new_ticket && current.scans.len() >= pg::BATCH_ROWS_MAX {
+            out.push(std::mem::take(&mut current));
+        }
+        if new_ticket {
+            current.tickets.push(row.ticket_id.clone());
+            if let Some(c) = conflicts.get(&row.ticket_id) {
+                current.conflicts.extend(c.iter().cloned());
+            }
+        }
+        current.scans.push(row);
+    }
+    if !current.scans.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Merge an export file into the database. Returns a JSON summary.
+pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Value> {
+    let package = EventPackage::load(event)?;
+    let config = &package.config;
+    let (header, bytes) = read_export(file, &config.event_id)?;
+    let roster = crate::device::roster_from(&package.certificates)?;
+    let ledger =
+        gatemesh_crdt::Ledger::open_untrusted(&bytes, roster, config.entry_rules(), VERIFY_THREADS)
+            .map_err(|e| anyhow::anyhow!("export_corrupt: the ledger does not load: {e}"))?;
+    drop(bytes);
+    let index = ledger.index();
+    let mut rows = Vec::with_capacity(index.len() as usize);
+    index.for_each_record(|r| rows.push(row_of(r)));
+    let rejected = ledger.stats().rejected();
+    let records = rows.len() as u64;
+    drop(ledger);
+
+    let mut client = pg::connect(url).await.context("database: connecting")?;
+    pg::migrate(&mut client)
+        .await
+        .context("database: migrating")?;
+    // Double entries are judged on everything HQ holds: what other exports or the live bridge
+    // brought for this event, and this file.
+    let held = pg::event_scans(&client, &config.event_id)
+        .await
+        .context("database: reading the event's scans")?;
+    let mut union = gatemesh_crdt::Index::new(config.entry_rules());
+    for row in held.iter().chain(rows.iter()) {
+        if let Some(body) = body_of(row) {
+            union.insert(&body);
+        }
+    }
+    drop(held);
+    let mut conflicts: HashMap<String, Vec<ConflictRow>> = HashMap::new();
+    for c in union.conflicts() {
+        conflicts.insert(c.ticket_id.clone(), conflict_rows(&c));
+    }
+    drop(union);
+    let batches = batches(rows, &conflicts);
+    pg::upsert_event(
+        &mut client,
+        &config.event_id,
+        &config.name,
+        &device_rows(&package),
+    )
+    .await
+    .context("database: event")?;
+    let run = pg::start_run(
+        &client,
+        &config.event_id,
+        &format!("import {}", file.display()),
+    )
+    .await?;
+    let mut added = Added::default();
+    for b in &batches {
+        let a = pg::write_batch(&mut client, &config.event_id, b)
+            .await
+            .context("database: writing a batch")?;
+        added.add(a);
+    }
+    pg::update_run(&client, run, records, added.scans, rejected, true).await?;
+    Ok(json!({
+        "event": "imported",
+        "event_id": config.event_id,
+        "exported_at": header.exported_at,
+        "records": records,
+        "rejected": rejected,
+        "scans_added": added.scans,
+        "tickets_added": added.tickets,
+        "conflicts_added": added.conflicts,
+        "rows_added": added.rows(),
+        "batches": batches.len(),
+    }))
+}
+
+fn print(v: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+/// Ask the node's loop for a page of its journal.
+async fn journal_page(
+    calls: &tokio::sync::mpsc::Sender<ApiCall>,
+    from: usize,
+) -> anyhow::Result<Value> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    calls
+        .send(ApiCall::Journal {
+            from,
+            max: LIVE_PAGE_MAX,
+            reply,
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the node stopped"))?;
+    rx.await?
+        .map_err(|e| anyhow::anyhow!("journal: {}", e.message))
+}
+
+/// A page of the journal as one batch.
+fn batch_of_page(page: &Value) -> Batch {
+    let str_of = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let scans: Vec<ScanRow> = page["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| ScanRow {
+            scan_id: str_of(r, "scan_id"),
+            ticket_id: str_of(r, "ticket_id"),
+            device_id: str_of(r, "device"),
+            tier: str_of(r, "tier"),
+            gate: str_of(r, "gate"),
+            zone: str_of(r, "zone"),
+            direction: str_of(r, "direction"),
+            verdict: str_of(r, "verdict"),
+            reason: str_of(r, "reason"),
+            hlc: r["hlc"].as_u64().unwrap_or(0) as i64,
+            device_time_ms: r["wall_ms"].as_u64().unwrap_or(0),
+            annuls: r["annuls"].as_str().map(str::to_string),
+        })
+        .collect();
+    let mut tickets: Vec<String> = scans.iter().map(|s| s.ticket_id.clone()).collect();
+    tickets.sort();
+    tickets.dedup();
+    let conflicts = page["conflicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            let entries: Vec<String> = c["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect();
+            let ticket = str_of(c, "ticket_id");
+            c["double_entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str())
+                .map(|d| ConflictRow {
+                    ticket_id: ticket.clone(),
+                    scan_id: d.to_string(),
+                    entry_scan_ids: entries.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    Batch {
+        scans,
+        tickets,
+        conflicts,
+    }
+}
+
+/// A database session of the live bridge.
+struct Session {
+    client: pg::Client,
+    run: i64,
+}
+
+async fn open_session(url: &str, package: &EventPackage) -> anyhow::Result<Session> {
+    let mut client = pg::connect(url).await?;
+    pg::migrate(&mut client).await?;
+    let config = &package.config;
+    pg::upsert_event(
+        &mut client,
+        &config.event_id,
+        &config.name,
+        &device_rows(package),
+    )
+    .await?;
+    let run = pg::start_run(&client, &config.event_id, "live").await?;
+    Ok(Session { client, run })
+}
+
+/// The live bridge: a read-only node of the mesh writing what it receives to PostgreSQL.
+pub async fn run(opts: crate::mesh::NodeOptions, url: &str) -> anyhow::Result<()> {
+    let package = EventPackage::load(&opts.event)?;
+    let event_id = package.config.event_id.clone();
+    let (calls, rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
+    let mut node = tokio::spawn(crate::mesh::run_with(opts, calls.clone(), rx));
+    let mut session: Option<Session> = None;
+    let mut from = 0usize;
+    let mut delay = LIVE_INTERVAL;
+    loop {
+        tokio::select! {
+            r = &mut node => return r.context("the node task")?,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        if session.is_none() {
+            match open_session(url, &package).await {
+                Ok(s) => {
+                    print(json!({"event": "database_connected", "position": from}));
+                    session = Some(s);
+                    delay = LIVE_INTERVAL;
+                }
+                Err(e) => {
+                    print(json!({"event": "database_unavailable", "message": format!("{e:#}")}));
+                    delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+                    continue;
+                }
+            }
+        }
+        // Write every page that is waiting; the position moves only after a commit.
+        loop {
+            let page = journal_page(&calls, from).await?;
+            let next = page["next"].as_u64().unwrap_or(from as u64) as usize;
+            if next == from {
+                break;
+            }
+            let batch = batch_of_page(&page);
+            let Some(s) = session.as_mut() else { break };
+            match pg::write_batch(&mut s.client, &event_id, &batch).await {
+                Ok(added) => {
+                    let _ = pg::update_run(
+                        &s.client,
+                        s.run,
+                        batch.scans.len() as u64,
+                        added.scans,
+                        0,
+                        false,
+                    )
+                    .await;
+                    print(json!({"event": "bridged", "records": batch.scans.len(),
+                        "scans_added": added.scans, "conflicts_added": added.conflicts,
+                        "position": next}));
+                    from = next;
+                }
+                Err(e) => {
+                    print(
+                        json!({"event": "database_unavailable", "message": e.to_string(), "position": from}),
+                    );
+                    session = None;
+                    break;
+                }
+            }
+        }
+    }
+}
