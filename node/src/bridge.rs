@@ -240,18 +240,24 @@ fn batches(mut rows: Vec<ScanRow>, conflicts: &HashMap<String, Vec<ConflictRow>>
 pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Value> {
     let package = EventPackage::load(event)?;
     let config = &package.config;
+    let clock = std::time::Instant::now();
+    let mut timings = serde_json::Map::new();
+    let mut lap = |name: &str| {
+        timings.insert(format!("{name}_s"), json!(clock.elapsed().as_secs_f64()));
+    };
     let (header, bytes) = read_export(file, &config.event_id)?;
+    lap("read");
     let roster = crate::device::roster_from(&package.certificates)?;
     let ledger =
         gatemesh_crdt::Ledger::open_untrusted(&bytes, roster, config.entry_rules(), VERIFY_THREADS)
             .map_err(|e| anyhow::anyhow!("export_corrupt: the ledger does not load: {e}"))?;
     drop(bytes);
+    lap("verified");
     let index = ledger.index();
     let mut rows = Vec::with_capacity(index.len() as usize);
     index.for_each_record(|r| rows.push(row_of(r)));
     let rejected = ledger.stats().rejected();
     let records = rows.len() as u64;
-    drop(ledger);
 
     let mut client = pg::connect(url).await.context("database: connecting")?;
     pg::migrate(&mut client)
@@ -262,18 +268,26 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     let held = pg::event_scans(&client, &config.event_id)
         .await
         .context("database: reading the event's scans")?;
-    let mut union = gatemesh_crdt::Index::new(config.entry_rules());
-    for row in held.iter().chain(rows.iter()) {
-        if let Some(body) = body_of(row) {
-            union.insert(&body);
+    let mut conflicts: HashMap<String, Vec<ConflictRow>> = HashMap::new();
+    if held.is_empty() {
+        // Nothing else held: the file's own replay is the whole truth.
+        for c in ledger.index().conflicts() {
+            conflicts.insert(c.ticket_id.clone(), conflict_rows(&c));
+        }
+    } else {
+        let mut union = gatemesh_crdt::Index::new(config.entry_rules());
+        for row in held.iter().chain(rows.iter()) {
+            if let Some(body) = body_of(row) {
+                union.insert(&body);
+            }
+        }
+        for c in union.conflicts() {
+            conflicts.insert(c.ticket_id.clone(), conflict_rows(&c));
         }
     }
     drop(held);
-    let mut conflicts: HashMap<String, Vec<ConflictRow>> = HashMap::new();
-    for c in union.conflicts() {
-        conflicts.insert(c.ticket_id.clone(), conflict_rows(&c));
-    }
-    drop(union);
+    drop(ledger);
+    lap("judged");
     let batches = batches(rows, &conflicts);
     pg::upsert_event(
         &mut client,
@@ -297,7 +311,9 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
         added.add(a);
     }
     pg::update_run(&client, run, records, added.scans, rejected, true).await?;
+    lap("written");
     Ok(json!({
+        "timings": timings,
         "event": "imported",
         "event_id": config.event_id,
         "exported_at": header.exported_at,

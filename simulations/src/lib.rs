@@ -1,9 +1,11 @@
-//! Benchmarks (`gatemesh-bench`) and, later, the deterministic mesh simulator.
+//! Benchmarks (`gatemesh-bench`) and the deterministic mesh simulator (`gatemesh-sim`).
 //!
 //! Each benchmark measures on this machine and reports what it measured: a readable table, or
 //! one JSON object per line with `--json`. Goals are compared in BENCHMARKS.md, never asserted.
 
 pub mod bench;
+pub mod bridgebench;
 pub mod httpbench;
 pub mod meshbench;
 pub mod report;
+pub mod sim;

@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|bridge|sim [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +62,22 @@ fn main() -> anyhow::Result<()> {
             concurrency: number("--concurrency")?.unwrap_or(32),
             requests: number("--requests")?.unwrap_or(20_000),
         })?,
+        Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
+        Some("sim") => {
+            let seeds = number("--seeds")?.unwrap_or(1_000) as u64;
+            let r = simulations::sim::sweep(0, seeds, None);
+            let mut out = serde_json::Map::new();
+            out.insert("bench".into(), serde_json::json!("sim"));
+            out.insert("seeds".into(), serde_json::json!(r.seeds));
+            out.insert("violations".into(), serde_json::json!(r.failing.len()));
+            out.insert(
+                "seeds_per_s".into(),
+                serde_json::json!(r.seeds as f64 / r.seconds),
+            );
+            out.insert("scans".into(), serde_json::json!(r.scans));
+            out.insert("double_entries".into(), serde_json::json!(r.double_entries));
+            out
+        }
         _ => anyhow::bail!("{USAGE}"),
     };
     simulations::report::print(&result, json);
