@@ -347,4 +347,32 @@ fn the_live_bridge_follows_the_mesh_through_a_database_restart() {
     for id in &decided {
         assert!(ids.split(',').any(|s| s == id), "{id} missing from {ids}");
     }
+
+    // After the event: node a's store holds both nodes' scans (a multi-node export); imported
+    // into a fresh database, the counts match its ledger exactly.
+    let status = a.status();
+    drop(a);
+    let file = tmp.path().join("a.export");
+    export(&ev, &tmp.path().join("a"), &file);
+    pg.sql("CREATE DATABASE hq2");
+    let hq2 = format!("postgresql://postgres@127.0.0.1:{}/hq2", pg.port);
+    let v = import(&ev, &file, &hq2);
+    assert_eq!(v["records"], status["records"], "{v}");
+    assert_eq!(v["scans_added"], 21, "{v}");
+    assert_eq!(pg.sql_at(&hq2, "SELECT count(*) FROM scans"), "21");
+    assert_eq!(
+        pg.sql_at(&hq2, "SELECT count(*) FROM conflicts"),
+        status["conflicts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["double_entries"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+            .to_string()
+    );
+    let devices: std::collections::BTreeSet<String> = decided
+        .iter()
+        .map(|id| id.split('-').next().unwrap().to_string())
+        .collect();
+    assert_eq!(devices.len(), 2, "both nodes' scans are in one export");
 }

@@ -305,6 +305,7 @@ pub struct PgCluster {
     bin: PathBuf,
     pub port: u16,
     pub url: String,
+    fsync: bool,
 }
 
 impl PgCluster {
@@ -338,7 +339,13 @@ impl PgCluster {
             .expect("initdb: install PostgreSQL (scripts/test-all does)")
     }
 
+    /// A cluster for tests: fsync off (the tests check logic, not durability of PostgreSQL).
     pub fn start() -> PgCluster {
+        PgCluster::start_with(false)
+    }
+
+    /// A cluster with PostgreSQL's own durability on or off (benchmarks compare with fsync on).
+    pub fn start_with(fsync: bool) -> PgCluster {
         let bin = Self::bin_dir();
         let dir = tempfile::tempdir().unwrap();
         if is_root() {
@@ -370,6 +377,7 @@ impl PgCluster {
             dir,
             bin,
             port,
+            fsync,
         };
         c.start_again();
         c
@@ -379,9 +387,10 @@ impl PgCluster {
     pub fn start_again(&self) {
         let data = self.dir.path().join("pgdata");
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.fsync { "on" } else { "off" }
         );
         let out = Self::tool(&self.bin, "pg_ctl")
             .args(["-w", "-t", "60", "-D"])
@@ -410,6 +419,11 @@ impl PgCluster {
 
     /// Run SQL with psql; the rows, fields separated by `|`.
     pub fn sql(&self, sql: &str) -> String {
+        self.sql_at(&self.url, sql)
+    }
+
+    /// Run SQL in the database at `url` (on this cluster).
+    pub fn sql_at(&self, url: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args([
                 "-X",
@@ -418,7 +432,7 @@ impl PgCluster {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-d",
-                &self.url,
+                url,
                 "-c",
                 sql,
             ])

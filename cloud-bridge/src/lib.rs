@@ -12,6 +12,7 @@
 
 use futures_util::pin_mut;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub use tokio_postgres;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 pub use tokio_postgres::Client;

@@ -251,30 +251,48 @@ impl Ledger {
                 }
             }
         }
-        // Decode and check signatures in parallel; admit in document order.
+        // Decode and check signatures in parallel (in batches); admit in document order.
         let roster = &ledger.roster;
-        let check = |(bucket, key, bytes): &(u8, String, Vec<u8>)| -> Verified {
-            let Ok(rec) = ScanRecord::decode(bytes) else {
-                return Verified::Malformed;
-            };
-            if rec.scan_id() != *key || bucket_of(&rec.body.ticket_id) != *bucket {
-                return Verified::Malformed;
-            }
-            match roster.get(rec.body.device) {
-                None => Verified::UnknownDevice,
-                Some(d) if d.revoked_from.is_some_and(|r| rec.body.hlc >= r.0) => {
-                    Verified::RevokedDevice
+        let check = |part: &[(u8, String, Vec<u8>)]| -> Vec<Verified> {
+            let mut out: Vec<Verified> = Vec::with_capacity(part.len());
+            let mut pending: Vec<(usize, ScanRecord, ed25519_dalek::VerifyingKey)> = Vec::new();
+            for (bucket, key, bytes) in part {
+                let Ok(rec) = ScanRecord::decode(bytes) else {
+                    out.push(Verified::Malformed);
+                    continue;
+                };
+                if rec.scan_id() != *key || bucket_of(&rec.body.ticket_id) != *bucket {
+                    out.push(Verified::Malformed);
+                    continue;
                 }
-                Some(d) if rec.verify(&d.key).is_err() => Verified::BadSignature,
-                Some(_) => Verified::Good(Box::new(rec.body)),
+                match roster.get(rec.body.device) {
+                    None => out.push(Verified::UnknownDevice),
+                    Some(d) if d.revoked_from.is_some_and(|r| rec.body.hlc >= r.0) => {
+                        out.push(Verified::RevokedDevice)
+                    }
+                    Some(d) => {
+                        pending.push((out.len(), rec, d.key));
+                        out.push(Verified::BadSignature); // until its signature is checked
+                    }
+                }
             }
+            let items: Vec<(&ScanRecord, ed25519_dalek::VerifyingKey)> =
+                pending.iter().map(|(_, r, k)| (r, *k)).collect();
+            let good = crate::record::verify_many(&items);
+            drop(items);
+            for ((at, rec, _), ok) in pending.into_iter().zip(good) {
+                if ok {
+                    out[at] = Verified::Good(Box::new(rec.body));
+                }
+            }
+            out
         };
         let threads = threads.clamp(1, 64);
         let chunk = found.len().div_ceil(threads).max(1);
         let verified: Vec<Verified> = std::thread::scope(|scope| {
             let handles: Vec<_> = found
                 .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+                .map(|part| scope.spawn(move || check(part)))
                 .collect();
             handles
                 .into_iter()

@@ -182,6 +182,38 @@ impl ScanRecord {
     pub fn scan_id(&self) -> String {
         self.body.scan_id()
     }
+
+    /// The signed bytes and the signature, for batch verification.
+    pub fn signed_parts(&self) -> Result<(&[u8], Signature), RecordError> {
+        let (body_bytes, sig) = split(&self.bytes)?;
+        let sig = Signature::from_slice(sig).map_err(|_| RecordError::BadSignature)?;
+        Ok((body_bytes, sig))
+    }
+}
+
+/// Check many records' signatures at once (ed25519 batch verification, about twice as fast
+/// per record); when a batch fails, each of its records is checked alone. Returns, per record,
+/// whether its signature verifies.
+pub fn verify_many(items: &[(&ScanRecord, VerifyingKey)]) -> Vec<bool> {
+    const BATCH: usize = 64;
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(BATCH) {
+        let parts: Vec<Option<(&[u8], Signature)>> =
+            chunk.iter().map(|(r, _)| r.signed_parts().ok()).collect();
+        let all_parts = parts.iter().all(Option::is_some);
+        let batch_ok = all_parts && {
+            let messages: Vec<&[u8]> = parts.iter().flatten().map(|(m, _)| *m).collect();
+            let signatures: Vec<Signature> = parts.iter().flatten().map(|(_, s)| *s).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|(_, k)| *k).collect();
+            ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+        };
+        if batch_ok {
+            out.extend(std::iter::repeat_n(true, chunk.len()));
+        } else {
+            out.extend(chunk.iter().map(|(r, k)| r.verify(k).is_ok()));
+        }
+    }
+    out
 }
 
 fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {

@@ -425,3 +425,40 @@ fn an_untrusted_document_keeps_only_records_that_verify() {
     }
     assert!(Ledger::open_untrusted(&bytes[..bytes.len() / 2], roster(2), rules(), 2).is_err());
 }
+
+#[test]
+fn batch_verification_finds_the_one_bad_signature() {
+    let records: Vec<ScanRecord> = (0..130)
+        .map(|i| ScanRecord::sign(body_from(&key(1), &format!("T{i}")), &key(1)).unwrap())
+        .collect();
+    let mut bad = records.clone();
+    let last = bad[77].bytes.len() - 1;
+    bad[77].bytes[last] ^= 1;
+    let wrong_key = key(2).verifying_key();
+    for (set, keys, want_bad) in [
+        (&records, None, vec![]),
+        (&bad, None, vec![77]),
+        (&records, Some(5), vec![5]),
+    ] {
+        let items: Vec<_> = set
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let k = if Some(i) == keys {
+                    wrong_key
+                } else {
+                    key(1).verifying_key()
+                };
+                (r, k)
+            })
+            .collect();
+        let ok = gatemesh_crdt::record::verify_many(&items);
+        let failed: Vec<usize> = ok
+            .iter()
+            .enumerate()
+            .filter(|(_, ok)| !**ok)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(failed, want_bad);
+    }
+}

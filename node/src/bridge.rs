@@ -18,6 +18,7 @@ use crate::api::ApiCall;
 use crate::cli::open_device;
 use crate::event::EventPackage;
 use anyhow::{bail, Context};
+use gatemesh_cloud_bridge::tokio_postgres;
 use gatemesh_cloud_bridge::{self as pg, Added, Batch, ConflictRow, DeviceRow, ScanRow};
 use gatemesh_crdt::{Conflict, RecordRef};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ pub const EXPORT_MAGIC: &str = "GATEMESH-EXPORT/1";
 pub const EXPORT_HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Largest ledger an export may carry.
 pub const EXPORT_LEDGER_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+/// Connections writing an import's batches at once.
+pub const IMPORT_CONNECTIONS: usize = 2;
 /// Threads checking signatures on import.
 pub const VERIFY_THREADS: usize = 2;
 /// Records the live bridge takes from the journal per transaction.
@@ -303,13 +306,32 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
         &format!("import {}", file.display()),
     )
     .await?;
-    let mut added = Added::default();
-    for b in &batches {
-        let a = pg::write_batch(&mut client, &config.event_id, b)
-            .await
-            .context("database: writing a batch")?;
-        added.add(a);
+    // Batches hold disjoint tickets, so they can be written on several connections at once.
+    let mut writers = vec![client];
+    for _ in 1..IMPORT_CONNECTIONS.min(batches.len().max(1)) {
+        writers.push(pg::connect(url).await.context("database: connecting")?);
     }
+    let lanes = writers.len();
+    let event_id = config.event_id.as_str();
+    let batches_ref = &batches;
+    let results = futures::future::join_all(writers.into_iter().enumerate().map(
+        |(lane, mut client)| async move {
+            let mut added = Added::default();
+            for b in batches_ref.iter().skip(lane).step_by(lanes) {
+                added.add(pg::write_batch(&mut client, event_id, b).await?);
+            }
+            Ok::<_, tokio_postgres::Error>((added, client))
+        },
+    ))
+    .await;
+    let mut added = Added::default();
+    let mut clients = Vec::new();
+    for r in results {
+        let (a, c) = r.context("database: writing a batch")?;
+        added.add(a);
+        clients.push(c);
+    }
+    let client = clients.swap_remove(0);
     pg::update_run(&client, run, records, added.scans, rejected, true).await?;
     lap("written");
     Ok(json!({

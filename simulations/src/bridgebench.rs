@@ -97,6 +97,7 @@ pub fn run(scans: usize) -> anyhow::Result<Map<String, Value>> {
     out.insert("first_scans_added".into(), json!(first["scans_added"]));
     out.insert("rejected".into(), json!(first["rejected"]));
     out.insert("rerun_s".into(), json!(rerun_s));
+    out.insert("import_phases_s".into(), first["timings"].clone());
     out.insert("export_bytes".into(), json!(export_bytes));
     out.insert("generate_s".into(), json!(generate_s));
     Ok(out)

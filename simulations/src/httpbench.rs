@@ -17,6 +17,12 @@ pub struct HttpBench {
 
 /// One client: its share of the codes, one connection; returns latencies (ms) and failures.
 fn client(addr: &str, codes: &[String]) -> anyhow::Result<(Vec<f64>, usize)> {
+    client_at(addr, "/api/scan", codes)
+}
+
+/// One scanner posting `{"code"}` to `path` on one keep-alive connection: the latency of every
+/// answer (ms) and how many were not a 200 admit.
+pub fn client_at(addr: &str, path: &str, codes: &[String]) -> anyhow::Result<(Vec<f64>, usize)> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -28,7 +34,7 @@ fn client(addr: &str, codes: &[String]) -> anyhow::Result<(Vec<f64>, usize)> {
         let t0 = Instant::now();
         write!(
             writer,
-            "POST /api/scan HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )?;
         writer.write_all(&body)?;

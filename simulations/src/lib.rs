@@ -3,6 +3,7 @@
 //! Each benchmark measures on this machine and reports what it measured: a readable table, or
 //! one JSON object per line with `--json`. Goals are compared in BENCHMARKS.md, never asserted.
 
+pub mod baseline;
 pub mod bench;
 pub mod bridgebench;
 pub mod httpbench;

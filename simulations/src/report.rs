@@ -40,6 +40,81 @@ pub fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// Every benchmark, in the order `gatemesh-bench all` runs them.
+pub const ALL: [&str; 7] = [
+    "ledger", "decide", "mesh", "http", "bridge", "sim", "baseline",
+];
+/// Markers around the section `gatemesh-bench all` rewrites in BENCHMARKS.md.
+pub const ALL_BEGIN: &str = "<!-- gatemesh-bench all: begin -->";
+pub const ALL_END: &str = "<!-- gatemesh-bench all: end -->";
+
+/// Run every benchmark (each in its own process, this binary with `--json`) and rewrite the
+/// generated section of `path`: figures, machine, command, date. The rest of the file (the
+/// analysis written by people) is kept.
+pub fn all(path: &std::path::Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
+    for name in ALL {
+        eprintln!("gatemesh-bench {name} ...");
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(&exe)
+            .args([name, "--json"])
+            .stderr(std::process::Stdio::inherit())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let result = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .unwrap_or_else(
+                || serde_json::json!({"error": format!("exit {:?}", out.status.code())}),
+            );
+        rows.push((name, result, started.elapsed().as_secs_f64()));
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let mut section = format!(
+        "{ALL_BEGIN}\n## Every benchmark, as last run by `gatemesh-bench all` ({date})\n\n\
+         Machine: {cpus} CPUs ({model}), {mem_gib:.0} GiB. Command: \
+         `cargo run --release -p simulations --bin gatemesh-bench -- all` (each line below is \
+         `gatemesh-bench NAME --json`, run alone).\n\n| bench | seconds | figures |\n|---|---|---|\n"
+    );
+    for (name, v, secs) in &rows {
+        section.push_str(&format!("| `{name}` | {secs:.0} | `{v}` |\n"));
+    }
+    section.push_str(ALL_END);
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let new = match (old.find(ALL_BEGIN), old.find(ALL_END)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{section}{}", &old[..a], &old[b + ALL_END.len()..])
+        }
+        _ => format!("{}\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(path, new)?;
+    for (name, v, _) in &rows {
+        println!("{name}: {v}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::percentile;

@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|bridge|sim [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|bridge|sim|baseline|all [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +49,9 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let redemptions = number("--redemptions")?;
+    if args.first().map(String::as_str) == Some("all") {
+        return simulations::report::all(std::path::Path::new("BENCHMARKS.md"));
+    }
     let result = match args.first().map(String::as_str) {
         Some("ledger") => simulations::bench::ledger(redemptions.unwrap_or(500_000), live_bytes)?,
         Some("decide") => simulations::bench::decide(redemptions.unwrap_or(100_000), 2_000)?,
@@ -78,6 +81,12 @@ fn main() -> anyhow::Result<()> {
             out.insert("double_entries".into(), serde_json::json!(r.double_entries));
             out
         }
+        Some("baseline") => simulations::baseline::run(&simulations::baseline::Baseline {
+            nodes: number("--nodes")?.unwrap_or(3),
+            concurrency: number("--concurrency")?.unwrap_or(8),
+            requests: number("--requests")?.unwrap_or(4_000),
+            down_scans: 300,
+        })?,
         _ => anyhow::bail!("{USAGE}"),
     };
     simulations::report::print(&result, json);
