@@ -54,11 +54,15 @@ pub enum Fault {
     AckBeforeDurable,
     /// Nodes decide on a stale index (remote records reach their gate late).
     StaleIndex,
+    /// Nodes keep and pass on bulletins but their gate never applies them.
+    BulletinsIgnored,
 }
 
 /// The event, devices and tickets every run uses (made once per process).
 struct World {
     package: EventPackage,
+    /// An organizer bulletin revoking the last general ticket (a refund mid-event).
+    revocation: gatemesh_node::bulletin::Bulletin,
     identities: Vec<DeviceIdentity>,
     general: Vec<(String, String)>,
     vip: Vec<(String, String)>,
@@ -108,8 +112,20 @@ fn make_world() -> anyhow::Result<World> {
             &ev.join(format!("device-{name}")),
         )?;
     }
+    let bulletin_path = gatemesh_node::cli::bulletin(&gatemesh_node::cli::BulletinArgs {
+        event: ev.clone(),
+        revoke_ticket: vec![general[GENERAL_TICKETS - 1].0.clone()],
+        revoke_device: Vec::new(),
+        revoke_from: None,
+        add_device: Vec::new(),
+    })?;
     let package = EventPackage::load(&ev)?;
     let keys = package.config.organizer_verifying_keys()?;
+    let revocation = gatemesh_node::bulletin::Bulletin::from_bytes(
+        &std::fs::read(&bulletin_path)?,
+        &package.config.event_id,
+        &keys,
+    )?;
     let identities = (0..NODES_MAX)
         .map(|i| {
             DeviceIdentity::load(
@@ -121,6 +137,7 @@ fn make_world() -> anyhow::Result<World> {
         .collect::<anyhow::Result<_>>()?;
     Ok(World {
         package,
+        revocation,
         identities,
         general,
         vip,
@@ -134,6 +151,8 @@ fn make_world() -> anyhow::Result<World> {
 #[derive(Clone, Debug)]
 enum Payload {
     Gossip(Vec<u8>),
+    /// The organizer's revocation bulletin (the control topic, and the hand-over on connect).
+    Bulletin,
     Sync(Vec<u8>),
     Done,
     Failed,
@@ -183,6 +202,8 @@ struct Node {
     late: Vec<(u64, Vec<u8>)>,
     /// A sync exchange with this peer is under way (no new round is started meanwhile).
     busy: Vec<bool>,
+    /// Holds the revocation bulletin (kept in its data directory: survives a crash).
+    revoked: bool,
 }
 
 impl Node {
@@ -245,6 +266,10 @@ enum Event {
         node: usize,
         by_ms: i64,
     },
+    /// The organizer hands the revocation bulletin to one node.
+    Revoke {
+        node: usize,
+    },
 }
 
 /// What a run found.
@@ -299,12 +324,25 @@ impl Sim {
             survived.iter().map(Vec::as_slice),
         )
         .expect("a node's durable log opens");
-        node.gate = Some(GateLogic::new(&w.package, ledger, None).expect("gate logic"));
+        let mut gate = GateLogic::new(&w.package, ledger, None).expect("gate logic");
+        if node.revoked && self.fault != Some(Fault::BulletinsIgnored) {
+            let _ = gate.apply_bulletin(&w.revocation);
+        }
+        node.gate = Some(gate);
         node.sync = (0..count).map(|_| SyncPeer::new()).collect();
     }
 
-    /// Connections are made anew (a restart, a heal): every sync session with `n` starts over.
+    /// Connections are made anew (a restart, a heal): every sync session with `n` starts over,
+    /// and bulletins are handed over both ways.
     fn reconnect(&mut self, n: usize) {
+        for p in 0..self.nodes.len() {
+            if p != n && self.nodes[p].revoked && self.nodes[p].gate.is_some() {
+                self.send(p, n, Payload::Bulletin);
+            }
+            if p != n && self.nodes[n].revoked {
+                self.send(n, p, Payload::Bulletin);
+            }
+        }
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if i == n {
                 node.sync.iter_mut().for_each(|p| *p = SyncPeer::new());
@@ -391,6 +429,12 @@ impl Sim {
         if d.verdict == Verdict::Admit && !d.repeat {
             if let Some(t) = &d.ticket {
                 self.outcome.admits += 1;
+                if self.nodes[n].revoked && t.id == world().general[GENERAL_TICKETS - 1].0 {
+                    self.outcome.violations.push(format!(
+                        "node {n} admitted ticket {} after it had applied its revocation",
+                        t.id
+                    ));
+                }
                 // Invariant 4: a whole, quiet network lets no second entry through once the
                 // first had time to propagate.
                 if !out && !vip {
@@ -455,6 +499,23 @@ impl Sim {
         }
     }
 
+    /// Apply the revocation bulletin; the first time, pass it on to every peer.
+    fn take_revocation(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        let Some(g) = node.gate.as_mut() else { return };
+        if self.fault != Some(Fault::BulletinsIgnored) {
+            let _ = g.apply_bulletin(&world().revocation);
+        }
+        if !node.revoked {
+            node.revoked = true;
+            for p in 0..self.nodes.len() {
+                if p != n {
+                    self.send(n, p, Payload::Bulletin);
+                }
+            }
+        }
+    }
+
     /// Start a sync exchange with `p` now, unless one is under way.
     fn start_sync(&mut self, n: usize, p: usize) {
         let node = &mut self.nodes[n];
@@ -504,6 +565,7 @@ impl Sim {
                     }
                 }
             }
+            Payload::Bulletin => self.take_revocation(m.to),
             Payload::Done => {
                 let node = &mut self.nodes[m.to];
                 node.busy[m.from] = false;
@@ -649,6 +711,7 @@ impl Sim {
                 }
             }
             Event::ClockJump { node, by_ms } => self.nodes[node].skew_ms += by_ms,
+            Event::Revoke { node } => self.take_revocation(node),
         }
         self.update_calm();
     }
@@ -731,6 +794,11 @@ fn plan(rng: &mut StdRng, nodes: usize, scenario: &str) -> Vec<(u64, Event)> {
         if rng.gen_bool(0.05) {
             ev.push((t + 100, Event::Annul { node }));
         }
+    }
+    // A refund mid-event in one run out of three.
+    if rng.gen_bool(1.0 / 3.0) {
+        let node = rng.gen_range(0..nodes);
+        ev.push((at(rng), Event::Revoke { node }));
     }
     let chosen: Vec<&str> = if scenario == "mixed" {
         SCENARIOS[1..6]
@@ -828,6 +896,7 @@ fn run_inner(seed: u64, nodes: usize, scenario: &str, fault: Option<Fault>) -> O
                 unwritten: Vec::new(),
                 late: Vec::new(),
                 busy: vec![false; nodes],
+                revoked: false,
             })
             .collect(),
         rng,

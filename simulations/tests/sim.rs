@@ -82,3 +82,8 @@ fn the_self_check_catches_an_ack_before_the_durable_write() {
 fn the_self_check_catches_a_stale_index() {
     assert!(caught(Fault::StaleIndex) > 0);
 }
+
+#[test]
+fn the_self_check_catches_bulletins_that_are_never_applied() {
+    assert!(caught(Fault::BulletinsIgnored) > 0);
+}
