@@ -40,6 +40,20 @@ fn import(ev: &Path, file: &Path, url: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// An import that must fail; its error output.
+fn import_fails(ev: &Path, file: &Path, url: &str) -> String {
+    gatemesh_fails(&[
+        "bridge",
+        "import",
+        "--event",
+        ev.to_str().unwrap(),
+        "--file",
+        file.to_str().unwrap(),
+        "--database-url",
+        url,
+    ])
+}
+
 fn export(ev: &Path, data: &Path, out: &Path) {
     gatemesh(&[
         "export",
@@ -131,16 +145,7 @@ fn imports_count_exactly_merge_once_report_double_entries_and_refuse_tampering()
     let bad = tmp.path().join("tampered.export");
     std::fs::write(&bad, &bytes).unwrap();
     let runs = pg.count("SELECT count(*) FROM bridge_runs");
-    let err = gatemesh_fails(&[
-        "bridge",
-        "import",
-        "--event",
-        ev.to_str().unwrap(),
-        "--file",
-        bad.to_str().unwrap(),
-        "--database-url",
-        &pg.url,
-    ]);
+    let err = import_fails(&ev, &bad, &pg.url);
     assert!(err.contains("export_corrupt"), "{err}");
     // Cut short, and another event's export: refused too.
     let whole = std::fs::read(&ea).unwrap();
@@ -153,29 +158,11 @@ fn imports_count_exactly_merge_once_report_double_entries_and_refuse_tampering()
         .0
         + 1;
     std::fs::write(&bad, &whole[..body_at + 100]).unwrap();
-    let err = gatemesh_fails(&[
-        "bridge",
-        "import",
-        "--event",
-        ev.to_str().unwrap(),
-        "--file",
-        bad.to_str().unwrap(),
-        "--database-url",
-        &pg.url,
-    ]);
+    let err = import_fails(&ev, &bad, &pg.url);
     assert!(err.contains("export_corrupt"), "{err}");
     let other = tmp.path().join("other");
     make_event(&other, 1, &[], false);
-    let err = gatemesh_fails(&[
-        "bridge",
-        "import",
-        "--event",
-        other.to_str().unwrap(),
-        "--file",
-        ea.to_str().unwrap(),
-        "--database-url",
-        &pg.url,
-    ]);
+    let err = import_fails(&other, &ea, &pg.url);
     assert!(err.contains("export_wrong_event"), "{err}");
     assert_eq!(
         pg.count("SELECT count(*) FROM scans"),

@@ -53,23 +53,8 @@ fn browser(scenario: &str, args: Value) -> Value {
 /// Two mesh nodes with HTTP (gates north and south), found by mDNS, tokens `staff`/`admin`.
 fn two_nodes(ev: &Path, tmp: &Path) -> (NodeProc, String, NodeProc, String) {
     let start = |device: &str, data: &str, gate: &str| {
-        let mut n = NodeProc::start(
-            ev,
-            device,
-            &tmp.join(data),
-            gate,
-            &[
-                "--http",
-                "127.0.0.1:0",
-                "--staff-token",
-                "staff",
-                "--admin-token",
-                "admin",
-            ],
-        );
-        let http = n.wait_for("http", |v| v["event"] == "http");
-        let url = format!("http://{}", http["addr"].as_str().unwrap());
-        (n, url)
+        let (n, addr) = NodeProc::start_http(ev, device, &tmp.join(data), gate, &[]);
+        (n, format!("http://{addr}"))
     };
     let (mut a, a_url) = start("device-a", "a", "north");
     let (mut b, b_url) = start("device-b", "b", "south");
@@ -169,21 +154,14 @@ fn the_camera_admits_a_ticket_from_a_video_of_its_qr_image() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
     let codes = make_event(&ev, 2, &["a"], true);
-    let mut a = NodeProc::start(
+    let (mut a, addr) = NodeProc::start_http(
         &ev,
         "device-a",
         &tmp.path().join("a"),
         "north",
-        &[
-            "--no-mdns",
-            "--http",
-            "127.0.0.1:0",
-            "--staff-token",
-            "staff",
-        ],
+        &["--no-mdns"],
     );
-    let http = a.wait_for("http", |v| v["event"] == "http");
-    let url = format!("http://{}", http["addr"].as_str().unwrap());
+    let url = format!("http://{addr}");
     let video = tmp.path().join("qr.y4m");
     y4m_of(
         &ev.join("tickets/qr").join(format!("{}.png", codes[1].0)),

@@ -206,24 +206,7 @@ fn every_route_answers_and_bad_requests_get_their_code() {
 
 /// Start a node with HTTP on loopback and tokens `staff` / `admin`; returns it and its address.
 fn http_node(ev: &std::path::Path, device: &str, data: &std::path::Path) -> (NodeProc, String) {
-    let mut n = NodeProc::start(
-        ev,
-        device,
-        data,
-        "north",
-        &[
-            "--no-mdns",
-            "--http",
-            "127.0.0.1:0",
-            "--staff-token",
-            "staff",
-            "--admin-token",
-            "admin",
-        ],
-    );
-    let http = n.wait_for("http", |v| v["event"] == "http");
-    let addr = http["addr"].as_str().unwrap().to_string();
-    (n, addr)
+    NodeProc::start_http(ev, device, data, "north", &["--no-mdns"])
 }
 
 /// Read a Server-Sent Events stream until an event of `kind` arrives; returns its data.

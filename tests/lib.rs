@@ -155,6 +155,30 @@ impl NodeProc {
         )
     }
 
+    /// Start a node that serves HTTP on a free loopback port with the tokens `staff` and
+    /// `admin` (plus `extra` arguments); returns it and its address (`host:port`).
+    pub fn start_http(
+        event: &Path,
+        device: &str,
+        data: &Path,
+        gate: &str,
+        extra: &[&str],
+    ) -> (NodeProc, String) {
+        let mut args = vec![
+            "--http",
+            "127.0.0.1:0",
+            "--staff-token",
+            "staff",
+            "--admin-token",
+            "admin",
+        ];
+        args.extend_from_slice(extra);
+        let mut n = NodeProc::start(event, device, data, gate, &args);
+        let http = n.wait_for("http", |v| v["event"] == "http");
+        let addr = http["addr"].as_str().expect("http address").to_string();
+        (n, addr)
+    }
+
     pub fn send(&mut self, line: &str) {
         self.0.send(line).expect("node reads its input");
     }

@@ -189,13 +189,25 @@ impl Ledger {
             actor.extend_from_slice(&l.session);
             doc.set_actor(ActorId::from(actor));
         }
+        let mut ledger = Ledger::from_doc(doc, roster, rules, local)?;
+        ledger.rebuild_index();
+        Ok(ledger)
+    }
+
+    /// A ledger over a loaded document, its index still empty.
+    fn from_doc(
+        doc: Automerge,
+        roster: Roster,
+        rules: HashMap<String, EntryRule>,
+        local: Option<LocalDevice>,
+    ) -> Result<Ledger, LedgerError> {
         let buckets = find_buckets(&doc)?;
         let bucket_of_obj = buckets
             .iter()
             .enumerate()
             .map(|(i, o)| (o.clone(), i as u8))
             .collect();
-        let mut ledger = Ledger {
+        Ok(Ledger {
             doc,
             buckets,
             bucket_of_obj,
@@ -204,9 +216,7 @@ impl Ledger {
             clock: HlcClock::default(),
             local: local.map(|l| (l, 0)),
             stats: LedgerStats::default(),
-        };
-        ledger.rebuild_index();
-        Ok(ledger)
+        })
     }
 
     /// Open a ledger from bytes nobody vouches for (an export file): every record must decode,
@@ -219,23 +229,7 @@ impl Ledger {
         rules: HashMap<String, EntryRule>,
         threads: usize,
     ) -> Result<Ledger, LedgerError> {
-        let doc = Automerge::load(base)?;
-        let buckets = find_buckets(&doc)?;
-        let bucket_of_obj = buckets
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.clone(), i as u8))
-            .collect();
-        let mut ledger = Ledger {
-            doc,
-            buckets,
-            bucket_of_obj,
-            index: Index::new(rules),
-            roster,
-            clock: HlcClock::default(),
-            local: None,
-            stats: LedgerStats::default(),
-        };
+        let mut ledger = Ledger::from_doc(Automerge::load(base)?, roster, rules, None)?;
         let mut found: Vec<(u8, String, Vec<u8>)> = Vec::new();
         for b in 0..BUCKETS {
             let obj = ledger.buckets[b].clone();

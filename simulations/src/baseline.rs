@@ -175,25 +175,18 @@ pub fn run(b: &Baseline) -> anyhow::Result<Map<String, Value>> {
     );
 
     // The mesh.
-    let mut nodes: Vec<NodeProc> = devices
-        .iter()
-        .map(|d| {
-            NodeProc::start(
-                &ev,
-                &format!("device-{d}"),
-                &tmp.path().join(d),
-                "north",
-                &["--http", "127.0.0.1:0", "--staff-token", "staff"],
-            )
-        })
-        .collect();
+    let mut nodes = Vec::new();
     let mut addrs = Vec::new();
-    for n in nodes.iter_mut() {
-        let http = n.wait_for("http", |v| v["event"] == "http");
-        addrs.push((
-            http["addr"].as_str().unwrap_or_default().to_string(),
-            "/api/scan",
-        ));
+    for d in &devices {
+        let (n, addr) = NodeProc::start_http(
+            &ev,
+            &format!("device-{d}"),
+            &tmp.path().join(d),
+            "north",
+            &[],
+        );
+        nodes.push(n);
+        addrs.push((addr, "/api/scan"));
     }
     for n in nodes.iter_mut() {
         n.wait_peers(b.nodes - 1);

@@ -70,21 +70,13 @@ pub fn run(b: &HttpBench) -> anyhow::Result<Map<String, Value>> {
         .into_iter()
         .map(|(_, c)| c)
         .collect();
-    let mut node = NodeProc::start(
+    let (mut node, addr) = NodeProc::start_http(
         &ev,
         "device-a",
         &tmp.path().join("a"),
         "north",
-        &[
-            "--no-mdns",
-            "--http",
-            "127.0.0.1:0",
-            "--staff-token",
-            "staff",
-        ],
+        &["--no-mdns"],
     );
-    let http = node.wait_for("http", |v| v["event"] == "http");
-    let addr = http["addr"].as_str().unwrap_or_default().to_string();
     let per = codes.len().div_ceil(b.concurrency);
     let started = Instant::now();
     let clients: Vec<_> = codes
