@@ -26,8 +26,9 @@ fn scan(ev: &Path, device: &str, data: &Path, gate: &str, codes: &[&str]) -> Vec
     gatemesh_tests::decisions(&gatemesh(&args).stdout)
 }
 
-fn import(ev: &Path, file: &Path, url: &str) -> Value {
-    let out = gatemesh(&[
+/// `gatemesh bridge import` arguments.
+fn import_args<'a>(ev: &'a Path, file: &'a Path, url: &'a str) -> [&'a str; 8] {
+    [
         "bridge",
         "import",
         "--event",
@@ -36,22 +37,16 @@ fn import(ev: &Path, file: &Path, url: &str) -> Value {
         file.to_str().unwrap(),
         "--database-url",
         url,
-    ]);
-    serde_json::from_slice(&out.stdout).unwrap()
+    ]
+}
+
+fn import(ev: &Path, file: &Path, url: &str) -> Value {
+    serde_json::from_slice(&gatemesh(&import_args(ev, file, url)).stdout).unwrap()
 }
 
 /// An import that must fail; its error output.
 fn import_fails(ev: &Path, file: &Path, url: &str) -> String {
-    gatemesh_fails(&[
-        "bridge",
-        "import",
-        "--event",
-        ev.to_str().unwrap(),
-        "--file",
-        file.to_str().unwrap(),
-        "--database-url",
-        url,
-    ])
+    gatemesh_fails(&import_args(ev, file, url))
 }
 
 fn export(ev: &Path, data: &Path, out: &Path) {
