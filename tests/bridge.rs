@@ -155,6 +155,21 @@ fn imports_count_exactly_merge_once_report_double_entries_and_refuse_tampering()
     std::fs::write(&bad, &whole[..body_at + 100]).unwrap();
     let err = import_fails(&ev, &bad, &pg.url);
     assert!(err.contains("export_corrupt"), "{err}");
+    // A header that claims more than the file holds (it must not make the importer allocate it).
+    let text = String::from_utf8_lossy(&whole[..body_at]).into_owned();
+    let claimed = text.replace(
+        &format!("\"ledger_bytes\":{}", whole.len() - body_at),
+        "\"ledger_bytes\":9000000000",
+    );
+    assert_ne!(claimed, text, "the header names the ledger size");
+    let mut forged = claimed.into_bytes();
+    forged.extend_from_slice(&whole[body_at..]);
+    std::fs::write(&bad, &forged).unwrap();
+    let err = import_fails(&ev, &bad, &pg.url);
+    assert!(
+        err.contains("export_corrupt") && err.contains("claims 9000000000"),
+        "{err}"
+    );
     let other = tmp.path().join("other");
     make_event(&other, 1, &[], false);
     let err = import_fails(&other, &ea, &pg.url);

@@ -89,6 +89,10 @@ pub fn export(event: &Path, data: &Path, out: &Path) -> anyhow::Result<Value> {
 pub fn read_export(path: &Path, event_id: &str) -> anyhow::Result<(ExportHeader, Vec<u8>)> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("export_unreadable: {}", path.display()))?;
+    let file_bytes = file
+        .metadata()
+        .with_context(|| format!("export_unreadable: {}", path.display()))?
+        .len();
     let mut r = std::io::BufReader::new(file);
     let mut line = |what: &str| -> anyhow::Result<String> {
         let mut buf = Vec::new();
@@ -116,9 +120,9 @@ pub fn read_export(path: &Path, event_id: &str) -> anyhow::Result<(ExportHeader,
             header.event_id
         );
     }
-    if header.ledger_bytes > EXPORT_LEDGER_BYTES_MAX {
+    if header.ledger_bytes > EXPORT_LEDGER_BYTES_MAX || header.ledger_bytes > file_bytes {
         bail!(
-            "export_corrupt: the header claims {} ledger bytes",
+            "export_corrupt: the header claims {} ledger bytes in a file of {file_bytes}",
             header.ledger_bytes
         );
     }
