@@ -1,7 +1,8 @@
 //! The bridge into a real, throwaway PostgreSQL cluster (the machine's `initdb`/`pg_ctl`):
 //! imports counted exactly, a second import adding nothing, a split's double entry in
 //! `conflicts`, a tampered export refused with the database unchanged, and the live bridge
-//! following a mesh through a PostgreSQL stop and start without losing or doubling a scan.
+//! following a mesh through a PostgreSQL stop and start, and through a split that cuts it off from
+//! the gates, without losing or doubling a scan.
 
 use gatemesh_tests::{gatemesh, gatemesh_bin, gatemesh_fails, make_event, NodeProc, PgCluster};
 use serde_json::Value;
@@ -279,7 +280,7 @@ fn wait_count(pg: &PgCluster, sql: &str, want: u64) {
 }
 
 #[test]
-fn the_live_bridge_follows_the_mesh_through_a_database_restart() {
+fn the_live_bridge_follows_the_mesh_through_a_database_restart_and_a_split() {
     let pg = PgCluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
@@ -328,9 +329,31 @@ fn the_live_bridge_follows_the_mesh_through_a_database_restart() {
         "SELECT count(*) FROM scans WHERE verdict = 'admit'",
         20,
     );
+
+    // The bridge is cut off from the gates (a split); they scan on; the heal brings it all.
+    for n in [&mut a, &mut b] {
+        n.send("!block hq");
+        n.wait_for("the bridge cut off", |v| {
+            v["event"] == "peer_disconnected" && v["peer"] == "hq"
+        });
+    }
+    for i in 20..25 {
+        assert_eq!(a.scan(&codes[i].1)["reason"], "ok");
+        assert_eq!(b.scan(&codes[i + 5].1)["reason"], "ok");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        pg.count("SELECT count(*) FROM scans"),
+        21,
+        "the bridge saw nothing"
+    );
+    for n in [&mut a, &mut b] {
+        n.send("!unblock hq");
+    }
+    wait_count(&pg, "SELECT count(*) FROM scans", 31);
     // Nothing doubled: the per-ticket counters add up to the scans.
-    assert_eq!(pg.count("SELECT sum(scan_count) FROM tickets"), 21);
-    assert_eq!(pg.count("SELECT count(*) FROM tickets"), 20);
+    assert_eq!(pg.count("SELECT sum(scan_count) FROM tickets"), 31);
+    assert_eq!(pg.count("SELECT count(*) FROM tickets"), 30);
     // Every scan id the nodes decided is there.
     let decided: Vec<String> = a
         .seen
@@ -339,7 +362,7 @@ fn the_live_bridge_follows_the_mesh_through_a_database_restart() {
         .filter(|v| v["event"] == "scan")
         .map(|v| v["scan_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(decided.len(), 21);
+    assert_eq!(decided.len(), 31);
     let ids = pg.sql("SELECT string_agg(scan_id, ',') FROM scans");
     for id in &decided {
         assert!(ids.split(',').any(|s| s == id), "{id} missing from {ids}");
@@ -355,8 +378,8 @@ fn the_live_bridge_follows_the_mesh_through_a_database_restart() {
     let hq2 = format!("postgresql://postgres@127.0.0.1:{}/hq2", pg.port);
     let v = import(&ev, &file, &hq2);
     assert_eq!(v["records"], status["records"], "{v}");
-    assert_eq!(v["scans_added"], 21, "{v}");
-    assert_eq!(pg.sql_at(&hq2, "SELECT count(*) FROM scans"), "21");
+    assert_eq!(v["scans_added"], 31, "{v}");
+    assert_eq!(pg.sql_at(&hq2, "SELECT count(*) FROM scans"), "31");
     assert_eq!(
         pg.sql_at(&hq2, "SELECT count(*) FROM conflicts"),
         status["conflicts"]
