@@ -125,7 +125,7 @@ fn imports_count_exactly_merge_once_report_double_entries_and_refuse_tampering()
         "2|2|t"
     );
     assert_eq!(pg.count("SELECT sum(admits) FROM admits_by_gate"), 7);
-    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 1);
+    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 2);
 
     // Merging the same data again adds nothing.
     for file in [&ea, &eb] {
@@ -395,4 +395,49 @@ fn the_live_bridge_follows_the_mesh_through_a_database_restart_and_a_split() {
         .map(|id| id.split('-').next().unwrap().to_string())
         .collect();
     assert_eq!(devices.len(), 2, "both nodes' scans are in one export");
+}
+
+#[test]
+fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
+    let pg = PgCluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 3, &["a", "b"], false);
+    // A handheld posts the same offline scan to two nodes that never met.
+    let body = serde_json::to_vec(&serde_json::json!({"device_id": "handheld-1", "scans": [
+        {"ticket_id": codes[0].0, "scanned_at": "2026-06-01T10:00:00Z", "result": "ALLOW"}
+    ]}))
+    .unwrap();
+    for (device, data) in [("device-a", "a"), ("device-b", "b")] {
+        let (mut n, addr) =
+            NodeProc::start_http(&ev, device, &tmp.path().join(data), "north", &["--no-mdns"]);
+        let (s, v) =
+            gatemesh_tests::http_request(&addr, "POST", "/offline/reconcile", Some("staff"), &body);
+        assert_eq!((s, &v["reconciled"]), (200, &1.into()), "{v}");
+        if device == "device-a" {
+            assert_eq!(n.scan(&codes[1].1)["reason"], "ok");
+        }
+    }
+    for data in ["a", "b"] {
+        let file = tmp.path().join(format!("{data}.export"));
+        export(&ev, &tmp.path().join(data), &file);
+        import(&ev, &file, &pg.url);
+    }
+    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 2);
+    // Two records (one per node), one scan: one admit, no double entry.
+    let t0 = &codes[0].0;
+    assert_eq!(
+        pg.count(&format!(
+            "SELECT count(*) FROM scans WHERE ticket_id = '{t0}' AND origin IS NOT NULL"
+        )),
+        2
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT scan_count, admit_count FROM tickets WHERE ticket_id = '{t0}'"
+        )),
+        "1|1"
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM conflicts"), 0);
+    assert_eq!(pg.count("SELECT sum(admit_count) FROM tickets"), 2);
 }

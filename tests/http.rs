@@ -5,32 +5,7 @@ use gatemesh_tests::{make_event, NodeProc};
 use serde_json::Value;
 use std::io::{Read, Write};
 
-/// One HTTP/1.1 request; returns (status, JSON body).
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body); // the server may refuse an oversized body before reading it
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out);
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let json = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
+use gatemesh_tests::http_request as request;
 
 #[test]
 fn every_route_answers_and_bad_requests_get_their_code() {

@@ -19,8 +19,10 @@ pub use tokio_postgres::Client;
 use tokio_postgres::NoTls;
 
 /// The migrations, in order. A database records the versions it has in `schema_migrations`.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "schema", include_str!("../migrations/0001_schema.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "schema", include_str!("../migrations/0001_schema.sql")),
+    (2, "origin", include_str!("../migrations/0002_origin.sql")),
+];
 
 /// Most scan rows in one batch (one transaction).
 pub const BATCH_ROWS_MAX: usize = 50_000;
@@ -44,6 +46,8 @@ pub struct ScanRow {
     pub hlc: i64,
     pub device_time_ms: u64,
     pub annuls: Option<String>,
+    /// A reconciled offline scan's origin.
+    pub origin: Option<String>,
 }
 
 /// A double entry: the admit beyond policy and the legitimate entries before it.
@@ -187,13 +191,13 @@ pub async fn write_batch(
         "CREATE TEMP TABLE staging_scans ( \
              scan_id text, ticket_id text, device_id text, tier text, gate text, zone text, \
              direction text, verdict text, reason text, hlc bigint, device_time timestamptz, \
-             annuls text) ON COMMIT DROP",
+             annuls text, origin text) ON COMMIT DROP",
     )
     .await?;
     let sink = tx
         .copy_in(
             "COPY staging_scans (scan_id, ticket_id, device_id, tier, gate, zone, direction, \
-             verdict, reason, hlc, device_time, annuls) FROM STDIN BINARY",
+             verdict, reason, hlc, device_time, annuls, origin) FROM STDIN BINARY",
         )
         .await?;
     let types = [
@@ -208,6 +212,7 @@ pub async fn write_batch(
         Type::TEXT,
         Type::INT8,
         Type::TIMESTAMPTZ,
+        Type::TEXT,
         Type::TEXT,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -229,6 +234,7 @@ pub async fn write_batch(
                 &s.hlc,
                 &at,
                 &s.annuls,
+                &s.origin,
             ])
             .await?;
     }
@@ -238,16 +244,21 @@ pub async fn write_batch(
         .query_one(
             "WITH new AS ( \
                  INSERT INTO scans (event_id, scan_id, ticket_id, device_id, tier, gate, zone, \
-                     direction, verdict, reason, hlc, device_time, annuls) \
+                     direction, verdict, reason, hlc, device_time, annuls, origin) \
                  SELECT $1, scan_id, ticket_id, device_id, tier, gate, zone, direction, verdict, \
-                     reason, hlc, device_time, annuls FROM staging_scans \
+                     reason, hlc, device_time, annuls, origin FROM staging_scans \
                  ON CONFLICT (event_id, scan_id) DO NOTHING \
-                 RETURNING ticket_id, tier, verdict, direction, device_time), \
+                 RETURNING scan_id, ticket_id, tier, verdict, direction, device_time, origin), \
+             fresh AS ( \
+                 SELECT DISTINCT ON (ticket_id, coalesce(origin, scan_id)) * FROM new n \
+                 WHERE n.origin IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM scans s WHERE s.event_id = $1 \
+                     AND s.ticket_id = n.ticket_id AND s.origin = n.origin)), \
              per_ticket AS ( \
                  SELECT ticket_id, max(tier) AS tier, min(device_time) AS first, \
                      max(device_time) AS last, count(*) AS scans, \
                      count(*) FILTER (WHERE verdict = 'admit' AND direction = 'in') AS admits \
-                 FROM new GROUP BY ticket_id), \
+                 FROM fresh GROUP BY ticket_id), \
              upserted AS ( \
                  INSERT INTO tickets (event_id, ticket_id, tier, first_scanned_at, \
                      last_scanned_at, scan_count, admit_count) \
@@ -310,7 +321,7 @@ pub async fn event_scans(
     let rows = client
         .query(
             "SELECT scan_id, ticket_id, device_id, tier, gate, zone, direction, verdict, reason, \
-             hlc, (extract(epoch FROM device_time) * 1000)::bigint, annuls \
+             hlc, (extract(epoch FROM device_time) * 1000)::bigint, annuls, origin \
              FROM scans WHERE event_id = $1",
             &[&event_id],
         )
@@ -330,6 +341,7 @@ pub async fn event_scans(
             hlc: r.get(9),
             device_time_ms: r.get::<_, i64>(10).max(0) as u64,
             annuls: r.get(11),
+            origin: r.get(12),
         })
         .collect())
 }

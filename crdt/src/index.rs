@@ -106,6 +106,9 @@ pub struct RecordRef {
     pub hlc: u64,
     pub wall_ms: u64,
     pub annuls: Option<String>,
+    /// For a scan reconciled from an offline device: its origin (`<device>@<scanned-at ms>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// The outcome of replaying the policy over one ticket's records.
@@ -137,6 +140,8 @@ pub struct Index {
     /// Tickets with at least one double entry → the double entries' (device, counter).
     conflicts: BTreeMap<Box<str>, Vec<(DeviceId, u32)>>,
     records: u64,
+    /// Origins of reconciled records (few), by (device, counter).
+    origins: HashMap<(DeviceId, u32), Box<str>>,
 }
 
 impl Index {
@@ -193,6 +198,10 @@ impl Index {
         let at = list.partition_point(|e| e.order_key() < entry.order_key());
         list.insert(at, entry);
         self.records += 1;
+        if let Some(o) = &body.origin {
+            self.origins
+                .insert((body.device, body.counter), o.as_str().into());
+        }
         self.refresh_conflicts(&body.ticket_id);
         true
     }
@@ -328,6 +337,10 @@ impl Index {
             hlc: e.hlc,
             wall_ms: e.wall_ms,
             annuls: e.annuls.map(|(d, c)| crate::record::scan_id(d, c)),
+            origin: self
+                .origins
+                .get(&(e.device, e.counter))
+                .map(|o| o.to_string()),
         }
     }
 }

@@ -170,6 +170,7 @@ fn row_of(r: &RecordRef) -> ScanRow {
         hlc: r.hlc as i64,
         device_time_ms: r.wall_ms,
         annuls: r.annuls.clone(),
+        origin: r.origin.clone(),
     }
 }
 
@@ -202,7 +203,7 @@ fn body_of(r: &ScanRow) -> Option<gatemesh_crdt::ScanBody> {
         wall_ms: r.device_time_ms,
         prev: Vec::new(),
         annuls: r.annuls.clone(),
-        origin: None,
+        origin: r.origin.clone(),
     })
 }
 
@@ -397,6 +398,7 @@ fn batch_of_page(page: &Value) -> Batch {
             hlc: r["hlc"].as_u64().unwrap_or(0) as i64,
             device_time_ms: r["wall_ms"].as_u64().unwrap_or(0),
             annuls: r["annuls"].as_str().map(str::to_string),
+            origin: r["origin"].as_str().map(str::to_string),
         })
         .collect();
     let mut tickets: Vec<String> = scans.iter().map(|s| s.ticket_id.clone()).collect();
