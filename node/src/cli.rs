@@ -536,6 +536,18 @@ pub fn event_create(
     from: Option<String>,
     until: Option<String>,
 ) -> anyhow::Result<()> {
+    event_create_with_key(out, name, id, from, until, SigningKey::generate(&mut OsRng))
+}
+
+/// [`event_create`] with a given organizer key (the simulator makes its world from a seed).
+pub fn event_create_with_key(
+    out: &Path,
+    name: &str,
+    id: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    key: SigningKey,
+) -> anyhow::Result<()> {
     if out.join(EVENT_FILE).exists() {
         bail!(
             "{} already holds an event; refusing to overwrite it",
@@ -573,7 +585,6 @@ pub fn event_create(
     if until_ms <= from_ms {
         bail!("--valid-until must be after --valid-from");
     }
-    let key = SigningKey::generate(&mut OsRng);
     let public = OrganizerKey {
         key_id: "k1".into(),
         public_key: hex::encode(key.verifying_key().as_bytes()),
@@ -871,6 +882,30 @@ pub fn device_enroll(
     out: &Path,
 ) -> anyhow::Result<DeviceCertificate> {
     let package = EventPackage::load(dir)?;
+    // Short device ids must be unique within the event: draw again on a collision.
+    let key = loop {
+        let k = SigningKey::generate(&mut OsRng);
+        let id = DeviceId::from_public_key(&k.verifying_key()).to_string();
+        if !package.certificates.iter().any(|c| c.device_id == id) {
+            break k;
+        }
+    };
+    device_enroll_with_key(dir, name, role, out, key)
+}
+
+/// [`device_enroll`] with a given device key (the simulator makes its world from a seed).
+pub fn device_enroll_with_key(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    out: &Path,
+    key: SigningKey,
+) -> anyhow::Result<DeviceCertificate> {
+    let package = EventPackage::load(dir)?;
+    let short_id = DeviceId::from_public_key(&key.verifying_key()).to_string();
+    if package.certificates.iter().any(|c| c.device_id == short_id) {
+        bail!("device id {short_id} is enrolled already");
+    }
     if name.is_empty() || name.len() > event::NAME_LEN_MAX {
         bail!("device name must be 1..={} characters", event::NAME_LEN_MAX);
     }
@@ -881,14 +916,6 @@ pub fn device_enroll(
         );
     }
     let (key_id, org_key) = event::organizer_signing_key(dir, None)?;
-    // Short device ids must be unique within the event: draw again on a collision.
-    let key = loop {
-        let k = SigningKey::generate(&mut OsRng);
-        let id = DeviceId::from_public_key(&k.verifying_key()).to_string();
-        if !package.certificates.iter().any(|c| c.device_id == id) {
-            break k;
-        }
-    };
     let cert = DeviceCertificate {
         event_id: package.config.event_id.clone(),
         device_id: DeviceId::from_public_key(&key.verifying_key()).to_string(),

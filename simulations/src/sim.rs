@@ -15,7 +15,9 @@
 //! [`Fault`]s are test-only bugs the sweep must catch (the self-check).
 
 use gatemesh_crdt::{Direction, Ledger, SyncPeer, Verdict};
-use gatemesh_node::cli::{device_enroll, event_create, tickets_issue, IssueOptions, TicketFormat};
+use gatemesh_node::cli::{
+    device_enroll_with_key, event_create_with_key, tickets_issue, IssueOptions, TicketFormat,
+};
 use gatemesh_node::device::{DeviceIdentity, Role};
 use gatemesh_node::event::EventPackage;
 use gatemesh_node::gate::{GateLogic, ScanRequest};
@@ -77,12 +79,17 @@ fn world() -> &'static World {
 fn make_world() -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
     let ev = dir.path().join("event");
-    event_create(
+    // Every key comes from a fixed seed, so device ids (which break ties in the ledger's order)
+    // are the same in every process: a seed replays the same run anywhere.
+    let mut keys_rng = StdRng::seed_from_u64(0x5eed_f1e1d);
+    let mut key = || ed25519_dalek::SigningKey::generate(&mut keys_rng);
+    event_create_with_key(
         &ev,
         "Sim Fest",
         Some("simfest".into()),
         Some("2026-01-01T00:00:00Z".into()),
         Some("2027-01-01T00:00:00Z".into()),
+        key(),
     )?;
     let issue = |count: usize, tier: &str| {
         let o = IssueOptions {
@@ -105,11 +112,12 @@ fn make_world() -> anyhow::Result<World> {
     let vip = issue(VIP_TICKETS, "vip")?;
     for i in 0..NODES_MAX {
         let name = format!("n{i}");
-        device_enroll(
+        device_enroll_with_key(
             &ev,
             &name,
             Role::Scanner,
             &ev.join(format!("device-{name}")),
+            key(),
         )?;
     }
     let bulletin_path = gatemesh_node::cli::bulletin(&gatemesh_node::cli::BulletinArgs {

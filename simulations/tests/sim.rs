@@ -87,3 +87,26 @@ fn the_self_check_catches_a_stale_index() {
 fn the_self_check_catches_bulletins_that_are_never_applied() {
     assert!(caught(Fault::BulletinsIgnored) > 0);
 }
+
+#[test]
+fn a_seed_replays_the_same_run_in_another_process() {
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatemesh-sim"))
+            .args(["run", "--seed", "7", "--nodes", "4", "--scenario", "mixed"])
+            .output()
+            .expect("gatemesh-sim runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .find(|l| l.starts_with("seed 7"))
+            .unwrap_or_else(|| panic!("no summary in {text}"))
+            .to_string()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+    let here = sim::run(7, 4, "mixed", None);
+    let want = format!(
+        "{} scans, {} admits, {} double entries reported, {} messages",
+        here.scans, here.admits, here.double_entries, here.messages
+    );
+    assert!(a.contains(&want), "{a}\nthis process: {want}");
+}
