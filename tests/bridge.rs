@@ -403,9 +403,21 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
     let codes = make_event(&ev, 3, &["a", "b"], false);
+    let listed = gatemesh_tests::gatemesh(&[
+        "device",
+        "enroll",
+        "--event",
+        ev.to_str().unwrap(),
+        "--name",
+        "handheld-1",
+        "--role",
+        "offline",
+    ]);
+    assert!(listed.status.success());
     // A handheld posts the same offline scan to two nodes that never met.
+    let scanned_at = gatemesh_node::stats::iso(gatemesh_node::now_ms());
     let body = serde_json::to_vec(&serde_json::json!({"device_id": "handheld-1", "scans": [
-        {"ticket_id": codes[0].0, "scanned_at": "2026-06-01T10:00:00Z", "result": "ALLOW"}
+        {"ticket_id": codes[0].0, "scanned_at": scanned_at, "result": "ALLOW"}
     ]}))
     .unwrap();
     for (device, data) in [("device-a", "a"), ("device-b", "b")] {

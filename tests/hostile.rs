@@ -158,7 +158,7 @@ async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String) {
                 sync: request_response::Behaviour::with_codec(
                     RawCodec,
                     [(
-                        StreamProtocol::new("/gatemesh/sync/1"),
+                        StreamProtocol::new("/gatemesh/sync/2"),
                         request_response::ProtocolSupport::Outbound,
                     )],
                     request_response::Config::default()

@@ -324,10 +324,25 @@ fn stats_metrics_peers_and_the_live_stream() {
 fn offline_manifest_and_reconcile_follow_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
-    let codes = make_event(&ev, 4, &["a"], false);
+    let codes = make_event(&ev, 5, &["a"], false);
+    // The organizer lists the handheld h1; h2 is not listed.
+    let listed = gatemesh_tests::gatemesh(&[
+        "device",
+        "enroll",
+        "--event",
+        ev.to_str().unwrap(),
+        "--name",
+        "h1",
+        "--role",
+        "offline",
+    ]);
+    assert!(listed.status.success());
     let (mut a, addr) = http_node(&ev, "device-a", &tmp.path().join("a"));
     let req = |m: &str, p: &str, t: Option<&str>, b: &[u8]| request(&addr, m, p, t, b);
     let event_id = a.status()["event_id"].as_str().unwrap().to_string();
+    // Inside the event (it opened when it was made, a moment ago), to the second.
+    let base = (gatemesh_node::now_ms() / 1000 + 1) * 1000;
+    let at = |ms: u64| gatemesh_node::stats::iso(base + ms);
 
     let (s, v) = req(
         "GET",
@@ -376,7 +391,7 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
     );
     assert_eq!((s, &v["success"]), (200, &serde_json::json!(true)), "{v}");
     let tickets = v["manifest"]["tickets"].as_array().unwrap();
-    assert_eq!(tickets.len(), 4);
+    assert_eq!(tickets.len(), 5);
     let t0 = tickets
         .iter()
         .find(|t| t["ticketId"] == codes[0].0.as_str())
@@ -386,14 +401,14 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
         (&serde_json::json!("used"), &serde_json::json!(1)),
         "{t0}"
     );
-    assert_eq!(tickets.iter().filter(|t| t["status"] == "valid").count(), 3);
+    assert_eq!(tickets.iter().filter(|t| t["status"] == "valid").count(), 4);
 
     let scan = |t: &str, at: &str, result: &str| serde_json::json!({"ticket_id": t, "scanned_at": at, "result": result, "scan_count": 1});
     let body = serde_json::json!({"device_id": "h1", "scans": [
-        scan(&codes[1].0, "2026-06-01T10:00:00Z", "ALLOW"),
-        scan(&codes[2].0, "2026-06-01T10:00:05.250Z", "DENY"),
-        scan(&codes[0].0, "2026-06-01T10:01:00Z", "ALLOW"),
-        scan("NO-SUCH-TICKET", "2026-06-01T10:02:00Z", "ALLOW"),
+        scan(&codes[1].0, &at(0), "ALLOW"),
+        scan(&codes[2].0, &at(5_250), "DENY"),
+        scan(&codes[0].0, &at(60_000), "ALLOW"),
+        scan("NO-SUCH-TICKET", &at(120_000), "ALLOW"),
         scan(&codes[3].0, "yesterday", "ALLOW"),
     ]});
     let (s, v) = req(
@@ -444,7 +459,7 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
     // The reconciled admit counts: the ticket is used at the gate now.
     let d = a.scan(&codes[1].1);
     assert_eq!(d["reason"], "already_redeemed", "{d}");
-    assert_eq!(d["previous"][0]["wall_ms"], 1_780_308_000_000u64, "{d}");
+    assert_eq!(d["previous"][0]["wall_ms"], base, "{d}");
     // The offline admit of a ticket the mesh had let in is a double entry.
     let (_, c) = req("GET", "/api/conflicts", Some("staff"), b"");
     let conflicts = c["conflicts"].as_array().unwrap();
@@ -457,6 +472,32 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
         b"",
     );
     assert_eq!(t["records"].as_array().map(Vec::len), Some(2), "{t}");
+
+    // Only devices the organizer listed, unless the admin token vouches for one.
+    let stranger = serde_json::to_vec(
+        &serde_json::json!({"device_id": "h2", "scans": [scan(&codes[4].0, &at(1_000), "ALLOW")]}),
+    )
+    .unwrap();
+    let (s, v) = req("POST", "/offline/reconcile", Some("staff"), &stranger);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (403, Some("UNKNOWN_DEVICE")),
+        "{v}"
+    );
+    // The gate policy applies to every reconciled scan: outside the event, a revoked ticket.
+    let late = serde_json::to_vec(&serde_json::json!({"device_id": "h1", "scans": [
+        scan(&codes[4].0, "2099-01-01T00:00:00Z", "ALLOW"),
+        scan(&codes[4].0, "9999-12-31T00:00:00Z", "ALLOW"),
+    ]}))
+    .unwrap();
+    let (_, v) = req("POST", "/offline/reconcile", Some("staff"), &late);
+    assert_eq!(
+        (&v["reconciled"], &v["failed"]),
+        (&0.into(), &2.into()),
+        "{v}"
+    );
+    let (s, v) = req("POST", "/offline/reconcile", Some("admin"), &stranger);
+    assert_eq!((s, &v["reconciled"]), (200, &1.into()), "{v}");
 
     // Whole-request refusals.
     for (body, err) in [

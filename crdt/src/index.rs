@@ -5,8 +5,15 @@
 //! same verdict on which admits were legitimate and which were double entries. The index is
 //! never stored: it is rebuilt from the document on load and updated on every applied record.
 
-use crate::record::{parse_scan_id, DeviceId, Direction, ScanBody, Verdict};
+use crate::hlc::Hlc;
+use crate::record::{ChainKey, DeviceId, Direction, ScanBody, ScanRef, Verdict};
+use crate::roster::Cut;
 use std::collections::{BTreeMap, HashMap};
+
+/// How long after an admit the device that made it may annul it; later annuls are ignored by
+/// every replica's replay (measured between the two records' HLC times, both written by the
+/// same device).
+pub const ANNUL_WINDOW_MS: u64 = 120_000;
 
 /// What the policy allows for one tier, as far as the ledger's replay needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +79,8 @@ impl Names {
 struct Entry {
     hlc: u64,
     wall_ms: u64,
-    device: DeviceId,
-    counter: u32,
-    annuls: Option<(DeviceId, u32)>,
+    scan: ScanRef,
+    annuls: Option<ScanRef>,
     gate: u16,
     zone: u16,
     tier: u16,
@@ -86,8 +92,11 @@ struct Entry {
 }
 
 impl Entry {
-    fn order_key(&self) -> (u64, DeviceId, u32) {
-        (self.hlc, self.device, self.counter)
+    fn order_key(&self) -> (u64, ScanRef) {
+        (self.hlc, self.scan)
+    }
+    fn device(&self) -> DeviceId {
+        self.scan.chain.device
     }
 }
 
@@ -109,6 +118,26 @@ pub struct RecordRef {
     /// For a scan reconciled from an offline device: its origin (`<device>@<scanned-at ms>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+}
+
+impl RecordRef {
+    pub fn from_body(b: &ScanBody) -> RecordRef {
+        RecordRef {
+            scan_id: b.scan_id(),
+            ticket_id: b.ticket_id.clone(),
+            device: b.device.to_string(),
+            tier: b.tier.clone(),
+            gate: b.gate.clone(),
+            zone: b.zone.clone(),
+            direction: b.direction,
+            verdict: b.verdict,
+            reason: b.reason.clone(),
+            hlc: b.hlc,
+            wall_ms: b.wall_ms,
+            annuls: b.annuls.clone(),
+            origin: b.origin.clone(),
+        }
+    }
 }
 
 /// The outcome of replaying the policy over one ticket's records.
@@ -137,11 +166,11 @@ pub struct Index {
     tickets: HashMap<Box<str>, Vec<Entry>>,
     names: Names,
     rules: HashMap<String, EntryRule>,
-    /// Tickets with at least one double entry → the double entries' (device, counter).
-    conflicts: BTreeMap<Box<str>, Vec<(DeviceId, u32)>>,
+    /// Tickets with at least one double entry → the double entries.
+    conflicts: BTreeMap<Box<str>, Vec<ScanRef>>,
     records: u64,
-    /// Origins of reconciled records (few), by (device, counter).
-    origins: HashMap<(DeviceId, u32), Box<str>>,
+    /// Origins of reconciled records (few), by scan.
+    origins: HashMap<ScanRef, Box<str>>,
 }
 
 impl Index {
@@ -165,24 +194,24 @@ impl Index {
         self.tickets.len()
     }
 
-    pub fn contains(&self, ticket_id: &str, device: DeviceId, counter: u32) -> bool {
+    pub fn contains(&self, ticket_id: &str, scan: ScanRef) -> bool {
         self.tickets
             .get(ticket_id)
-            .is_some_and(|v| v.iter().any(|e| e.device == device && e.counter == counter))
+            .is_some_and(|v| v.iter().any(|e| e.scan == scan))
     }
 
     /// Insert one record. Returns false if it was already there. Conflicts of the ticket are
     /// recomputed.
     pub fn insert(&mut self, body: &ScanBody) -> bool {
-        if self.contains(&body.ticket_id, body.device, body.counter) {
+        let scan = body.scan_ref();
+        if self.contains(&body.ticket_id, scan) {
             return false;
         }
         let entry = Entry {
             hlc: body.hlc,
             wall_ms: body.wall_ms,
-            device: body.device,
-            counter: body.counter,
-            annuls: body.annuls.as_deref().and_then(parse_scan_id),
+            scan,
+            annuls: body.annuls.as_deref().and_then(ScanRef::parse),
             gate: self.names.intern(&body.gate),
             zone: self.names.intern(&body.zone),
             tier: self.names.intern(&body.tier),
@@ -199,8 +228,7 @@ impl Index {
         list.insert(at, entry);
         self.records += 1;
         if let Some(o) = &body.origin {
-            self.origins
-                .insert((body.device, body.counter), o.as_str().into());
+            self.origins.insert(scan, o.as_str().into());
         }
         self.refresh_conflicts(&body.ticket_id);
         true
@@ -214,21 +242,43 @@ impl Index {
             .is_some_and(|v| v.iter().any(|e| e.origin == h))
     }
 
-    /// Drop every record of `device` with an HLC at or after `from` (a revoked device).
-    /// Returns how many were dropped.
-    pub fn drop_device_from(&mut self, device: DeviceId, from: u64) -> u64 {
+    /// Drop a chain's records from position `from` on (a fork was proven there). Returns how
+    /// many were dropped.
+    pub fn drop_chain_from(&mut self, chain: ChainKey, from: u32) -> u64 {
+        self.drop_where(|e| e.scan.chain == chain && e.scan.seq >= from)
+    }
+
+    /// Drop a revoked device's records that its cut does not keep. Returns how many.
+    pub fn drop_revoked(&mut self, device: DeviceId, cut: &Cut) -> u64 {
+        self.drop_where(|e| {
+            e.device() == device
+                && cut
+                    .keep
+                    .get(&e.scan.chain.chain)
+                    .is_none_or(|last| e.scan.seq > *last)
+        })
+    }
+
+    fn drop_where(&mut self, doomed: impl Fn(&Entry) -> bool) -> u64 {
         let mut touched = Vec::new();
-        let mut dropped = 0u64;
+        let mut gone = Vec::new();
         for (ticket, list) in self.tickets.iter_mut() {
             let before = list.len();
-            list.retain(|e| !(e.device == device && e.hlc >= from));
+            gone.extend(list.iter().filter(|e| doomed(e)).map(|e| e.scan));
+            list.retain(|e| !doomed(e));
             if list.len() != before {
-                dropped += (before - list.len()) as u64;
                 touched.push(ticket.clone());
             }
         }
+        let dropped = gone.len() as u64;
         self.records -= dropped;
+        for scan in gone {
+            self.origins.remove(&scan);
+        }
         for t in touched {
+            if self.tickets.get(&t).is_some_and(Vec::is_empty) {
+                self.tickets.remove(&t);
+            }
             self.refresh_conflicts(&t);
         }
         dropped
@@ -296,11 +346,12 @@ impl Index {
         self.tickets.keys().map(|k| &**k)
     }
 
-    /// Tier of a ticket as its first record says.
+    /// Tier of a ticket as its first admit says: admits are written from a verified credential;
+    /// a denial may carry anything a forged code claimed, so it never decides the tier.
     pub fn ticket_tier(&self, ticket_id: &str) -> String {
         self.tickets
             .get(ticket_id)
-            .and_then(|l| l.first())
+            .and_then(|l| l.iter().find(|e| e.verdict == Verdict::Admit))
             .map(|e| self.names.get(e.tier).to_string())
             .unwrap_or_default()
     }
@@ -308,11 +359,11 @@ impl Index {
     fn refresh_conflicts(&mut self, ticket_id: &str) {
         let tier = self.ticket_tier(ticket_id);
         let rule = self.rules.get(&tier).copied().unwrap_or_default();
-        let double: Vec<(DeviceId, u32)> = match self.tickets.get(ticket_id) {
+        let double: Vec<ScanRef> = match self.tickets.get(ticket_id) {
             Some(list) => replay_entries(list, rule)
                 .1
                 .iter()
-                .map(|e| (e.device, e.counter))
+                .map(|e| e.scan)
                 .collect(),
             None => Vec::new(),
         };
@@ -325,9 +376,9 @@ impl Index {
 
     fn to_ref(&self, ticket_id: &str, e: &Entry) -> RecordRef {
         RecordRef {
-            scan_id: crate::record::scan_id(e.device, e.counter),
+            scan_id: e.scan.to_string(),
             ticket_id: ticket_id.to_string(),
-            device: e.device.to_string(),
+            device: e.device().to_string(),
             tier: self.names.get(e.tier).to_string(),
             gate: self.names.get(e.gate).to_string(),
             zone: self.names.get(e.zone).to_string(),
@@ -336,11 +387,8 @@ impl Index {
             reason: self.names.get(e.reason).to_string(),
             hlc: e.hlc,
             wall_ms: e.wall_ms,
-            annuls: e.annuls.map(|(d, c)| crate::record::scan_id(d, c)),
-            origin: self
-                .origins
-                .get(&(e.device, e.counter))
-                .map(|o| o.to_string()),
+            annuls: e.annuls.map(|a| a.to_string()),
+            origin: self.origins.get(&e.scan).map(|o| o.to_string()),
         }
     }
 }
@@ -355,10 +403,7 @@ fn origin_hash(origin: &str) -> u64 {
 /// The policy replay: the one place that says which admits a ticket was entitled to.
 /// Returns (legit admits, double entries, inside, credits left).
 fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>, bool, u32) {
-    let annulled = |e: &Entry| {
-        list.iter()
-            .any(|a| a.verdict == Verdict::Annul && a.annuls == Some((e.device, e.counter)))
-    };
+    let annulled = |e: &Entry| list.iter().any(|a| annuls(a, e));
     let mut credits = rule.max_entries;
     let mut inside = false;
     let (mut legit, mut double) = (Vec::new(), Vec::new());
@@ -390,4 +435,15 @@ fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>,
         }
     }
     (legit, double, inside, credits)
+}
+
+/// Whether `a` annuls admit `e`: an annul record naming it, by the device that admitted, after
+/// it and within [`ANNUL_WINDOW_MS`] of it. Judged here, on records alone, so every replica
+/// honours the same annuls whoever wrote them.
+fn annuls(a: &Entry, e: &Entry) -> bool {
+    a.verdict == Verdict::Annul
+        && a.annuls == Some(e.scan)
+        && a.device() == e.device()
+        && a.order_key() > e.order_key()
+        && Hlc(a.hlc).wall_ms().saturating_sub(Hlc(e.hlc).wall_ms()) <= ANNUL_WINDOW_MS
 }

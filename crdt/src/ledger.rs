@@ -1,57 +1,82 @@
-//! The ledger: the event's Automerge document plus the derived index, clock and roster.
+//! The ledger: the event's Automerge document as chains of admitted changes, plus the derived
+//! index, the clock and the roster.
 //!
-//! Genesis holds 256 bucket maps keyed `00`..`ff`. A scan is one map entry in its ticket's
-//! bucket: key = scan id, value = signed record bytes. Only puts of new keys are ever made, so
-//! concurrent writers never touch the same entry, and applying a change costs what the change
-//! holds, not what the document holds.
+//! The document is one Automerge map from scan id to signed record. Each device writes on its
+//! own chain (actor `device || chain`): change `n` of a chain depends on change `n - 1` only,
+//! and its record's `link` names that dependency, so the record's signature binds the change
+//! and everything before it on the chain. Loading every admitted change into Automerge gives
+//! the document (`Automerge::load` of [`Ledger::changes`]); the node itself holds the changes
+//! and the index, not Automerge's op set (BENCHMARKS.md: why).
 //!
-//! Everything here is bytes and time in, bytes out: [`Ledger::record`] returns the change bytes
-//! to store and publish; [`Ledger::apply_changes`] and [`Ledger::receive_sync`] return the blobs
-//! the caller must persist.
+//! **Admission** (the security boundary; ARCHITECTURE.md states it): a change enters only if
+//! it is canonical for its record ([`crate::change`]), the record's device is enrolled and not
+//! cut off by a revocation, the change extends its chain (its link is the chain's tip; the
+//! first links to the event's anchor), and its signature verifies, or a later change of the
+//! same chain admitted with it verifies and links back to it. The same function admits gossip,
+//! every change of a sync message, and untrusted files; a restart re-admits the stored changes
+//! with the same checks but the signatures (the store only ever held admitted changes).
+//!
+//! A device that signs two different changes at one position of a chain has forked it; any two
+//! such changes are evidence every replica can check, and every replica that has seen the
+//! evidence drops the chain from the fork on. Evidence travels with sync, so replicas agree.
 
-use crate::error::LedgerError;
+use crate::chain::Chains;
+use crate::change::{self, Candidate, Hash, Rejection};
 use crate::hlc::{Hlc, HlcClock};
 use crate::index::{EntryRule, Index, RecordRef};
+use crate::pending::{PeerTag, Pending};
 use crate::record::{
-    bucket_of, DeviceId, Direction, ScanBody, ScanRecord, Verdict, RECORD_VERSION,
+    clamp_time, ChainId, ChainKey, DeviceId, Direction, RecordError, ScanBody, ScanRecord, Verdict,
+    RECORD_VERSION,
 };
-use crate::roster::{Roster, RosterDevice};
-use crate::BUCKETS;
-use automerge::patches::TextRepresentation;
-use automerge::sync::{self, SyncDoc};
-use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{
-    ActorId, Automerge, Change, ObjId, ObjType, PatchAction, PatchLog, ReadDoc, ScalarValue, Value,
-    ROOT,
-};
-use ed25519_dalek::SigningKey;
-use std::collections::HashMap;
+use crate::roster::{Cut, Roster, RosterDevice, Standing};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
 
-/// Largest sync message accepted from a peer.
-pub const SYNC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// Largest single change accepted (the fast path carries one record per change).
-pub const CHANGE_BYTES_MAX: usize = 64 * 1024;
-/// Most changes in one batch given to [`Ledger::apply_changes`].
-pub const APPLY_BATCH_MAX: usize = 4096;
-/// Actor id of the genesis change: fixed so every `event create` yields the same genesis.
-const GENESIS_ACTOR: [u8; 8] = *b"gm-gnss1";
+/// Most changes taken from one batch ([`Ledger::admit`]).
+pub const ADMIT_BATCH_MAX: usize = 8192;
+/// Most chains one device may have (a new chain per wiped store). Beyond it the chains with
+/// the smallest ids stay, on every replica alike.
+pub const CHAINS_PER_DEVICE_MAX: usize = 16;
 
-/// The key this device signs its records with.
+/// The first link of every chain of an event: a record names the event it belongs to.
+pub fn anchor(event_id: &str) -> Hash {
+    let mut h = Sha256::new();
+    h.update(b"gatemesh ledger 2\0");
+    h.update(event_id.as_bytes());
+    h.finalize().into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("this ledger has no local device key, it cannot record")]
+    ReadOnly,
+    #[error("record: {0}")]
+    Record(#[from] RecordError),
+}
+
+/// The key this device signs its records with, and the chain it writes.
 #[derive(Clone, Debug)]
 pub struct LocalDevice {
     pub key: SigningKey,
-    /// Random per process start: the Automerge actor is `device id || session`, so a restarted
-    /// device never reuses an actor sequence number.
-    pub session: [u8; 8],
+    pub chain: ChainId,
 }
 
 impl LocalDevice {
     pub fn id(&self) -> DeviceId {
         DeviceId::from_public_key(&self.key.verifying_key())
     }
+    pub fn chain_key(&self) -> ChainKey {
+        ChainKey {
+            device: self.id(),
+            chain: self.chain,
+        }
+    }
 }
 
-/// What the caller wants written; the ledger adds device, counter, HLC and signature.
+/// What the caller wants written; the ledger adds device, chain position, link, HLC and
+/// signature.
 #[derive(Clone, Debug)]
 pub struct Draft {
     pub ticket_id: String,
@@ -61,83 +86,150 @@ pub struct Draft {
     pub direction: Direction,
     pub verdict: Verdict,
     pub reason: String,
-    pub prev: Vec<String>,
+    pub seen: Vec<String>,
     pub annuls: Option<String>,
+    pub origin: Option<String>,
+    /// When the scan was made, if not now (a reconciled offline scan).
+    pub wall_ms: Option<u64>,
 }
 
 /// Counters of what arrived and what was refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LedgerStats {
-    pub applied_records: u64,
-    pub duplicate_records: u64,
-    pub rejected_bad_signature: u64,
+    pub admitted: u64,
+    pub duplicates: u64,
+    pub rejected_malformed: u64,
     pub rejected_unknown_device: u64,
     pub rejected_revoked_device: u64,
-    pub rejected_malformed: u64,
+    pub rejected_bad_signature: u64,
+    pub rejected_forked_chain: u64,
+    pub rejected_wrong_event: u64,
+    pub rejected_chain_limit: u64,
+    pub held_dropped: u64,
+    pub forks_proven: u64,
+    pub records_dropped_by_revocation: u64,
+    pub records_dropped_by_fork: u64,
 }
 
 impl LedgerStats {
     pub fn rejected(&self) -> u64 {
-        self.rejected_bad_signature
+        self.rejected_malformed
             + self.rejected_unknown_device
             + self.rejected_revoked_device
-            + self.rejected_malformed
+            + self.rejected_bad_signature
+            + self.rejected_forked_chain
+            + self.rejected_wrong_event
     }
-}
 
-/// The result of taking remote data in.
-#[derive(Clone, Debug, Default)]
-pub struct Applied {
-    /// Records newly in the index.
-    pub records: Vec<RecordRef>,
-    /// Records refused (bad signature, unknown or revoked device, malformed).
-    pub rejected: u64,
-    /// Blobs (each loadable with `load_incremental`) the caller must persist.
-    pub persist: Vec<Vec<u8>>,
-    /// Some changes wait for dependencies we do not have: run the sync protocol.
-    pub missing_deps: bool,
-}
-
-/// One peer's Automerge sync state.
-#[derive(Debug, Default)]
-pub struct SyncPeer {
-    state: sync::State,
-}
-
-impl SyncPeer {
-    pub fn new() -> SyncPeer {
-        SyncPeer {
-            state: sync::State::new(),
+    fn count(&mut self, r: Rejection) {
+        match r {
+            Rejection::TooLarge
+            | Rejection::Undecodable
+            | Rejection::NotCanonical
+            | Rejection::BadRecord(_) => self.rejected_malformed += 1,
+            Rejection::UnknownDevice => self.rejected_unknown_device += 1,
+            Rejection::RevokedDevice => self.rejected_revoked_device += 1,
+            Rejection::ForkedChain => self.rejected_forked_chain += 1,
+            Rejection::BadSignature => self.rejected_bad_signature += 1,
+            Rejection::WrongEvent => self.rejected_wrong_event += 1,
+            Rejection::ChainLimit => self.rejected_chain_limit += 1,
         }
     }
+}
 
-    /// The peer answered without a message (or the request failed): stop waiting for one, so
-    /// the next round may speak again.
-    pub fn clear_in_flight(&mut self) {
-        self.state.in_flight = false;
+/// A fork proof as it travels and is stored: the two changes of a [`Fork`].
+pub type ForkProof = (Vec<u8>, Vec<u8>);
+
+/// Two changes of one chain that its device cannot both have signed honestly: from `from` on,
+/// the chain is dropped. `a` is at `from`; `b` is either another change at `from`, or a change
+/// at `from + 1` that does not link to `a`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub chain: ChainKey,
+    pub from: u32,
+    pub a: Vec<u8>,
+    pub b: Vec<u8>,
+}
+
+/// The result of taking remote changes in.
+#[derive(Clone, Debug, Default)]
+pub struct Admitted {
+    /// Records newly in the index.
+    pub records: Vec<RecordRef>,
+    /// Changes newly admitted, in admission order: the caller stores them.
+    pub persist: Vec<Vec<u8>>,
+    /// Changes refused, with why.
+    pub rejected: Vec<Rejection>,
+    pub duplicates: u64,
+    /// Changes held until the change they link to arrives (run sync).
+    pub held: u64,
+    /// Forks newly proven.
+    pub forks: Vec<ChainKey>,
+}
+
+impl Admitted {
+    /// The outcome of a batch of one change, for gossip validation.
+    pub fn single(&self) -> Single {
+        if !self.persist.is_empty() {
+            Single::Admitted
+        } else if let Some(r) = self.rejected.first() {
+            Single::Rejected(*r)
+        } else if self.held > 0 {
+            Single::Held
+        } else {
+            Single::Duplicate
+        }
     }
 }
 
-/// Why a gossiped change was refused before it touched the document.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeRejection {
-    #[error("change does not decode or is too large")]
-    Undecodable,
-    #[error("change's author is not an enrolled device")]
-    UnknownDevice,
-    #[error("change's author is a revoked device")]
-    RevokedDevice,
+/// What became of one change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Single {
+    Admitted,
+    Duplicate,
+    Held,
+    Rejected(Rejection),
 }
 
+/// One chain's tip, as a sync summary carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tip {
+    pub chain: ChainKey,
+    pub seq: u32,
+    pub hash: Hash,
+}
+
+/// How much one sync message may carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub bytes: usize,
+    pub changes: usize,
+}
+
+/// What a peer lacks, as far as its summary tells.
+#[derive(Clone, Debug, Default)]
+pub struct Served {
+    pub changes: Vec<Vec<u8>>,
+    pub forks: Vec<Fork>,
+    /// More would have followed but for the budget.
+    pub more: bool,
+}
+
+/// How far back a sync answer reaches when a peer's tip differs from ours at the same position
+/// (a fork below it is found this many positions per round).
+pub const FORK_PROBE_DEPTH: u32 = 8;
+/// Most fork proofs one sync answer carries.
+pub const FORKS_SERVED_MAX: usize = 64;
+
 pub struct Ledger {
-    doc: Automerge,
-    buckets: Vec<ObjId>,
-    bucket_of_obj: HashMap<ObjId, u8>,
+    anchor: Hash,
+    chains: Chains,
     index: Index,
     roster: Roster,
     clock: HlcClock,
-    local: Option<(LocalDevice, u32)>,
+    local: Option<LocalDevice>,
+    pending: Pending,
+    forks: BTreeMap<ChainKey, Fork>,
     stats: LedgerStats,
 }
 
@@ -145,259 +237,90 @@ impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
             .field("records", &self.index.len())
+            .field("chains", &self.chains.count())
             .finish()
     }
 }
 
-/// One record of an untrusted document after its checks.
-enum Verified {
-    Good(Box<ScanBody>),
-    Malformed,
-    UnknownDevice,
-    RevokedDevice,
-    BadSignature,
+/// A candidate sorted for admission.
+enum Step {
+    Duplicate,
+    /// Another change at a position we hold: a fork if it is signed.
+    Conflicts(Candidate),
+    /// The next change of the chain but linking elsewhere: a fork below it if signed.
+    Misplaced(Candidate),
+    /// Not linkable yet: held if signed.
+    Hold(Candidate),
 }
 
 impl Ledger {
-    /// The genesis document: 256 empty bucket maps. Deterministic: the same bytes everywhere.
-    pub fn genesis() -> Vec<u8> {
-        let mut doc = Automerge::new().with_actor(ActorId::from(GENESIS_ACTOR));
-        let mut tx = doc.transaction();
-        for b in 0..BUCKETS {
-            tx.put_object(ROOT, bucket_key(b as u8), ObjType::Map)
-                .expect("fresh document accepts root puts");
-        }
-        tx.commit_with(CommitOptions::default().with_time(0));
-        doc.save()
-    }
-
-    /// Open a ledger from a genesis or snapshot plus the persisted log blobs after it. The index
-    /// is rebuilt from the document without verifying signatures: the local store is trusted.
-    pub fn open<'a>(
-        base: &[u8],
-        log: impl IntoIterator<Item = &'a [u8]>,
+    /// An empty ledger for an event.
+    pub fn new(
+        event_id: &str,
         roster: Roster,
         rules: HashMap<String, EntryRule>,
         local: Option<LocalDevice>,
-    ) -> Result<Ledger, LedgerError> {
-        let mut doc = Automerge::load(base)?;
-        for blob in log {
-            doc.load_incremental(blob)?;
-        }
-        if let Some(l) = &local {
-            let mut actor = l.id().0.to_be_bytes().to_vec();
-            actor.extend_from_slice(&l.session);
-            doc.set_actor(ActorId::from(actor));
-        }
-        let mut ledger = Ledger::from_doc(doc, roster, rules, local)?;
-        ledger.rebuild_index();
-        Ok(ledger)
-    }
-
-    /// A ledger over a loaded document, its index still empty.
-    fn from_doc(
-        doc: Automerge,
-        roster: Roster,
-        rules: HashMap<String, EntryRule>,
-        local: Option<LocalDevice>,
-    ) -> Result<Ledger, LedgerError> {
-        let buckets = find_buckets(&doc)?;
-        let bucket_of_obj = buckets
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.clone(), i as u8))
-            .collect();
-        Ok(Ledger {
-            doc,
-            buckets,
-            bucket_of_obj,
+    ) -> Ledger {
+        Ledger {
+            anchor: anchor(event_id),
+            chains: Chains::default(),
             index: Index::new(rules),
             roster,
             clock: HlcClock::default(),
-            local: local.map(|l| (l, 0)),
+            local,
+            pending: Pending::default(),
+            forks: BTreeMap::new(),
             stats: LedgerStats::default(),
-        })
-    }
-
-    /// Open a ledger from bytes nobody vouches for (an export file): every record must decode,
-    /// sit under its own scan id in its ticket's bucket, come from a device of the roster not
-    /// revoked at its HLC, and carry a valid signature; the others are counted in
-    /// [`LedgerStats`] and never indexed. Signatures are checked on `threads` threads.
-    pub fn open_untrusted(
-        base: &[u8],
-        roster: Roster,
-        rules: HashMap<String, EntryRule>,
-        threads: usize,
-    ) -> Result<Ledger, LedgerError> {
-        let mut ledger = Ledger::from_doc(Automerge::load(base)?, roster, rules, None)?;
-        let mut found: Vec<(u8, String, Vec<u8>)> = Vec::new();
-        for b in 0..BUCKETS {
-            let obj = ledger.buckets[b].clone();
-            for item in ledger.doc.map_range(&obj, ..) {
-                match item.value {
-                    Value::Scalar(v) => match v.as_ref() {
-                        ScalarValue::Bytes(bytes) => {
-                            found.push((b as u8, item.key.to_string(), bytes.clone()))
-                        }
-                        _ => ledger.stats.rejected_malformed += 1,
-                    },
-                    Value::Object(_) => ledger.stats.rejected_malformed += 1,
-                }
-            }
-        }
-        // Decode and check signatures in parallel (in batches); admit in document order.
-        let roster = &ledger.roster;
-        let check = |part: &[(u8, String, Vec<u8>)]| -> Vec<Verified> {
-            let mut out: Vec<Verified> = Vec::with_capacity(part.len());
-            let mut pending: Vec<(usize, ScanRecord, ed25519_dalek::VerifyingKey)> = Vec::new();
-            for (bucket, key, bytes) in part {
-                let Ok(rec) = ScanRecord::decode(bytes) else {
-                    out.push(Verified::Malformed);
-                    continue;
-                };
-                if rec.scan_id() != *key || bucket_of(&rec.body.ticket_id) != *bucket {
-                    out.push(Verified::Malformed);
-                    continue;
-                }
-                match roster.get(rec.body.device) {
-                    None => out.push(Verified::UnknownDevice),
-                    Some(d) if d.revoked_from.is_some_and(|r| rec.body.hlc >= r.0) => {
-                        out.push(Verified::RevokedDevice)
-                    }
-                    Some(d) => {
-                        pending.push((out.len(), rec, d.key));
-                        out.push(Verified::BadSignature); // until its signature is checked
-                    }
-                }
-            }
-            let items: Vec<(&ScanRecord, ed25519_dalek::VerifyingKey)> =
-                pending.iter().map(|(_, r, k)| (r, *k)).collect();
-            let good = crate::record::verify_many(&items);
-            drop(items);
-            for ((at, rec, _), ok) in pending.into_iter().zip(good) {
-                if ok {
-                    out[at] = Verified::Good(Box::new(rec.body));
-                }
-            }
-            out
-        };
-        let threads = threads.clamp(1, 64);
-        let chunk = found.len().div_ceil(threads).max(1);
-        let verified: Vec<Verified> = std::thread::scope(|scope| {
-            let handles: Vec<_> = found
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || check(part)))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        for v in verified {
-            match v {
-                Verified::Good(body) => {
-                    ledger.clock.observe(Hlc(body.hlc), u64::MAX / 2);
-                    if ledger.index.insert(&body) {
-                        ledger.stats.applied_records += 1;
-                    } else {
-                        ledger.stats.duplicate_records += 1;
-                    }
-                }
-                Verified::Malformed => ledger.stats.rejected_malformed += 1,
-                Verified::UnknownDevice => ledger.stats.rejected_unknown_device += 1,
-                Verified::RevokedDevice => ledger.stats.rejected_revoked_device += 1,
-                Verified::BadSignature => ledger.stats.rejected_bad_signature += 1,
-            }
-        }
-        Ok(ledger)
-    }
-
-    fn rebuild_index(&mut self) {
-        let local_id = self.local.as_ref().map(|(l, _)| l.id());
-        let mut next_counter = 0u32;
-        for b in 0..BUCKETS {
-            let obj = self.buckets[b].clone();
-            let values: Vec<Vec<u8>> = self
-                .doc
-                .map_range(&obj, ..)
-                .filter_map(|item| match item.value {
-                    Value::Scalar(v) => match v.as_ref() {
-                        ScalarValue::Bytes(b) => Some(b.clone()),
-                        _ => None,
-                    },
-                    Value::Object(_) => None,
-                })
-                .collect();
-            for bytes in values {
-                let Ok(rec) = ScanRecord::decode(&bytes) else {
-                    self.stats.rejected_malformed += 1;
-                    continue;
-                };
-                if !self.admissible_device(&rec.body) {
-                    continue;
-                }
-                if Some(rec.body.device) == local_id {
-                    next_counter = next_counter.max(rec.body.counter + 1);
-                }
-                self.clock.observe(Hlc(rec.body.hlc), u64::MAX / 2);
-                self.index.insert(&rec.body);
-            }
-        }
-        if let Some((_, c)) = &mut self.local {
-            *c = next_counter;
         }
     }
 
-    /// Unknown or revoked devices' records stay in the document but never enter the index.
-    fn admissible_device(&mut self, body: &ScanBody) -> bool {
-        match self.roster.get(body.device) {
-            None => {
-                self.stats.rejected_unknown_device += 1;
-                false
+    /// Take back the changes a store holds (only admitted ones were ever stored): each is
+    /// checked as on arrival but for its signature. Returns how many were refused (a store
+    /// written by another version, or damaged on disk).
+    pub fn restore<'a>(&mut self, stored: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+        let mut refused = 0;
+        for bytes in stored {
+            let ok = change::read(bytes)
+                .ok()
+                .filter(|c| self.standing(c).is_ok() && self.links_to_tip(c))
+                .map(|c| self.push(&c, u64::MAX / 2));
+            if ok.is_none() {
+                refused += 1;
             }
-            Some(d) if d.revoked_from.is_some_and(|r| body.hlc >= r.0) => {
-                self.stats.rejected_revoked_device += 1;
-                false
-            }
-            Some(_) => true,
         }
+        self.stats.admitted = 0;
+        refused
     }
 
-    /// Record a local scan at `now_ms`: sign, write, commit. Returns the record and the change
+    fn links_to_tip(&self, c: &Candidate) -> bool {
+        let key = c.chain();
+        c.seq() == self.chains.len_of(key) + 1 && c.record.body.link == self.tip_or_anchor(key)
+    }
+
+    fn tip_or_anchor(&self, key: ChainKey) -> Hash {
+        self.chains
+            .get(key)
+            .and_then(|l| l.tip())
+            .unwrap_or(self.anchor)
+    }
+
+    /// Record a local scan at `now_ms`: sign, chain, index. Returns the record and the change
     /// bytes, which the caller must make durable before answering, then publish.
     pub fn record(
         &mut self,
         now_ms: u64,
         draft: Draft,
     ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
-        self.record_with(now_ms, draft, None, now_ms)
-    }
-
-    /// Record a scan another, non-mesh device made offline and now reconciles through this
-    /// device: `origin` names it (`<device>@<scanned-at ms>`), `wall_ms` is when it was made.
-    pub fn record_reconciled(
-        &mut self,
-        now_ms: u64,
-        draft: Draft,
-        origin: String,
-        wall_ms: u64,
-    ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
-        self.record_with(now_ms, draft, Some(origin), wall_ms)
-    }
-
-    fn record_with(
-        &mut self,
-        now_ms: u64,
-        draft: Draft,
-        origin: Option<String>,
-        wall_ms: u64,
-    ) -> Result<(ScanRecord, Vec<u8>), LedgerError> {
-        let (local, counter) = self.local.as_mut().ok_or(LedgerError::ReadOnly)?;
+        let local = self.local.as_ref().ok_or(LedgerError::ReadOnly)?;
+        let key = local.chain_key();
+        let now_ms = clamp_time(now_ms);
         let hlc = self.clock.tick(now_ms);
         let body = ScanBody {
             version: RECORD_VERSION,
-            device: local.id(),
-            counter: *counter,
+            device: key.device,
+            chain: key.chain,
+            seq: self.chains.len_of(key) + 1,
+            link: self.tip_or_anchor(key),
             ticket_id: draft.ticket_id,
             tier: draft.tier,
             gate: draft.gate,
@@ -406,237 +329,471 @@ impl Ledger {
             verdict: draft.verdict,
             reason: draft.reason,
             hlc: hlc.0,
-            wall_ms,
-            prev: draft.prev,
+            wall_ms: clamp_time(draft.wall_ms.unwrap_or(now_ms)),
+            seen: draft.seen,
             annuls: draft.annuls,
-            origin,
+            origin: draft.origin,
         };
         let record = ScanRecord::sign(body, &local.key)?;
-        *counter += 1;
-        let bucket = self.buckets[usize::from(bucket_of(&record.body.ticket_id))].clone();
-        let mut tx = self.doc.transaction();
-        tx.put(&bucket, record.scan_id(), record.bytes.clone())?;
-        tx.commit_with(CommitOptions::default().with_time((now_ms / 1000) as i64));
-        let change = self
-            .doc
-            .get_last_local_change()
-            .ok_or(LedgerError::ReadOnly)?;
+        let (bytes, hash) = change::build_bytes(&record);
+        self.chains.entry(key).push(&bytes, hash);
         self.index.insert(&record.body);
-        Ok((record, change.raw_bytes().to_vec()))
+        Ok((record, bytes))
     }
 
-    /// Apply a batch of remote changes (each the bytes of one Automerge change).
-    pub fn apply_changes(
-        &mut self,
-        now_ms: u64,
-        blobs: &[Vec<u8>],
-    ) -> Result<Applied, LedgerError> {
-        let mut changes = Vec::new();
-        let mut persist = Vec::new();
-        for blob in blobs.iter().take(APPLY_BATCH_MAX) {
-            if blob.len() > CHANGE_BYTES_MAX {
-                return Err(LedgerError::TooLarge {
-                    size: blob.len(),
-                    limit: CHANGE_BYTES_MAX,
-                });
-            }
-            let change = Change::from_bytes(blob.clone())?;
-            if self.doc.get_change_by_hash(&change.hash()).is_none() {
-                persist.push(blob.clone());
-                changes.push(change);
-            }
-        }
-        let mut log = PatchLog::active(TextRepresentation::Array);
-        self.doc.apply_changes_log_patches(changes, &mut log)?;
-        let mut applied = self.take_patches(&mut log, now_ms);
-        applied.persist = persist;
-        applied.missing_deps = !self.doc.get_missing_deps(&[]).is_empty();
-        Ok(applied)
-    }
-
-    /// Check what can be checked of a change before applying it (the gossip fast path): it
-    /// decodes (its checksum holds), is not oversized, and its author is an enrolled device that
-    /// is not revoked. Its records are verified one by one when applied; a change with any
-    /// refused record is reported in [`Applied::rejected`].
-    pub fn check_change(&self, bytes: &[u8]) -> Result<(), ChangeRejection> {
-        if bytes.len() > CHANGE_BYTES_MAX {
-            return Err(ChangeRejection::Undecodable);
-        }
-        let change =
-            Change::from_bytes(bytes.to_vec()).map_err(|_| ChangeRejection::Undecodable)?;
-        let author = change.actor_id().to_bytes();
-        let device = author
-            .get(..4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(|b| DeviceId(u32::from_be_bytes(b)))
-            .ok_or(ChangeRejection::UnknownDevice)?;
-        match self.roster.get(device) {
-            None => Err(ChangeRejection::UnknownDevice),
-            Some(d) if d.revoked_from.is_some() => Err(ChangeRejection::RevokedDevice),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// Make the next sync message for a peer, if there is anything to say.
-    pub fn generate_sync(&self, peer: &mut SyncPeer) -> Option<Vec<u8>> {
-        self.doc
-            .generate_sync_message(&mut peer.state)
-            .map(sync::Message::encode)
-    }
-
-    /// Take in a sync message from a peer.
-    pub fn receive_sync(
-        &mut self,
-        peer: &mut SyncPeer,
-        bytes: &[u8],
-        now_ms: u64,
-    ) -> Result<Applied, LedgerError> {
-        if bytes.len() > SYNC_MESSAGE_BYTES_MAX {
-            return Err(LedgerError::TooLarge {
-                size: bytes.len(),
-                limit: SYNC_MESSAGE_BYTES_MAX,
-            });
-        }
-        let message =
-            sync::Message::decode(bytes).map_err(|e| LedgerError::BadSyncMessage(e.to_string()))?;
-        let before = self.doc.get_heads();
-        let mut log = PatchLog::active(TextRepresentation::Array);
-        self.doc
-            .receive_sync_message_log_patches(&mut peer.state, message, &mut log)?;
-        let mut applied = self.take_patches(&mut log, now_ms);
-        // The changes this message added, to persist. `get_changes` walks the change history
-        // (linear in its length); this is the repair path, the fast path is `apply_changes`.
-        if self.doc.get_heads() != before {
-            applied.persist = self
-                .doc
-                .get_changes(&before)
-                .into_iter()
-                .map(|c| c.raw_bytes().to_vec())
-                .collect();
-        }
-        applied.missing_deps = !self.doc.get_missing_deps(&[]).is_empty();
-        Ok(applied)
-    }
-
-    /// Turn the document patches of an apply into index inserts, verifying each new record.
-    fn take_patches(&mut self, log: &mut PatchLog, now_ms: u64) -> Applied {
-        let mut applied = Applied::default();
-        for patch in self.doc.make_patches(log) {
-            let PatchAction::PutMap {
-                key,
-                value: (Value::Scalar(v), _),
-                ..
-            } = patch.action
-            else {
-                continue;
+    /// Take in remote changes (gossip, a sync message, a file) from `from`.
+    pub fn admit(&mut self, now_ms: u64, from: PeerTag, blobs: &[Vec<u8>]) -> Admitted {
+        let mut out = Admitted::default();
+        let mut by_chain: BTreeMap<ChainKey, BTreeMap<u32, Candidate>> = BTreeMap::new();
+        let mut later = Vec::new();
+        for blob in blobs.iter().take(ADMIT_BATCH_MAX) {
+            let c = match change::read(blob).and_then(|c| self.standing(&c).map(|_| c)) {
+                Ok(c) => c,
+                Err(r) => {
+                    self.reject(r, &mut out);
+                    continue;
+                }
             };
-            let Some(&bucket) = self.bucket_of_obj.get(&patch.obj) else {
-                continue;
-            };
-            let ScalarValue::Bytes(bytes) = v.as_ref() else {
-                self.stats.rejected_malformed += 1;
-                applied.rejected += 1;
-                continue;
-            };
-            match self.admit_remote(bucket, &key, bytes, now_ms) {
-                Ok(Some(r)) => applied.records.push(r),
-                Ok(None) => {}
-                Err(()) => applied.rejected += 1,
-            }
-        }
-        applied
-    }
-
-    /// Verify one remote record and index it. `Ok(None)`: already held.
-    fn admit_remote(
-        &mut self,
-        bucket: u8,
-        key: &str,
-        bytes: &[u8],
-        now_ms: u64,
-    ) -> Result<Option<RecordRef>, ()> {
-        let Ok(rec) = ScanRecord::decode(bytes) else {
-            self.stats.rejected_malformed += 1;
-            return Err(());
-        };
-        if rec.scan_id() != key || bucket_of(&rec.body.ticket_id) != bucket {
-            self.stats.rejected_malformed += 1;
-            return Err(());
-        }
-        if !self.admissible_device(&rec.body) {
-            return Err(());
-        }
-        let key = self.roster.get(rec.body.device).map(|d| d.key).ok_or(())?;
-        if rec.verify(&key).is_err() {
-            self.stats.rejected_bad_signature += 1;
-            return Err(());
-        }
-        self.clock.observe(Hlc(rec.body.hlc), now_ms);
-        if !self.index.insert(&rec.body) {
-            self.stats.duplicate_records += 1;
-            return Ok(None);
-        }
-        self.stats.applied_records += 1;
-        let ticket = rec.body.ticket_id.clone();
-        Ok(self
-            .index
-            .records(&ticket)
-            .into_iter()
-            .find(|r| r.scan_id == rec.scan_id()))
-    }
-
-    /// Enroll a device after the ledger was opened (an organizer bulletin). Its records that
-    /// arrived before, held back as from an unknown device, are verified and indexed now.
-    /// Returns how many were indexed.
-    pub fn add_device(&mut self, device: RosterDevice) -> u64 {
-        let id = DeviceId::from_public_key(&device.key);
-        if self.roster.get(id).is_some() || !self.roster.insert(device) {
-            return 0;
-        }
-        let Some(key) = self.roster.get(id).map(|d| d.key) else {
-            return 0;
-        };
-        let mut indexed = 0;
-        for b in 0..BUCKETS {
-            let obj = self.buckets[b].clone();
-            let records: Vec<ScanRecord> = self
-                .doc
-                .map_range(&obj, ..)
-                .filter_map(|item| match item.value {
-                    Value::Scalar(v) => match v.as_ref() {
-                        ScalarValue::Bytes(bytes) => ScanRecord::decode(bytes).ok(),
-                        _ => None,
-                    },
-                    Value::Object(_) => None,
-                })
-                .filter(|r| r.body.device == id)
-                .collect();
-            for rec in records {
-                if rec.verify(&key).is_ok() && self.index.insert(&rec.body) {
-                    indexed += 1;
+            let slot = by_chain.entry(c.chain()).or_default();
+            match slot.get(&c.seq()) {
+                Some(first) if first.hash == c.hash => out.duplicates += 1,
+                Some(_) => later.push(c),
+                None => {
+                    slot.insert(c.seq(), c);
                 }
             }
         }
-        indexed
+        let mut runs = Vec::new();
+        let mut steps = Vec::new();
+        for (key, candidates) in by_chain {
+            let (run, rest) = self.sort_chain(key, candidates);
+            if !run.is_empty() {
+                runs.push(run);
+            }
+            steps.extend(rest);
+        }
+        self.admit_runs(runs, now_ms, &mut out);
+        steps.extend(later.into_iter().map(Step::Conflicts));
+        self.settle(steps, from, now_ms, &mut out);
+        self.stats.duplicates += out.duplicates;
+        out
     }
 
-    /// Revoke a device from `from` on: its records at or after that HLC leave the index.
-    pub fn revoke_device(&mut self, device: DeviceId, from: Hlc) -> u64 {
-        if !self.roster.revoke(device, from) {
+    /// Split one chain's candidates into the run that extends it and the rest.
+    fn sort_chain(
+        &self,
+        key: ChainKey,
+        candidates: BTreeMap<u32, Candidate>,
+    ) -> (Vec<Candidate>, Vec<Step>) {
+        let held = self.chains.len_of(key);
+        let mut next = held + 1;
+        let mut tip = self.tip_or_anchor(key);
+        let mut run = Vec::new();
+        let mut rest = Vec::new();
+        for (seq, c) in candidates {
+            if seq <= held {
+                let ours = self.chains.get(key).and_then(|l| l.hash_at(seq));
+                rest.push(if ours == Some(c.hash) {
+                    Step::Duplicate
+                } else {
+                    Step::Conflicts(c)
+                });
+            } else if seq == next && c.record.body.link == tip {
+                tip = c.hash;
+                next += 1;
+                run.push(c);
+            } else if seq == next {
+                rest.push(Step::Misplaced(c));
+            } else {
+                rest.push(Step::Hold(c));
+            }
+        }
+        (run, rest)
+    }
+
+    /// Admit runs that extend their chains: one signature per run (the last change's, which
+    /// binds the others through their links); when it fails, the longest prefix ending in a
+    /// change whose own signature verifies.
+    fn admit_runs(&mut self, runs: Vec<Vec<Candidate>>, now_ms: u64, out: &mut Admitted) {
+        let tips: Vec<&Candidate> = runs.iter().filter_map(|r| r.last()).collect();
+        let tips_ok = self.verify(&tips);
+        drop(tips);
+        for (run, ok) in runs.into_iter().zip(tips_ok) {
+            let good = if ok {
+                run.len()
+            } else {
+                let each = self.verify(&run.iter().collect::<Vec<_>>());
+                each.iter().rposition(|v| *v).map_or(0, |i| i + 1)
+            };
+            let key = run[0].chain();
+            let refused = run.len() - good;
+            for c in run.into_iter().take(good) {
+                self.take(c, now_ms, out);
+            }
+            for _ in 0..refused {
+                self.reject(Rejection::BadSignature, out);
+            }
+            self.extend_from_pending(key, now_ms, out);
+        }
+    }
+
+    /// Everything that did not extend a chain directly: forks, held changes.
+    fn settle(&mut self, steps: Vec<Step>, from: PeerTag, now_ms: u64, out: &mut Admitted) {
+        let mut check: Vec<Candidate> = Vec::new();
+        let mut kinds = Vec::new();
+        for s in steps {
+            match s {
+                Step::Duplicate => out.duplicates += 1,
+                Step::Conflicts(c) => {
+                    kinds.push(0u8);
+                    check.push(c);
+                }
+                Step::Misplaced(c) if c.seq() == 1 => self.reject(Rejection::WrongEvent, out),
+                Step::Misplaced(c) => {
+                    kinds.push(1);
+                    check.push(c);
+                }
+                Step::Hold(c) => {
+                    kinds.push(2);
+                    check.push(c);
+                }
+            }
+        }
+        let valid = self.verify(&check.iter().collect::<Vec<_>>());
+        for ((c, kind), ok) in check.into_iter().zip(kinds).zip(valid) {
+            if !ok {
+                self.reject(Rejection::BadSignature, out);
+                continue;
+            }
+            match kind {
+                0 | 1 => self.fork_against_ours(c, out),
+                _ => self.hold(c, from, now_ms, out),
+            }
+        }
+    }
+
+    /// A signed change that disagrees with the chain we hold proves a fork.
+    fn fork_against_ours(&mut self, c: Candidate, out: &mut Admitted) {
+        let key = c.chain();
+        let held = self.chains.len_of(key);
+        let (from, ours_at) = if c.seq() <= held {
+            (c.seq(), c.seq())
+        } else {
+            (c.seq() - 1, c.seq() - 1)
+        };
+        let Some(ours) = self.chains.get(key).and_then(|l| l.get(ours_at)) else {
+            // Position moved under us (the chain was cut meanwhile): nothing to prove.
+            out.duplicates += 1;
+            return;
+        };
+        if ours_at == c.seq() && change::hash_of(ours) == c.hash {
+            out.duplicates += 1;
+            return;
+        }
+        let fork = Fork {
+            chain: key,
+            from,
+            a: ours.to_vec(),
+            b: c.bytes,
+        };
+        if self.prove_fork(fork) {
+            out.forks.push(key);
+        }
+    }
+
+    /// A signed change ahead of its chain: admitted if its predecessor came in this same
+    /// batch, else held.
+    fn hold(&mut self, c: Candidate, from: PeerTag, now_ms: u64, out: &mut Admitted) {
+        let key = c.chain();
+        if c.seq() <= self.chains.len_of(key) + 1 {
+            if self.links_to_tip(&c) {
+                self.take(c, now_ms, out);
+                self.extend_from_pending(key, now_ms, out);
+            } else {
+                self.fork_against_ours(c, out);
+            }
+            return;
+        }
+        if self.pending.hold(c, from) {
+            out.held += 1;
+        } else {
+            self.stats.held_dropped += 1;
+        }
+    }
+
+    /// After a chain grew, take the held changes that now extend it.
+    fn extend_from_pending(&mut self, key: ChainKey, now_ms: u64, out: &mut Admitted) {
+        loop {
+            let next = self.chains.len_of(key) + 1;
+            self.pending.discard_through(key, next - 1);
+            let Some(c) = self.pending.take(key, next) else {
+                return;
+            };
+            if let Err(r) = self.standing(&c) {
+                self.reject(r, out);
+                continue;
+            }
+            if !self.links_to_tip(&c) {
+                self.fork_against_ours(c, out);
+                return;
+            }
+            self.take(c, now_ms, out);
+        }
+    }
+
+    fn reject(&mut self, r: Rejection, out: &mut Admitted) {
+        self.stats.count(r);
+        out.rejected.push(r);
+    }
+
+    /// Whether the record's author may have written it, here and now.
+    fn standing(&self, c: &Candidate) -> Result<(), Rejection> {
+        let body = &c.record.body;
+        match self.roster.standing(body) {
+            Standing::Unknown => return Err(Rejection::UnknownDevice),
+            Standing::Revoked => return Err(Rejection::RevokedDevice),
+            Standing::Enrolled => {}
+        }
+        if self
+            .forks
+            .get(&c.chain())
+            .is_some_and(|f| body.seq >= f.from)
+        {
+            return Err(Rejection::ForkedChain);
+        }
+        if self.chains.get(c.chain()).is_none() && !self.room_for_chain(c.chain()) {
+            return Err(Rejection::ChainLimit);
+        }
+        Ok(())
+    }
+
+    /// A device's chains are bounded; the smallest chain ids stay, so every replica keeps the
+    /// same ones whatever the order they arrive in.
+    fn room_for_chain(&self, key: ChainKey) -> bool {
+        let theirs: Vec<ChainId> = self
+            .chains
+            .iter()
+            .filter(|(k, _)| k.device == key.device)
+            .map(|(k, _)| k.chain)
+            .collect();
+        theirs.len() < CHAINS_PER_DEVICE_MAX || theirs.iter().any(|c| *c > key.chain)
+    }
+
+    /// Check candidates' own signatures, in batches (a device unknown by now fails).
+    fn verify(&self, candidates: &[&Candidate]) -> Vec<bool> {
+        let keyed: Vec<Option<VerifyingKey>> = candidates
+            .iter()
+            .map(|c| self.roster.get(c.record.body.device).map(|d| d.key))
+            .collect();
+        let items: Vec<(&ScanRecord, VerifyingKey)> = candidates
+            .iter()
+            .zip(&keyed)
+            .filter_map(|(c, k)| Some((&c.record, (*k)?)))
+            .collect();
+        let mut checked = crate::record::verify_many(&items).into_iter();
+        keyed
+            .iter()
+            .map(|k| k.is_some() && checked.next().unwrap_or(false))
+            .collect()
+    }
+
+    /// Append an admitted change to its chain and index its record.
+    fn push(&mut self, c: &Candidate, now_ms: u64) -> bool {
+        let key = c.chain();
+        self.make_room_for(key);
+        self.chains.entry(key).push(&c.bytes, c.hash);
+        self.clock.observe(Hlc(c.record.body.hlc), now_ms);
+        self.stats.admitted += 1;
+        self.index.insert(&c.record.body)
+    }
+
+    /// [`Self::push`], reporting the change and its record in `out`.
+    fn take(&mut self, c: Candidate, now_ms: u64, out: &mut Admitted) {
+        if self.push(&c, now_ms) {
+            out.records.push(RecordRef::from_body(&c.record.body));
+        }
+        out.persist.push(c.bytes);
+    }
+
+    /// Evict a device's largest chain when a smaller one takes its place.
+    fn make_room_for(&mut self, key: ChainKey) {
+        if self.chains.get(key).is_some() {
+            return;
+        }
+        let theirs: Vec<ChainKey> = self
+            .chains
+            .iter()
+            .filter(|(k, _)| k.device == key.device)
+            .map(|(k, _)| *k)
+            .collect();
+        if theirs.len() < CHAINS_PER_DEVICE_MAX {
+            return;
+        }
+        if let Some(largest) = theirs.into_iter().max() {
+            self.chains.remove(largest);
+            self.index.drop_chain_from(largest, 1);
+        }
+    }
+
+    /// Record a proven fork: drop the chain from `from` on. Returns whether this lowered (or
+    /// set) the chain's cut.
+    fn prove_fork(&mut self, fork: Fork) -> bool {
+        if self
+            .forks
+            .get(&fork.chain)
+            .is_some_and(|f| f.from <= fork.from)
+        {
+            return false;
+        }
+        let (key, from) = (fork.chain, fork.from);
+        self.forks.insert(key, fork);
+        self.chains.entry(key).truncate(from);
+        self.stats.records_dropped_by_fork += self.index.drop_chain_from(key, from);
+        self.pending.discard_through(key, u32::MAX);
+        self.stats.forks_proven += 1;
+        true
+    }
+
+    /// Check fork evidence from a peer (or the store) and apply it. `Ok(true)`: new.
+    pub fn accept_fork(&mut self, a: &[u8], b: &[u8]) -> Result<bool, Rejection> {
+        let ca = change::read(a)?;
+        let cb = change::read(b)?;
+        let key = ca.chain();
+        let device = self
+            .roster
+            .get(key.device)
+            .ok_or(Rejection::UnknownDevice)?;
+        if cb.chain() != key || ca.record.verify(&device.key).is_err() {
+            return Err(Rejection::BadSignature);
+        }
+        cb.record
+            .verify(&device.key)
+            .map_err(|_| Rejection::BadSignature)?;
+        let same_place = ca.seq() == cb.seq() && ca.hash != cb.hash;
+        let bad_link = cb.seq() == ca.seq() + 1 && cb.record.body.link != ca.hash;
+        if !same_place && !bad_link {
+            return Err(Rejection::NotCanonical);
+        }
+        Ok(self.prove_fork(Fork {
+            chain: key,
+            from: ca.seq(),
+            a: a.to_vec(),
+            b: b.to_vec(),
+        }))
+    }
+
+    /// Our tips, one per chain.
+    pub fn summary(&self) -> Vec<Tip> {
+        self.chains
+            .iter()
+            .filter_map(|(k, l)| {
+                Some(Tip {
+                    chain: *k,
+                    seq: l.len(),
+                    hash: l.tip()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The document's heads as Automerge defines them: the last change of every chain (no
+    /// change depends on another chain's), sorted. Two replicas with the same heads hold the
+    /// same changes.
+    pub fn heads(&self) -> Vec<Hash> {
+        let mut heads: Vec<Hash> = self.summary().iter().map(|t| t.hash).collect();
+        heads.sort_unstable();
+        heads
+    }
+
+    /// What a peer whose summary is `theirs` lacks, within `budget`. Fork evidence goes along
+    /// every time: forks are rare (a device lying), each is two changes, and a peer that does
+    /// not know of one must drop what it holds past it.
+    pub fn serve(&self, theirs: &[Tip], budget: Budget) -> Served {
+        let mut out = self.serve_changes(theirs, budget);
+        out.forks = self
+            .forks
+            .values()
+            .take(FORKS_SERVED_MAX)
+            .cloned()
+            .collect();
+        out
+    }
+
+    fn serve_changes(&self, theirs: &[Tip], budget: Budget) -> Served {
+        let peer: HashMap<ChainKey, (u32, Hash)> =
+            theirs.iter().map(|t| (t.chain, (t.seq, t.hash))).collect();
+        let mut out = Served::default();
+        let mut bytes = 0usize;
+        for (key, log) in self.chains.iter() {
+            let (their_seq, their_hash) = peer.get(key).copied().unwrap_or((0, [0; 32]));
+            let range = if their_seq == 0 {
+                1..=log.len()
+            } else if their_seq <= log.len() && log.hash_at(their_seq) != Some(their_hash) {
+                their_seq.saturating_sub(FORK_PROBE_DEPTH).max(1)..=their_seq
+            } else {
+                their_seq + 1..=log.len()
+            };
+            for seq in range {
+                let Some(c) = log.get(seq) else { break };
+                if out.changes.len() >= budget.changes || bytes + c.len() > budget.bytes {
+                    out.more = true;
+                    return out;
+                }
+                bytes += c.len();
+                out.changes.push(c.to_vec());
+            }
+        }
+        out
+    }
+
+    /// Revoke a device, keeping what `cut` keeps. Returns how many records left the index.
+    pub fn revoke(&mut self, device: DeviceId, cut: &Cut) -> u64 {
+        if !self.roster.revoke(device, cut) {
             return 0;
         }
-        let dropped = self.index.drop_device_from(device, from.0);
-        self.stats.rejected_revoked_device += dropped;
+        let effective = self
+            .roster
+            .get(device)
+            .and_then(|d| d.cut.clone())
+            .unwrap_or_default();
+        let dropped = self.index.drop_revoked(device, &effective);
+        self.stats.records_dropped_by_revocation += dropped;
         dropped
     }
 
-    /// Full snapshot of the document.
-    pub fn save(&self) -> Vec<u8> {
-        self.doc.save()
+    /// Enroll a device after the ledger was opened (an organizer bulletin). Its records come
+    /// by sync (they were refused while it was unknown).
+    pub fn add_device(&mut self, device: RosterDevice) -> bool {
+        self.roster.insert(device)
     }
 
-    pub fn heads(&self) -> Vec<automerge::ChangeHash> {
-        self.doc.get_heads()
+    /// Every admitted change, chain by chain in order: loading them into Automerge gives the
+    /// document.
+    pub fn changes(&self) -> impl Iterator<Item = &[u8]> {
+        self.chains
+            .iter()
+            .flat_map(|(_, l)| (1..=l.len()).filter_map(move |s| l.get(s)))
+    }
+
+    pub fn forks(&self) -> impl Iterator<Item = &Fork> {
+        self.forks.values()
+    }
+
+    /// Chains with changes held for a missing predecessor.
+    pub fn gaps(&self) -> Vec<(ChainKey, u32)> {
+        self.pending.gaps()
+    }
+
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn anchor(&self) -> Hash {
+        self.anchor
+    }
+
+    pub fn chains(&self) -> &Chains {
+        &self.chains
     }
 
     pub fn index(&self) -> &Index {
@@ -656,22 +813,10 @@ impl Ledger {
     }
 
     pub fn local_device(&self) -> Option<DeviceId> {
-        self.local.as_ref().map(|(l, _)| l.id())
+        self.local.as_ref().map(LocalDevice::id)
     }
-}
 
-fn bucket_key(b: u8) -> String {
-    format!("{b:02x}")
-}
-
-fn find_buckets(doc: &Automerge) -> Result<Vec<ObjId>, LedgerError> {
-    (0..BUCKETS)
-        .map(|b| match doc.get(ROOT, bucket_key(b as u8))? {
-            Some((Value::Object(ObjType::Map), id)) => Ok(id),
-            _ => Err(LedgerError::NotGenesis(format!(
-                "bucket {} missing",
-                bucket_key(b as u8)
-            ))),
-        })
-        .collect()
+    pub fn local_chain(&self) -> Option<ChainKey> {
+        self.local.as_ref().map(LocalDevice::chain_key)
+    }
 }

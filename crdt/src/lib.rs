@@ -1,5 +1,6 @@
-//! The redemption ledger: one Automerge document per event, holding signed scan records, plus
-//! the derived index that answers "may this ticket come in?" and "which entries were double?".
+//! The redemption ledger: the event's Automerge document as per-device chains of signed scan
+//! records, the admission that guards it, the derived index that answers "may this ticket come
+//! in?" and "which entries were double?", and the summaries sync compares.
 //!
 //! This crate is pure: no tokio, no sockets, no files, no clock. Time comes in as arguments
 //! (`now_ms`), bytes come in and bytes go out, so the node, the simulator and the tests drive the
@@ -7,24 +8,35 @@
 //!
 //! Layout:
 //! - [`hlc`]: hybrid logical clock that orders records across devices with skewed clocks.
-//! - [`record`]: the signed scan record and its compact encoding.
-//! - [`roster`]: which devices may write, with which key, and since when they are revoked.
+//! - [`record`]: the signed scan record, its limits and its place (device, chain, position).
+//! - [`change`]: the canonical Automerge change carrying a record, and reading untrusted ones.
+//! - [`roster`]: which devices may write, with which key, and what a revocation keeps.
+//! - [`chain`]: the admitted changes, chain by chain.
+//! - [`pending`]: changes waiting for their predecessor, bounded.
 //! - [`index`]: ticket → records, the policy replay and the double-entry (conflict) list.
-//! - [`ledger`]: the Automerge document, genesis, record/apply/sync/save/load.
+//! - [`ledger`]: admission, local records, forks, summaries and what a peer lacks.
+//! - [`sync`]: the sync message, bounded.
 
-pub mod error;
+pub mod chain;
+pub mod change;
 pub mod hlc;
 pub mod index;
 pub mod ledger;
+pub mod pending;
 pub mod record;
 pub mod roster;
+pub mod sync;
 
-pub use error::LedgerError;
+pub use change::{Candidate, Hash, Rejection};
 pub use hlc::{Hlc, HlcClock};
-pub use index::{Conflict, EntryRule, Index, RecordRef, TicketReplay};
-pub use ledger::{Applied, ChangeRejection, Draft, Ledger, LedgerStats, LocalDevice, SyncPeer};
-pub use record::{DeviceId, Direction, RecordError, ScanBody, ScanRecord, Verdict};
-pub use roster::{Roster, RosterDevice};
-
-/// Number of bucket maps in the document (first byte of SHA-256 of the ticket id).
-pub const BUCKETS: usize = 256;
+pub use index::{Conflict, EntryRule, Index, RecordRef, TicketReplay, ANNUL_WINDOW_MS};
+pub use ledger::{
+    anchor, Admitted, Budget, Draft, Fork, ForkProof, Ledger, LedgerError, LedgerStats,
+    LocalDevice, Served, Single, Tip,
+};
+pub use pending::PeerTag;
+pub use record::{
+    ChainId, ChainKey, DeviceId, Direction, RecordError, ScanBody, ScanRecord, ScanRef, Verdict,
+};
+pub use roster::{Cut, Roster, RosterDevice, Standing};
+pub use sync::{SyncError, SyncMessage};

@@ -1,22 +1,51 @@
 //! The roster: devices allowed to write records, with their keys and revocations.
 //!
-//! The node builds it from organizer-signed device certificates; this crate only trusts what it
-//! is given. A revoked device's records with an HLC at or after the revocation are ignored.
+//! The node builds it from organizer-signed device certificates and bulletins; this crate only
+//! trusts what it is given. A revocation cannot be backdated by the revoked device: it names,
+//! per chain of the device, the last position the organizer accepts ([`Cut`]). Positions are
+//! fixed by the device's own hash chain, so records "from before" cannot be added later, and
+//! every replica applies the same cut whatever the device wrote in its clocks.
 
-use crate::hlc::Hlc;
-use crate::record::DeviceId;
+use crate::record::{ChainId, DeviceId, ScanBody};
 use ed25519_dalek::VerifyingKey;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Most devices one event may enroll.
 pub const ROSTER_DEVICES_MAX: usize = 4096;
+/// Most chains one revocation names.
+pub const CUT_CHAINS_MAX: usize = 64;
+
+/// What stays of a revoked device: records of the named chains up to the given position.
+/// Anything else of the device (later positions, other chains) is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cut {
+    pub keep: BTreeMap<ChainId, u32>,
+}
+
+impl Cut {
+    pub fn keeps(&self, body: &ScanBody) -> bool {
+        self.keep
+            .get(&body.chain)
+            .is_some_and(|last| body.seq <= *last)
+    }
+
+    /// Two revocations of one device: only what both keep stays (so the order they arrive in
+    /// does not matter).
+    pub fn meet(&self, other: &Cut) -> Cut {
+        let keep = self
+            .keep
+            .iter()
+            .filter_map(|(c, a)| other.keep.get(c).map(|b| (*c, (*a).min(*b))))
+            .collect();
+        Cut { keep }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct RosterDevice {
     pub key: VerifyingKey,
     pub name: String,
-    /// Records at or after this HLC are ignored.
-    pub revoked_from: Option<Hlc>,
+    pub cut: Option<Cut>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -24,11 +53,23 @@ pub struct Roster {
     devices: HashMap<DeviceId, RosterDevice>,
 }
 
+/// Whether a device may have written a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    Enrolled,
+    Unknown,
+    Revoked,
+}
+
 impl Roster {
-    /// Add or replace a device. Returns false when the roster is full.
+    /// Add a device (a second insert of the same key keeps the first). Returns false when the
+    /// roster is full.
     pub fn insert(&mut self, device: RosterDevice) -> bool {
         let id = DeviceId::from_public_key(&device.key);
-        if !self.devices.contains_key(&id) && self.devices.len() >= ROSTER_DEVICES_MAX {
+        if self.devices.contains_key(&id) {
+            return true;
+        }
+        if self.devices.len() >= ROSTER_DEVICES_MAX {
             return false;
         }
         self.devices.insert(id, device);
@@ -39,14 +80,26 @@ impl Roster {
         self.devices.get(&id)
     }
 
-    /// Mark a device revoked from `from` on. Returns false for an unknown device.
-    pub fn revoke(&mut self, id: DeviceId, from: Hlc) -> bool {
+    /// Revoke a device, keeping what `cut` keeps. Returns false for an unknown device.
+    pub fn revoke(&mut self, id: DeviceId, cut: &Cut) -> bool {
         match self.devices.get_mut(&id) {
             Some(d) => {
-                d.revoked_from = Some(d.revoked_from.map_or(from, |old| old.min(from)));
+                d.cut = Some(match &d.cut {
+                    Some(old) => old.meet(cut),
+                    None => cut.clone(),
+                });
                 true
             }
             None => false,
+        }
+    }
+
+    /// The standing of a record's author for this record.
+    pub fn standing(&self, body: &ScanBody) -> Standing {
+        match self.devices.get(&body.device) {
+            None => Standing::Unknown,
+            Some(d) if d.cut.as_ref().is_some_and(|c| !c.keeps(body)) => Standing::Revoked,
+            Some(_) => Standing::Enrolled,
         }
     }
 

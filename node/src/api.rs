@@ -65,6 +65,8 @@ pub enum ApiCall {
     },
     Reconcile {
         request: crate::offline::ReconcileRequest,
+        /// Asked with the admin token: device ids the organizer did not list are taken too.
+        trusted: bool,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     /// Records `from..from + max` of the node's journal (the bridge; not an HTTP route).
@@ -115,6 +117,8 @@ pub struct ApiState {
     pub stream: tokio::sync::broadcast::Sender<std::sync::Arc<Value>>,
     /// Open streams, bounded by [`STREAM_CLIENTS_MAX`].
     pub streams_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Set by the node's loop while it runs.
+    pub ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Most `GET /api/stream` clients at once.
@@ -154,7 +158,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn authorize(state: &ApiState, headers: &HeaderMap, need: Access) -> Result<(), ApiError> {
+fn authorize(state: &ApiState, headers: &HeaderMap, need: Access) -> Result<Access, ApiError> {
     authorize_token(state, bearer(headers), need)
 }
 
@@ -165,20 +169,31 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-fn authorize_token(state: &ApiState, token: Option<&str>, need: Access) -> Result<(), ApiError> {
-    let ok = match (token, need) {
-        (Some(t), Access::Admin) => t == state.admin_token,
-        (Some(t), Access::Staff) => t == state.staff_token || t == state.admin_token,
-        (None, _) => false,
+/// Check a token against what the route needs; returns the access it grants. Tokens are
+/// compared in constant time.
+fn authorize_token(
+    state: &ApiState,
+    token: Option<&str>,
+    need: Access,
+) -> Result<Access, ApiError> {
+    let same = |t: &str, want: &str| -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(t.as_bytes().ct_eq(want.as_bytes()))
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    let granted = match token {
+        Some(t) if same(t, &state.admin_token) => Some(Access::Admin),
+        Some(t) if same(t, &state.staff_token) => Some(Access::Staff),
+        _ => None,
+    };
+    match (granted, need) {
+        (Some(Access::Admin), _) | (Some(Access::Staff), Access::Staff) => {
+            Ok(granted.unwrap_or(Access::Staff))
+        }
+        _ => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid Authorization: Bearer token is needed",
-        ))
+        )),
     }
 }
 
@@ -305,23 +320,17 @@ async fn bulletin(
     .await
 }
 
-/// Ready: the node's loop answers (store open, event loaded).
+/// Ready: the node's loop runs (store open, event loaded) and is not stopping. Answered from a
+/// flag the loop sets, so probes (which need no token) never queue work on the loop.
 async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    let down = || {
-        ApiError::new(
+    if state.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        Ok(Json(json!({"status": "ready"})))
+    } else {
+        Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            "the node is not answering",
-        )
-    };
-    state
-        .calls
-        .try_send(ApiCall::Status { reply: tx })
-        .map_err(|_| down())?;
-    match tokio::time::timeout(API_WAIT_MAX, rx).await {
-        Ok(Ok(Ok(_))) => Ok(Json(json!({"status": "ready"}))),
-        _ => Err(down()),
+            "the node is starting or stopping",
+        ))
     }
 }
 
@@ -376,13 +385,19 @@ async fn reconcile(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    let access = authorize(&state, &headers, Access::Staff)?;
     let body = body_bytes(body)?;
     let request = match crate::offline::parse_request(&body) {
         Ok(r) => r,
         Err(e) => return Ok(offline_error(StatusCode::BAD_REQUEST, e)),
     };
-    let Json(v) = call(&state, |reply| ApiCall::Reconcile { request, reply }).await?;
+    let trusted = access == Access::Admin;
+    let Json(v) = call(&state, |reply| ApiCall::Reconcile {
+        request,
+        trusted,
+        reply,
+    })
+    .await?;
     Ok(Json(v).into_response())
 }
 

@@ -1,11 +1,13 @@
 //! The ledger side of the bridge to HQ's PostgreSQL (`gatemesh export`, `gatemesh bridge
 //! import|run`); `gatemesh-cloud-bridge` holds the database side.
 //!
-//! An export file is `GATEMESH-EXPORT/1\n`, one JSON header line (event, counts, SHA-256 of the
-//! ledger bytes), then the ledger document. Import checks the header and the checksum first (a
-//! changed or cut file is refused before the database is touched), then opens the ledger as
-//! untrusted: every record's signature is checked against the event's enrolled devices, and
-//! records that fail are not written but counted (`bridge_runs.rejected`).
+//! An export file is `GATEMESH-EXPORT/2\n`, one JSON header line (event, counts, SHA-256 of the
+//! ledger bytes), then the ledger: every admitted change, chain by chain, back to back (Automerge
+//! change chunks, so `Automerge::load` of these bytes gives the document). Import checks the
+//! header and the checksum first (a changed or cut file is refused before the database is
+//! touched), applies the event package's bulletins, then takes every change through the same
+//! admission as the mesh ([`gatemesh_crdt::Ledger::admit`]): changes that fail are not written
+//! but counted (`bridge_runs.rejected`).
 //!
 //! The live bridge is a node of the mesh with an observer device: it never scans, it only
 //! receives. Its loop keeps a journal of records in arrival order; the bridge reads it page by
@@ -29,15 +31,15 @@ use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-pub const EXPORT_MAGIC: &str = "GATEMESH-EXPORT/1";
+pub const EXPORT_MAGIC: &str = "GATEMESH-EXPORT/2";
 /// Longest header line of an export.
 pub const EXPORT_HEADER_BYTES_MAX: usize = 64 * 1024;
 /// Largest ledger an export may carry.
 pub const EXPORT_LEDGER_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 /// Connections writing an import's batches at once.
 pub const IMPORT_CONNECTIONS: usize = 2;
-/// Threads checking signatures on import.
-pub const VERIFY_THREADS: usize = 2;
+/// Changes handed to the ledger's admission at once on import.
+pub const IMPORT_BATCH_CHANGES: usize = gatemesh_crdt::ledger::ADMIT_BATCH_MAX;
 /// Records the live bridge takes from the journal per transaction.
 pub const LIVE_PAGE_MAX: usize = 5_000;
 /// How often the live bridge looks for new records.
@@ -51,6 +53,7 @@ pub struct ExportHeader {
     pub event_name: String,
     pub exported_at: String,
     pub records: u64,
+    pub changes: u64,
     pub ledger_bytes: u64,
     pub ledger_sha256: String,
 }
@@ -58,16 +61,30 @@ pub struct ExportHeader {
 /// Write a node's full ledger to `out`. Returns the header as JSON.
 pub fn export(event: &Path, data: &Path, out: &Path) -> anyhow::Result<Value> {
     let dev = open_device(event, None, data, None)?;
-    let ledger = dev.gate.ledger();
-    let bytes = ledger.save();
-    let config = dev.gate.config();
+    write_export(dev.gate.ledger(), dev.gate.config(), out)
+}
+
+/// Write `ledger` as an export file (written beside, synced, then renamed into place).
+pub fn write_export(
+    ledger: &gatemesh_crdt::Ledger,
+    config: &crate::event::EventConfig,
+    out: &Path,
+) -> anyhow::Result<Value> {
+    let mut digest = Sha256::new();
+    let (mut bytes, mut changes) = (0u64, 0u64);
+    for c in ledger.changes() {
+        digest.update(c);
+        bytes += c.len() as u64;
+        changes += 1;
+    }
     let header = ExportHeader {
         event_id: config.event_id.clone(),
         event_name: config.name.clone(),
         exported_at: crate::stats::iso(crate::now_ms()),
         records: ledger.index().len(),
-        ledger_bytes: bytes.len() as u64,
-        ledger_sha256: hex::encode(Sha256::digest(&bytes)),
+        changes,
+        ledger_bytes: bytes,
+        ledger_sha256: hex::encode(digest.finalize()),
     };
     let tmp = out.with_extension("partial");
     {
@@ -76,7 +93,9 @@ pub fn export(event: &Path, data: &Path, out: &Path) -> anyhow::Result<Value> {
         );
         writeln!(f, "{EXPORT_MAGIC}")?;
         writeln!(f, "{}", serde_json::to_string(&header)?)?;
-        f.write_all(&bytes)?;
+        for c in ledger.changes() {
+            f.write_all(c)?;
+        }
         f.into_inner()?.sync_all()?;
     }
     std::fs::rename(&tmp, out)?;
@@ -176,7 +195,7 @@ fn row_of(r: &RecordRef) -> ScanRow {
 
 /// A row back as the body the index replays (signatures were checked when it was first read).
 fn body_of(r: &ScanRow) -> Option<gatemesh_crdt::ScanBody> {
-    let (device, counter) = gatemesh_crdt::record::parse_scan_id(&r.scan_id)?;
+    let at = gatemesh_crdt::ScanRef::parse(&r.scan_id)?;
     let direction = match r.direction.as_str() {
         "in" => gatemesh_crdt::Direction::In,
         "out" => gatemesh_crdt::Direction::Out,
@@ -190,8 +209,10 @@ fn body_of(r: &ScanRow) -> Option<gatemesh_crdt::ScanBody> {
     };
     Some(gatemesh_crdt::ScanBody {
         version: gatemesh_crdt::record::RECORD_VERSION,
-        device,
-        counter,
+        device: at.chain.device,
+        chain: at.chain.chain,
+        seq: at.seq,
+        link: [0; 32],
         ticket_id: r.ticket_id.clone(),
         tier: r.tier.clone(),
         gate: r.gate.clone(),
@@ -201,7 +222,7 @@ fn body_of(r: &ScanRow) -> Option<gatemesh_crdt::ScanBody> {
         reason: r.reason.clone(),
         hlc: r.hlc as u64,
         wall_ms: r.device_time_ms,
-        prev: Vec::new(),
+        seen: Vec::new(),
         annuls: r.annuls.clone(),
         origin: r.origin.clone(),
     })
@@ -255,10 +276,7 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     };
     let (header, bytes) = read_export(file, &config.event_id)?;
     lap("read");
-    let roster = crate::device::roster_from(&package.certificates)?;
-    let ledger =
-        gatemesh_crdt::Ledger::open_untrusted(&bytes, roster, config.entry_rules(), VERIFY_THREADS)
-            .map_err(|e| anyhow::anyhow!("export_corrupt: the ledger does not load: {e}"))?;
+    let ledger = admit_export(&package, &bytes)?;
     drop(bytes);
     lap("verified");
     let index = ledger.index();
@@ -352,6 +370,94 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
         "rows_added": added.rows(),
         "batches": batches.len(),
     }))
+}
+
+/// Take an export's changes through the mesh's admission, on a ledger that knows the event
+/// package's devices and bulletins (a revoked device's records count here as they do on the
+/// nodes).
+fn admit_export(package: &EventPackage, bytes: &[u8]) -> anyhow::Result<gatemesh_crdt::Ledger> {
+    let (ledger, _) = crate::gate::GateLogic::open_ledger(
+        package,
+        None,
+        gatemesh_crdt::ChainId(0),
+        &[],
+        std::iter::empty(),
+    )?;
+    let mut gate = crate::gate::GateLogic::new(package, ledger, None)?;
+    let keys = package.config.organizer_verifying_keys()?;
+    let (bulletins, _) = crate::bulletin::load_dir(&package.dir, &package.config.event_id, &keys);
+    for b in &bulletins {
+        gate.apply_bulletin(b)?;
+    }
+    let mut chunks = split_chunks(bytes);
+    let now = crate::now_ms();
+    loop {
+        let batch: Vec<Vec<u8>> = chunks.by_ref().take(IMPORT_BATCH_CHANGES).collect();
+        if batch.is_empty() {
+            break;
+        }
+        gate.ledger_mut().admit(now, 0, &batch);
+    }
+    if let Some(bad) = chunks.error() {
+        bail!("export_corrupt: {bad}");
+    }
+    Ok(gate.into_ledger())
+}
+
+/// Automerge chunks back to back: magic (4), checksum (4), type (1), LEB128 length, data.
+/// Each is cut out by its length (bounded by the change limit); what follows a chunk that does
+/// not frame stops the reading and is reported.
+struct Chunks<'a> {
+    rest: &'a [u8],
+    error: Option<String>,
+}
+
+fn split_chunks(bytes: &[u8]) -> Chunks<'_> {
+    Chunks {
+        rest: bytes,
+        error: None,
+    }
+}
+
+impl Chunks<'_> {
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.rest.is_empty() || self.error.is_some() {
+            return None;
+        }
+        let mut len: u64 = 0;
+        let mut at = 9;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = self.rest.get(at).filter(|_| shift < 63) else {
+                self.error = Some("a change's length does not frame".into());
+                return None;
+            };
+            len |= u64::from(b & 0x7f) << shift;
+            at += 1;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = at as u64 + len;
+        if end > gatemesh_crdt::change::CHANGE_BYTES_MAX as u64 || end > self.rest.len() as u64 {
+            self.error = Some(format!(
+                "a change of {end} bytes does not fit the limit or the file"
+            ));
+            return None;
+        }
+        let (chunk, rest) = self.rest.split_at(end as usize);
+        self.rest = rest;
+        Some(chunk.to_vec())
+    }
 }
 
 fn print(v: Value) {

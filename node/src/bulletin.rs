@@ -1,8 +1,14 @@
-//! Organizer bulletins: signed, versioned changes to the event after devices went out: revoked
-//! tickets, revoked devices (their records from a given time on are ignored), added devices
-//! (their certificates). A node applies a bulletin only if the organizer's signature verifies,
-//! spreads it on `gatemesh/<event-id>/control`, and hands every bulletin it knows to each peer
-//! that connects, so a device that was off hears of them too.
+//! Organizer bulletins: signed changes to the event after devices went out: revoked tickets,
+//! revoked devices (their records are kept up to named positions of their chains, everything
+//! else of theirs is ignored), added devices (their certificates). A node applies a bulletin only
+//! if the organizer's signature verifies, spreads it on `gatemesh/<event-id>/control`, and hands
+//! every bulletin it knows to each peer that connects, so a device that was off hears of them
+//! too.
+//!
+//! Bulletins are identified by the hash of their bytes, not by their version number (which
+//! orders them for people): two different bulletins with one number are two bulletins, and
+//! their effects (unions of revocations and additions, the narrowest cut per device) do not
+//! depend on the order they arrive in, so every node ends in the same state.
 
 use crate::device::DeviceCertificate;
 use crate::signed::{Signed, SignedError};
@@ -24,8 +30,30 @@ pub const BULLETINS_MAX: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRevocation {
     pub device_id: String,
-    /// Records of the device with a time at or after this are ignored.
-    pub from_ms: u64,
+    /// What stays of the device: on each named chain, records up to `through`. Anything else
+    /// it wrote or writes is ignored. Positions are fixed by the device's hash chain, so it
+    /// cannot add records "from before" later, whatever its clock says.
+    #[serde(default)]
+    pub keep: Vec<KeptChain>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptChain {
+    /// Chain id, 8 hex digits.
+    pub chain: String,
+    pub through: u32,
+}
+
+impl DeviceRevocation {
+    /// The ledger's form of this revocation; `None` when a chain id does not parse.
+    pub fn cut(&self) -> Option<gatemesh_crdt::Cut> {
+        let mut cut = gatemesh_crdt::Cut::default();
+        for k in self.keep.iter().take(gatemesh_crdt::roster::CUT_CHAINS_MAX) {
+            let id = gatemesh_crdt::DeviceId::parse(&k.chain)?;
+            cut.keep.insert(gatemesh_crdt::ChainId(id.0), k.through);
+        }
+        Some(cut)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +92,8 @@ pub enum BulletinError {
     TooManyItems,
     #[error("added device certificate: {0}")]
     Certificate(String),
+    #[error("a ticket id, device id or chain in the bulletin is malformed")]
+    BadItem,
 }
 
 impl BulletinError {
@@ -76,6 +106,7 @@ impl BulletinError {
             BulletinError::WrongEvent(_) => "bulletin_wrong_event",
             BulletinError::TooManyItems => "bulletin_too_many_items",
             BulletinError::Certificate(_) => "bulletin_bad_certificate",
+            BulletinError::BadItem => "bulletin_bad_item",
         }
     }
 }
@@ -99,6 +130,18 @@ impl Bulletin {
             > BULLETIN_ITEMS_MAX
         {
             return Err(BulletinError::TooManyItems);
+        }
+        let ids_ok = body.revoke_tickets.iter().all(|t| {
+            !t.is_empty()
+                && gatemesh_crdt::record::field_ok(t, gatemesh_crdt::record::FIELD_BYTES_MAX)
+        });
+        let cuts_ok = body.revoke_devices.iter().all(|r| {
+            gatemesh_crdt::DeviceId::parse(&r.device_id).is_some()
+                && r.keep.len() <= gatemesh_crdt::roster::CUT_CHAINS_MAX
+                && r.cut().is_some()
+        });
+        if !ids_ok || !cuts_ok {
+            return Err(BulletinError::BadItem);
         }
         let added = body
             .add_devices
@@ -135,6 +178,17 @@ impl Bulletin {
     pub fn version(&self) -> u64 {
         self.body.version
     }
+
+    /// The bulletin's identity: SHA-256 of its bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.bytes).into()
+    }
+
+    /// `<version>-<first 8 hex digits of the hash>`, for files and events.
+    pub fn label(&self) -> String {
+        format!("{:06}-{}", self.version(), &hex::encode(self.hash())[..8])
+    }
 }
 
 /// Every bulletin in `dir/bulletins/` that verifies, by version. Files that do not verify are
@@ -159,12 +213,12 @@ pub fn load_dir(
     (found, bad)
 }
 
-/// Store a received bulletin in `dir/bulletins/<version>.json`, durably.
+/// Store a received bulletin in `dir/bulletins/<version>-<hash>.json`, durably.
 pub fn save(dir: &Path, b: &Bulletin) -> std::io::Result<()> {
     use std::io::Write;
     let d = dir.join(BULLETINS_DIR);
     std::fs::create_dir_all(&d)?;
-    let path = d.join(format!("{:06}.json", b.version()));
+    let path = d.join(format!("{}.json", b.label()));
     let mut f = std::fs::File::create(&path)?;
     f.write_all(b.bytes())?;
     f.sync_all()?;

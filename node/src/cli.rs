@@ -101,12 +101,18 @@ pub struct BulletinArgs {
     /// Ticket id to revoke; repeatable.
     #[arg(long)]
     pub revoke_ticket: Vec<String>,
-    /// Device name or id to revoke; repeatable.
+    /// Device name or id to revoke; repeatable. What it wrote up to the positions `--keep`
+    /// names (or that `--ledger` holds) still counts; everything else of it is ignored.
     #[arg(long)]
     pub revoke_device: Vec<String>,
-    /// Ignore revoked devices' records from this time on, RFC 3339 (default: now).
+    /// A revoked device's chain to keep, `CHAIN:POSITION` as `!status` and `/api/status` show
+    /// them under `chains`; repeatable.
     #[arg(long)]
-    pub revoke_from: Option<String>,
+    pub keep: Vec<String>,
+    /// A store (of a stopped node, or the bridge's) whose records of the revoked devices are
+    /// kept, as it holds them now.
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
     /// Name of a device enrolled since the devices went out, to add; repeatable.
     #[arg(long)]
     pub add_device: Vec<String>,
@@ -297,6 +303,9 @@ pub enum DeviceCmd {
 pub enum RoleArg {
     Scanner,
     Observer,
+    /// A handheld that is not a mesh node: listed in event.json so nodes take its offline
+    /// scans (`POST /offline/reconcile`) with the staff token; it gets no key.
+    Offline,
 }
 
 #[derive(clap::Args, Debug)]
@@ -393,6 +402,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let role = match role {
                 RoleArg::Scanner => Role::Scanner,
                 RoleArg::Observer => Role::Observer,
+                RoleArg::Offline => return offline_device_enroll(&event, &name),
             };
             device_enroll(&event, &name, role, &out).map(|_| ())
         }
@@ -893,6 +903,26 @@ pub fn device_enroll(
     device_enroll_with_key(dir, name, role, out, key)
 }
 
+/// List an offline handheld in the event (nodes take its reconciled scans with the staff
+/// token). Copy event.json to the devices again afterwards.
+pub fn offline_device_enroll(dir: &Path, name: &str) -> anyhow::Result<()> {
+    let path = dir.join(EVENT_FILE);
+    let mut config: EventConfig = serde_json::from_slice(&std::fs::read(&path)?)?;
+    if crate::offline::check_device_id(Some(name)).ok() != Some(name) {
+        bail!("{name:?} is not a valid offline device id (1..=64 bytes, no '@', no spaces around)");
+    }
+    if !config.offline_devices.iter().any(|d| d == name) {
+        config.offline_devices.push(name.to_string());
+    }
+    config.validate()?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    println!(
+        "offline device {name} listed in {}; copy it to the devices",
+        path.display()
+    );
+    Ok(())
+}
+
 /// [`device_enroll`] with a given device key (the simulator makes its world from a seed).
 pub fn device_enroll_with_key(
     dir: &Path,
@@ -979,6 +1009,9 @@ pub struct OpenDevice {
     pub store: Store,
     pub identity: Option<DeviceIdentity>,
     pub certificates: Vec<DeviceCertificate>,
+    /// Stored changes the ledger refused on opening (a damaged store, or records of devices
+    /// revoked since).
+    pub refused_at_open: u64,
 }
 
 impl std::fmt::Debug for OpenDevice {
@@ -1001,22 +1034,23 @@ pub fn open_device(
         .map(|d| DeviceIdentity::load(d, &package.config.event_id, &keys))
         .transpose()?;
     let store = Store::open(data).with_context(|| format!("opening store {}", data.display()))?;
-    let stored = store.read()?;
-    let mut session = [0u8; 8];
-    OsRng.fill_bytes(&mut session);
-    let ledger = GateLogic::open_ledger(
+    let forks = store.forks()?;
+    let changes: Vec<sled::IVec> = store.changes().collect::<Result<_, _>>()?;
+    let (ledger, refused) = GateLogic::open_ledger(
         &package,
         device.as_ref(),
-        session,
-        stored.snapshot.as_deref(),
-        stored.log.iter().map(Vec::as_slice),
+        store.chain(),
+        &forks,
+        changes.iter().map(|c| c.as_ref()),
     )?;
+    drop(changes);
     let gate = GateLogic::new(&package, ledger, legacy_secret(hmac_file)?)?;
     Ok(OpenDevice {
         gate,
         store,
         identity: device,
         certificates: package.certificates,
+        refused_at_open: refused,
     })
 }
 
@@ -1046,10 +1080,6 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, &outcome.decision)?;
         writeln!(out)?;
         out.flush()?;
-        if dev.store.wants_snapshot() {
-            let snap = dev.gate.ledger().save();
-            dev.store.snapshot(&snap)?;
-        }
         Ok(())
     };
     if !args.codes.is_empty() {
@@ -1103,11 +1133,39 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
             "admits": admits,
             "denials": denials,
             "double_entries": index.conflict_count(),
-            "heads": dev.gate.ledger().heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "heads": dev.gate.ledger().heads().iter().map(hex::encode).collect::<Vec<_>>(),
+            "chains": chains_json(dev.gate.ledger(), &dev.certificates),
         })
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
+}
+
+/// Every chain of a ledger: device, its name, chain id, position of the tip, tip hash.
+pub fn chains_json(
+    ledger: &gatemesh_crdt::Ledger,
+    certs: &[DeviceCertificate],
+) -> serde_json::Value {
+    let name = |d: &str| {
+        certs
+            .iter()
+            .find(|c| c.device_id == d)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    };
+    ledger
+        .summary()
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "device": t.chain.device.to_string(),
+                "name": name(&t.chain.device.to_string()),
+                "chain": t.chain.chain.to_string(),
+                "position": t.seq,
+                "tip": hex::encode(t.hash),
+            })
+        })
+        .collect()
 }
 
 /// Write the next bulletin of the event; returns its path.
@@ -1126,19 +1184,18 @@ pub fn bulletin(a: &BulletinArgs) -> anyhow::Result<PathBuf> {
                 )
             })
     };
-    let from_ms = a
-        .revoke_from
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or_else(crate::now_ms);
+    let held = match &a.ledger {
+        Some(dir) => ledger_tips(&a.event, dir)?,
+        None => Vec::new(),
+    };
     let revoke_devices = a
         .revoke_device
         .iter()
         .map(|d| {
+            let device_id = find(d)?.device_id.clone();
             Ok(DeviceRevocation {
-                device_id: find(d)?.device_id.clone(),
-                from_ms,
+                keep: kept_chains(&device_id, &a.keep, &held)?,
+                device_id,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -1159,7 +1216,11 @@ pub fn bulletin(a: &BulletinArgs) -> anyhow::Result<PathBuf> {
     }
     let keys = package.config.organizer_verifying_keys()?;
     let (existing, _) = load_dir(&a.event, &package.config.event_id, &keys);
-    let version = existing.last().map_or(1, |b| b.version() + 1);
+    let version = existing
+        .iter()
+        .map(|b| b.version())
+        .max()
+        .map_or(1, |v| v + 1);
     let body = BulletinBody {
         event_id: package.config.event_id.clone(),
         version,
@@ -1170,10 +1231,66 @@ pub fn bulletin(a: &BulletinArgs) -> anyhow::Result<PathBuf> {
     };
     let (key_id, key) = event::organizer_signing_key(&a.event, None)?;
     std::fs::create_dir_all(a.event.join(BULLETINS_DIR))?;
+    let signed = Signed::sign(&body, &key_id, &key)?;
+    let bytes = serde_json::to_vec_pretty(&signed)?;
+    let made = crate::bulletin::Bulletin::from_bytes(&bytes, &package.config.event_id, &keys)?;
     let path = a
         .event
         .join(BULLETINS_DIR)
-        .join(format!("{version:06}.json"));
-    event::write_signed(&path, &Signed::sign(&body, &key_id, &key)?)?;
+        .join(format!("{}.json", made.label()));
+    std::fs::write(&path, &bytes)?;
     Ok(path)
+}
+
+/// The chains of a revoked device to keep: `--keep CHAIN:POSITION` for this device's chains
+/// (a chain id names one device's chain only if that device wrote it, so `--keep` given with
+/// several devices applies to each), else what `--ledger` holds of it.
+fn kept_chains(
+    device_id: &str,
+    keep: &[String],
+    held: &[(String, String, u32)],
+) -> anyhow::Result<Vec<crate::bulletin::KeptChain>> {
+    let mut out = Vec::new();
+    for k in keep {
+        let (chain, through) = k
+            .split_once(':')
+            .with_context(|| format!("--keep {k:?}: expected CHAIN:POSITION"))?;
+        if DeviceId::parse(chain).is_none() {
+            bail!("--keep {k:?}: the chain is 8 hex digits");
+        }
+        let through: u32 = through
+            .parse()
+            .with_context(|| format!("--keep {k:?}: the position is a number"))?;
+        out.push(crate::bulletin::KeptChain {
+            chain: chain.to_string(),
+            through,
+        });
+    }
+    out.extend(
+        held.iter()
+            .filter(|(d, _, _)| d == device_id)
+            .map(|(_, chain, through)| crate::bulletin::KeptChain {
+                chain: chain.clone(),
+                through: *through,
+            }),
+    );
+    if out.is_empty() {
+        eprintln!(
+            "warning: nothing of device {device_id} is kept (no --keep or --ledger): every \
+             record it wrote is ignored, admits from before the theft included"
+        );
+    }
+    Ok(out)
+}
+
+/// (device, chain, position) of every chain a store holds.
+fn ledger_tips(event: &Path, data: &Path) -> anyhow::Result<Vec<(String, String, u32)>> {
+    let dev = open_device(event, None, data, None)?;
+    Ok(dev
+        .gate
+        .ledger()
+        .summary()
+        .iter()
+        .map(|t| (t.chain.device.to_string(), t.chain.chain.to_string(), t.seq))
+        .collect())
 }

@@ -24,8 +24,11 @@ pub const LEGACY_EXPIRY_HOURS_DEFAULT: u64 = 24;
 pub const LEGACY_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Longest manifest code or NFC UID.
 pub const MANIFEST_CODE_LEN_MAX: usize = 256;
-/// Longest ticket id kept from an untrusted code (for the denial record).
-const CLAIMED_ID_LEN_MAX: usize = 64;
+/// Longest ticket id kept from an untrusted code (for the denial record), in bytes.
+const CLAIMED_ID_BYTES_MAX: usize = 64;
+/// Longest ticket id of a readable code, in bytes: the ledger's record field limit, so every
+/// id read is one the ledger, the store and PostgreSQL can hold. Longer is `malformed`.
+pub const TICKET_ID_BYTES_MAX: usize = gatemesh_crdt::record::FIELD_BYTES_MAX;
 /// The seven fields a legacy code must carry.
 const LEGACY_FIELDS: [&str; 7] = [
     "ticketId",
@@ -94,8 +97,25 @@ pub struct Readers<'a> {
 fn unreadable(reason: Reason, msg: impl Into<String>, claimed: Option<&str>) -> Unreadable {
     Unreadable {
         denial: Denial::new(reason, msg),
-        claimed_ticket: claimed.map(|c| c.chars().take(CLAIMED_ID_LEN_MAX).collect()),
+        claimed_ticket: claimed.and_then(claimed_id),
     }
+}
+
+/// The ticket id an unreadable code claims, as a denial record may carry it: cut to
+/// [`CLAIMED_ID_BYTES_MAX`] bytes at a character boundary; none if empty or holding control
+/// characters.
+fn claimed_id(c: &str) -> Option<String> {
+    let mut end = c.len().min(CLAIMED_ID_BYTES_MAX);
+    while !c.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &c[..end];
+    (!cut.is_empty() && !cut.chars().any(char::is_control)).then(|| cut.to_string())
+}
+
+/// Whether a ticket id read from a valid code can be recorded as it is.
+pub fn ticket_id_ok(id: &str) -> bool {
+    !id.is_empty() && gatemesh_crdt::record::field_ok(id, TICKET_ID_BYTES_MAX)
 }
 
 /// Read a scanned code.
@@ -125,6 +145,17 @@ pub fn read(input: &[u8], r: Readers<'_>) -> Result<Credential, Unreadable> {
     } else {
         read_manifest_code(text, r)?
     };
+    if !ticket_id_ok(&cred.ticket_id)
+        || !gatemesh_crdt::record::field_ok(&cred.tier, TICKET_ID_BYTES_MAX)
+    {
+        return Err(unreadable(
+            Reason::Malformed,
+            format!(
+                "ticket id is empty, over {TICKET_ID_BYTES_MAX} bytes or holds control characters"
+            ),
+            None,
+        ));
+    }
     if let Some(entry) = r.manifest.by_ticket(&cred.ticket_id) {
         cred.revoked |= entry.status == TicketStatus::Cancelled;
     }

@@ -25,6 +25,9 @@ pub enum Role {
     Observer,
 }
 
+/// How far a device's clock may be off when its certificate's validity is checked.
+pub const CERT_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceCertificate {
     pub event_id: String,
@@ -62,6 +65,9 @@ impl DeviceCertificate {
                 self.event_id
             );
         }
+        if self.valid_from_ms > self.valid_until_ms {
+            bail!("certificate of device {} is never valid", self.name);
+        }
         let key = self.verifying_key()?;
         if DeviceId::from_public_key(&key).to_string() != self.device_id {
             bail!(
@@ -70,6 +76,12 @@ impl DeviceCertificate {
             );
         }
         Ok(())
+    }
+
+    /// Whether the certificate is valid at `now_ms` (with [`CERT_CLOCK_SKEW_MS`] of slack).
+    pub fn valid_at(&self, now_ms: u64) -> bool {
+        now_ms.saturating_add(CERT_CLOCK_SKEW_MS) >= self.valid_from_ms
+            && now_ms <= self.valid_until_ms.saturating_add(CERT_CLOCK_SKEW_MS)
     }
 
     pub fn verifying_key(&self) -> anyhow::Result<VerifyingKey> {
@@ -84,7 +96,7 @@ pub fn roster_from(certs: &[DeviceCertificate]) -> anyhow::Result<Roster> {
         let device = RosterDevice {
             key: c.verifying_key()?,
             name: c.name.clone(),
-            revoked_from: None,
+            cut: None,
         };
         if !roster.insert(device) {
             bail!(

@@ -1,17 +1,17 @@
 //! The event package made by the organizer before the event.
 //!
 //! `event.json` is public and copied to every device: event id, name, validity window, organizer
-//! public keys (several may be valid at once, for rotation), zones, gates, ticket tiers with their
-//! policy, and the genesis ledger document. `organizer-keys.json` holds the organizer's secret
+//! public keys (several may be valid at once, for rotation), zones, gates and ticket tiers with
+//! their policy. The ledger needs no genesis document: every chain's first record links to an
+//! anchor derived from the event id. `organizer-keys.json` holds the organizer's secret
 //! keys (mode 0600) and never leaves the organizer's machine.
 
 use crate::device::DeviceCertificate;
 use crate::manifest::Manifest;
 use crate::signed::Signed;
 use anyhow::{bail, Context};
-use data_encoding::BASE64;
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use gatemesh_crdt::{Direction, EntryRule, Ledger};
+use gatemesh_crdt::{Direction, EntryRule};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -72,9 +72,15 @@ pub struct EventConfig {
     pub gates: Vec<GateConfig>,
     pub tiers: Vec<TierConfig>,
     pub legacy: LegacyConfig,
-    /// Base64 of the genesis ledger document.
-    pub genesis: String,
+    /// Offline handhelds (not mesh nodes) whose scans a node takes in `POST /offline/reconcile`
+    /// with the staff token; any other device id needs the admin token.
+    #[serde(default)]
+    pub offline_devices: Vec<String>,
 }
+
+/// The `format` this version writes (2: no genesis document; format 1 files still load, their
+/// genesis is ignored).
+pub const EVENT_FORMAT: u32 = 2;
 
 impl EventConfig {
     /// A new event with a default layout: a main and a VIP zone, three entry gates and an exit,
@@ -101,7 +107,7 @@ impl EventConfig {
             double_scan_grace_ms: DOUBLE_SCAN_GRACE_MS_DEFAULT,
         };
         EventConfig {
-            format: 1,
+            format: EVENT_FORMAT,
             event_id: event_id.into(),
             name: name.into(),
             valid_from_ms,
@@ -123,7 +129,7 @@ impl EventConfig {
                 event_id: event_id.into(),
                 tier: "general".into(),
             },
-            genesis: BASE64.encode(&Ledger::genesis()),
+            offline_devices: Vec::new(),
         }
     }
 
@@ -141,6 +147,12 @@ impl EventConfig {
                 bail!("name {n:?} must be 1..={NAME_LEN_MAX} characters without spaces");
             }
         }
+        for d in &self.offline_devices {
+            let ok = crate::offline::check_device_id(Some(d)).is_ok_and(|id| id == d);
+            if !ok {
+                bail!("offline device id {d:?} is not a valid device id");
+            }
+        }
         for g in &self.gates {
             if !self.zones.contains(&g.zone) {
                 bail!("gate {} is in unknown zone {}", g.name, g.zone);
@@ -155,7 +167,6 @@ impl EventConfig {
             bail!("legacy tier {} is not a tier", self.legacy.tier);
         }
         self.organizer_verifying_keys()?;
-        self.genesis_bytes()?;
         Ok(())
     }
 
@@ -165,12 +176,6 @@ impl EventConfig {
 
     pub fn gate(&self, name: &str) -> Option<&GateConfig> {
         self.gates.iter().find(|g| g.name == name)
-    }
-
-    pub fn genesis_bytes(&self) -> anyhow::Result<Vec<u8>> {
-        BASE64
-            .decode(self.genesis.as_bytes())
-            .context("genesis is not base64")
     }
 
     pub fn organizer_verifying_keys(&self) -> anyhow::Result<HashMap<String, VerifyingKey>> {

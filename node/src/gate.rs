@@ -11,16 +11,18 @@ use crate::manifest::Manifest;
 use crate::policy::{self, Denial, Reason};
 use ed25519_dalek::VerifyingKey;
 use gatemesh_crdt::{
-    Direction, Draft, Ledger, LedgerError, LocalDevice, RecordRef, RosterDevice, Verdict,
+    ChainId, Direction, Draft, ForkProof, Ledger, LedgerError, LocalDevice, RecordRef,
+    RosterDevice, Verdict,
 };
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// How long after an admit the steward who made it may undo it.
-pub const ANNUL_WINDOW_MS: u64 = 120_000;
+/// How long after an admit the steward who made it may undo it (the ledger's replay honours an
+/// annul only within it, on every replica).
+pub const ANNUL_WINDOW_MS: u64 = gatemesh_crdt::ANNUL_WINDOW_MS;
 
 /// Most references to earlier scans a record carries.
-const PREV_REFS_MAX: usize = gatemesh_crdt::record::PREV_REFS_MAX;
+const SEEN_REFS_MAX: usize = gatemesh_crdt::record::SEEN_REFS_MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -28,8 +30,12 @@ pub enum GateError {
     UnknownGate(String),
     #[error("scan {0} cannot be annulled: {1}")]
     NotAnnullable(String, &'static str),
-    #[error("bulletin version {0} was already applied with other content")]
-    BulletinConflict(u64),
+    #[error("this node holds {0} bulletins already, the most it keeps")]
+    TooManyBulletins(usize),
+    #[error("ticket {0} is not in the manifest")]
+    UnknownTicket(String),
+    #[error("scan time {0} is outside the event (or in the future)")]
+    OutsideEvent(u64),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
     #[error("store: {0}")]
@@ -42,7 +48,9 @@ impl GateError {
         match self {
             GateError::UnknownGate(_) => "unknown_gate",
             GateError::NotAnnullable(..) => "not_annullable",
-            GateError::BulletinConflict(_) => "bulletin_conflict",
+            GateError::TooManyBulletins(_) => "too_many_bulletins",
+            GateError::UnknownTicket(_) => "unknown_ticket",
+            GateError::OutsideEvent(_) => "outside_event",
             GateError::Ledger(_) => "ledger_error",
             GateError::Store(_) => "store_error",
         }
@@ -100,18 +108,53 @@ pub struct ScanRequest<'a> {
     pub direction: Option<Direction>,
 }
 
+/// A scan an offline (non-mesh) device made and now reconciles through this node.
+#[derive(Clone, Debug)]
+pub struct OfflineScan<'a> {
+    pub ticket_id: &'a str,
+    pub scanned_at_ms: u64,
+    /// The offline device let the holder in.
+    pub allowed: bool,
+    /// Its reason for a denial (a reason code; anything else is recorded as `offline_deny`).
+    pub reason: Option<&'a str>,
+    pub gate: &'a str,
+    /// `<device>@<scanned-at ms>`.
+    pub origin: String,
+}
+
+/// What became of a reconciled scan.
+#[derive(Clone, Debug)]
+pub enum OfflineOutcome {
+    /// This origin is on the ticket already.
+    Duplicate,
+    /// Recorded; `policy` is the denial the gate policy gave an allowed scan (recorded as a
+    /// denial, never as an entry).
+    Recorded {
+        scan_id: String,
+        change: Vec<u8>,
+        policy: Option<Denial>,
+    },
+}
+
+/// How far outside the event's validity an offline scan time may be (clocks of handhelds).
+pub const OFFLINE_TIME_SLACK_MS: u64 = 24 * 3_600_000;
+/// How far ahead of this node's clock an offline scan time may be.
+pub const OFFLINE_FUTURE_MS: u64 = 10 * 60 * 1000;
+
 /// What applying a bulletin changed.
 #[derive(Clone, Debug, Default)]
 pub struct BulletinEffect {
     pub revoked_tickets: usize,
     /// Revoked devices and how many of their records left the index.
     pub revoked_devices: Vec<(gatemesh_crdt::DeviceId, u64)>,
-    /// Newly enrolled devices and how many of their earlier records were indexed.
+    /// Newly enrolled devices (their records come by sync; the count is kept for the event
+    /// line and is 0).
     pub added_devices: Vec<(DeviceCertificate, u64)>,
 }
 
 pub struct GateLogic {
-    bulletins: std::collections::BTreeMap<u64, Bulletin>,
+    /// Every bulletin applied, by hash.
+    bulletins: BTreeMap<[u8; 32], Bulletin>,
     config: EventConfig,
     organizer_keys: HashMap<String, VerifyingKey>,
     manifest: Manifest,
@@ -128,7 +171,7 @@ impl GateLogic {
         legacy_secret: Option<LegacySecret>,
     ) -> anyhow::Result<GateLogic> {
         Ok(GateLogic {
-            bulletins: std::collections::BTreeMap::new(),
+            bulletins: BTreeMap::new(),
             organizer_keys: package.config.organizer_verifying_keys()?,
             config: package.config.clone(),
             manifest: package.manifest.clone().unwrap_or_default(),
@@ -138,27 +181,31 @@ impl GateLogic {
         })
     }
 
-    /// Open the ledger for this package and device from a base document and log blobs.
+    /// Open the ledger for this package and device (writing on `chain`), with the changes and
+    /// fork proofs a store holds. Returns the ledger and how many stored changes it refused.
     pub fn open_ledger<'a>(
         package: &EventPackage,
         device: Option<&DeviceIdentity>,
-        session: [u8; 8],
-        base: Option<&[u8]>,
-        log: impl IntoIterator<Item = &'a [u8]>,
-    ) -> anyhow::Result<Ledger> {
-        let genesis = package.config.genesis_bytes()?;
+        chain: ChainId,
+        forks: &[ForkProof],
+        stored: impl IntoIterator<Item = &'a [u8]>,
+    ) -> anyhow::Result<(Ledger, u64)> {
         let roster = roster_from(&package.certificates)?;
         let local = device.map(|d| LocalDevice {
             key: d.key.clone(),
-            session,
+            chain,
         });
-        Ok(Ledger::open(
-            base.unwrap_or(&genesis),
-            log,
+        let mut ledger = Ledger::new(
+            &package.config.event_id,
             roster,
             package.config.entry_rules(),
             local,
-        )?)
+        );
+        for (a, b) in forks {
+            let _ = ledger.accept_fork(a, b);
+        }
+        let refused = ledger.restore(stored);
+        Ok((ledger, refused))
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -167,6 +214,10 @@ impl GateLogic {
 
     pub fn ledger_mut(&mut self) -> &mut Ledger {
         &mut self.ledger
+    }
+
+    pub fn into_ledger(self) -> Ledger {
+        self.ledger
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -181,18 +232,13 @@ impl GateLogic {
         &self.config
     }
 
-    /// Apply a verified bulletin. `Ok(None)`: this version was already applied. A different
-    /// bulletin under a version already applied is refused.
+    /// Apply a verified bulletin. `Ok(None)`: it was applied already.
     pub fn apply_bulletin(&mut self, b: &Bulletin) -> Result<Option<BulletinEffect>, GateError> {
-        if let Some(known) = self.bulletins.get(&b.version()) {
-            return if known.bytes() == b.bytes() {
-                Ok(None)
-            } else {
-                Err(GateError::BulletinConflict(b.version()))
-            };
+        if self.bulletins.contains_key(&b.hash()) {
+            return Ok(None);
         }
         if self.bulletins.len() >= crate::bulletin::BULLETINS_MAX {
-            return Err(GateError::BulletinConflict(b.version()));
+            return Err(GateError::TooManyBulletins(self.bulletins.len()));
         }
         let mut effect = BulletinEffect::default();
         for t in &b.body.revoke_tickets {
@@ -200,31 +246,32 @@ impl GateLogic {
             effect.revoked_tickets += 1;
         }
         for r in &b.body.revoke_devices {
-            if let Some(id) = gatemesh_crdt::DeviceId::parse(&r.device_id) {
-                let dropped = self
-                    .ledger
-                    .revoke_device(id, gatemesh_crdt::Hlc::new(r.from_ms, 0));
-                effect.revoked_devices.push((id, dropped));
-            }
+            let (Some(id), Some(cut)) = (gatemesh_crdt::DeviceId::parse(&r.device_id), r.cut())
+            else {
+                continue;
+            };
+            let dropped = self.ledger.revoke(id, &cut);
+            effect.revoked_devices.push((id, dropped));
         }
         for c in &b.added {
-            let indexed = match (c.role, c.verifying_key()) {
-                (Role::Scanner, Ok(key)) => self.ledger.add_device(RosterDevice {
+            if let (Role::Scanner, Ok(key)) = (c.role, c.verifying_key()) {
+                self.ledger.add_device(RosterDevice {
                     key,
                     name: c.name.clone(),
-                    revoked_from: None,
-                }),
-                _ => 0,
-            };
-            effect.added_devices.push((c.clone(), indexed));
+                    cut: None,
+                });
+            }
+            effect.added_devices.push((c.clone(), 0));
         }
-        self.bulletins.insert(b.version(), b.clone());
+        self.bulletins.insert(b.hash(), b.clone());
         Ok(Some(effect))
     }
 
-    /// Every bulletin applied, by version.
+    /// Every bulletin applied, in version order.
     pub fn bulletins(&self) -> impl Iterator<Item = &Bulletin> {
-        self.bulletins.values()
+        let mut all: Vec<&Bulletin> = self.bulletins.values().collect();
+        all.sort_by_key(|b| (b.version(), b.hash()));
+        all.into_iter()
     }
 
     /// Revoke a ticket (organizer bulletin): later scans are denied `revoked`.
@@ -253,6 +300,13 @@ impl GateLogic {
                 return self.deny(now_ms, &gate, direction, &ticket, "", None, u.denial);
             }
         };
+        // A tier the event does not sell is recorded as none: the record keeps only what the
+        // event defines.
+        let tier_written = if self.config.tier(&cred.tier).is_some() {
+            cred.tier.clone()
+        } else {
+            String::new()
+        };
         let tier =
             match policy::check_ticket(&cred, &self.config, &gate, &self.revoked_tickets, now_ms) {
                 Ok(t) => t.clone(),
@@ -262,7 +316,7 @@ impl GateLogic {
                         &gate,
                         direction,
                         &cred.ticket_id.clone(),
-                        &cred.tier.clone(),
+                        &tier_written,
                         Some(&cred),
                         d,
                     )
@@ -294,11 +348,11 @@ impl GateLogic {
                 return Ok(out);
             }
         }
-        let prev = replay
+        let seen = replay
             .entries
             .iter()
             .rev()
-            .take(PREV_REFS_MAX)
+            .take(SEEN_REFS_MAX)
             .map(|r| r.scan_id.clone())
             .collect();
         let draft = draft(
@@ -308,7 +362,7 @@ impl GateLogic {
             &tier.name,
             Verdict::Admit,
             Reason::Ok,
-            prev,
+            seen,
         );
         let (record, change) = self.ledger.record(now_ms, draft)?;
         let decision = Decision {
@@ -325,6 +379,92 @@ impl GateLogic {
         Ok(ScanOutcome {
             decision,
             change: Some(change),
+        })
+    }
+
+    /// Reconcile a scan an offline device made: the same gate policy as a scan (the ticket must
+    /// be in the manifest, not cancelled or revoked, valid at the scan time, allowed in the
+    /// gate's zone), the time inside the event. An allowed scan the policy refuses is recorded
+    /// as a denial with the policy's reason.
+    pub fn reconcile(
+        &mut self,
+        now_ms: u64,
+        scan: OfflineScan<'_>,
+    ) -> Result<OfflineOutcome, GateError> {
+        let entry = self
+            .manifest
+            .by_ticket(scan.ticket_id)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownTicket(scan.ticket_id.to_string()))?;
+        let gate = self
+            .config
+            .gate(scan.gate)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownGate(scan.gate.to_string()))?;
+        let earliest = self
+            .config
+            .valid_from_ms
+            .saturating_sub(OFFLINE_TIME_SLACK_MS);
+        let latest = (self
+            .config
+            .valid_until_ms
+            .saturating_add(OFFLINE_TIME_SLACK_MS))
+        .min(now_ms.saturating_add(OFFLINE_FUTURE_MS));
+        if !(earliest..=latest).contains(&scan.scanned_at_ms) {
+            return Err(GateError::OutsideEvent(scan.scanned_at_ms));
+        }
+        if self
+            .ledger
+            .index()
+            .has_origin(&entry.ticket_id, &scan.origin)
+        {
+            return Ok(OfflineOutcome::Duplicate);
+        }
+        let cred = Credential {
+            format: credential::Format::Manifest,
+            ticket_id: entry.ticket_id.clone(),
+            event_id: self.config.event_id.clone(),
+            tier: entry.tier.clone(),
+            valid_from_ms: None,
+            valid_until_ms: None,
+            zone: Some(entry.zone.clone()),
+            revoked: entry.status == crate::manifest::TicketStatus::Cancelled,
+        };
+        let policy = policy::check_ticket(
+            &cred,
+            &self.config,
+            &gate,
+            &self.revoked_tickets,
+            scan.scanned_at_ms,
+        )
+        .err();
+        let (verdict, reason) = match (&policy, scan.allowed) {
+            (Some(d), _) => (Verdict::Deny, d.reason.code().to_string()),
+            (None, true) => (Verdict::Admit, Reason::Ok.code().to_string()),
+            (None, false) => (Verdict::Deny, offline_reason(scan.reason)),
+        };
+        let tier = if self.config.tier(&entry.tier).is_some() {
+            entry.tier.clone()
+        } else {
+            String::new()
+        };
+        let mut d = draft(
+            &gate,
+            gate.direction,
+            &entry.ticket_id,
+            &tier,
+            verdict,
+            Reason::Ok,
+            Vec::new(),
+        );
+        d.reason = reason;
+        d.origin = Some(scan.origin);
+        d.wall_ms = Some(scan.scanned_at_ms);
+        let (record, change) = self.ledger.record(now_ms, d)?;
+        Ok(OfflineOutcome::Recorded {
+            scan_id: record.scan_id(),
+            change,
+            policy,
         })
     }
 
@@ -353,7 +493,8 @@ impl GateLogic {
         if target.device != me {
             return Err(not("only the device that admitted may annul"));
         }
-        if now_ms.saturating_sub(target.wall_ms) > ANNUL_WINDOW_MS {
+        let admitted_at = gatemesh_crdt::Hlc(target.hlc).wall_ms();
+        if now_ms.saturating_sub(admitted_at) > ANNUL_WINDOW_MS {
             return Err(not("the undo window has passed"));
         }
         if records.iter().any(|r| r.annuls.as_deref() == Some(scan_id)) {
@@ -459,6 +600,8 @@ impl GateLogic {
     }
 }
 
+/// A record to write. Ticket ids reach here from a credential that checked them
+/// ([`credential::ticket_id_ok`]) or from [`unreadable_id`]; tiers are the event's or empty.
 fn draft(
     gate: &GateConfig,
     direction: Direction,
@@ -466,24 +609,34 @@ fn draft(
     tier: &str,
     verdict: Verdict,
     reason: Reason,
-    prev: Vec<String>,
+    seen: Vec<String>,
 ) -> Draft {
     Draft {
-        ticket_id: ticket
-            .chars()
-            .take(gatemesh_crdt::record::FIELD_LEN_MAX)
-            .collect(),
-        tier: tier
-            .chars()
-            .take(gatemesh_crdt::record::FIELD_LEN_MAX)
-            .collect(),
+        ticket_id: ticket.to_string(),
+        tier: tier.to_string(),
         gate: gate.name.clone(),
         zone: gate.zone.clone(),
         direction,
         verdict,
         reason: reason.code().to_string(),
-        prev,
+        seen,
         annuls: None,
+        origin: None,
+        wall_ms: None,
+    }
+}
+
+/// An offline device's reason for a denial, as a record can carry it.
+fn offline_reason(reason: Option<&str>) -> String {
+    match reason {
+        Some(r)
+            if !r.is_empty()
+                && r.len() <= gatemesh_crdt::record::REASON_BYTES_MAX
+                && r.bytes().all(|c| c.is_ascii_lowercase() || c == b'_') =>
+        {
+            r.to_string()
+        }
+        _ => "offline_deny".to_string(),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::device::DeviceCertificate;
 use crate::gate::ScanRequest;
 use anyhow::Context;
 use futures::StreamExt;
-use gatemesh_crdt::{Applied, Direction, SyncPeer};
+use gatemesh_crdt::{Admitted, Direction, ForkProof, Single, SyncMessage, Tip};
 use gatemesh_transport::discovery::{Discovered, Discovery};
 use gatemesh_transport::libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use gatemesh_transport::libp2p::swarm::{DialError, ListenError, SwarmEvent};
@@ -43,7 +43,7 @@ pub const DIAL_FALLBACK: Duration = Duration::from_secs(1);
 pub const KNOWN_PEERS_MAX: usize = 1024;
 /// Lines from standard input buffered before the reader waits.
 pub const INPUT_QUEUE_MAX: usize = 1024;
-/// First byte of a `/gatemesh/sync/1` request: what follows.
+/// First byte of a `/gatemesh/sync/2` request: what follows.
 const KIND_SYNC: u8 = 0;
 const KIND_BULLETIN: u8 = 1;
 /// Longest input line (a code is at most 2,048 bytes).
@@ -105,7 +105,8 @@ struct Node {
     bulletin_retry: HashSet<PeerId>,
     /// Open connections per peer, oldest first.
     connections: HashMap<PeerId, Vec<gatemesh_transport::libp2p::swarm::ConnectionId>>,
-    sync: HashMap<PeerId, SyncPeer>,
+    /// Connected peers and their tips as their last sync message gave them.
+    sync: HashMap<PeerId, Option<Vec<Tip>>>,
     sync_in_flight: HashSet<PeerId>,
     /// Discovered peers: addresses and when first seen.
     known: HashMap<PeerId, (Vec<Multiaddr>, std::time::Instant)>,
@@ -227,10 +228,20 @@ pub async fn run_with(
     };
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
     let mut http_task = None;
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(addr) = node.opts.http {
-        http_task =
-            Some(start_http(addr, &node.opts, api_tx, node.stream.clone(), http_stopped).await?);
+        let stream = node.stream.clone();
+        let task = start_http(
+            addr,
+            &node.opts,
+            api_tx,
+            stream,
+            http_stopped,
+            ready.clone(),
+        );
+        http_task = Some(task.await?);
     }
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
     let mut terminate = terminate_signal()?;
     let mut discovery: Option<Discovery> = None;
@@ -278,7 +289,8 @@ pub async fn run_with(
         }
     }
     // Graceful stop: refuse new HTTP connections, answer what was already asked (each answer
-    // durable before it is sent), then save a snapshot.
+    // durable before it is sent), then flush the store.
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = http_stop.send(true);
     api_rx.close();
     while let Some(call) = api_rx.recv().await {
@@ -338,6 +350,7 @@ async fn start_http(
     calls: tokio::sync::mpsc::Sender<crate::api::ApiCall>,
     stream: tokio::sync::broadcast::Sender<std::sync::Arc<Value>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let token = || {
         use rand::RngCore;
@@ -365,6 +378,7 @@ async fn start_http(
         admin_token,
         stream,
         streams_open: Default::default(),
+        ready,
     });
     Ok(tokio::spawn(async move {
         let stopping = async move {
@@ -398,6 +412,13 @@ fn quic_port(addr: &Multiaddr) -> Option<u16> {
         Protocol::Udp(port) => Some(port),
         _ => None,
     })
+}
+
+/// The ledger's tag for a peer (bounds on changes held per peer).
+fn peer_tag(p: &PeerId) -> u64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(p.to_bytes());
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 /// Microseconds since the Unix epoch (event timestamps, for propagation measurements).
@@ -522,9 +543,6 @@ impl Node {
             }
         }
         self.records_changed();
-        if let Err(e) = self.maybe_snapshot() {
-            tracing::warn!("snapshot: {e:#}");
-        }
         Ok(decisions)
     }
 
@@ -780,7 +798,24 @@ impl Node {
     fn reconcile(
         &mut self,
         request: crate::offline::ReconcileRequest,
+        trusted: bool,
     ) -> Result<Value, crate::api::ApiError> {
+        let listed = self
+            .dev
+            .gate
+            .config()
+            .offline_devices
+            .contains(&request.device_id);
+        if !trusted && !listed {
+            return Err(crate::api::ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "UNKNOWN_DEVICE",
+                format!(
+                    "device {} is not one of the event's offline devices (gatemesh device enroll --role offline); the admin token may reconcile it",
+                    request.device_id
+                ),
+            ));
+        }
         let now = crate::now_ms();
         let mut results = Vec::with_capacity(request.scans.len());
         let mut changes = Vec::new();
@@ -878,8 +913,12 @@ impl Node {
             ApiCall::Journal { from, max, reply } => {
                 let _ = reply.send(Ok(self.journal_page(from, max)));
             }
-            ApiCall::Reconcile { request, reply } => {
-                let _ = reply.send(self.reconcile(request));
+            ApiCall::Reconcile {
+                request,
+                trusted,
+                reply,
+            } => {
+                let _ = reply.send(self.reconcile(request, trusted));
             }
             ApiCall::Bulletin { bytes, reply } => {
                 let r = if self.take_bulletin(&bytes, None) {
@@ -1045,14 +1084,6 @@ impl Node {
         }
     }
 
-    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
-        if self.dev.store.wants_snapshot() {
-            let snap = self.dev.gate.ledger().save();
-            self.dev.store.snapshot(&snap)?;
-        }
-        Ok(())
-    }
-
     fn status(&self) -> Value {
         let ledger = self.dev.gate.ledger();
         let conflicts: Vec<Value> = ledger
@@ -1071,7 +1102,9 @@ impl Node {
             "device": self.dev.identity.as_ref().map(|i| i.id().to_string()),
             "gate": self.opts.gate,
             "gates": config.gates,
-            "heads": ledger.heads().iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "heads": ledger.heads().iter().map(hex::encode).collect::<Vec<_>>(),
+            "chains": crate::cli::chains_json(ledger, &self.dev.certificates),
+            "held": ledger.held(),
             "records": ledger.index().len(),
             "conflicts": conflicts,
             "peers": peers,
@@ -1243,12 +1276,12 @@ impl Node {
         if !first && !incoming {
             return; // a second dial of ours: the first connection carries on
         }
-        self.sync.insert(peer, SyncPeer::new());
+        self.sync.insert(peer, None);
         self.sync_in_flight.remove(&peer);
         self.peer_seen.insert(peer, (true, crate::now_ms()));
         self.tell(json!({"event": "peer_connected", "peer": self.peer_name(&peer)}));
         self.send_bulletins(peer);
-        self.start_sync(peer);
+        self.start_sync(peer, true);
     }
 
     fn on_gossip(&mut self, e: gossipsub::Event) {
@@ -1276,35 +1309,13 @@ impl Node {
             return;
         }
         let enrolled = message.source.is_some_and(|s| self.names.contains_key(&s));
-        let verdict = if !enrolled || message.topic != self.ledger_topic.hash() {
-            Err("source not enrolled or unknown topic".to_string())
+        let acceptance = if !enrolled || message.topic != self.ledger_topic.hash() {
+            self.counters.gossip_rejected += 1;
+            self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": "source not enrolled or unknown topic"}));
+            gossipsub::MessageAcceptance::Reject
         } else {
-            self.dev
-                .gate
-                .ledger()
-                .check_change(&message.data)
-                .map_err(|r| r.to_string())
-        };
-        let acceptance = match verdict {
-            Ok(()) => match self.apply(&[message.data], propagation_source, "gossip") {
-                Ok(0) => gossipsub::MessageAcceptance::Accept,
-                Ok(refused) => {
-                    self.counters.gossip_rejected += 1;
-                    self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": format!("{refused} records refused")}),
-                    );
-                    gossipsub::MessageAcceptance::Reject
-                }
-                Err(e) => {
-                    tracing::warn!("applying gossip: {e:#}");
-                    gossipsub::MessageAcceptance::Ignore
-                }
-            },
-            Err(reason) => {
-                self.counters.gossip_rejected += 1;
-                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&propagation_source), "reason": reason}),
-                );
-                gossipsub::MessageAcceptance::Reject
-            }
+            let outcome = self.apply(&[message.data], propagation_source, "gossip");
+            self.gossip_acceptance(outcome, propagation_source)
         };
         if acceptance == gossipsub::MessageAcceptance::Accept {
             self.counters.gossip_accepted += 1;
@@ -1315,34 +1326,84 @@ impl Node {
             .report_message_validation_result(&message_id, &propagation_source, acceptance);
     }
 
-    /// Apply gossip, persist what is new, report it. Returns how many records were refused.
-    fn apply(&mut self, blobs: &[Vec<u8>], from: PeerId, via: &str) -> anyhow::Result<u64> {
-        let applied = self
+    /// What gossipsub does with a ledger message: forward what we admitted; drop quietly what
+    /// we had, what waits for its predecessor (sync fetches it) and records of devices we do not
+    /// know yet (a bulletin may enroll them); refuse, and count against the sender, the rest.
+    fn gossip_acceptance(&mut self, outcome: Single, from: PeerId) -> gossipsub::MessageAcceptance {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        match outcome {
+            Single::Admitted => Accept,
+            Single::Duplicate | Single::Held => Ignore,
+            Single::Rejected(gatemesh_crdt::Rejection::UnknownDevice) => Ignore,
+            Single::Rejected(r) => {
+                self.counters.gossip_rejected += 1;
+                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&from), "reason": r.code()}));
+                Reject
+            }
+        }
+    }
+
+    /// Admit changes from a peer, persist what is new, report it. Returns what became of the
+    /// first change (gossip carries one).
+    fn apply(&mut self, blobs: &[Vec<u8>], from: PeerId, via: &str) -> Single {
+        let admitted = self
             .dev
             .gate
             .ledger_mut()
-            .apply_changes(crate::now_ms(), blobs)?;
-        let refused = applied.rejected;
-        self.after_apply(applied, from, via)?;
-        Ok(refused)
+            .admit(crate::now_ms(), peer_tag(&from), blobs);
+        let single = admitted.single();
+        if let Err(e) = self.after_admit(admitted, from, via) {
+            tracing::warn!("persisting {via}: {e:#}");
+        }
+        single
     }
 
-    fn after_apply(&mut self, applied: Applied, from: PeerId, via: &str) -> anyhow::Result<()> {
-        self.dev.store.append_relaxed(&applied.persist)?; // peers hold them too
-        if !applied.records.is_empty() {
-            let ids: Vec<&str> = applied.records.iter().map(|r| r.scan_id.as_str()).collect();
+    fn after_admit(&mut self, admitted: Admitted, from: PeerId, via: &str) -> anyhow::Result<()> {
+        self.dev.store.append_relaxed(&admitted.persist)?; // peers hold them too
+        if !admitted.records.is_empty() {
+            let ids: Vec<&str> = admitted
+                .records
+                .iter()
+                .map(|r| r.scan_id.as_str())
+                .collect();
             self.tell(
                 json!({"event": "applied", "via": via, "from": self.peer_name(&from), "records": ids, "at_us": now_us()}),
             );
             if let Some(j) = &mut self.journal {
-                j.extend(applied.records.iter().cloned());
+                j.extend(admitted.records.iter().cloned());
             }
             self.records_changed();
         }
-        if applied.missing_deps {
-            self.start_sync(from);
+        if !admitted.rejected.is_empty() {
+            self.counters.rejected_messages += 1;
+            let why: Vec<&str> = admitted.rejected.iter().map(|r| r.code()).collect();
+            emit(
+                json!({"event": "rejected_changes", "peer": self.peer_name(&from), "via": via, "reasons": why}),
+            );
         }
-        self.maybe_snapshot()
+        if !admitted.forks.is_empty() {
+            self.keep_forks()?;
+        }
+        if admitted.held > 0 {
+            self.start_sync(from, true);
+        }
+        Ok(())
+    }
+
+    /// Fork proofs are kept durably: a restart drops what the running node dropped.
+    fn keep_forks(&mut self) -> anyhow::Result<()> {
+        let forks: Vec<ForkProof> = self
+            .dev
+            .gate
+            .ledger()
+            .forks()
+            .map(|f| (f.a.clone(), f.b.clone()))
+            .collect();
+        for f in self.dev.gate.ledger().forks() {
+            emit(json!({"event": "fork", "chain": f.chain.to_string(), "from": f.from}));
+        }
+        self.dev.store.save_forks(&forks)?;
+        Ok(())
     }
 
     /// Hand every bulletin we know to `peer` (it may have been off when they went out).
@@ -1368,6 +1429,8 @@ impl Node {
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
+    /// The sync tick: every connected peer is offered a session (tips exchange), and bulletin
+    /// hand-overs that failed are retried.
     fn sync_all(&mut self) {
         let retry: Vec<PeerId> = self
             .bulletin_retry
@@ -1379,25 +1442,65 @@ impl Node {
         }
         let peers: Vec<PeerId> = self.sync.keys().copied().collect();
         for p in peers {
-            self.start_sync(p);
+            self.start_sync(p, true);
         }
     }
 
-    /// Send our next sync message to `peer`, unless one is already on its way.
-    fn start_sync(&mut self, peer: PeerId) {
+    /// A session slot came free: peers we know to lack something get their turn.
+    fn sync_needy(&mut self) {
+        let peers: Vec<PeerId> = self.sync.keys().copied().collect();
+        for p in peers {
+            self.start_sync(p, false);
+        }
+    }
+
+    /// Open a sync session with `peer`, unless one is on its way or the cap is reached. Unless
+    /// `always`, only when we know it lacks something or we wait for a predecessor.
+    fn start_sync(&mut self, peer: PeerId, always: bool) {
         if self.sync_in_flight.contains(&peer) || self.sync_in_flight.len() >= SYNC_SESSIONS_MAX {
             return;
         }
-        let Some(state) = self.sync.get_mut(&peer) else {
+        let Some(theirs) = self.sync.get(&peer) else {
             return;
         };
-        if let Some(msg) = self.dev.gate.ledger().generate_sync(state) {
-            self.counters.sync_bytes_out += msg.len() as u64;
-            let mut frame = Vec::with_capacity(msg.len() + 1);
-            frame.push(KIND_SYNC);
-            frame.extend_from_slice(&msg);
-            self.swarm.behaviour_mut().sync.send_request(&peer, frame);
-            self.sync_in_flight.insert(peer);
+        let ledger = self.dev.gate.ledger();
+        let msg = SyncMessage::from_ledger(ledger, theirs.as_deref());
+        if !always && !msg.carries_changes() && ledger.held() == 0 {
+            return;
+        }
+        self.send_sync(peer, &msg);
+    }
+
+    fn send_sync(&mut self, peer: PeerId, msg: &SyncMessage) {
+        let bytes = msg.encode();
+        self.counters.sync_bytes_out += bytes.len() as u64;
+        let mut frame = Vec::with_capacity(bytes.len() + 1);
+        frame.push(KIND_SYNC);
+        frame.extend_from_slice(&bytes);
+        self.swarm.behaviour_mut().sync.send_request(&peer, frame);
+        self.sync_in_flight.insert(peer);
+    }
+
+    /// A request on the sync protocol: a sync message (answered with ours) or a bulletin
+    /// (answered empty). Anything else penalizes the peer.
+    fn on_sync_request(&mut self, peer: PeerId, request: &[u8]) -> Vec<u8> {
+        match request.split_first() {
+            Some((&KIND_SYNC, msg)) => match self.receive_sync(peer, msg) {
+                Some((theirs, _)) => {
+                    SyncMessage::from_ledger(self.dev.gate.ledger(), Some(&theirs)).encode()
+                }
+                None => Vec::new(),
+            },
+            Some((&KIND_BULLETIN, b)) => {
+                self.take_bulletin(b, Some(peer));
+                Vec::new()
+            }
+            _ => {
+                self.counters.sync_failures += 1;
+                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": "sync: unknown frame kind"}));
+                self.penalize(peer);
+                Vec::new()
+            }
         }
     }
 
@@ -1407,35 +1510,7 @@ impl Node {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    match request.split_first() {
-                        Some((&KIND_SYNC, msg)) => self.receive_sync(peer, msg),
-                        Some((&KIND_BULLETIN, b)) => {
-                            self.take_bulletin(b, Some(peer));
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_response(channel, Vec::new());
-                            return;
-                        }
-                        _ => {
-                            self.counters.sync_failures += 1;
-                            self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": "sync: unknown frame kind"}),
-                            );
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .sync
-                                .send_response(channel, Vec::new());
-                            self.penalize(peer);
-                            return;
-                        }
-                    }
-                    let reply = self
-                        .sync
-                        .get_mut(&peer)
-                        .and_then(|s| self.dev.gate.ledger().generate_sync(s))
-                        .unwrap_or_default();
+                    let reply = self.on_sync_request(peer, &request);
                     self.counters.sync_bytes_out += reply.len() as u64;
                     let _ = self
                         .swarm
@@ -1451,15 +1526,7 @@ impl Node {
                         return;
                     }
                     self.sync_in_flight.remove(&peer);
-                    if response.is_empty() {
-                        if let Some(s) = self.sync.get_mut(&peer) {
-                            s.clear_in_flight();
-                        }
-                        self.sync_all(); // a slot is free: the next peer's turn
-                    } else {
-                        self.receive_sync(peer, &response);
-                        self.start_sync(peer);
-                    }
+                    self.on_sync_answer(peer, &response);
                 }
             },
             request_response::Event::OutboundFailure { request_id, .. }
@@ -1470,12 +1537,11 @@ impl Node {
                 }
             }
             request_response::Event::OutboundFailure { peer, error, .. } => {
-                // Automerge marked what that message carried as sent: start the session over so
-                // nothing is left out.
+                // What the peer holds is unknown again: the next session starts from its tips.
                 self.counters.sync_failures += 1;
                 self.sync_in_flight.remove(&peer);
                 if self.sync.contains_key(&peer) {
-                    self.sync.insert(peer, SyncPeer::new());
+                    self.sync.insert(peer, None);
                 }
                 emit(
                     json!({"event": "sync_failure", "peer": self.peer_name(&peer), "reason": error.to_string()}),
@@ -1490,32 +1556,60 @@ impl Node {
         }
     }
 
-    fn receive_sync(&mut self, peer: PeerId, bytes: &[u8]) {
+    /// Take a sync message in: its fork proofs, its changes, the sender's tips. Returns the
+    /// tips and whether the sender had more, or `None` (and the peer is penalized) when the
+    /// message does not decode.
+    fn receive_sync(&mut self, peer: PeerId, bytes: &[u8]) -> Option<(Vec<Tip>, bool)> {
         self.counters.sync_bytes_in += bytes.len() as u64;
-        let state = self.sync.entry(peer).or_default();
-        let result = self
-            .dev
-            .gate
-            .ledger_mut()
-            .receive_sync(state, bytes, crate::now_ms());
-        match result {
-            Ok(applied) => {
-                if let Err(e) = self.after_apply(applied, peer, "sync") {
-                    tracing::warn!("persisting sync: {e:#}");
-                }
-            }
+        let msg = match SyncMessage::decode(bytes) {
+            Ok(m) => m,
             Err(e) => {
                 self.counters.sync_failures += 1;
-                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {e}")}),
-                );
+                self.rejected(json!({"event": "rejected_message", "peer": self.peer_name(&peer), "reason": format!("sync: {}", e.code())}));
                 self.penalize(peer);
+                return None;
             }
+        };
+        let mut new_forks = false;
+        for (a, b) in &msg.forks {
+            new_forks |= self
+                .dev
+                .gate
+                .ledger_mut()
+                .accept_fork(a, b)
+                .unwrap_or(false);
+        }
+        if new_forks {
+            if let Err(e) = self.keep_forks() {
+                tracing::warn!("keeping forks: {e:#}");
+            }
+        }
+        if !msg.changes.is_empty() {
+            self.apply(&msg.changes, peer, "sync");
+        }
+        if let Some(known) = self.sync.get_mut(&peer) {
+            *known = Some(msg.tips.clone());
+        }
+        Some((msg.tips, msg.more))
+    }
+
+    /// The answer to our sync message: take it in, then go on while either side has something
+    /// for the other; else the session ends and waiting peers get the slot.
+    fn on_sync_answer(&mut self, peer: PeerId, bytes: &[u8]) {
+        let Some((theirs, answer_had_more)) = self.receive_sync(peer, bytes) else {
+            self.sync_needy();
+            return;
+        };
+        let next = SyncMessage::from_ledger(self.dev.gate.ledger(), Some(&theirs));
+        if answer_had_more || next.carries_changes() {
+            self.send_sync(peer, &next);
+        } else {
+            self.sync_needy();
         }
     }
 
     fn shutdown(mut self) -> anyhow::Result<()> {
-        let snap = self.dev.gate.ledger().save();
-        self.dev.store.snapshot(&snap)?;
+        self.dev.store.flush()?;
         emit(json!({"event": "stopped"}));
         Ok(())
     }

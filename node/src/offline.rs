@@ -10,11 +10,9 @@
 //!
 //! Pure: request values and time in, the seed's response values and change bytes out.
 
-use crate::gate::GateLogic;
+use crate::gate::{GateError, GateLogic, OfflineOutcome};
 use crate::manifest::TicketStatus;
 use crate::stats::iso;
-use gatemesh_crdt::record::FIELD_LEN_MAX;
-use gatemesh_crdt::{Direction, Draft, Verdict};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -70,9 +68,9 @@ pub fn check_device_id(id: Option<&str>) -> Result<&str, RequestError> {
             "MISSING_DEVICE_ID",
             "the device_id query parameter is required",
         )),
-        Some(id) if id.len() > DEVICE_ID_LEN_MAX || id.contains('@') => Err(refuse(
+        Some(id) if id.len() > DEVICE_ID_LEN_MAX || id.contains('@') || id.chars().any(char::is_control) => Err(refuse(
             "INVALID_DEVICE_ID",
-            format!("device_id is at most {DEVICE_ID_LEN_MAX} characters, without '@'"),
+            format!("device_id is at most {DEVICE_ID_LEN_MAX} bytes, without '@' or control characters"),
         )),
         Some(id) => Ok(id),
     }
@@ -136,7 +134,8 @@ fn result(ticket_id: &str, status: &str, message: impl Into<String>) -> Value {
     json!({"ticket_id": ticket_id, "status": status, "message": message.into()})
 }
 
-/// Reconcile one offline scan into the ledger (`default_gate` when the scan names none).
+/// Reconcile one offline scan into the ledger (`default_gate` when the scan names none),
+/// through the gate's policy ([`GateLogic::reconcile`]).
 pub fn reconcile_one(
     gate: &mut GateLogic,
     now_ms: u64,
@@ -148,66 +147,56 @@ pub fn reconcile_one(
         result: result(&scan.ticket_id, "ERROR", message),
         change: None,
     };
-    let Some(ticket) = gate.manifest().by_ticket(&scan.ticket_id).cloned() else {
-        return error(format!("Ticket {} not found", scan.ticket_id));
-    };
-    let scanned_at = match humantime::parse_rfc3339_weak(scan.scanned_at.trim()) {
-        Ok(t) => t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
+    let scanned_at_ms = match humantime::parse_rfc3339_weak(scan.scanned_at.trim()) {
+        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            Err(_) => return error(format!("scanned_at {:?} is before 1970", scan.scanned_at)),
+        },
         Err(e) => return error(format!("scanned_at {:?}: {e}", scan.scanned_at)),
     };
-    let verdict = match scan.result.as_str() {
-        "ALLOW" => Verdict::Admit,
-        "DENY" => Verdict::Deny,
+    let allowed = match scan.result.as_str() {
+        "ALLOW" => true,
+        "DENY" => false,
         other => return error(format!("result {other:?} is neither ALLOW nor DENY")),
     };
-    let gate_name = scan.gate.as_deref().unwrap_or(default_gate);
-    let Some(gate_config) = gate.config().gate(gate_name).cloned() else {
-        return error(format!("Gate {gate_name} not found"));
+    let input = crate::gate::OfflineScan {
+        ticket_id: &scan.ticket_id,
+        scanned_at_ms,
+        allowed,
+        reason: scan.reason.as_deref(),
+        gate: scan.gate.as_deref().unwrap_or(default_gate),
+        origin: format!("{device_id}@{scanned_at_ms}"),
     };
-    let origin = format!("{device_id}@{scanned_at}");
-    if gate.ledger().index().has_origin(&ticket.ticket_id, &origin) {
-        return Reconciled {
+    match gate.reconcile(now_ms, input) {
+        Ok(OfflineOutcome::Duplicate) => Reconciled {
             result: result(&scan.ticket_id, "DUPLICATE", "Already processed"),
             change: None,
-        };
-    }
-    let reason = match verdict {
-        Verdict::Admit => "ok".to_string(),
-        _ => scan
-            .reason
-            .as_deref()
-            .unwrap_or("offline_deny")
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(FIELD_LEN_MAX)
-            .collect(),
-    };
-    let draft = Draft {
-        ticket_id: ticket.ticket_id.clone(),
-        tier: ticket.tier.clone(),
-        gate: gate_config.name.clone(),
-        zone: gate_config.zone.clone(),
-        direction: Direction::In,
-        verdict,
-        reason,
-        prev: Vec::new(),
-        annuls: None,
-    };
-    match gate
-        .ledger_mut()
-        .record_reconciled(now_ms, draft, origin, scanned_at)
-    {
-        Ok((record, change)) => Reconciled {
+        },
+        Ok(OfflineOutcome::Recorded {
+            scan_id,
+            change,
+            policy: None,
+        }) => Reconciled {
             result: json!({
                 "ticket_id": scan.ticket_id, "status": "SUCCESS", "message": "Scan reconciled",
-                "scan_id": record.scan_id(),
+                "scan_id": scan_id,
             }),
             change: Some(change),
         },
-        Err(e) => error(format!("ledger: {e}")),
+        Ok(OfflineOutcome::Recorded {
+            scan_id,
+            change,
+            policy: Some(d),
+        }) => Reconciled {
+            result: json!({
+                "ticket_id": scan.ticket_id, "status": "ERROR", "reason": d.reason.code(),
+                "message": format!("recorded as a denial: {}", d.message), "scan_id": scan_id,
+            }),
+            change: Some(change),
+        },
+        Err(GateError::UnknownTicket(_)) => error(format!("Ticket {} not found", scan.ticket_id)),
+        Err(GateError::UnknownGate(g)) => error(format!("Gate {g} not found")),
+        Err(e) => error(e.to_string()),
     }
 }
 

@@ -162,6 +162,8 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Value {
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
 pub fn iso(ms: u64) -> String {
+    // Past year 9999 there is no RFC 3339 date (humantime would panic): clamp.
+    let ms = ms.min(gatemesh_crdt::record::TIME_MAX_MS);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
 }

@@ -1,24 +1,29 @@
-//! Durable storage of the ledger in sled: a log of change blobs plus a periodic snapshot.
+//! Durable storage of the ledger in sled: the admitted changes in the order they were admitted,
+//! this store's chain id, and proven forks.
 //!
 //! sled 0.34's `flush()` ends in `sync_file_range`, which does not make data durable (sled issue
 //! #1452). So [`Store::append`] flushes and then `fdatasync`s sled's log file itself before it
 //! returns: only then may the gate show green. Changes received from peers use
 //! [`Store::append_relaxed`]: a power cut may lose them, and sync brings them back.
 //!
-//! Layout: tree `log` maps a big-endian u64 sequence number to one blob (an Automerge change or
-//! a sync chunk, each loadable with `load_incremental`); tree `meta` holds the snapshot (a full
-//! `save()`) and the sequence number it covers. A restart loads the snapshot and replays the log
-//! after it.
+//! Layout (format 2): tree `changes` maps a big-endian u64 sequence number to one canonical
+//! change; tree `meta` holds `format`, `chain` (this store's chain id, drawn once) and `forks`
+//! (fork evidence). The changes are the whole state: there is nothing to snapshot. A store of
+//! format 1 (the earlier Automerge document) is refused with a message saying what to do.
 
+use gatemesh_crdt::{ChainId, ForkProof};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// Take a snapshot after this many appended blobs.
-pub const SNAPSHOT_EVERY_BLOBS: u64 = 20_000;
 /// Largest blob stored.
-pub const BLOB_BYTES_MAX: usize = 8 * 1024 * 1024;
-const SNAPSHOT_KEY: &[u8] = b"snapshot";
-const SNAPSHOT_SEQ_KEY: &[u8] = b"snapshot_seq";
+pub const BLOB_BYTES_MAX: usize = 64 * 1024;
+/// The store layout this version writes and reads.
+pub const STORE_FORMAT: u32 = 2;
+/// Most fork proofs kept.
+pub const FORKS_KEPT_MAX: usize = 4096;
+const FORMAT_KEY: &[u8] = b"format";
+const CHAIN_KEY: &[u8] = b"chain";
+const FORKS_KEY: &[u8] = b"forks";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,17 +35,37 @@ pub enum StoreError {
     TooLarge(usize),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "store {0} was written by an earlier gatemesh (ledger format 1, one Automerge document); \
+         this version keeps the ledger as chains of signed changes (format {STORE_FORMAT}). \
+         Stores belong to one event: start this device with a new --data directory (peers \
+         bring the event's records back by sync), or export the old store with the earlier \
+         version first"
+    )]
+    OldFormat(String),
+}
+
+impl StoreError {
+    /// Stable code for the CLI and the node's events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::OldFormat(_) => "store_old_format",
+            StoreError::TooLarge(_) => "store_blob_too_large",
+            StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::Sled(_) | StoreError::Io(_) => "store_error",
+        }
+    }
 }
 
 pub struct Store {
     dir: PathBuf,
     db: sled::Db,
-    log: sled::Tree,
+    changes: sled::Tree,
     meta: sled::Tree,
     /// sled's single log file; fdatasync'd after every flush.
     data_file: File,
     next_seq: u64,
-    since_snapshot: u64,
+    chain: ChainId,
 }
 
 impl std::fmt::Debug for Store {
@@ -52,53 +77,65 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// What a restart reads back.
-#[derive(Debug, Default)]
-pub struct Stored {
-    pub snapshot: Option<Vec<u8>>,
-    pub log: Vec<Vec<u8>>,
-}
-
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         remove_unfinished_sled_snapshots(dir)?;
-        let db = sled::Config::new().path(dir).open()?;
-        let log = db.open_tree("log")?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()?;
+        if db.tree_names().iter().any(|n| n.as_ref() == b"log") {
+            return Err(StoreError::OldFormat(dir.display().to_string()));
+        }
+        let changes = db.open_tree("changes")?;
         let meta = db.open_tree("meta")?;
         let data_file = File::open(dir.join("db"))?;
-        let next_seq = match log.last()? {
+        let next_seq = match changes.last()? {
             Some((k, _)) => seq_of(&k)? + 1,
             None => 0,
+        };
+        let chain = match meta.get(CHAIN_KEY)? {
+            Some(v) => {
+                ChainId(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    StoreError::Corrupt("chain id is not 4 bytes".into())
+                })?))
+            }
+            None => {
+                let chain = ChainId(rand::random());
+                meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())?;
+                meta.insert(CHAIN_KEY, &chain.0.to_be_bytes())?;
+                chain
+            }
         };
         let mut store = Store {
             dir: dir.to_path_buf(),
             db,
-            log,
+            changes,
             meta,
             data_file,
             next_seq,
-            since_snapshot: 0,
+            chain,
         };
-        store.since_snapshot = store.log.len() as u64;
         store.sync()?;
         sync_dir(dir)?;
         Ok(store)
     }
 
-    /// Everything stored, in order.
-    pub fn read(&self) -> Result<Stored, StoreError> {
-        let snapshot = self.meta.get(SNAPSHOT_KEY)?.map(|v| v.to_vec());
-        let log = self
-            .log
-            .iter()
-            .values()
-            .map(|v| v.map(|v| v.to_vec()))
-            .collect::<Result<_, _>>()?;
-        Ok(Stored { snapshot, log })
+    /// This store's chain: a device writes its records on it.
+    pub fn chain(&self) -> ChainId {
+        self.chain
     }
 
-    /// Append blobs and make them durable (flush + fdatasync) before returning: for local
+    /// Every stored change, in the order it was admitted.
+    pub fn changes(&self) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + '_ {
+        self.changes
+            .iter()
+            .values()
+            .map(|v| v.map_err(StoreError::from))
+    }
+
+    /// Append changes and make them durable (flush + fdatasync) before returning: for local
     /// decisions, which must survive a power cut before the gate shows them.
     pub fn append(&mut self, blobs: &[Vec<u8>]) -> Result<(), StoreError> {
         if self.insert(blobs)? {
@@ -107,9 +144,10 @@ impl Store {
         Ok(())
     }
 
-    /// Append blobs without waiting for the disk: for changes received from peers, which sync
-    /// brings back if a power cut loses them. The next durable append (or sled's periodic flush)
-    /// writes them out.
+    /// Append changes without waiting for the disk: for changes received from peers, which
+    /// sync brings back if a power cut loses them. The next durable append (or sled's periodic
+    /// flush) writes them out; sled writes in order, so a durable local change is never
+    /// durable without every change received before it.
     pub fn append_relaxed(&mut self, blobs: &[Vec<u8>]) -> Result<(), StoreError> {
         self.insert(blobs).map(|_| ())
     }
@@ -126,38 +164,44 @@ impl Store {
             batch.insert(&self.next_seq.to_be_bytes(), blob.as_slice());
             self.next_seq += 1;
         }
-        self.log.apply_batch(batch)?;
-        self.since_snapshot += blobs.len() as u64;
+        self.changes.apply_batch(batch)?;
         Ok(true)
     }
 
-    /// Whether enough was appended since the last snapshot to take a new one.
-    pub fn wants_snapshot(&self) -> bool {
-        self.since_snapshot >= SNAPSHOT_EVERY_BLOBS
-    }
-
-    /// Store a full snapshot covering everything appended so far, then drop the log before it.
-    /// The snapshot is durable before the log goes.
-    pub fn snapshot(&mut self, snapshot: &[u8]) -> Result<(), StoreError> {
-        let covered = self.next_seq;
-        let mut batch = sled::Batch::default();
-        batch.insert(SNAPSHOT_KEY, snapshot);
-        batch.insert(SNAPSHOT_SEQ_KEY, &covered.to_be_bytes());
-        self.meta.apply_batch(batch)?;
-        self.sync()?;
-        for key in self.log.range(..covered.to_be_bytes()).keys() {
-            self.log.remove(key?)?;
-        }
-        self.since_snapshot = 0;
+    /// Keep proven forks (pairs of changes), durably: a restart must not take back what the
+    /// running node dropped.
+    pub fn save_forks(&mut self, forks: &[ForkProof]) -> Result<(), StoreError> {
+        let kept = &forks[..forks.len().min(FORKS_KEPT_MAX)];
+        let bytes = postcard::to_allocvec(kept)
+            .map_err(|e| StoreError::Corrupt(format!("encoding forks: {e}")))?;
+        self.meta.insert(FORKS_KEY, bytes)?;
         self.sync()
     }
 
-    pub fn log_len(&self) -> usize {
-        self.log.len()
+    pub fn forks(&self) -> Result<Vec<ForkProof>, StoreError> {
+        match self.meta.get(FORKS_KEY)? {
+            None => Ok(Vec::new()),
+            Some(v) => postcard::from_bytes(&v)
+                .map_err(|e| StoreError::Corrupt(format!("forks do not decode: {e}"))),
+        }
+    }
+
+    /// Number of changes stored.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Make everything appended so far durable (the graceful stop).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.sync()
     }
 
     /// flush (sync_file_range inside sled) + fdatasync of the data file and any blob files.
@@ -198,7 +242,7 @@ fn remove_unfinished_sled_snapshots(dir: &Path) -> Result<(), StoreError> {
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
     let bytes: [u8; 8] = key
         .try_into()
-        .map_err(|_| StoreError::Corrupt("log key is not 8 bytes".into()))?;
+        .map_err(|_| StoreError::Corrupt("change key is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(bytes))
 }
 

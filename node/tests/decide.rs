@@ -100,7 +100,14 @@ fn package() -> EventPackage {
 fn gate_logic(dev: u8, secret: bool) -> GateLogic {
     let p = package();
     let d = device(dev);
-    let ledger = GateLogic::open_ledger(&p, Some(&d), [dev; 8], None, []).unwrap();
+    let (ledger, _) = GateLogic::open_ledger(
+        &p,
+        Some(&d),
+        gatemesh_crdt::ChainId(u32::from(dev)),
+        &[],
+        std::iter::empty(),
+    )
+    .unwrap();
     let secret = secret.then(|| LegacySecret {
         secret: SECRET.to_vec(),
         expiry_ms: 24 * HOUR,
@@ -491,9 +498,7 @@ fn screenshot_at_a_second_gate_is_refused_with_the_first_entry() {
             },
         )
         .unwrap();
-    b.ledger_mut()
-        .apply_changes(NOW, &[first.change.unwrap()])
-        .unwrap();
+    b.ledger_mut().admit(NOW, 9, &[first.change.unwrap()]);
     let second = b
         .scan(
             NOW + 10,
@@ -671,9 +676,7 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
             },
         )
         .unwrap();
-    b.ledger_mut()
-        .apply_changes(NOW, &[first.change.unwrap()])
-        .unwrap();
+    b.ledger_mut().admit(NOW, 9, &[first.change.unwrap()]);
     let id = first.decision.scan_id;
     assert!(
         b.annul(NOW + 1_000, "U1", &id).is_err(),
@@ -685,9 +688,7 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
     );
     let change = a.annul(NOW + 5_000, "U1", &id).unwrap();
     assert!(a.annul(NOW + 6_000, "U1", &id).is_err(), "twice");
-    b.ledger_mut()
-        .apply_changes(NOW + 5_001, &[change])
-        .unwrap();
+    b.ledger_mut().admit(NOW + 5_001, 9, &[change]);
     let again = b
         .scan(
             NOW + 10_000,

@@ -1,48 +1,31 @@
-//! The durable store: what was appended comes back after a reopen, before and after a snapshot,
-//! and a ledger rebuilt from it is the same ledger.
+//! The durable store: what was appended comes back after a reopen, a ledger rebuilt from it is
+//! the same ledger and continues its chain, and a store of the earlier format is refused with a
+//! message saying what to do.
 
 use ed25519_dalek::SigningKey;
 use gatemesh_crdt::{
-    Direction, Draft, EntryRule, Ledger, LocalDevice, Roster, RosterDevice, Verdict,
+    ChainId, Direction, Draft, EntryRule, Ledger, LocalDevice, Roster, RosterDevice, Verdict,
 };
-use gatemesh_node::store::Store;
+use gatemesh_node::store::{Store, StoreError};
 use std::collections::HashMap;
 
-fn ledger(stored: Option<&gatemesh_node::store::Stored>) -> Ledger {
+const T0: u64 = 1_780_000_000_000;
+
+fn ledger(chain: ChainId) -> Ledger {
     let key = SigningKey::from_bytes(&[1; 32]);
     let mut roster = Roster::default();
     roster.insert(RosterDevice {
         key: key.verifying_key(),
         name: "a".into(),
-        revoked_from: None,
+        cut: None,
     });
     let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
-    let genesis = Ledger::genesis();
-    let base = stored
-        .and_then(|s| s.snapshot.as_deref())
-        .unwrap_or(&genesis);
-    let log = stored
-        .map(|s| s.log.iter().map(Vec::as_slice).collect::<Vec<_>>())
-        .unwrap_or_default();
-    Ledger::open(
-        base,
-        log,
+    Ledger::new(
+        "store-test",
         roster,
         rules,
-        Some(LocalDevice {
-            key,
-            session: rand_session(),
-        }),
+        Some(LocalDevice { key, chain }),
     )
-    .unwrap()
-}
-
-fn rand_session() -> [u8; 8] {
-    std::process::id()
-        .to_be_bytes()
-        .repeat(2)
-        .try_into()
-        .unwrap()
 }
 
 fn admit(n: usize) -> Draft {
@@ -54,40 +37,45 @@ fn admit(n: usize) -> Draft {
         direction: Direction::In,
         verdict: Verdict::Admit,
         reason: "ok".into(),
-        prev: vec![],
+        seen: vec![],
         annuls: None,
+        origin: None,
+        wall_ms: None,
     }
 }
 
 #[test]
-fn reopen_rebuilds_the_identical_ledger_from_snapshot_and_log() {
+fn reopen_rebuilds_the_identical_ledger_and_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
-    let mut l = ledger(None);
+    let chain = store.chain();
+    let mut l = ledger(chain);
     for i in 0..30 {
-        let (_, c) = l.record(i, admit(i as usize)).unwrap();
+        let (_, c) = l.record(T0 + i, admit(i as usize)).unwrap();
         store.append(&[c]).unwrap();
-        if i == 14 {
-            store.snapshot(&l.save()).unwrap();
-            assert_eq!(store.log_len(), 0, "snapshot drops the log it covers");
-        }
     }
-    assert_eq!(store.log_len(), 15);
-    let heads = l.heads();
+    let tips = l.summary();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    let stored = store.read().unwrap();
-    assert!(stored.snapshot.is_some());
-    assert_eq!(stored.log.len(), 15);
-    let mut back = ledger(Some(&stored));
-    assert_eq!(back.heads(), heads);
+    assert_eq!(
+        store.chain(),
+        chain,
+        "the chain id is the store's, for good"
+    );
+    let mut back = ledger(store.chain());
+    let stored: Vec<_> = store.changes().collect::<Result<_, _>>().unwrap();
+    assert_eq!(back.restore(stored.iter().map(|c| c.as_ref())), 0);
+    assert_eq!(back.summary(), tips);
     assert_eq!(back.index().len(), 30);
     for i in 0..30 {
         assert_eq!(back.index().replay(&format!("T{i}"), "general").credits, 0);
     }
-    // The restarted device continues its counter: no scan id is reused.
-    let (rec, _) = back.record(100, admit(99)).unwrap();
-    assert_eq!(rec.body.counter, 30);
+    // The restarted device continues its chain: no position is written twice.
+    let (rec, _) = back.record(T0 + 100, admit(99)).unwrap();
+    assert_eq!(rec.body.seq, 31);
+    // A fresh store is a fresh chain.
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(Store::open(other.path()).unwrap().chain(), chain);
 }
 
 #[test]
@@ -97,5 +85,32 @@ fn oversized_blob_is_refused_and_nothing_stored_is_lost() {
     store.append(&[vec![1, 2, 3]]).unwrap();
     let big = vec![0u8; gatemesh_node::store::BLOB_BYTES_MAX + 1];
     assert!(store.append(&[big]).is_err());
-    assert_eq!(store.read().unwrap().log, vec![vec![1, 2, 3]]);
+    let held: Vec<Vec<u8>> = store.changes().map(|c| c.unwrap().to_vec()).collect();
+    assert_eq!(held, vec![vec![1, 2, 3]]);
+}
+
+#[test]
+fn fork_proofs_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.save_forks(&[(vec![1], vec![2])]).unwrap();
+    drop(store);
+    assert_eq!(
+        Store::open(dir.path()).unwrap().forks().unwrap(),
+        vec![(vec![1], vec![2])]
+    );
+}
+
+#[test]
+fn a_store_of_the_earlier_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("log").unwrap().insert(b"x", b"y").unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::OldFormat(_)));
+    assert_eq!(err.code(), "store_old_format");
+    assert!(err.to_string().contains("new --data directory"), "{err}");
 }

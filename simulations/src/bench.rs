@@ -28,18 +28,22 @@ fn draft(ticket: String, gate: &str) -> Draft {
         direction: Direction::In,
         verdict: Verdict::Admit,
         reason: "ok".into(),
-        prev: Vec::new(),
+        seen: Vec::new(),
         annuls: None,
+        origin: None,
+        wall_ms: None,
     }
 }
+
+const EVENT: &str = "bench";
 
 fn replica(n: u8, roster: &Roster) -> Ledger {
     let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
     let local = LocalDevice {
         key: SigningKey::from_bytes(&[n; 32]),
-        session: [n; 8],
+        chain: gatemesh_crdt::ChainId(u32::from(n)),
     };
-    Ledger::open(&Ledger::genesis(), [], roster.clone(), rules, Some(local)).expect("genesis opens")
+    Ledger::new(EVENT, roster.clone(), rules, Some(local))
 }
 
 /// `ledger`: `n` redemptions on `n` tickets recorded by replica A, each change applied one at a
@@ -50,7 +54,7 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
         roster.insert(RosterDevice {
             key: SigningKey::from_bytes(&[d; 32]).verifying_key(),
             name: format!("d{d}"),
-            revoked_from: None,
+            cut: None,
         });
     }
     let heap_before = heap();
@@ -66,7 +70,7 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
         let (_, change) = a.record(now, draft(format!("T{i:07}"), "north"))?;
         record_us.push(start.elapsed().as_secs_f64() * 1e6);
         let start = Instant::now();
-        let applied = b.apply_changes(now, &[change])?;
+        let applied = b.admit(now, 1, &[change]);
         let took = start.elapsed().as_secs_f64() * 1e6;
         anyhow::ensure!(applied.records.len() == 1, "change {i} did not apply");
         if i >= n - n / 10 {
@@ -79,22 +83,23 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
     let rss_after = rss_bytes();
     let dir = tempfile::tempdir()?;
     let mut store = Store::open(dir.path())?;
-    store.snapshot(&b.save())?;
+    let all: Vec<Vec<u8>> = b.changes().map(<[u8]>::to_vec).collect();
+    for chunk in all.chunks(4096) {
+        store.append_relaxed(chunk)?;
+    }
+    store.flush()?;
+    drop(all);
     drop(store);
     let roster_b = b.roster().clone();
     drop(b);
     let start = Instant::now();
     let store = Store::open(dir.path())?;
-    let stored = store.read()?;
+    let stored: Vec<sled::IVec> = store.changes().collect::<Result<_, _>>()?;
     let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
-    let reloaded = Ledger::open(
-        stored.snapshot.as_deref().unwrap_or_default(),
-        [],
-        roster_b,
-        rules,
-        None,
-    )?;
+    let mut reloaded = Ledger::new(EVENT, roster_b, rules, None);
+    let refused = reloaded.restore(stored.iter().map(|c| c.as_ref()));
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(refused == 0, "reload refused {refused} changes");
     anyhow::ensure!(reloaded.index().len() == n as u64, "reload lost records");
     let mut m = Map::new();
     m.insert("bench".into(), json!("ledger"));
@@ -129,8 +134,8 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
     );
     m.insert("load_ms".into(), json!(load_ms));
     m.insert(
-        "snapshot_bytes".into(),
-        json!(stored.snapshot.map_or(0, |s| s.len())),
+        "store_bytes".into(),
+        json!(stored.iter().map(|c| c.len()).sum::<usize>()),
     );
     Ok(m)
 }
@@ -215,7 +220,6 @@ fn prefill(
         }
         dev.store.append(&changes)?;
     }
-    let snap = dev.gate.ledger().save();
-    dev.store.snapshot(&snap)?;
+    dev.store.flush()?;
     Ok(())
 }

@@ -7,14 +7,11 @@
 //! - `rerun_rows_added`: rows the second import of the same file added (the goal is 0).
 
 use gatemesh_crdt::{Direction, Draft, Verdict};
-use gatemesh_node::bridge::{ExportHeader, EXPORT_MAGIC};
 use gatemesh_node::device::DeviceIdentity;
 use gatemesh_node::event::EventPackage;
 use gatemesh_node::gate::GateLogic;
 use gatemesh_tests::{gatemesh_bin, make_event, PgCluster};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::time::Instant;
 
 fn import(ev: &std::path::Path, file: &std::path::Path, url: &str) -> anyhow::Result<Value> {
@@ -40,7 +37,13 @@ pub fn run(scans: usize) -> anyhow::Result<Map<String, Value>> {
     let package = EventPackage::load(&ev)?;
     let keys = package.config.organizer_verifying_keys()?;
     let identity = DeviceIdentity::load(&ev.join("device-a"), &package.config.event_id, &keys)?;
-    let mut ledger = GateLogic::open_ledger(&package, Some(&identity), [7; 8], None, [])?;
+    let (mut ledger, _) = GateLogic::open_ledger(
+        &package,
+        Some(&identity),
+        gatemesh_crdt::ChainId(7),
+        &[],
+        std::iter::empty(),
+    )?;
     let started = Instant::now();
     let t0 = gatemesh_node::now_ms();
     for i in 0..scans {
@@ -53,31 +56,18 @@ pub fn run(scans: usize) -> anyhow::Result<Map<String, Value>> {
             direction: Direction::In,
             verdict: if deny { Verdict::Deny } else { Verdict::Admit },
             reason: if deny { "expired" } else { "ok" }.into(),
-            prev: Vec::new(),
+            seen: Vec::new(),
             annuls: None,
+            origin: None,
+            wall_ms: None,
         };
         ledger.record(t0 + i as u64, draft)?;
     }
     let generate_s = started.elapsed().as_secs_f64();
-    let bytes = ledger.save();
-    let header = ExportHeader {
-        event_id: package.config.event_id.clone(),
-        event_name: package.config.name.clone(),
-        exported_at: gatemesh_node::stats::iso(gatemesh_node::now_ms()),
-        records: ledger.index().len(),
-        ledger_bytes: bytes.len() as u64,
-        ledger_sha256: hex::encode(Sha256::digest(&bytes)),
-    };
-    drop(ledger);
     let file = tmp.path().join("big.export");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        writeln!(f, "{EXPORT_MAGIC}")?;
-        writeln!(f, "{}", serde_json::to_string(&header)?)?;
-        f.write_all(&bytes)?;
-    }
+    gatemesh_node::bridge::write_export(&ledger, &package.config, &file)?;
+    drop(ledger);
     let export_bytes = std::fs::metadata(&file)?.len();
-    drop(bytes);
 
     let pg = PgCluster::start();
     let started = Instant::now();

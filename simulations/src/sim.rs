@@ -14,7 +14,7 @@
 //!
 //! [`Fault`]s are test-only bugs the sweep must catch (the self-check).
 
-use gatemesh_crdt::{Direction, Ledger, SyncPeer, Verdict};
+use gatemesh_crdt::{ChainId, Direction, ForkProof, Ledger, SyncMessage, Tip, Verdict};
 use gatemesh_node::cli::{
     device_enroll_with_key, event_create_with_key, tickets_issue, IssueOptions, TicketFormat,
 };
@@ -124,7 +124,8 @@ fn make_world() -> anyhow::Result<World> {
         event: ev.clone(),
         revoke_ticket: vec![general[GENERAL_TICKETS - 1].0.clone()],
         revoke_device: Vec::new(),
-        revoke_from: None,
+        keep: Vec::new(),
+        ledger: None,
         add_device: Vec::new(),
     })?;
     let package = EventPackage::load(&ev)?;
@@ -153,7 +154,7 @@ fn make_world() -> anyhow::Result<World> {
     })
 }
 
-/// What travels. Sync is request-response, as on `/gatemesh/sync/1`: every `Sync` gets an
+/// What travels. Sync is request-response, as on `/gatemesh/sync/2`: every `Sync` gets an
 /// answer (`Sync` or `Done`), and a request that cannot arrive comes back as `Failed` after
 /// [`REQUEST_TIMEOUT_MS`], upon which the sender starts a fresh session (as the node does).
 #[derive(Clone, Debug)]
@@ -161,7 +162,10 @@ enum Payload {
     Gossip(Vec<u8>),
     /// The organizer's revocation bulletin (the control topic, and the hand-over on connect).
     Bulletin,
+    /// A sync request, and its answer (each a `SyncMessage`).
     Sync(Vec<u8>),
+    Answer(Vec<u8>),
+    /// An answer with nothing in it (the fault that drops what a node receives).
     Done,
     Failed,
 }
@@ -202,8 +206,13 @@ struct Node {
     /// Received blobs written without fdatasync since the last durable write: each survives a
     /// crash with probability 1/2.
     relaxed: Vec<Vec<u8>>,
-    sync: Vec<SyncPeer>,
+    /// Each peer's tips as its last sync message gave them.
+    sync: Vec<Option<Vec<Tip>>>,
     skew_ms: i64,
+    /// The chain this node's store writes on (drawn when the store was made).
+    chain: ChainId,
+    /// Fork proofs kept (durably, as `Store::save_forks` does).
+    forks: Vec<ForkProof>,
     /// Fault AckBeforeDurable: answered, not yet written nor published.
     unwritten: Vec<Vec<u8>>,
     /// Fault StaleIndex: received, not yet applied.
@@ -319,16 +328,14 @@ impl Sim {
 
     fn open(&mut self, n: usize) {
         let w = world();
-        let mut session = [0u8; 8];
-        self.rng.fill(&mut session);
         let count = self.nodes.len();
         let node = &mut self.nodes[n];
         let survived: Vec<Vec<u8>> = node.durable.clone();
-        let ledger = GateLogic::open_ledger(
+        let (ledger, _refused) = GateLogic::open_ledger(
             &w.package,
             Some(&w.identities[n]),
-            session,
-            None,
+            node.chain,
+            &node.forks,
             survived.iter().map(Vec::as_slice),
         )
         .expect("a node's durable log opens");
@@ -337,7 +344,7 @@ impl Sim {
             let _ = gate.apply_bulletin(&w.revocation);
         }
         node.gate = Some(gate);
-        node.sync = (0..count).map(|_| SyncPeer::new()).collect();
+        node.sync = vec![None; count];
     }
 
     /// Connections are made anew (a restart, a heal): every sync session with `n` starts over,
@@ -353,10 +360,10 @@ impl Sim {
         }
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if i == n {
-                node.sync.iter_mut().for_each(|p| *p = SyncPeer::new());
+                node.sync.iter_mut().for_each(|p| *p = None);
                 node.busy.iter_mut().for_each(|a| *a = false);
             } else if !node.sync.is_empty() {
-                node.sync[n] = SyncPeer::new();
+                node.sync[n] = None;
                 node.busy[n] = false;
             }
         }
@@ -364,15 +371,20 @@ impl Sim {
 
     fn send(&mut self, from: usize, to: usize, payload: Payload) {
         self.outcome.messages += 1;
-        let request = matches!(payload, Payload::Sync(_));
+        // A lost request or answer fails the exchange on the asker's side after a timeout.
+        let asker = match payload {
+            Payload::Sync(_) => Some((to, from)),
+            Payload::Answer(_) | Payload::Done => Some((from, to)),
+            _ => None,
+        };
         if !self.net.passes(from, to) || self.rng.gen_bool(self.net.loss) {
-            if request {
+            if let Some((responder, asker)) = asker {
                 self.seq += 1;
                 self.queue.push(Msg {
                     at: self.now + REQUEST_TIMEOUT_MS,
                     seq: self.seq,
-                    from: to,
-                    to: from,
+                    from: responder,
+                    to: asker,
                     payload: Payload::Failed,
                 });
             }
@@ -492,19 +504,47 @@ impl Sim {
         }
     }
 
-    /// Apply a gossiped change; whether dependencies are missing.
-    fn apply(&mut self, n: usize, change: &[u8]) -> bool {
+    /// Admit changes from `from`; whether some wait for a predecessor.
+    fn apply(&mut self, n: usize, from: usize, changes: &[Vec<u8>]) -> bool {
         let now = self.node_now(n);
-        let Some(g) = self.nodes[n].gate.as_mut() else {
+        let node = &mut self.nodes[n];
+        let Some(g) = node.gate.as_mut() else {
             return false;
         };
-        match g.ledger_mut().apply_changes(now, &[change.to_vec()]) {
-            Ok(applied) => {
-                self.nodes[n].relaxed.extend(applied.persist);
-                applied.missing_deps
-            }
-            Err(_) => false,
+        let admitted = g.ledger_mut().admit(now, from as u64 + 1, changes);
+        node.relaxed.extend(admitted.persist);
+        if !admitted.forks.is_empty() {
+            node.forks = g
+                .ledger()
+                .forks()
+                .map(|f| (f.a.clone(), f.b.clone()))
+                .collect();
         }
+        admitted.held > 0
+    }
+
+    /// Take a sync message in (forks, changes, tips); the sender's tips and whether it had
+    /// more, or `None` if it does not decode.
+    fn take_sync(&mut self, n: usize, from: usize, bytes: &[u8]) -> Option<(Vec<Tip>, bool)> {
+        let msg = SyncMessage::decode(bytes).ok()?;
+        let node = &mut self.nodes[n];
+        let g = node.gate.as_mut()?;
+        let mut new_forks = false;
+        for (a, b) in &msg.forks {
+            new_forks |= g.ledger_mut().accept_fork(a, b).unwrap_or(false);
+        }
+        if new_forks {
+            node.forks = g
+                .ledger()
+                .forks()
+                .map(|f| (f.a.clone(), f.b.clone()))
+                .collect();
+        }
+        if !msg.changes.is_empty() {
+            self.apply(n, from, &msg.changes);
+        }
+        self.nodes[n].sync[from] = Some(msg.tips.clone());
+        Some((msg.tips, msg.more))
     }
 
     /// Apply the revocation bulletin; the first time, pass it on to every peer.
@@ -524,19 +564,22 @@ impl Sim {
         }
     }
 
-    /// Start a sync exchange with `p` now, unless one is under way.
-    fn start_sync(&mut self, n: usize, p: usize) {
-        let node = &mut self.nodes[n];
+    /// Start a sync exchange with `p` now, unless one is under way; unless `always`, only when
+    /// `p` is known to lack something or changes wait for a predecessor.
+    fn start_sync(&mut self, n: usize, p: usize, always: bool) {
+        let node = &self.nodes[n];
         if node.busy[p] {
             return;
         }
-        let (Some(g), peer) = (node.gate.as_ref(), &mut node.sync[p]) else {
+        let Some(g) = node.gate.as_ref() else {
             return;
         };
-        if let Some(msg) = g.ledger().generate_sync(peer) {
-            node.busy[p] = true;
-            self.send(n, p, Payload::Sync(msg));
+        let msg = SyncMessage::from_ledger(g.ledger(), node.sync[p].as_deref());
+        if !always && !msg.carries_changes() && g.ledger().held() == 0 {
+            return;
         }
+        self.nodes[n].busy[p] = true;
+        self.send(n, p, Payload::Sync(msg.encode()));
     }
 
     fn deliver(&mut self, m: Msg) {
@@ -555,10 +598,16 @@ impl Sim {
         }
         if self.fault == Some(Fault::MergeDropsRecords)
             && m.to == 0
-            && matches!(m.payload, Payload::Gossip(_) | Payload::Sync(_))
+            && matches!(
+                m.payload,
+                Payload::Gossip(_) | Payload::Sync(_) | Payload::Answer(_)
+            )
         {
             if matches!(m.payload, Payload::Sync(_)) {
                 self.send(0, m.from, Payload::Done);
+            }
+            if matches!(m.payload, Payload::Answer(_)) {
+                self.nodes[0].busy[m.from] = false;
             }
             return;
         }
@@ -567,45 +616,43 @@ impl Sim {
                 if self.fault == Some(Fault::StaleIndex) {
                     let at = self.now + 5_000;
                     self.nodes[m.to].late.push((at, change));
-                } else {
-                    if self.apply(m.to, &change) {
-                        self.start_sync(m.to, m.from); // missing dependencies: ask for them
-                    }
+                } else if self.apply(m.to, m.from, &[change]) {
+                    self.start_sync(m.to, m.from, true); // a predecessor is missing: ask
                 }
             }
             Payload::Bulletin => self.take_revocation(m.to),
-            Payload::Done => {
-                let node = &mut self.nodes[m.to];
-                node.busy[m.from] = false;
-                if let Some(p) = node.sync.get_mut(m.from) {
-                    p.clear_in_flight();
-                }
-            }
+            Payload::Done => self.nodes[m.to].busy[m.from] = false,
             Payload::Failed => {
                 let node = &mut self.nodes[m.to];
                 node.busy[m.from] = false;
-                if let Some(p) = node.sync.get_mut(m.from) {
-                    *p = SyncPeer::new(); // a failed exchange: a fresh session
-                }
+                node.sync[m.from] = None; // what the peer holds is unknown again
             }
             Payload::Sync(bytes) => {
-                let now = self.node_now(m.to);
-                let node = &mut self.nodes[m.to];
-                let Some(g) = node.gate.as_mut() else { return };
-                let peer = &mut node.sync[m.from];
-                if let Ok(applied) = g.ledger_mut().receive_sync(peer, &bytes, now) {
-                    node.relaxed.extend(applied.persist);
+                // Answer every request, with what the asker lacks by its tips.
+                let answer = match self.take_sync(m.to, m.from, &bytes) {
+                    Some((theirs, _)) => self.nodes[m.to]
+                        .gate
+                        .as_ref()
+                        .map(|g| SyncMessage::from_ledger(g.ledger(), Some(&theirs)).encode()),
+                    None => None,
+                };
+                match answer {
+                    Some(a) => self.send(m.to, m.from, Payload::Answer(a)),
+                    None => self.send(m.to, m.from, Payload::Done),
                 }
-                // Answer every request: with a message, or done.
-                match g.ledger().generate_sync(peer) {
-                    Some(r) => {
-                        node.busy[m.from] = true;
-                        self.send(m.to, m.from, Payload::Sync(r));
-                    }
-                    None => {
-                        node.busy[m.from] = false;
-                        self.send(m.to, m.from, Payload::Done);
-                    }
+            }
+            Payload::Answer(bytes) => {
+                self.nodes[m.to].busy[m.from] = false;
+                let Some((theirs, more)) = self.take_sync(m.to, m.from, &bytes) else {
+                    return;
+                };
+                let Some(g) = self.nodes[m.to].gate.as_ref() else {
+                    return;
+                };
+                let next = SyncMessage::from_ledger(g.ledger(), Some(&theirs));
+                if more || next.carries_changes() {
+                    self.nodes[m.to].busy[m.from] = true;
+                    self.send(m.to, m.from, Payload::Sync(next.encode()));
                 }
             }
         }
@@ -627,7 +674,7 @@ impl Sim {
                 due.into_iter().map(|(_, c)| c).collect()
             };
             for c in due {
-                self.apply(n, &c);
+                self.apply(n, n, &[c]);
             }
             if self.nodes[n].gate.is_none() {
                 continue;
@@ -635,21 +682,8 @@ impl Sim {
             if self.fault == Some(Fault::StaleIndex) && self.now < ACTIVE_MS {
                 continue; // the stale node learns of others' records only from late gossip
             }
-            for p in 0..self.nodes.len() {
-                if p == n {
-                    continue;
-                }
-                let node = &mut self.nodes[n];
-                let (Some(g), peer) = (node.gate.as_ref(), &mut node.sync[p]) else {
-                    continue;
-                };
-                if node.busy[p] {
-                    continue; // an exchange is under way
-                }
-                if let Some(msg) = g.ledger().generate_sync(peer) {
-                    node.busy[p] = true;
-                    self.send(n, p, Payload::Sync(msg));
-                }
+            for p in (0..self.nodes.len()).filter(|p| *p != n) {
+                self.start_sync(n, p, true);
             }
         }
     }
@@ -896,6 +930,8 @@ fn run_inner(seed: u64, nodes: usize, scenario: &str, fault: Option<Fault>) -> O
                 durable: Vec::new(),
                 relaxed: Vec::new(),
                 sync: Vec::new(),
+                chain: ChainId(rng.gen()),
+                forks: Vec::new(),
                 skew_ms: if skew {
                     rng.gen_range(-5_000..5_000)
                 } else {
@@ -1002,7 +1038,7 @@ fn check(sim: &mut Sim) {
             })
             .collect();
         (
-            l.heads(),
+            l.summary(),
             records,
             serde_json::to_string(&l.index().conflicts()).unwrap_or_default(),
         )
@@ -1011,7 +1047,7 @@ fn check(sim: &mut Sim) {
     for (i, l) in ledgers.iter().enumerate().skip(1) {
         let p = picture(l);
         if p.0 != first.0 {
-            v.push(format!("node {i} has other heads than node 0"));
+            v.push(format!("node {i} has other chain tips than node 0"));
         }
         if p.1 != first.1 {
             let diff: Vec<String> =

@@ -5,7 +5,8 @@
 //! - Fast path: gossipsub, signed messages, `Strict` validation, `validate_messages` (the node
 //!   accepts or rejects each message after checking its records), content-hash message ids (a
 //!   replayed change is the same message), flood publish for the lowest latency.
-//! - Repair: request-response `/gatemesh/sync/1` carrying Automerge sync messages.
+//! - Repair: request-response `/gatemesh/sync/2` carrying the ledger's sync messages (tips and
+//!   bounded batches of changes).
 //! - identify and ping keep peers' addresses and liveness known.
 
 use crate::codec::{SyncCodec, SYNC_FRAME_BYTES_MAX, SYNC_PROTOCOL};
@@ -30,9 +31,9 @@ pub const CONNECTIONS_MAX: u32 = 512;
 pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
 /// Connections being set up from outside.
 pub const PENDING_INCOMING_MAX: u32 = 64;
-/// A sync request unanswered for this long fails (and is retried by the periodic sync). A
-/// round after a long split carries thousands of records, so this is generous.
-pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// A sync request unanswered for this long fails (and is retried by the periodic sync). Each
+/// message carries at most a bounded batch, so this need not grow with the gap.
+pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Concurrent sync streams per connection.
 pub const SYNC_STREAMS_MAX: usize = 8;
 /// Identify/agent protocol version.

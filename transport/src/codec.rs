@@ -1,16 +1,16 @@
-//! Frames of the `/gatemesh/sync/1` protocol: a big-endian u32 length, then that many bytes of
-//! an Automerge sync message. A frame over [`SYNC_FRAME_BYTES_MAX`] is an error before any byte
-//! of it is read, so a peer cannot make us allocate more.
+//! Frames of the `/gatemesh/sync/2` protocol: a big-endian u32 length, then that many bytes (a
+//! kind byte and a sync message or a bulletin). A frame over [`SYNC_FRAME_BYTES_MAX`] is an
+//! error before any byte of it is read, so a peer cannot make us allocate more.
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use std::io;
 
 /// The protocol name.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gatemesh/sync/1");
-/// Largest sync frame, either way. Automerge puts every change the peer lacks into one sync
-/// message (about 300 bytes per record), so this bounds the gap one round can repair (~200k records).
-pub const SYNC_FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gatemesh/sync/2");
+/// Largest sync frame, either way: a sync message carries a bounded batch of changes (the
+/// ledger's `sync::SYNC_MESSAGE_BYTES_MAX`), however large the gap it repairs.
+pub const SYNC_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024 + 1024;
 
 /// The sync codec. `refused` counts frames refused while reading (oversized, cut short): the
 /// request-response layer drops those without an event, so the node reads the count here.

@@ -4,7 +4,7 @@
 //! ledger together, so a gossiped change is validated against the ledger before it is accepted.
 //!
 //! Layout:
-//! - [`behaviour`]: the libp2p behaviour (gossipsub fast path, `/gatemesh/sync/1`
+//! - [`behaviour`]: the libp2p behaviour (gossipsub fast path, `/gatemesh/sync/2`
 //!   request-response repair, identify, ping, allow-list admission) and the swarm builder.
 //! - [`codec`]: length-prefixed, size-limited frames for the sync protocol.
 //! - [`discovery`]: mDNS (mdns-sd) announce and browse of `_gatemesh._udp.local.`, loopback
