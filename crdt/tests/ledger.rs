@@ -54,13 +54,23 @@ fn a_reconciled_offline_scan_posted_to_two_nodes_counts_once() {
     // A different offline scan of the same ticket is a second entry: a double entry.
     let (_, c) = a.record(T0 + 4, offline("handheld-8@1780000000001"));
     b.admit(T0 + 5, 1, &[c]);
-    assert_eq!(b.ledger.index().replay("T9", "general").double_entries.len(), 1);
+    assert_eq!(
+        b.ledger
+            .index()
+            .replay("T9", "general")
+            .double_entries
+            .len(),
+        1
+    );
 }
 
 #[test]
 fn reentry_needs_an_out_and_an_annul_gives_the_entry_back() {
     let mut a = Replica::new(1, 1);
-    let vip = |d| Draft { tier: "vip".into(), ..admit("V", d) };
+    let vip = |d| Draft {
+        tier: "vip".into(),
+        ..admit("V", d)
+    };
     a.record(T0, vip(Direction::In));
     assert_eq!(a.ledger.index().replay("V", "vip").credits, 0);
     a.record(T0 + 1, vip(Direction::Out));
