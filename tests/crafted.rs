@@ -3,7 +3,7 @@
 //! year 9999. Each is a denial with a reason through `gatemesh scan`, `node run` (standard input
 //! and HTTP) and the bridge to PostgreSQL: exit 0, no error, nothing stalled.
 
-use gatemesh_node::credential::make_legacy_code;
+use gatemesh_crdt::credential::make_legacy_code;
 use gatemesh_tests::{decisions, gatemesh, http_request, make_event, NodeProc, PgCluster};
 
 const SECRET: &[u8] = b"crafted-test-secret";

@@ -299,7 +299,7 @@ fn stats_metrics_peers_and_the_live_stream() {
     let mut text = String::new();
     m.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("text/plain"), "{text}");
+    assert!(text.contains("application/openmetrics-text"), "{text}");
     for want in [
         "gatemesh_scans_total{verdict=\"admit\",reason=\"ok\"} 3",
         "gatemesh_scans_total{verdict=\"deny\",reason=\"already_redeemed\"} 1",
@@ -342,7 +342,7 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
     let event_id = a.status()["event_id"].as_str().unwrap().to_string();
     // Inside the event (it opened when it was made, a moment ago), to the second.
     let base = (gatemesh_node::now_ms() / 1000 + 1) * 1000;
-    let at = |ms: u64| gatemesh_node::stats::iso(base + ms);
+    let at = |ms: u64| gatemesh_crdt::stats::iso(base + ms);
 
     let (s, v) = req(
         "GET",

@@ -1,6 +1,8 @@
 //! Helpers for the multi-process tests: find the `gatemesh` binary, run it, make events.
 
-use gatemesh_node::procs::{NodeProcess, NodeSpec};
+pub mod procs;
+
+use procs::{NodeProcess, NodeSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -93,7 +95,7 @@ pub fn decisions(stdout: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A running `gatemesh node run` process (see `gatemesh_node::procs`), with waits that fail the
+/// A running `gatemesh node run` process (see [`procs`]), with waits that fail the
 /// test when they run out. Killed when dropped.
 pub struct NodeProc(NodeProcess);
 

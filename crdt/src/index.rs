@@ -8,6 +8,7 @@
 use crate::hlc::Hlc;
 use crate::record::{ChainKey, DeviceId, Direction, ScanBody, ScanRef, Verdict};
 use crate::roster::Cut;
+use crate::tally::{Seen, Tally, TicketState};
 use std::collections::{BTreeMap, HashMap};
 
 /// How long after an admit the device that made it may annul it; later annuls are ignored by
@@ -171,6 +172,8 @@ pub struct Index {
     records: u64,
     /// Origins of reconciled records (few), by scan.
     origins: HashMap<ScanRef, Box<str>>,
+    /// Running totals for the statistics.
+    tally: Tally,
 }
 
 impl Index {
@@ -220,6 +223,7 @@ impl Index {
             verdict: body.verdict,
             origin: body.origin.as_deref().map_or(0, origin_hash),
         };
+        let before = self.ticket_state(&body.ticket_id);
         let list = self
             .tickets
             .entry(body.ticket_id.as_str().into())
@@ -230,8 +234,58 @@ impl Index {
         if let Some(o) = &body.origin {
             self.origins.insert(scan, o.as_str().into());
         }
-        self.refresh_conflicts(&body.ticket_id);
+        self.tally.record(self.seen(&entry));
+        let after = self.refresh_conflicts(&body.ticket_id);
+        self.tally.ticket(before, after);
         true
+    }
+
+    fn seen(&self, e: &Entry) -> Seen {
+        Seen {
+            verdict: e.verdict,
+            wall_ms: e.wall_ms,
+            // Unreadable codes have no tier.
+            tier: (!self.names.get(e.tier).is_empty()).then_some(e.tier),
+            gate: e.gate,
+            zone: e.zone,
+            reason: e.reason,
+            device: e.device(),
+        }
+    }
+
+    /// The running totals behind the statistics.
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// An interned gate, zone, tier or reason name.
+    pub fn name(&self, id: u16) -> &str {
+        self.names.get(id)
+    }
+
+    /// A ticket's contribution to the per-ticket figures, from its replay.
+    fn ticket_state(&self, ticket_id: &str) -> TicketState {
+        let Some(list) = self.tickets.get(ticket_id) else {
+            return TicketState::default();
+        };
+        let (tier, rule) = self.tier_rule(list);
+        let (legit, _, inside, _) = replay_entries(list, rule);
+        TicketState {
+            checked_in: legit.first().and(tier),
+            inside: legit.last().filter(|_| inside).map(|e| e.zone),
+        }
+    }
+
+    /// The tier (interned) of a ticket's first admit and its entry rule.
+    fn tier_rule(&self, list: &[Entry]) -> (Option<u16>, EntryRule) {
+        let tier = list
+            .iter()
+            .find(|e| e.verdict == Verdict::Admit)
+            .map(|e| e.tier);
+        let rule = tier
+            .and_then(|t| self.rules.get(self.names.get(t)).copied())
+            .unwrap_or_default();
+        (tier, rule)
     }
 
     /// Whether a record with this origin (a reconciled offline scan) is on the ticket.
@@ -274,6 +328,9 @@ impl Index {
         self.records -= dropped;
         for scan in gone {
             self.origins.remove(&scan);
+        }
+        if dropped > 0 {
+            self.rebuild_tally();
         }
         for t in touched {
             if self.tickets.get(&t).is_some_and(Vec::is_empty) {
@@ -328,6 +385,11 @@ impl Index {
             .collect()
     }
 
+    /// Tickets with at least one double entry.
+    pub fn conflict_tickets(&self) -> usize {
+        self.conflicts.len()
+    }
+
     pub fn conflict_count(&self) -> usize {
         self.conflicts.values().map(Vec::len).sum()
     }
@@ -356,22 +418,38 @@ impl Index {
             .unwrap_or_default()
     }
 
-    fn refresh_conflicts(&mut self, ticket_id: &str) {
-        let tier = self.ticket_tier(ticket_id);
-        let rule = self.rules.get(&tier).copied().unwrap_or_default();
-        let double: Vec<ScanRef> = match self.tickets.get(ticket_id) {
-            Some(list) => replay_entries(list, rule)
-                .1
-                .iter()
-                .map(|e| e.scan)
-                .collect(),
-            None => Vec::new(),
+    /// Recompute a ticket's double entries; returns its per-ticket figures.
+    fn refresh_conflicts(&mut self, ticket_id: &str) -> TicketState {
+        let (double, state) = match self.tickets.get(ticket_id) {
+            Some(list) => {
+                let (tier, rule) = self.tier_rule(list);
+                let (legit, double, inside, _) = replay_entries(list, rule);
+                let state = TicketState {
+                    checked_in: legit.first().and(tier),
+                    inside: legit.last().filter(|_| inside).map(|e| e.zone),
+                };
+                (double.iter().map(|e| e.scan).collect::<Vec<_>>(), state)
+            }
+            None => (Vec::new(), TicketState::default()),
         };
         if double.is_empty() {
             self.conflicts.remove(ticket_id);
         } else {
             self.conflicts.insert(ticket_id.into(), double);
         }
+        state
+    }
+
+    /// Recount every total (after records were dropped: rare).
+    fn rebuild_tally(&mut self) {
+        let mut tally = Tally::default();
+        for (ticket, list) in &self.tickets {
+            for e in list {
+                tally.record(self.seen(e));
+            }
+            tally.ticket(TicketState::default(), self.ticket_state(ticket));
+        }
+        self.tally = tally;
     }
 
     fn to_ref(&self, ticket_id: &str, e: &Entry) -> RecordRef {

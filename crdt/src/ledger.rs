@@ -231,6 +231,9 @@ pub struct Ledger {
     pending: Pending,
     forks: BTreeMap<ChainKey, Fork>,
     stats: LedgerStats,
+    /// How much of the local chain is durable: summaries and answers to peers stop there (a
+    /// position lost in a crash is written again, differently). `None`: all of it.
+    own_durable: Option<u32>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -271,6 +274,20 @@ impl Ledger {
             pending: Pending::default(),
             forks: BTreeMap::new(),
             stats: LedgerStats::default(),
+            own_durable: None,
+        }
+    }
+
+    /// How much of the local chain is durable (see the field).
+    pub fn set_own_durable(&mut self, seq: u32) {
+        self.own_durable = Some(seq);
+    }
+
+    /// How far peers may see a chain: the local one up to what is durable.
+    fn shown_len(&self, key: ChainKey, len: u32) -> u32 {
+        match self.own_durable {
+            Some(d) if Some(key) == self.local_chain() => len.min(d),
+            _ => len,
         }
     }
 
@@ -682,15 +699,16 @@ impl Ledger {
         }))
     }
 
-    /// Our tips, one per chain.
+    /// Our tips, one per chain (the local chain's as far as it is durable).
     pub fn summary(&self) -> Vec<Tip> {
         self.chains
             .iter()
             .filter_map(|(k, l)| {
+                let seq = self.shown_len(*k, l.len());
                 Some(Tip {
                     chain: *k,
-                    seq: l.len(),
-                    hash: l.tip()?,
+                    seq,
+                    hash: l.hash_at(seq)?,
                 })
             })
             .collect()
@@ -725,13 +743,14 @@ impl Ledger {
         let mut out = Served::default();
         let mut bytes = 0usize;
         for (key, log) in self.chains.iter() {
+            let len = self.shown_len(*key, log.len());
             let (their_seq, their_hash) = peer.get(key).copied().unwrap_or((0, [0; 32]));
             let range = if their_seq == 0 {
-                1..=log.len()
-            } else if their_seq <= log.len() && log.hash_at(their_seq) != Some(their_hash) {
+                1..=len
+            } else if their_seq <= len && log.hash_at(their_seq) != Some(their_hash) {
                 their_seq.saturating_sub(FORK_PROBE_DEPTH).max(1)..=their_seq
             } else {
-                their_seq + 1..=log.len()
+                their_seq + 1..=len
             };
             for seq in range {
                 let Some(c) = log.get(seq) else { break };

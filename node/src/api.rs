@@ -7,7 +7,7 @@
 //! (`Authorization: Bearer`); bulletins need the admin token.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,54 +26,48 @@ pub const API_BATCH_MAX: usize = 64;
 /// Longest a request waits for the node's loop.
 pub const API_WAIT_MAX: Duration = Duration::from_secs(10);
 
-/// What the HTTP side asks of the node's loop.
+/// What the HTTP side asks of the node's loop. Answers are JSON values the loop made from the
+/// replica's typed answers.
 #[derive(Debug)]
 pub enum ApiCall {
     Scan {
         code: String,
         gate: Option<String>,
-        direction: Option<String>,
+        direction: Option<gatemesh_crdt::Direction>,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
-    Ticket {
-        id: String,
-        reply: oneshot::Sender<Result<Value, ApiError>>,
-    },
-    Conflicts {
-        reply: oneshot::Sender<Result<Value, ApiError>>,
-    },
-    Status {
+    /// A read-only question.
+    Query {
+        query: Query,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     Bulletin {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
-    Stats {
-        reply: oneshot::Sender<Result<Value, ApiError>>,
-    },
-    Peers {
-        reply: oneshot::Sender<Result<Value, ApiError>>,
-    },
-    /// Prometheus text, as a JSON string.
-    Metrics {
-        reply: oneshot::Sender<Result<Value, ApiError>>,
-    },
-    OfflineManifest {
-        event_id: String,
-        reply: oneshot::Sender<Result<Value, ApiError>>,
-    },
     Reconcile {
-        request: crate::offline::ReconcileRequest,
+        request: gatemesh_crdt::offline::ReconcileRequest,
         /// Asked with the admin token: device ids the organizer did not list are taken too.
         trusted: bool,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
+}
+
+/// The read-only questions.
+#[derive(Clone, Debug)]
+pub enum Query {
+    Ticket(String),
+    Conflicts,
+    Status,
+    Stats,
+    Peers,
+    /// Prometheus text, as a JSON string.
+    Metrics,
+    OfflineManifest(String),
     /// Records `from..from + max` of the node's journal (the bridge; not an HTTP route).
     Journal {
         from: usize,
         max: usize,
-        reply: oneshot::Sender<Result<Value, ApiError>>,
     },
 }
 
@@ -197,6 +191,10 @@ fn authorize_token(
     }
 }
 
+async fn query(state: &ApiState, query: Query) -> Result<Json<Value>, ApiError> {
+    call(state, |reply| ApiCall::Query { query, reply }).await
+}
+
 async fn call(
     state: &ApiState,
     make: impl FnOnce(oneshot::Sender<Result<Value, ApiError>>) -> ApiCall,
@@ -263,15 +261,17 @@ async fn scan(
         }
     };
     let (gate, direction) = (text("gate")?, text("direction")?);
-    if direction
-        .as_deref()
-        .is_some_and(|d| d != "in" && d != "out")
-    {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "`direction` is \"in\" or \"out\"",
-        ));
-    }
+    let direction = match direction.as_deref() {
+        None => None,
+        Some("in") => Some(gatemesh_crdt::Direction::In),
+        Some("out") => Some(gatemesh_crdt::Direction::Out),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_field",
+                "`direction` is \"in\" or \"out\"",
+            ))
+        }
+    };
     call(&state, |reply| ApiCall::Scan {
         code,
         gate,
@@ -287,7 +287,7 @@ async fn ticket(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    call(&state, |reply| ApiCall::Ticket { id, reply }).await
+    query(&state, Query::Ticket(id)).await
 }
 
 async fn conflicts(
@@ -295,7 +295,7 @@ async fn conflicts(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    call(&state, |reply| ApiCall::Conflicts { reply }).await
+    query(&state, Query::Conflicts).await
 }
 
 async fn status(
@@ -303,7 +303,7 @@ async fn status(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    call(&state, |reply| ApiCall::Status { reply }).await
+    query(&state, Query::Status).await
 }
 
 async fn bulletin(
@@ -336,29 +336,41 @@ async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
 
 async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    call(&state, |reply| ApiCall::Stats { reply }).await
+    query(&state, Query::Stats).await
 }
 
 async fn peers(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    call(&state, |reply| ApiCall::Peers { reply }).await
+    query(&state, Query::Peers).await
 }
 
 async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    let Json(text) = call(&state, |reply| ApiCall::Metrics { reply }).await?;
+    let Json(text) = query(&state, Query::Metrics).await?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text.as_str().unwrap_or_default().to_string(),
     )
         .into_response())
 }
 
+/// Parse and check a reconcile body.
+fn parse_reconcile(
+    body: &[u8],
+) -> Result<gatemesh_crdt::offline::ReconcileRequest, gatemesh_crdt::offline::RequestError> {
+    let req: gatemesh_crdt::offline::ReconcileRequest =
+        serde_json::from_slice(body).map_err(|e| {
+            gatemesh_crdt::offline::refuse("INVALID_REQUEST", format!("reconcile body: {e}"))
+        })?;
+    gatemesh_crdt::offline::check_request(&req)?;
+    Ok(req)
+}
+
 /// Errors of the seed's offline routes carry its `success: false` beside our fields.
-fn offline_error(status: StatusCode, e: crate::offline::RequestError) -> Response {
+fn offline_error(status: StatusCode, e: gatemesh_crdt::offline::RequestError) -> Response {
     (
         status,
         Json(json!({"success": false, "error": e.code, "message": e.message})),
@@ -370,13 +382,15 @@ async fn offline_manifest(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(event_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
-    if let Err(e) = crate::offline::check_device_id(query.get("device_id").map(String::as_str)) {
+    if let Err(e) =
+        gatemesh_crdt::offline::check_device_id(params.get("device_id").map(String::as_str))
+    {
         return Ok(offline_error(StatusCode::BAD_REQUEST, e));
     }
-    let Json(manifest) = call(&state, |reply| ApiCall::OfflineManifest { event_id, reply }).await?;
+    let Json(manifest) = query(&state, Query::OfflineManifest(event_id)).await?;
     Ok(Json(json!({"success": true, "manifest": manifest})).into_response())
 }
 
@@ -387,7 +401,7 @@ async fn reconcile(
 ) -> Result<Response, ApiError> {
     let access = authorize(&state, &headers, Access::Staff)?;
     let body = body_bytes(body)?;
-    let request = match crate::offline::parse_request(&body) {
+    let request = match parse_reconcile(&body) {
         Ok(r) => r,
         Err(e) => return Ok(offline_error(StatusCode::BAD_REQUEST, e)),
     };
@@ -407,11 +421,11 @@ async fn reconcile(
 async fn stream(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    UrlQuery(params): UrlQuery<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use std::sync::atomic::Ordering;
-    let token = bearer(&headers).or(query.get("token").map(String::as_str));
+    let token = bearer(&headers).or(params.get("token").map(String::as_str));
     authorize_token(&state, token, Access::Staff)?;
     if state.streams_open.fetch_add(1, Ordering::SeqCst) >= STREAM_CLIENTS_MAX {
         state.streams_open.fetch_sub(1, Ordering::SeqCst);
@@ -431,7 +445,7 @@ async fn stream(
     let slot = Slot(state.streams_open.clone());
     let rx = state.stream.subscribe();
     // A first stats event right away, so a fresh page has figures.
-    let first = call(&state, |reply| ApiCall::Stats { reply }).await.ok();
+    let first = query(&state, Query::Stats).await.ok();
     let first = first.map(|Json(mut v)| {
         v["event"] = json!("stats");
         std::sync::Arc::new(v)

@@ -17,11 +17,11 @@
 //! every record of the bridge's own store, so a restarted bridge resumes without gaps.
 
 use crate::api::ApiCall;
-use crate::cli::open_device;
-use crate::event::EventPackage;
+use crate::device;
 use anyhow::{bail, Context};
 use gatemesh_cloud_bridge::tokio_postgres;
 use gatemesh_cloud_bridge::{self as pg, Added, Batch, ConflictRow, DeviceRow, ScanRow};
+use gatemesh_crdt::event::{EventConfig, EventPackage};
 use gatemesh_crdt::{Conflict, RecordRef};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -60,14 +60,14 @@ pub struct ExportHeader {
 
 /// Write a node's full ledger to `out`. Returns the header as JSON.
 pub fn export(event: &Path, data: &Path, out: &Path) -> anyhow::Result<Value> {
-    let dev = open_device(event, None, data, None)?;
+    let dev = device::open(event, None, data, None)?;
     write_export(dev.gate.ledger(), dev.gate.config(), out)
 }
 
 /// Write `ledger` as an export file (written beside, synced, then renamed into place).
 pub fn write_export(
     ledger: &gatemesh_crdt::Ledger,
-    config: &crate::event::EventConfig,
+    config: &EventConfig,
     out: &Path,
 ) -> anyhow::Result<Value> {
     let mut digest = Sha256::new();
@@ -80,7 +80,7 @@ pub fn write_export(
     let header = ExportHeader {
         event_id: config.event_id.clone(),
         event_name: config.name.clone(),
-        exported_at: crate::stats::iso(crate::now_ms()),
+        exported_at: gatemesh_crdt::stats::iso(crate::now_ms()),
         records: ledger.index().len(),
         changes,
         ledger_bytes: bytes,
@@ -267,7 +267,7 @@ fn batches(mut rows: Vec<ScanRow>, conflicts: &HashMap<String, Vec<ConflictRow>>
 
 /// Merge an export file into the database. Returns a JSON summary.
 pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Value> {
-    let package = EventPackage::load(event)?;
+    let package = crate::package::load(event)?;
     let config = &package.config;
     let clock = std::time::Instant::now();
     let mut timings = serde_json::Map::new();
@@ -276,7 +276,7 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     };
     let (header, bytes) = read_export(file, &config.event_id)?;
     lap("read");
-    let ledger = admit_export(&package, &bytes)?;
+    let ledger = admit_export(&package, event, &bytes)?;
     drop(bytes);
     lap("verified");
     let index = ledger.index();
@@ -375,17 +375,21 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
 /// Take an export's changes through the mesh's admission, on a ledger that knows the event
 /// package's devices and bulletins (a revoked device's records count here as they do on the
 /// nodes).
-fn admit_export(package: &EventPackage, bytes: &[u8]) -> anyhow::Result<gatemesh_crdt::Ledger> {
-    let (ledger, _) = crate::gate::GateLogic::open_ledger(
+fn admit_export(
+    package: &EventPackage,
+    event_dir: &Path,
+    bytes: &[u8],
+) -> anyhow::Result<gatemesh_crdt::Ledger> {
+    let (ledger, _) = gatemesh_crdt::gate::GateLogic::open_ledger(
         package,
         None,
         gatemesh_crdt::ChainId(0),
         &[],
         std::iter::empty(),
     )?;
-    let mut gate = crate::gate::GateLogic::new(package, ledger, None)?;
+    let mut gate = gatemesh_crdt::gate::GateLogic::new(package, ledger, None)?;
     let keys = package.config.organizer_verifying_keys()?;
-    let (bulletins, _) = crate::bulletin::load_dir(&package.dir, &package.config.event_id, &keys);
+    let (bulletins, _) = crate::package::load_bulletins(event_dir, &package.config.event_id, &keys);
     for b in &bulletins {
         gate.apply_bulletin(b)?;
     }
@@ -473,9 +477,11 @@ async fn journal_page(
 ) -> anyhow::Result<Value> {
     let (reply, rx) = tokio::sync::oneshot::channel();
     calls
-        .send(ApiCall::Journal {
-            from,
-            max: LIVE_PAGE_MAX,
+        .send(ApiCall::Query {
+            query: crate::api::Query::Journal {
+                from,
+                max: LIVE_PAGE_MAX,
+            },
             reply,
         })
         .await
@@ -564,11 +570,11 @@ async fn open_session(url: &str, package: &EventPackage) -> anyhow::Result<Sessi
 }
 
 /// The live bridge: a read-only node of the mesh writing what it receives to PostgreSQL.
-pub async fn run(opts: crate::mesh::NodeOptions, url: &str) -> anyhow::Result<()> {
-    let package = EventPackage::load(&opts.event)?;
+pub async fn run(opts: crate::node::NodeOptions, url: &str) -> anyhow::Result<()> {
+    let package = crate::package::load(&opts.event)?;
     let event_id = package.config.event_id.clone();
     let (calls, rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
-    let mut node = tokio::spawn(crate::mesh::run_with(opts, calls.clone(), rx));
+    let mut node = tokio::spawn(crate::node::run_with(opts, calls.clone(), rx));
     let mut session: Option<Session> = None;
     let mut from = 0usize;
     let mut delay = LIVE_INTERVAL;

@@ -1,30 +1,15 @@
-//! The `gatemesh` command line: the organizer's commands (event, tickets, devices) and the
-//! steward's scan loop. `main` only parses and calls [`run`].
+//! The `gatemesh` command line: clap types, dispatch to the library, and printing. The work is
+//! done by `gatemesh_node` (the organizer's functions, the device, the node, the bridge); this
+//! module only turns arguments into calls and results into lines.
 
-use crate::credential::{make_legacy_code, LegacySecret, LEGACY_EXPIRY_HOURS_DEFAULT};
-use crate::device::{DeviceCertificate, DeviceIdentity, Role, DEVICE_CERT_FILE, DEVICE_KEY_FILE};
-use crate::event::{
-    self, EventConfig, EventPackage, OrganizerKey, OrganizerSecret, DEVICES_DIR, EVENT_FILE,
-    MANIFEST_FILE, ORGANIZER_KEYS_FILE,
-};
-use crate::gate::{GateLogic, ScanRequest};
-use crate::manifest::{ManifestBody, ManifestTicket, TicketStatus};
-use crate::signed::Signed;
-use crate::store::Store;
-use crate::ticket::{self, TicketPayload};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ed25519_dalek::SigningKey;
-use gatemesh_crdt::{DeviceId, Direction};
-use rand::{rngs::OsRng, Rng, RngCore};
-use std::collections::HashSet;
-use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
-
-/// Most tickets one `tickets issue` makes.
-pub const ISSUE_COUNT_MAX: u32 = 1_000_000;
-/// Longest line `gatemesh scan` reads from standard input.
-pub const SCAN_LINE_BYTES_MAX: usize = crate::credential::CODE_BYTES_MAX + 2;
+use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::protocol::{Input, Output, Reply};
+use gatemesh_crdt::replica::ReplicaConfig;
+use gatemesh_crdt::Direction;
+use gatemesh_node::organizer::{self, BulletinRequest, IssueOptions};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -347,15 +332,84 @@ pub struct LedgerArgs {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Event(EventCmd::Create {
+        Command::Event(cmd) => event(cmd),
+        Command::Tickets(cmd) => tickets(cmd),
+        Command::Device(DeviceCmd::Enroll {
+            event,
+            name,
+            role,
+            out,
+        }) => enroll(event, &name, role, out),
+        Command::Scan(args) => scan(args),
+        Command::Demo {
+            nodes,
+            dir,
+            short,
+            no_wait,
+            http,
+        } => {
+            let dir = dir.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "gatemesh-demo-{}-{}",
+                    std::process::id(),
+                    gatemesh_node::now_ms()
+                ))
+            });
+            crate::demo::run(&crate::demo::DemoOptions {
+                nodes,
+                dir,
+                short,
+                wait: !no_wait,
+                http,
+            })
+        }
+        Command::Bulletin(a) => {
+            let path = organizer::bulletin(&bulletin_request(a))?;
+            println!("bulletin written to {}", path.display());
+            Ok(())
+        }
+        Command::Node(NodeCmd::Run(a)) => node_run(a),
+        Command::Ledger(args) => ledger(args),
+        Command::Export { event, data, out } => {
+            let v = gatemesh_node::bridge::export(&event, &data, &out)?;
+            println!("{v}");
+            Ok(())
+        }
+        Command::Bridge(cmd) => bridge(cmd),
+    }
+}
+
+fn event(cmd: EventCmd) -> anyhow::Result<()> {
+    match cmd {
+        EventCmd::Create {
             out,
             name,
             id,
             valid_from,
             valid_until,
-        }) => event_create(&out, &name, id, valid_from, valid_until),
-        Command::Event(EventCmd::AddKey { event }) => event_add_key(&event),
-        Command::Tickets(TicketsCmd::Issue {
+        } => {
+            let made = organizer::event_create(&out, &name, id, valid_from, valid_until)?;
+            println!("event {} created in {}", made.event_id, out.display());
+            println!(
+                "  public:  {} (copy to every device, with devices/ and manifest.json)",
+                made.public.display()
+            );
+            println!(
+                "  secret:  {} (keep it on the organizer's machine)",
+                made.secret.display()
+            );
+        }
+        EventCmd::AddKey { event } => {
+            let key_id = organizer::event_add_key(&event)?;
+            println!("organizer key {key_id} added; earlier keys stay valid");
+        }
+    }
+    Ok(())
+}
+
+fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
+    match cmd {
+        TicketsCmd::Issue {
             event,
             count,
             tier,
@@ -367,7 +421,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             hmac_secret_file,
             from_postgres,
             query,
-        }) => {
+        } => {
             let named = match (from_postgres, query) {
                 (Some(url), Some(query)) => Some(
                     runtime()?
@@ -381,7 +435,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = IssueOptions {
                 count,
                 tier,
-                format,
+                format: format.into(),
                 key_id,
                 nfc,
                 qr: !no_qr,
@@ -389,93 +443,107 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 named,
             };
             let out = out.unwrap_or_else(|| event.join("tickets"));
-            tickets_issue(&event, &out, &opts).map(|_| ())
+            let issued = organizer::tickets_issue(&event, &out, &opts)?;
+            println!(
+                "{} tickets issued ({:?}); codes in {}",
+                issued.len(),
+                opts.format,
+                out.join("codes.csv").display()
+            );
         }
-        Command::Tickets(TicketsCmd::Cancel { event, tickets }) => tickets_cancel(&event, &tickets),
-        Command::Device(DeviceCmd::Enroll {
-            event,
-            name,
-            role,
-            out,
-        }) => {
-            let out = out.unwrap_or_else(|| event.join(format!("device-{name}")));
-            let role = match role {
-                RoleArg::Scanner => Role::Scanner,
-                RoleArg::Observer => Role::Observer,
-                RoleArg::Offline => return offline_device_enroll(&event, &name),
-            };
-            device_enroll(&event, &name, role, &out).map(|_| ())
+        TicketsCmd::Cancel { event, tickets } => {
+            organizer::tickets_cancel(&event, &tickets)?;
+            println!(
+                "{} tickets cancelled; copy manifest.json to the devices",
+                tickets.len()
+            );
         }
-        Command::Scan(args) => scan(args),
-        Command::Demo {
-            nodes,
-            dir,
-            short,
-            no_wait,
-            http,
-        } => {
-            let dir = dir.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!(
-                    "gatemesh-demo-{}-{}",
-                    std::process::id(),
-                    crate::now_ms()
-                ))
-            });
-            crate::demo::run(&crate::demo::DemoOptions {
-                nodes,
-                dir,
-                short,
-                wait: !no_wait,
-                http,
-            })
+    }
+    Ok(())
+}
+
+fn enroll(event: PathBuf, name: &str, role: RoleArg, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let role = match role {
+        RoleArg::Scanner => Role::Scanner,
+        RoleArg::Observer => Role::Observer,
+        RoleArg::Offline => {
+            organizer::offline_device_enroll(&event, name)?;
+            println!("offline device {name} listed in event.json; copy it to the devices");
+            return Ok(());
         }
-        Command::Bulletin(args) => {
-            bulletin(&args).map(|p| println!("bulletin written to {}", p.display()))
+    };
+    let out = out.unwrap_or_else(|| event.join(format!("device-{name}")));
+    let cert = organizer::device_enroll(&event, name, role, &out)?;
+    println!(
+        "device {name} ({}) enrolled as {:?} in {}",
+        cert.device_id,
+        role,
+        out.display()
+    );
+    Ok(())
+}
+
+impl From<TicketFormat> for organizer::TicketFormat {
+    fn from(f: TicketFormat) -> Self {
+        match f {
+            TicketFormat::Gm1 => organizer::TicketFormat::Gm1,
+            TicketFormat::Legacy => organizer::TicketFormat::Legacy,
+            TicketFormat::Manifest => organizer::TicketFormat::Manifest,
         }
-        Command::Node(NodeCmd::Run(a)) => {
-            let parse = |v: &[String]| {
-                v.iter()
-                    .map(|s| {
-                        s.parse()
-                            .with_context(|| format!("{s:?} is not a multiaddr"))
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()
-            };
-            let d = a.device;
-            let opts = crate::mesh::NodeOptions {
-                event: d.event,
-                device: d.device,
-                data: d.data,
-                gate: d.gate,
-                direction: d.direction.map(DirectionArg::direction),
-                listen: parse(&a.listen)?,
-                peers: parse(&a.peer)?,
-                mdns: !a.no_mdns,
-                hmac_secret_file: d.hmac_secret_file,
-                http: a.http,
-                staff_token: a.staff_token,
-                admin_token: a.admin_token,
-                read_stdin: true,
-                journal: false,
-            };
-            runtime()?.block_on(crate::mesh::run(opts))
-        }
-        Command::Ledger(args) => ledger(args),
-        Command::Export { event, data, out } => {
-            let v = crate::bridge::export(&event, &data, &out)?;
-            println!("{v}");
-            Ok(())
-        }
-        Command::Bridge(BridgeCmd::Import {
+    }
+}
+
+fn bulletin_request(a: BulletinArgs) -> BulletinRequest {
+    if !a.revoke_device.is_empty() && a.keep.is_empty() && a.ledger.is_none() {
+        eprintln!(
+            "warning: nothing of the revoked devices is kept (no --keep or --ledger): every \
+             record they wrote is ignored, admits from before the theft included"
+        );
+    }
+    BulletinRequest {
+        event: a.event,
+        revoke_ticket: a.revoke_ticket,
+        revoke_device: a.revoke_device,
+        keep: a.keep,
+        ledger: a.ledger,
+        add_device: a.add_device,
+    }
+}
+
+fn node_run(a: NodeRunArgs) -> anyhow::Result<()> {
+    let d = a.device;
+    let opts = gatemesh_node::node::NodeOptions {
+        event: d.event,
+        device: d.device,
+        data: d.data,
+        gate: d.gate,
+        direction: d.direction.map(DirectionArg::direction),
+        listen: parse_addrs(&a.listen)?,
+        peers: parse_addrs(&a.peer)?,
+        mdns: !a.no_mdns,
+        hmac_secret_file: d.hmac_secret_file,
+        http: a.http,
+        staff_token: a.staff_token,
+        admin_token: a.admin_token,
+        read_stdin: true,
+        journal: false,
+    };
+    runtime()?.block_on(gatemesh_node::node::run(opts))
+}
+
+fn bridge(cmd: BridgeCmd) -> anyhow::Result<()> {
+    match cmd {
+        BridgeCmd::Import {
             event,
             file,
             database_url,
-        }) => {
-            let v = runtime()?.block_on(crate::bridge::import(&event, &file, &database_url))?;
+        } => {
+            let v =
+                runtime()?.block_on(gatemesh_node::bridge::import(&event, &file, &database_url))?;
             println!("{v}");
             Ok(())
         }
-        Command::Bridge(BridgeCmd::Run {
+        BridgeCmd::Run {
             event,
             device,
             database_url,
@@ -483,15 +551,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             peer,
             no_mdns,
-        }) => {
+        } => {
             let data = data.unwrap_or_else(|| device.join("bridge-data"));
-            let gate = EventPackage::load(&event)?
-                .config
+            let config = gatemesh_node::package::load_config(&event)?;
+            let gate = config
                 .gates
                 .first()
                 .map(|g| g.name.clone())
                 .unwrap_or_default();
-            let opts = crate::mesh::NodeOptions {
+            let opts = gatemesh_node::node::NodeOptions {
                 event,
                 device,
                 data,
@@ -507,7 +575,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 read_stdin: false,
                 journal: true,
             };
-            runtime()?.block_on(crate::bridge::run(opts, &database_url))
+            runtime()?.block_on(gatemesh_node::bridge::run(opts, &database_url))
         }
     }
 }
@@ -529,768 +597,100 @@ fn parse_addrs(v: &[String]) -> anyhow::Result<Vec<gatemesh_transport::libp2p::M
         .collect()
 }
 
-fn parse_time(s: &str) -> anyhow::Result<u64> {
-    let t = humantime::parse_rfc3339_weak(s)
-        .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
-    Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64)
-}
-
-fn new_key_id(existing: &[OrganizerKey]) -> String {
-    format!("k{}", existing.len() + 1)
-}
-
-pub fn event_create(
-    out: &Path,
-    name: &str,
-    id: Option<String>,
-    from: Option<String>,
-    until: Option<String>,
-) -> anyhow::Result<()> {
-    event_create_with_key(out, name, id, from, until, SigningKey::generate(&mut OsRng))
-}
-
-/// [`event_create`] with a given organizer key (the simulator makes its world from a seed).
-pub fn event_create_with_key(
-    out: &Path,
-    name: &str,
-    id: Option<String>,
-    from: Option<String>,
-    until: Option<String>,
-    key: SigningKey,
-) -> anyhow::Result<()> {
-    if out.join(EVENT_FILE).exists() {
-        bail!(
-            "{} already holds an event; refusing to overwrite it",
-            out.display()
-        );
-    }
-    std::fs::create_dir_all(out)?;
-    let id = id.unwrap_or_else(|| {
-        let slug: String = name
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(24)
-            .collect::<String>()
-            .to_lowercase();
-        format!(
-            "{}-{:04x}",
-            if slug.is_empty() {
-                "event".into()
-            } else {
-                slug
-            },
-            OsRng.gen::<u16>()
-        )
-    });
-    let from_ms = from
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or_else(crate::now_ms);
-    let until_ms = until
-        .as_deref()
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(from_ms + 7 * 24 * 3600 * 1000);
-    if until_ms <= from_ms {
-        bail!("--valid-until must be after --valid-from");
-    }
-    let public = OrganizerKey {
-        key_id: "k1".into(),
-        public_key: hex::encode(key.verifying_key().as_bytes()),
-    };
-    let config = EventConfig::new(&id, name, from_ms, until_ms, public);
-    config.validate()?;
-    let secrets = vec![OrganizerSecret {
-        key_id: "k1".into(),
-        secret_key: hex::encode(key.to_bytes()),
-    }];
-    event::write_secret_file(
-        &out.join(ORGANIZER_KEYS_FILE),
-        &serde_json::to_vec_pretty(&secrets)?,
-    )?;
-    std::fs::write(out.join(EVENT_FILE), serde_json::to_vec_pretty(&config)?)?;
-    println!("event {id} created in {}", out.display());
-    println!(
-        "  public:  {} (copy to every device, with {DEVICES_DIR}/ and {MANIFEST_FILE})",
-        out.join(EVENT_FILE).display()
-    );
-    println!(
-        "  secret:  {} (keep it on the organizer's machine)",
-        out.join(ORGANIZER_KEYS_FILE).display()
-    );
-    Ok(())
-}
-
-fn event_add_key(dir: &Path) -> anyhow::Result<()> {
-    let mut config: EventConfig = serde_json::from_slice(&std::fs::read(dir.join(EVENT_FILE))?)?;
-    let mut secrets = event::load_organizer_secrets(dir)?;
-    let key = SigningKey::generate(&mut OsRng);
-    let key_id = new_key_id(&config.organizer_keys);
-    config.organizer_keys.push(OrganizerKey {
-        key_id: key_id.clone(),
-        public_key: hex::encode(key.verifying_key().as_bytes()),
-    });
-    secrets.push(OrganizerSecret {
-        key_id: key_id.clone(),
-        secret_key: hex::encode(key.to_bytes()),
-    });
-    event::write_secret_file(
-        &dir.join(ORGANIZER_KEYS_FILE),
-        &serde_json::to_vec_pretty(&secrets)?,
-    )?;
-    std::fs::write(dir.join(EVENT_FILE), serde_json::to_vec_pretty(&config)?)?;
-    println!("organizer key {key_id} added; earlier keys stay valid");
-    Ok(())
-}
-
-/// Options of `tickets issue`.
-#[derive(Clone, Debug)]
-pub struct IssueOptions {
-    pub count: u32,
-    pub tier: String,
-    pub format: TicketFormat,
-    pub key_id: Option<String>,
-    pub nfc: bool,
-    pub qr: bool,
-    pub hmac_secret_file: Option<PathBuf>,
-    /// Issue these tickets (id, tier) instead of `count` new numbered ones of `tier`.
-    pub named: Option<Vec<(String, String)>>,
-}
-
-/// Longest ticket id taken from outside (it names a QR file).
-pub const TICKET_ID_LEN_MAX: usize = 64;
-
-/// One issued ticket, as written to codes.csv.
-#[derive(Clone, Debug)]
-pub struct Issued {
-    pub ticket_id: String,
-    pub tier: String,
-    pub code: String,
-    pub nfc_uid: Option<String>,
-}
-
-pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result<Vec<Issued>> {
-    let package = EventPackage::load(dir)?;
-    let config = &package.config;
-    let tier_of = |name: &str| {
-        config
-            .tier(name)
-            .with_context(|| format!("no tier {name} in this event"))
-    };
-    let wanted = o.named.as_ref().map_or(o.count as usize, Vec::len);
-    if wanted == 0 || wanted > ISSUE_COUNT_MAX as usize {
-        bail!("tickets to issue must be 1..={ISSUE_COUNT_MAX}, not {wanted}");
-    }
-    let (key_id, key) = event::organizer_signing_key(dir, o.key_id.as_deref())?;
-    let mut tickets = package
-        .manifest
-        .as_ref()
-        .map(|m| m.tickets().to_vec())
-        .unwrap_or_default();
-    let first = tickets.len() + 1;
-    let plan: Vec<(String, &crate::event::TierConfig, usize)> = match &o.named {
-        None => {
-            let tier = tier_of(&o.tier)?;
-            (first..first + o.count as usize)
-                .map(|n| (format!("T{n:06}"), tier, n))
-                .collect()
-        }
-        Some(named) => {
-            let mut seen: HashSet<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
-            let mut plan = Vec::with_capacity(named.len());
-            for (i, (id, tier)) in named.iter().enumerate() {
-                let ok = !id.is_empty()
-                    && id.len() <= TICKET_ID_LEN_MAX
-                    && id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                if !ok {
-                    bail!("ticket id {id:?}: 1..={TICKET_ID_LEN_MAX} of A-Z a-z 0-9 - _ .");
-                }
-                if !seen.insert(id) {
-                    bail!("ticket {id} is issued already (or listed twice)");
-                }
-                plan.push((id.clone(), tier_of(tier)?, first + i));
-            }
-            plan
-        }
-    };
-    let legacy_secret = if o.format == TicketFormat::Legacy {
-        Some(
-            legacy_secret(o.hmac_secret_file.as_deref())?
-                .context("legacy tickets need QR_SIGNATURE_SECRET or --hmac-secret-file")?,
-        )
-    } else {
-        None
-    };
-    let mut issued = Vec::with_capacity(plan.len());
-    for (ticket_id, tier, n) in plan {
-        let code = match o.format {
-            TicketFormat::Gm1 => ticket::encode(
-                &TicketPayload {
-                    event_id: config.event_id.clone(),
-                    ticket_id: ticket_id.clone(),
-                    tier: tier.name.clone(),
-                    key_id: key_id.clone(),
-                    valid_from_s: config.valid_from_ms / 1000,
-                    valid_until_s: config.valid_until_ms.div_ceil(1000),
-                },
-                &key,
-            )?,
-            TicketFormat::Legacy => {
-                let secret = legacy_secret
-                    .as_ref()
-                    .map(|s| s.secret.as_slice())
-                    .unwrap_or_default();
-                make_legacy_code(
-                    &ticket_id,
-                    &config.legacy.event_id,
-                    &format!("G{n:06}"),
-                    &random_code(10),
-                    crate::now_ms(),
-                    secret,
-                )
-            }
-            TicketFormat::Manifest => random_code(12),
-        };
-        let nfc_uid = o.nfc.then(random_nfc_uid);
-        tickets.push(ManifestTicket {
-            ticket_id: ticket_id.clone(),
-            ticket_code: code.clone(),
-            tier: tier.name.clone(),
-            zone: tier.zones.first().cloned().unwrap_or_default(),
-            max_scans: tier.max_entries,
-            current_scans: 0,
-            status: TicketStatus::Valid,
-            nfc_uid: nfc_uid.clone(),
-        });
-        issued.push(Issued {
-            ticket_id,
-            tier: tier.name.clone(),
-            code,
-            nfc_uid,
-        });
-    }
-    write_manifest(dir, config, tickets, &key_id, &key)?;
-    write_codes(out, &issued, o.qr)?;
-    println!(
-        "{} tickets issued ({:?}); codes in {}",
-        issued.len(),
-        o.format,
-        out.join("codes.csv").display()
-    );
-    Ok(issued)
-}
-
-fn write_manifest(
-    dir: &Path,
-    config: &EventConfig,
-    tickets: Vec<ManifestTicket>,
-    key_id: &str,
-    key: &SigningKey,
-) -> anyhow::Result<()> {
-    let body = ManifestBody {
-        event_id: config.event_id.clone(),
-        generated_at: crate::now_ms(),
-        expires_at: config.valid_until_ms,
-        tickets,
-    };
-    event::write_signed(&dir.join(MANIFEST_FILE), &Signed::sign(&body, key_id, key)?)
-}
-
-fn write_codes(out: &Path, issued: &[Issued], qr: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out.join("qr"))?;
-    let csv_path = out.join("codes.csv");
-    let new = !csv_path.exists();
-    let mut csv = std::io::BufWriter::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&csv_path)?,
-    );
-    if new {
-        writeln!(csv, "ticket_id,tier,code,nfc_uid,qr")?;
-    }
-    for t in issued {
-        let png = out.join("qr").join(format!("{}.png", t.ticket_id));
-        if qr {
-            crate::qr::write_png(&t.code, &png)?;
-        }
-        let qr_name = if qr {
-            format!("qr/{}.png", t.ticket_id)
-        } else {
-            String::new()
-        };
-        writeln!(
-            csv,
-            "{},{},{},{},{}",
-            t.ticket_id,
-            t.tier,
-            csv_field(&t.code),
-            t.nfc_uid.as_deref().unwrap_or(""),
-            qr_name
-        )?;
-    }
-    csv.flush()?;
-    Ok(())
-}
-
-/// RFC 4180 quoting (legacy codes are JSON, with commas and quotes).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-fn random_code(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..len)
-        .map(|_| ALPHABET[OsRng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-fn random_nfc_uid() -> String {
-    let mut b = [0u8; 7];
-    OsRng.fill_bytes(&mut b);
-    b[0] = 0x04; // NXP manufacturer byte, as on most wristbands
-    b.iter()
-        .map(|x| format!("{x:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn tickets_cancel(dir: &Path, ids: &[String]) -> anyhow::Result<()> {
-    let package = EventPackage::load(dir)?;
-    let mut tickets = package
-        .manifest
-        .as_ref()
-        .map(|m| m.tickets().to_vec())
-        .context("the event has no manifest yet")?;
-    for id in ids {
-        let t = tickets
-            .iter_mut()
-            .find(|t| &t.ticket_id == id)
-            .with_context(|| format!("no ticket {id} in the manifest"))?;
-        t.status = TicketStatus::Cancelled;
-    }
-    let (key_id, key) = event::organizer_signing_key(dir, None)?;
-    write_manifest(dir, &package.config, tickets, &key_id, &key)?;
-    println!(
-        "{} tickets cancelled; copy {MANIFEST_FILE} to the devices",
-        ids.len()
-    );
-    Ok(())
-}
-
-pub fn device_enroll(
-    dir: &Path,
-    name: &str,
-    role: Role,
-    out: &Path,
-) -> anyhow::Result<DeviceCertificate> {
-    let package = EventPackage::load(dir)?;
-    // Short device ids must be unique within the event: draw again on a collision.
-    let key = loop {
-        let k = SigningKey::generate(&mut OsRng);
-        let id = DeviceId::from_public_key(&k.verifying_key()).to_string();
-        if !package.certificates.iter().any(|c| c.device_id == id) {
-            break k;
-        }
-    };
-    device_enroll_with_key(dir, name, role, out, key)
-}
-
-/// List an offline handheld in the event (nodes take its reconciled scans with the staff
-/// token). Copy event.json to the devices again afterwards.
-pub fn offline_device_enroll(dir: &Path, name: &str) -> anyhow::Result<()> {
-    let path = dir.join(EVENT_FILE);
-    let mut config: EventConfig = serde_json::from_slice(&std::fs::read(&path)?)?;
-    if crate::offline::check_device_id(Some(name)).ok() != Some(name) {
-        bail!("{name:?} is not a valid offline device id (1..=64 bytes, no '@', no spaces around)");
-    }
-    if !config.offline_devices.iter().any(|d| d == name) {
-        config.offline_devices.push(name.to_string());
-    }
-    config.validate()?;
-    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
-    println!(
-        "offline device {name} listed in {}; copy it to the devices",
-        path.display()
-    );
-    Ok(())
-}
-
-/// [`device_enroll`] with a given device key (the simulator makes its world from a seed).
-pub fn device_enroll_with_key(
-    dir: &Path,
-    name: &str,
-    role: Role,
-    out: &Path,
-    key: SigningKey,
-) -> anyhow::Result<DeviceCertificate> {
-    let package = EventPackage::load(dir)?;
-    let short_id = DeviceId::from_public_key(&key.verifying_key()).to_string();
-    if package.certificates.iter().any(|c| c.device_id == short_id) {
-        bail!("device id {short_id} is enrolled already");
-    }
-    if name.is_empty() || name.len() > event::NAME_LEN_MAX {
-        bail!("device name must be 1..={} characters", event::NAME_LEN_MAX);
-    }
-    if out.join(DEVICE_KEY_FILE).exists() {
-        bail!(
-            "{} already holds a device key; refusing to overwrite it",
-            out.display()
-        );
-    }
-    let (key_id, org_key) = event::organizer_signing_key(dir, None)?;
-    let cert = DeviceCertificate {
-        event_id: package.config.event_id.clone(),
-        device_id: DeviceId::from_public_key(&key.verifying_key()).to_string(),
-        public_key: hex::encode(key.verifying_key().as_bytes()),
-        name: name.to_string(),
-        role,
-        valid_from_ms: package.config.valid_from_ms,
-        valid_until_ms: package.config.valid_until_ms,
-    };
-    let signed = Signed::sign(&cert, &key_id, &org_key)?;
-    std::fs::create_dir_all(out)?;
-    std::fs::create_dir_all(dir.join(DEVICES_DIR))?;
-    event::write_secret_file(
-        &out.join(DEVICE_KEY_FILE),
-        hex::encode(key.to_bytes()).as_bytes(),
-    )?;
-    event::write_signed(&out.join(DEVICE_CERT_FILE), &signed)?;
-    event::write_signed(
-        &dir.join(DEVICES_DIR)
-            .join(format!("{}.json", cert.device_id)),
-        &signed,
-    )?;
-    println!(
-        "device {name} ({}) enrolled as {:?} in {}",
-        cert.device_id,
-        role,
-        out.display()
-    );
-    Ok(cert)
-}
-
-/// The legacy HMAC secret: `--hmac-secret-file`, else `QR_SIGNATURE_SECRET`; `QR_EXPIRY_HOURS`.
-pub fn legacy_secret(file: Option<&Path>) -> anyhow::Result<Option<LegacySecret>> {
-    let secret = match file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", f.display()))?
-                .trim_end()
-                .as_bytes()
-                .to_vec(),
-        ),
-        None => std::env::var("QR_SIGNATURE_SECRET")
-            .ok()
-            .map(String::into_bytes),
-    };
-    let hours = match std::env::var("QR_EXPIRY_HOURS") {
-        Ok(h) => h
-            .parse::<u64>()
-            .with_context(|| format!("QR_EXPIRY_HOURS={h:?} is not a whole number of hours"))?,
-        Err(_) => LEGACY_EXPIRY_HOURS_DEFAULT,
-    };
-    Ok(secret.filter(|s| !s.is_empty()).map(|secret| LegacySecret {
-        secret,
-        expiry_ms: hours * 3600 * 1000,
-    }))
-}
-
-/// A device's gate logic and store, opened from its directories.
-pub struct OpenDevice {
-    pub gate: GateLogic,
-    pub store: Store,
-    pub identity: Option<DeviceIdentity>,
-    pub certificates: Vec<DeviceCertificate>,
-    /// Stored changes the ledger refused on opening (a damaged store, or records of devices
-    /// revoked since).
-    pub refused_at_open: u64,
-}
-
-impl std::fmt::Debug for OpenDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenDevice")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-pub fn open_device(
-    event_dir: &Path,
-    device_dir: Option<&Path>,
-    data: &Path,
-    hmac_file: Option<&Path>,
-) -> anyhow::Result<OpenDevice> {
-    let package = EventPackage::load(event_dir)?;
-    let keys = package.config.organizer_verifying_keys()?;
-    let device = device_dir
-        .map(|d| DeviceIdentity::load(d, &package.config.event_id, &keys))
-        .transpose()?;
-    let store = Store::open(data).with_context(|| format!("opening store {}", data.display()))?;
-    let forks = store.forks()?;
-    let changes: Vec<sled::IVec> = store.changes().collect::<Result<_, _>>()?;
-    let (ledger, refused) = GateLogic::open_ledger(
-        &package,
-        device.as_ref(),
-        store.chain(),
-        &forks,
-        changes.iter().map(|c| c.as_ref()),
-    )?;
-    drop(changes);
-    let gate = GateLogic::new(&package, ledger, legacy_secret(hmac_file)?)?;
-    Ok(OpenDevice {
-        gate,
-        store,
-        identity: device,
-        certificates: package.certificates,
-        refused_at_open: refused,
-    })
-}
-
+/// `gatemesh scan`: the device's replica with no network; each decision durable before it is
+/// printed.
 fn scan(args: ScanArgs) -> anyhow::Result<()> {
     let d = &args.device;
-    let mut dev = open_device(
+    let dev = gatemesh_node::device::open(
         &d.event,
         Some(&d.device),
         &d.data,
         d.hmac_secret_file.as_deref(),
     )?;
-    let direction = d.direction.map(DirectionArg::direction);
-    let stdout = std::io::stdout();
-    let scan_one = |code: &[u8], dev: &mut OpenDevice| -> anyhow::Result<()> {
-        let outcome = dev.gate.scan(
-            crate::now_ms(),
-            ScanRequest {
-                code,
-                gate: &d.gate,
-                direction,
-            },
-        )?;
-        if let Some(change) = outcome.change {
-            dev.store.append(&[change])?; // durable before the answer is shown
+    let (mut replica, mut store) = dev.into_replica(ReplicaConfig {
+        gate: d.gate.clone(),
+        direction: d.direction.map(DirectionArg::direction),
+        journal: false,
+    });
+    let mut scan_one = |id: u64, code: &[u8]| -> anyhow::Result<()> {
+        let input = Input::Scan {
+            id,
+            code: code.to_vec(),
+            gate: None,
+            direction: None,
+        };
+        let mut outs = replica.handle(gatemesh_node::now_ms(), input);
+        let mut upto = None;
+        for o in &outs {
+            if let Output::Persist { id, changes, .. } = o {
+                store.append(changes)?; // durable before the answer is shown
+                upto = Some(*id);
+            }
         }
-        let mut out = stdout.lock();
-        serde_json::to_writer(&mut out, &outcome.decision)?;
-        writeln!(out)?;
-        out.flush()?;
+        if let Some(upto) = upto {
+            outs.extend(replica.handle(gatemesh_node::now_ms(), Input::Persisted { upto }));
+        }
+        for o in outs {
+            if let Output::Reply { reply, .. } = o {
+                print_reply(reply)?;
+            }
+        }
         Ok(())
     };
     if !args.codes.is_empty() {
-        for c in &args.codes {
-            scan_one(c.as_bytes(), &mut dev)?;
+        for (i, c) in args.codes.iter().enumerate() {
+            scan_one(i as u64 + 1, c.as_bytes())?;
         }
         return Ok(());
     }
     let mut input = std::io::stdin().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = (&mut input)
-            .take(SCAN_LINE_BYTES_MAX as u64 + 1)
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') && n > SCAN_LINE_BYTES_MAX {
-            // Over-long line: scan what we have (it is `malformed`), drop the rest of the line.
-            let mut rest = Vec::new();
-            input.read_until(b'\n', &mut rest)?;
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        if !line.is_empty() {
-            scan_one(&line, &mut dev)?;
-        }
+    let mut id = 0;
+    while let Some(line) = gatemesh_node::input::next_line(&mut input)? {
+        id += 1;
+        scan_one(id, &line)?;
     }
     Ok(())
 }
 
+fn print_reply(reply: Reply) -> anyhow::Result<()> {
+    use std::io::Write;
+    let v = match reply {
+        Reply::Decision(d) => serde_json::to_value(&d)?,
+        Reply::Refused { code, message } | Reply::Failed { code, message } => {
+            anyhow::bail!("{code}: {message}")
+        }
+        _ => return Ok(()),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{v}")?;
+    out.flush()?;
+    Ok(())
+}
+
 fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
-    let dev = open_device(&args.event, None, &args.data, None)?;
-    let index = dev.gate.ledger().index();
+    let dev = gatemesh_node::device::open(&args.event, None, &args.data, None)?;
+    let (replica, _store) = dev.into_replica(ReplicaConfig {
+        gate: String::new(),
+        direction: None,
+        journal: false,
+    });
+    let index = replica.gate().ledger().index();
     let value = if let Some(t) = &args.ticket {
         serde_json::json!({ "ticket": t, "records": index.records(t) })
     } else if args.conflicts {
         serde_json::json!({ "conflicts": index.conflicts() })
     } else {
-        let (mut admits, mut denials) = (0u64, 0u64);
-        index.for_each_record(|r| match r.verdict {
-            gatemesh_crdt::Verdict::Admit => admits += 1,
-            gatemesh_crdt::Verdict::Deny => denials += 1,
-            gatemesh_crdt::Verdict::Annul => {}
-        });
+        let tally = index.tally();
         serde_json::json!({
             "records": index.len(),
             "tickets": index.ticket_count(),
-            "admits": admits,
-            "denials": denials,
+            "admits": tally.total.admitted,
+            "denials": tally.total.denied,
             "double_entries": index.conflict_count(),
-            "heads": dev.gate.ledger().heads().iter().map(hex::encode).collect::<Vec<_>>(),
-            "chains": chains_json(dev.gate.ledger(), &dev.certificates),
+            "heads": replica.gate().ledger().heads().iter().map(hex::encode).collect::<Vec<_>>(),
+            "chains": replica.chains(),
         })
     };
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
-}
-
-/// Every chain of a ledger: device, its name, chain id, position of the tip, tip hash.
-pub fn chains_json(
-    ledger: &gatemesh_crdt::Ledger,
-    certs: &[DeviceCertificate],
-) -> serde_json::Value {
-    let name = |d: &str| {
-        certs
-            .iter()
-            .find(|c| c.device_id == d)
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
-    };
-    ledger
-        .summary()
-        .iter()
-        .map(|t| {
-            serde_json::json!({
-                "device": t.chain.device.to_string(),
-                "name": name(&t.chain.device.to_string()),
-                "chain": t.chain.chain.to_string(),
-                "position": t.seq,
-                "tip": hex::encode(t.hash),
-            })
-        })
-        .collect()
-}
-
-/// Write the next bulletin of the event; returns its path.
-pub fn bulletin(a: &BulletinArgs) -> anyhow::Result<PathBuf> {
-    use crate::bulletin::{load_dir, BulletinBody, DeviceRevocation, BULLETINS_DIR};
-    let package = EventPackage::load(&a.event)?;
-    let find = |who: &str| {
-        package
-            .certificates
-            .iter()
-            .find(|c| c.name == who || c.device_id == who)
-            .with_context(|| {
-                format!(
-                    "no enrolled device {who} in {}",
-                    a.event.join(DEVICES_DIR).display()
-                )
-            })
-    };
-    let held = match &a.ledger {
-        Some(dir) => ledger_tips(&a.event, dir)?,
-        None => Vec::new(),
-    };
-    let revoke_devices = a
-        .revoke_device
-        .iter()
-        .map(|d| {
-            let device_id = find(d)?.device_id.clone();
-            Ok(DeviceRevocation {
-                keep: kept_chains(&device_id, &a.keep, &held)?,
-                device_id,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let add_devices = a
-        .add_device
-        .iter()
-        .map(|d| {
-            let cert = find(d)?;
-            let path = a
-                .event
-                .join(DEVICES_DIR)
-                .join(format!("{}.json", cert.device_id));
-            Ok(serde_json::from_slice(&std::fs::read(&path)?)?)
-        })
-        .collect::<anyhow::Result<Vec<Signed>>>()?;
-    if a.revoke_ticket.is_empty() && revoke_devices.is_empty() && add_devices.is_empty() {
-        bail!("a bulletin needs at least one --revoke-ticket, --revoke-device or --add-device");
-    }
-    let keys = package.config.organizer_verifying_keys()?;
-    let (existing, _) = load_dir(&a.event, &package.config.event_id, &keys);
-    let version = existing
-        .iter()
-        .map(|b| b.version())
-        .max()
-        .map_or(1, |v| v + 1);
-    let body = BulletinBody {
-        event_id: package.config.event_id.clone(),
-        version,
-        issued_ms: crate::now_ms(),
-        revoke_tickets: a.revoke_ticket.clone(),
-        revoke_devices,
-        add_devices,
-    };
-    let (key_id, key) = event::organizer_signing_key(&a.event, None)?;
-    std::fs::create_dir_all(a.event.join(BULLETINS_DIR))?;
-    let signed = Signed::sign(&body, &key_id, &key)?;
-    let bytes = serde_json::to_vec_pretty(&signed)?;
-    let made = crate::bulletin::Bulletin::from_bytes(&bytes, &package.config.event_id, &keys)?;
-    let path = a
-        .event
-        .join(BULLETINS_DIR)
-        .join(format!("{}.json", made.label()));
-    std::fs::write(&path, &bytes)?;
-    Ok(path)
-}
-
-/// The chains of a revoked device to keep: `--keep CHAIN:POSITION` for this device's chains
-/// (a chain id names one device's chain only if that device wrote it, so `--keep` given with
-/// several devices applies to each), else what `--ledger` holds of it.
-fn kept_chains(
-    device_id: &str,
-    keep: &[String],
-    held: &[(String, String, u32)],
-) -> anyhow::Result<Vec<crate::bulletin::KeptChain>> {
-    let mut out = Vec::new();
-    for k in keep {
-        let (chain, through) = k
-            .split_once(':')
-            .with_context(|| format!("--keep {k:?}: expected CHAIN:POSITION"))?;
-        if DeviceId::parse(chain).is_none() {
-            bail!("--keep {k:?}: the chain is 8 hex digits");
-        }
-        let through: u32 = through
-            .parse()
-            .with_context(|| format!("--keep {k:?}: the position is a number"))?;
-        out.push(crate::bulletin::KeptChain {
-            chain: chain.to_string(),
-            through,
-        });
-    }
-    out.extend(
-        held.iter()
-            .filter(|(d, _, _)| d == device_id)
-            .map(|(_, chain, through)| crate::bulletin::KeptChain {
-                chain: chain.clone(),
-                through: *through,
-            }),
-    );
-    if out.is_empty() {
-        eprintln!(
-            "warning: nothing of device {device_id} is kept (no --keep or --ledger): every \
-             record it wrote is ignored, admits from before the theft included"
-        );
-    }
-    Ok(out)
-}
-
-/// (device, chain, position) of every chain a store holds.
-fn ledger_tips(event: &Path, data: &Path) -> anyhow::Result<Vec<(String, String, u32)>> {
-    let dev = open_device(event, None, data, None)?;
-    Ok(dev
-        .gate
-        .ledger()
-        .summary()
-        .iter()
-        .map(|t| (t.chain.device.to_string(), t.chain.chain.to_string(), t.seq))
-        .collect())
 }

@@ -3,10 +3,12 @@
 //! shared screenshots tried at other gates, a forged code, a Wi-Fi split during which both halves
 //! admit the same tickets, the heal, and a summary of what happened.
 
-use crate::cli::{device_enroll, event_create, tickets_issue, IssueOptions, Issued, TicketFormat};
-use crate::device::Role;
 use crate::procs::{NodeProcess, NodeSpec};
 use anyhow::Context;
+use gatemesh_crdt::certificate::Role;
+use gatemesh_node::organizer::{
+    device_enroll, event_create, tickets_issue, IssueOptions, Issued, TicketFormat,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

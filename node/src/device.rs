@@ -1,142 +1,87 @@
-//! Device identity and the organizer-signed certificate that enrolls it.
-//!
-//! A device key is an ed25519 key (the same bytes become the device's libp2p identity). The
-//! certificate binds event id, device public key, name, role and validity, signed by an organizer
-//! key. The roster, the set of devices whose records count, is built from these certificates.
+//! Opening a device: its event package, its own key and certificate, its store, and the ledger
+//! rebuilt from what the store holds, with the bulletins of the event package and of the
+//! device's data directory applied. The same opening serves `scan`, `node run`, `ledger`,
+//! `export` and the bridge.
 
-use crate::event::{parse_public_key, parse_secret_key};
-use crate::signed::Signed;
-use anyhow::{bail, Context};
-use ed25519_dalek::{SigningKey, VerifyingKey};
-use gatemesh_crdt::{DeviceId, Roster, RosterDevice};
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::Path;
+use crate::package;
+use crate::store::Store;
+use anyhow::Context;
+use gatemesh_crdt::certificate::{DeviceCertificate, DeviceIdentity};
+use gatemesh_crdt::gate::GateLogic;
+use gatemesh_crdt::replica::{Replica, ReplicaConfig};
+use std::path::{Path, PathBuf};
 
-pub const DEVICE_KEY_FILE: &str = "device.key";
-pub const DEVICE_CERT_FILE: &str = "device.cert.json";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Scans tickets and writes records.
-    Scanner,
-    /// Reads the mesh only (the HQ bridge, a dashboard laptop).
-    Observer,
+pub struct OpenDevice {
+    pub gate: GateLogic,
+    pub store: Store,
+    pub identity: Option<DeviceIdentity>,
+    pub certificates: Vec<DeviceCertificate>,
+    /// Stored changes the ledger refused on opening (a damaged store, or records of devices
+    /// revoked since).
+    pub refused_at_open: u64,
+    /// Bulletin files that did not verify, with why.
+    pub bad_bulletins: Vec<String>,
+    pub event_dir: PathBuf,
 }
 
-/// How far a device's clock may be off when its certificate's validity is checked.
-pub const CERT_CLOCK_SKEW_MS: u64 = 10 * 60 * 1000;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceCertificate {
-    pub event_id: String,
-    pub device_id: String,
-    pub public_key: String,
-    pub name: String,
-    pub role: Role,
-    pub valid_from_ms: u64,
-    pub valid_until_ms: u64,
-}
-
-impl DeviceCertificate {
-    /// Read a signed certificate and check it against the event's organizer keys.
-    pub fn load(
-        path: &Path,
-        event_id: &str,
-        keys: &HashMap<String, VerifyingKey>,
-    ) -> anyhow::Result<DeviceCertificate> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let signed: Signed =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let cert: DeviceCertificate = signed
-            .open(|id| keys.get(id).copied())
-            .with_context(|| format!("device certificate {}", path.display()))?;
-        cert.check(event_id)?;
-        Ok(cert)
-    }
-
-    pub fn check(&self, event_id: &str) -> anyhow::Result<()> {
-        if self.event_id != event_id {
-            bail!(
-                "certificate of device {} is for event {}, not {event_id}",
-                self.name,
-                self.event_id
-            );
-        }
-        if self.valid_from_ms > self.valid_until_ms {
-            bail!("certificate of device {} is never valid", self.name);
-        }
-        let key = self.verifying_key()?;
-        if DeviceId::from_public_key(&key).to_string() != self.device_id {
-            bail!(
-                "certificate of device {} names the wrong device id",
-                self.name
-            );
-        }
-        Ok(())
-    }
-
-    /// Whether the certificate is valid at `now_ms` (with [`CERT_CLOCK_SKEW_MS`] of slack).
-    pub fn valid_at(&self, now_ms: u64) -> bool {
-        now_ms.saturating_add(CERT_CLOCK_SKEW_MS) >= self.valid_from_ms
-            && now_ms <= self.valid_until_ms.saturating_add(CERT_CLOCK_SKEW_MS)
-    }
-
-    pub fn verifying_key(&self) -> anyhow::Result<VerifyingKey> {
-        parse_public_key(&self.public_key)
+impl std::fmt::Debug for OpenDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenDevice")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
-/// The roster of writers: every scanner certificate.
-pub fn roster_from(certs: &[DeviceCertificate]) -> anyhow::Result<Roster> {
-    let mut roster = Roster::default();
-    for c in certs.iter().filter(|c| c.role == Role::Scanner) {
-        let device = RosterDevice {
-            key: c.verifying_key()?,
-            name: c.name.clone(),
-            cut: None,
-        };
-        if !roster.insert(device) {
-            bail!(
-                "roster is full ({} devices)",
-                gatemesh_crdt::roster::ROSTER_DEVICES_MAX
-            );
-        }
+impl OpenDevice {
+    /// The device's replica (it takes the gate logic); the store stays with the caller.
+    pub fn into_replica(self, config: ReplicaConfig) -> (Replica, Store) {
+        let replica = Replica::new(self.gate, &self.certificates, config);
+        (replica, self.store)
     }
-    Ok(roster)
 }
 
-/// A device's own files: its secret key and its certificate.
-#[derive(Clone, Debug)]
-pub struct DeviceIdentity {
-    pub key: SigningKey,
-    pub certificate: DeviceCertificate,
-}
-
-impl DeviceIdentity {
-    pub fn load(
-        dir: &Path,
-        event_id: &str,
-        keys: &HashMap<String, VerifyingKey>,
-    ) -> anyhow::Result<DeviceIdentity> {
-        let key_path = dir.join(DEVICE_KEY_FILE);
-        let key = parse_secret_key(
-            &std::fs::read_to_string(&key_path)
-                .with_context(|| format!("reading {}", key_path.display()))?,
-        )?;
-        let certificate = DeviceCertificate::load(&dir.join(DEVICE_CERT_FILE), event_id, keys)?;
-        if certificate.verifying_key()? != key.verifying_key() {
-            bail!(
-                "{} does not match the certificate's public key",
-                key_path.display()
-            );
+/// Open a device: `device_dir` holds its key and certificate (none: read-only), `data` its
+/// store, `hmac_file` the legacy HMAC secret (else `QR_SIGNATURE_SECRET`).
+pub fn open(
+    event_dir: &Path,
+    device_dir: Option<&Path>,
+    data: &Path,
+    hmac_file: Option<&Path>,
+) -> anyhow::Result<OpenDevice> {
+    let package = package::load(event_dir)?;
+    let keys = package.config.organizer_verifying_keys()?;
+    let device = device_dir
+        .map(|d| package::load_identity(d, &package.config.event_id, &keys))
+        .transpose()?;
+    let store = Store::open(data).with_context(|| format!("opening store {}", data.display()))?;
+    let forks = store.forks()?;
+    let changes: Vec<sled::IVec> = store.changes().collect::<Result<_, _>>()?;
+    let (ledger, refused) = GateLogic::open_ledger(
+        &package,
+        device.as_ref(),
+        store.chain(),
+        &forks,
+        changes.iter().map(|c| c.as_ref()),
+    )?;
+    drop(changes);
+    let mut gate = GateLogic::new(&package, ledger, package::legacy_secret(hmac_file)?)?;
+    let mut bad_bulletins = Vec::new();
+    for dir in [event_dir, data] {
+        let (found, bad) = package::load_bulletins(dir, &package.config.event_id, &keys);
+        bad_bulletins.extend(bad);
+        for b in found {
+            if let Err(e) = gate.apply_bulletin(&b) {
+                bad_bulletins.push(format!("{}: {e}", b.label()));
+            }
         }
-        Ok(DeviceIdentity { key, certificate })
     }
-
-    pub fn id(&self) -> DeviceId {
-        DeviceId::from_public_key(&self.key.verifying_key())
-    }
+    Ok(OpenDevice {
+        gate,
+        store,
+        identity: device,
+        certificates: package.certificates,
+        refused_at_open: refused,
+        bad_bulletins,
+        event_dir: event_dir.to_path_buf(),
+    })
 }

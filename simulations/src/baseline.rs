@@ -18,8 +18,8 @@ use crate::report::percentile;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use gatemesh_node::credential::{self, Readers};
-use gatemesh_node::event::EventPackage;
+use gatemesh_crdt::credential::{self, Readers};
+use gatemesh_crdt::event::EventPackage;
 use gatemesh_tests::{make_event, NodeProc, PgCluster};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ const POOL: usize = 16;
 
 struct Central {
     package: EventPackage,
-    manifest: gatemesh_node::manifest::Manifest,
+    manifest: gatemesh_crdt::manifest::Manifest,
     keys: HashMap<String, ed25519_dalek::VerifyingKey>,
     pool: Vec<tokio::sync::Mutex<tokio_postgres::Client>>,
     next: AtomicUsize,
@@ -120,7 +120,7 @@ pub fn run(b: &Baseline) -> anyhow::Result<Map<String, Value>> {
     let devices: Vec<String> = (0..b.nodes).map(|i| format!("n{i}")).collect();
     let names: Vec<&str> = devices.iter().map(String::as_str).collect();
     let codes: Vec<(String, String)> = make_event(&ev, total as u32, &names, false);
-    let package = EventPackage::load(&ev)?;
+    let package = gatemesh_node::package::load(&ev)?;
     let keys = package.config.organizer_verifying_keys()?;
     let (central_codes, rest) = codes.split_at(b.requests);
     let (mesh_codes, rest) = rest.split_at(b.requests);

@@ -3,14 +3,15 @@
 
 use crate::report::{percentile, rss_bytes};
 use ed25519_dalek::SigningKey;
+use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::gate::ScanRequest;
 use gatemesh_crdt::{
     Direction, Draft, EntryRule, Ledger, LocalDevice, Roster, RosterDevice, Verdict,
 };
-use gatemesh_node::cli::{
-    device_enroll, event_create, open_device, tickets_issue, IssueOptions, TicketFormat,
+use gatemesh_node::device::open as open_device;
+use gatemesh_node::organizer::{
+    device_enroll, event_create, tickets_issue, IssueOptions, TicketFormat,
 };
-use gatemesh_node::device::Role;
-use gatemesh_node::gate::ScanRequest;
 use gatemesh_node::store::Store;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -202,7 +203,7 @@ fn prefill(
     ev: &std::path::Path,
     device: &std::path::Path,
     data: &std::path::Path,
-    tickets: &[gatemesh_node::cli::Issued],
+    tickets: &[gatemesh_node::organizer::Issued],
 ) -> anyhow::Result<()> {
     let mut dev = open_device(ev, Some(device), data, None)?;
     for chunk in tickets.chunks(1000) {

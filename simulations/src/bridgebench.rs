@@ -6,10 +6,8 @@
 //!   ledger, verifying every signature, COPY and merge in batches.
 //! - `rerun_rows_added`: rows the second import of the same file added (the goal is 0).
 
+use gatemesh_crdt::gate::GateLogic;
 use gatemesh_crdt::{Direction, Draft, Verdict};
-use gatemesh_node::device::DeviceIdentity;
-use gatemesh_node::event::EventPackage;
-use gatemesh_node::gate::GateLogic;
 use gatemesh_tests::{gatemesh_bin, make_event, PgCluster};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
@@ -34,9 +32,13 @@ pub fn run(scans: usize) -> anyhow::Result<Map<String, Value>> {
     let tmp = tempfile::tempdir()?;
     let ev = tmp.path().join("event");
     make_event(&ev, 1, &["a"], false);
-    let package = EventPackage::load(&ev)?;
+    let package = gatemesh_node::package::load(&ev)?;
     let keys = package.config.organizer_verifying_keys()?;
-    let identity = DeviceIdentity::load(&ev.join("device-a"), &package.config.event_id, &keys)?;
+    let identity = gatemesh_node::package::load_identity(
+        &ev.join("device-a"),
+        &package.config.event_id,
+        &keys,
+    )?;
     let (mut ledger, _) = GateLogic::open_ledger(
         &package,
         Some(&identity),

@@ -1,7 +1,9 @@
 //! The gatemesh mesh: libp2p over QUIC between enrolled devices.
 //!
-//! This crate builds and describes the network parts; the node's event loop owns the swarm and the
-//! ledger together, so a gossiped change is validated against the ledger before it is accepted.
+//! The only crate that names libp2p. Its [`driver`] runs the swarm: libp2p events become the
+//! replica's inputs, the replica's network outputs become swarm calls; the node that owns the
+//! replica decides everything about the ledger (a gossiped change is checked and written before
+//! the driver reports it accepted).
 //!
 //! Layout:
 //! - [`behaviour`]: the libp2p behaviour (gossipsub fast path, `/gatemesh/sync/2`
@@ -9,11 +11,13 @@
 //! - [`codec`]: length-prefixed, size-limited frames for the sync protocol.
 //! - [`discovery`]: mDNS (mdns-sd) announce and browse of `_gatemesh._udp.local.`, loopback
 //!   included, filtered by event id.
+//! - [`driver`]: the swarm's loop (events in, outputs out), the dial rule, stale connections.
 //! - [`topics`]: topic names.
 
 pub mod behaviour;
 pub mod codec;
 pub mod discovery;
+pub mod driver;
 pub mod topics;
 
 pub use behaviour::{build_swarm, MeshBehaviour, MeshBehaviourEvent, MeshConfig};

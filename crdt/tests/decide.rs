@@ -1,14 +1,14 @@
 //! The decision, table-driven: every credential format, every reason code, in DESIGN §5's order.
 
 use ed25519_dalek::SigningKey;
+use gatemesh_crdt::certificate::{DeviceCertificate, DeviceIdentity, Role};
+use gatemesh_crdt::credential::{make_legacy_code, LegacySecret};
+use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey};
+use gatemesh_crdt::gate::{GateLogic, ScanRequest};
+use gatemesh_crdt::manifest::{Manifest, ManifestBody, ManifestTicket, TicketStatus};
+use gatemesh_crdt::policy::Reason;
+use gatemesh_crdt::ticket::{self, TicketPayload};
 use gatemesh_crdt::{Direction, Verdict};
-use gatemesh_node::credential::{make_legacy_code, LegacySecret};
-use gatemesh_node::device::{DeviceCertificate, DeviceIdentity, Role};
-use gatemesh_node::event::{EventConfig, EventPackage, OrganizerKey};
-use gatemesh_node::gate::{GateLogic, ScanRequest};
-use gatemesh_node::manifest::{Manifest, ManifestBody, ManifestTicket, TicketStatus};
-use gatemesh_node::policy::Reason;
-use gatemesh_node::ticket::{self, TicketPayload};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_800_000_000_000;
@@ -90,7 +90,6 @@ fn package() -> EventPackage {
         ],
     };
     EventPackage {
-        dir: ".".into(),
         config: config(),
         certificates: vec![device(1).certificate, device(2).certificate],
         manifest: Some(Manifest::new(body).unwrap()),

@@ -4,25 +4,25 @@
 //! CLI, the HTTP API, the simulator) makes the change durable before showing the answer.
 
 use crate::bulletin::Bulletin;
+use crate::certificate::{roster_from, CertificateError, DeviceCertificate, DeviceIdentity, Role};
 use crate::credential::{self, Credential, LegacySecret, Readers};
-use crate::device::{roster_from, DeviceCertificate, DeviceIdentity, Role};
 use crate::event::{EventConfig, EventPackage, GateConfig};
+use crate::ledger::{Draft, ForkProof, Ledger, LedgerError, LocalDevice};
 use crate::manifest::Manifest;
 use crate::policy::{self, Denial, Reason};
+use crate::record::{ChainId, Direction, Verdict};
+use crate::roster::RosterDevice;
+use crate::RecordRef;
 use ed25519_dalek::VerifyingKey;
-use gatemesh_crdt::{
-    ChainId, Direction, Draft, ForkProof, Ledger, LedgerError, LocalDevice, RecordRef,
-    RosterDevice, Verdict,
-};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How long after an admit the steward who made it may undo it (the ledger's replay honours an
 /// annul only within it, on every replica).
-pub const ANNUL_WINDOW_MS: u64 = gatemesh_crdt::ANNUL_WINDOW_MS;
+pub const ANNUL_WINDOW_MS: u64 = crate::ANNUL_WINDOW_MS;
 
 /// Most references to earlier scans a record carries.
-const SEEN_REFS_MAX: usize = gatemesh_crdt::record::SEEN_REFS_MAX;
+const SEEN_REFS_MAX: usize = crate::record::SEEN_REFS_MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -38,6 +38,10 @@ pub enum GateError {
     OutsideEvent(u64),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    #[error("device certificates: {0}")]
+    Certificates(#[from] CertificateError),
+    #[error("{0}")]
+    Key(#[from] crate::certificate::KeyError),
     #[error("store: {0}")]
     Store(String),
 }
@@ -52,6 +56,7 @@ impl GateError {
             GateError::UnknownTicket(_) => "unknown_ticket",
             GateError::OutsideEvent(_) => "outside_event",
             GateError::Ledger(_) => "ledger_error",
+            GateError::Certificates(_) | GateError::Key(_) => "event_package",
             GateError::Store(_) => "store_error",
         }
     }
@@ -146,7 +151,7 @@ pub const OFFLINE_FUTURE_MS: u64 = 10 * 60 * 1000;
 pub struct BulletinEffect {
     pub revoked_tickets: usize,
     /// Revoked devices and how many of their records left the index.
-    pub revoked_devices: Vec<(gatemesh_crdt::DeviceId, u64)>,
+    pub revoked_devices: Vec<(crate::DeviceId, u64)>,
     /// Newly enrolled devices (their records come by sync; the count is kept for the event
     /// line and is 0).
     pub added_devices: Vec<(DeviceCertificate, u64)>,
@@ -169,7 +174,7 @@ impl GateLogic {
         package: &EventPackage,
         ledger: Ledger,
         legacy_secret: Option<LegacySecret>,
-    ) -> anyhow::Result<GateLogic> {
+    ) -> Result<GateLogic, GateError> {
         Ok(GateLogic {
             bulletins: BTreeMap::new(),
             organizer_keys: package.config.organizer_verifying_keys()?,
@@ -189,7 +194,7 @@ impl GateLogic {
         chain: ChainId,
         forks: &[ForkProof],
         stored: impl IntoIterator<Item = &'a [u8]>,
-    ) -> anyhow::Result<(Ledger, u64)> {
+    ) -> Result<(Ledger, u64), GateError> {
         let roster = roster_from(&package.certificates)?;
         let local = device.map(|d| LocalDevice {
             key: d.key.clone(),
@@ -232,6 +237,11 @@ impl GateLogic {
         &self.config
     }
 
+    /// The organizer keys in force (bulletins and tickets are checked against them).
+    pub fn organizer_keys(&self) -> &HashMap<String, VerifyingKey> {
+        &self.organizer_keys
+    }
+
     /// Apply a verified bulletin. `Ok(None)`: it was applied already.
     pub fn apply_bulletin(&mut self, b: &Bulletin) -> Result<Option<BulletinEffect>, GateError> {
         if self.bulletins.contains_key(&b.hash()) {
@@ -246,8 +256,7 @@ impl GateLogic {
             effect.revoked_tickets += 1;
         }
         for r in &b.body.revoke_devices {
-            let (Some(id), Some(cut)) = (gatemesh_crdt::DeviceId::parse(&r.device_id), r.cut())
-            else {
+            let (Some(id), Some(cut)) = (crate::DeviceId::parse(&r.device_id), r.cut()) else {
                 continue;
             };
             let dropped = self.ledger.revoke(id, &cut);
@@ -493,7 +502,7 @@ impl GateLogic {
         if target.device != me {
             return Err(not("only the device that admitted may annul"));
         }
-        let admitted_at = gatemesh_crdt::Hlc(target.hlc).wall_ms();
+        let admitted_at = crate::Hlc(target.hlc).wall_ms();
         if now_ms.saturating_sub(admitted_at) > ANNUL_WINDOW_MS {
             return Err(not("the undo window has passed"));
         }
@@ -631,7 +640,7 @@ fn offline_reason(reason: Option<&str>) -> String {
     match reason {
         Some(r)
             if !r.is_empty()
-                && r.len() <= gatemesh_crdt::record::REASON_BYTES_MAX
+                && r.len() <= crate::record::REASON_BYTES_MAX
                 && r.bytes().all(|c| c.is_ascii_lowercase() || c == b'_') =>
         {
             r.to_string()

@@ -10,16 +10,12 @@
 //! their effects (unions of revocations and additions, the narrowest cut per device) do not
 //! depend on the order they arrive in, so every node ends in the same state.
 
-use crate::device::DeviceCertificate;
+use crate::certificate::DeviceCertificate;
 use crate::signed::{Signed, SignedError};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
 
-/// Directory of bulletins, in the event package (made by the organizer) and in a node's data
-/// directory (received ones).
-pub const BULLETINS_DIR: &str = "bulletins";
 /// Largest bulletin accepted.
 pub const BULLETIN_BYTES_MAX: usize = 256 * 1024;
 /// Most revocations and additions in one bulletin.
@@ -46,11 +42,11 @@ pub struct KeptChain {
 
 impl DeviceRevocation {
     /// The ledger's form of this revocation; `None` when a chain id does not parse.
-    pub fn cut(&self) -> Option<gatemesh_crdt::Cut> {
-        let mut cut = gatemesh_crdt::Cut::default();
-        for k in self.keep.iter().take(gatemesh_crdt::roster::CUT_CHAINS_MAX) {
-            let id = gatemesh_crdt::DeviceId::parse(&k.chain)?;
-            cut.keep.insert(gatemesh_crdt::ChainId(id.0), k.through);
+    pub fn cut(&self) -> Option<crate::Cut> {
+        let mut cut = crate::Cut::default();
+        for k in self.keep.iter().take(crate::roster::CUT_CHAINS_MAX) {
+            let id = crate::DeviceId::parse(&k.chain)?;
+            cut.keep.insert(crate::ChainId(id.0), k.through);
         }
         Some(cut)
     }
@@ -83,9 +79,9 @@ pub enum BulletinError {
     #[error("bulletin is {0} bytes, over {BULLETIN_BYTES_MAX}")]
     TooLarge(usize),
     #[error("bulletin is not a signed document: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(#[from] crate::json::JsonError),
     #[error("bulletin signature: {0}")]
-    Signature(#[from] SignedError),
+    Signature(SignedError),
     #[error("bulletin is for event {0}")]
     WrongEvent(String),
     #[error("bulletin holds more than {BULLETIN_ITEMS_MAX} items")]
@@ -94,9 +90,19 @@ pub enum BulletinError {
     Certificate(String),
     #[error("a ticket id, device id or chain in the bulletin is malformed")]
     BadItem,
+    #[error("bulletin is not UTF-8 text")]
+    NotText,
 }
 
 impl BulletinError {
+    /// A JSON fault is `malformed`; anything else about the envelope is its signature.
+    fn from_signed(e: SignedError) -> BulletinError {
+        match e {
+            SignedError::Json(j) => BulletinError::Json(j),
+            other => BulletinError::Signature(other),
+        }
+    }
+
     /// Stable code for the CLI, the node's events and the HTTP API.
     pub fn code(&self) -> &'static str {
         match self {
@@ -107,6 +113,7 @@ impl BulletinError {
             BulletinError::TooManyItems => "bulletin_too_many_items",
             BulletinError::Certificate(_) => "bulletin_bad_certificate",
             BulletinError::BadItem => "bulletin_bad_item",
+            BulletinError::NotText => "bulletin_malformed",
         }
     }
 }
@@ -121,8 +128,11 @@ impl Bulletin {
         if bytes.len() > BULLETIN_BYTES_MAX {
             return Err(BulletinError::TooLarge(bytes.len()));
         }
-        let signed: Signed = serde_json::from_slice(bytes)?;
-        let body: BulletinBody = signed.open(|id| keys.get(id).copied())?;
+        let text = std::str::from_utf8(bytes).map_err(|_| BulletinError::NotText)?;
+        let signed = Signed::from_json(text).map_err(BulletinError::from_signed)?;
+        let body: BulletinBody = signed
+            .open(|id| keys.get(id).copied())
+            .map_err(BulletinError::from_signed)?;
         if body.event_id != event_id {
             return Err(BulletinError::WrongEvent(body.event_id));
         }
@@ -131,13 +141,13 @@ impl Bulletin {
         {
             return Err(BulletinError::TooManyItems);
         }
-        let ids_ok = body.revoke_tickets.iter().all(|t| {
-            !t.is_empty()
-                && gatemesh_crdt::record::field_ok(t, gatemesh_crdt::record::FIELD_BYTES_MAX)
-        });
+        let ids_ok = body
+            .revoke_tickets
+            .iter()
+            .all(|t| !t.is_empty() && crate::record::field_ok(t, crate::record::FIELD_BYTES_MAX));
         let cuts_ok = body.revoke_devices.iter().all(|r| {
-            gatemesh_crdt::DeviceId::parse(&r.device_id).is_some()
-                && r.keep.len() <= gatemesh_crdt::roster::CUT_CHAINS_MAX
+            crate::DeviceId::parse(&r.device_id).is_some()
+                && r.keep.len() <= crate::roster::CUT_CHAINS_MAX
                 && r.cut().is_some()
         });
         if !ids_ok || !cuts_ok {
@@ -162,15 +172,6 @@ impl Bulletin {
         })
     }
 
-    pub fn read(
-        path: &Path,
-        event_id: &str,
-        keys: &HashMap<String, VerifyingKey>,
-    ) -> anyhow::Result<Bulletin> {
-        let bytes = std::fs::read(path)?;
-        Ok(Bulletin::from_bytes(&bytes, event_id, keys)?)
-    }
-
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -189,38 +190,4 @@ impl Bulletin {
     pub fn label(&self) -> String {
         format!("{:06}-{}", self.version(), &hex::encode(self.hash())[..8])
     }
-}
-
-/// Every bulletin in `dir/bulletins/` that verifies, by version. Files that do not verify are
-/// reported in the second list and skipped.
-pub fn load_dir(
-    dir: &Path,
-    event_id: &str,
-    keys: &HashMap<String, VerifyingKey>,
-) -> (Vec<Bulletin>, Vec<String>) {
-    let mut found = Vec::new();
-    let mut bad = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir.join(BULLETINS_DIR)) else {
-        return (found, bad);
-    };
-    for e in entries.flatten().take(BULLETINS_MAX) {
-        match Bulletin::read(&e.path(), event_id, keys) {
-            Ok(b) => found.push(b),
-            Err(err) => bad.push(format!("{}: {err:#}", e.path().display())),
-        }
-    }
-    found.sort_by_key(Bulletin::version);
-    (found, bad)
-}
-
-/// Store a received bulletin in `dir/bulletins/<version>-<hash>.json`, durably.
-pub fn save(dir: &Path, b: &Bulletin) -> std::io::Result<()> {
-    use std::io::Write;
-    let d = dir.join(BULLETINS_DIR);
-    std::fs::create_dir_all(&d)?;
-    let path = d.join(format!("{}.json", b.label()));
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(b.bytes())?;
-    f.sync_all()?;
-    std::fs::File::open(&d)?.sync_all()
 }

@@ -6,20 +6,13 @@
 //! anchor derived from the event id. `organizer-keys.json` holds the organizer's secret
 //! keys (mode 0600) and never leaves the organizer's machine.
 
-use crate::device::DeviceCertificate;
+use crate::certificate::{parse_public_key, DeviceCertificate, KeyError};
+use crate::index::EntryRule;
 use crate::manifest::Manifest;
-use crate::signed::Signed;
-use anyhow::{bail, Context};
-use ed25519_dalek::{SigningKey, VerifyingKey};
-use gatemesh_crdt::{Direction, EntryRule};
+use crate::record::Direction;
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-pub const EVENT_FILE: &str = "event.json";
-pub const ORGANIZER_KEYS_FILE: &str = "organizer-keys.json";
-pub const MANIFEST_FILE: &str = "manifest.json";
-pub const DEVICES_DIR: &str = "devices";
 /// Default grace for a scanner reading the same ticket twice.
 pub const DOUBLE_SCAN_GRACE_MS_DEFAULT: u64 = 3_000;
 /// Longest id or name in the event package.
@@ -134,9 +127,10 @@ impl EventConfig {
     }
 
     /// Check internal consistency: every gate's zone and tier's zones exist, names bounded.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<(), EventError> {
+        let bail = |s: String| Err(EventError::Invalid(s));
         if self.organizer_keys.is_empty() {
-            bail!("event has no organizer key");
+            return bail("event has no organizer key".into());
         }
         let names = std::iter::once(&self.event_id)
             .chain(self.zones.iter())
@@ -144,27 +138,29 @@ impl EventConfig {
             .chain(self.tiers.iter().map(|t| &t.name));
         for n in names {
             if n.is_empty() || n.len() > NAME_LEN_MAX || n.contains(char::is_whitespace) {
-                bail!("name {n:?} must be 1..={NAME_LEN_MAX} characters without spaces");
+                return bail(format!(
+                    "name {n:?} must be 1..={NAME_LEN_MAX} characters without spaces"
+                ));
             }
         }
         for d in &self.offline_devices {
             let ok = crate::offline::check_device_id(Some(d)).is_ok_and(|id| id == d);
             if !ok {
-                bail!("offline device id {d:?} is not a valid device id");
+                return bail(format!("offline device id {d:?} is not a valid device id"));
             }
         }
         for g in &self.gates {
             if !self.zones.contains(&g.zone) {
-                bail!("gate {} is in unknown zone {}", g.name, g.zone);
+                return bail(format!("gate {} is in unknown zone {}", g.name, g.zone));
             }
         }
         for t in &self.tiers {
             if let Some(z) = t.zones.iter().find(|z| !self.zones.contains(z)) {
-                bail!("tier {} names unknown zone {z}", t.name);
+                return bail(format!("tier {} names unknown zone {z}", t.name));
             }
         }
         if self.tier(&self.legacy.tier).is_none() {
-            bail!("legacy tier {} is not a tier", self.legacy.tier);
+            return bail(format!("legacy tier {} is not a tier", self.legacy.tier));
         }
         self.organizer_verifying_keys()?;
         Ok(())
@@ -178,7 +174,7 @@ impl EventConfig {
         self.gates.iter().find(|g| g.name == name)
     }
 
-    pub fn organizer_verifying_keys(&self) -> anyhow::Result<HashMap<String, VerifyingKey>> {
+    pub fn organizer_verifying_keys(&self) -> Result<HashMap<String, VerifyingKey>, KeyError> {
         self.organizer_keys
             .iter()
             .map(|k| Ok((k.key_id.clone(), parse_public_key(&k.public_key)?)))
@@ -202,126 +198,19 @@ impl EventConfig {
     }
 }
 
-pub fn parse_public_key(hex_key: &str) -> anyhow::Result<VerifyingKey> {
-    let bytes: [u8; 32] = hex::decode(hex_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("public key must be 64 hex digits")?;
-    VerifyingKey::from_bytes(&bytes).context("not an ed25519 public key")
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("event.json: {0}")]
+    Invalid(String),
+    #[error("event.json: {0}")]
+    Key(#[from] KeyError),
 }
 
-pub fn parse_secret_key(hex_key: &str) -> anyhow::Result<SigningKey> {
-    let bytes: [u8; 32] = hex::decode(hex_key.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("secret key must be 64 hex digits")?;
-    Ok(SigningKey::from_bytes(&bytes))
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OrganizerSecret {
-    pub key_id: String,
-    pub secret_key: String,
-}
-
-/// Everything a device loads from an event directory.
+/// Everything a device needs of the event: its configuration, the enrolled devices'
+/// certificates and the ticket manifest, all checked by whoever loaded them.
 #[derive(Clone, Debug)]
 pub struct EventPackage {
-    pub dir: PathBuf,
     pub config: EventConfig,
     pub certificates: Vec<DeviceCertificate>,
     pub manifest: Option<Manifest>,
-}
-
-impl EventPackage {
-    /// Load and check `event.json`, every device certificate and the manifest, if any.
-    /// Certificates or a manifest that do not verify are an error: a device must not start on a
-    /// package someone tampered with.
-    pub fn load(dir: &Path) -> anyhow::Result<EventPackage> {
-        let path = dir.join(EVENT_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let config: EventConfig =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        config
-            .validate()
-            .with_context(|| format!("checking {}", path.display()))?;
-        let keys = config.organizer_verifying_keys()?;
-        let mut certificates = Vec::new();
-        let devices = dir.join(DEVICES_DIR);
-        if devices.is_dir() {
-            let mut paths: Vec<_> = std::fs::read_dir(&devices)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            paths.sort();
-            for p in paths
-                .iter()
-                .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            {
-                certificates.push(DeviceCertificate::load(p, &config.event_id, &keys)?);
-            }
-        }
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = if manifest_path.exists() {
-            Some(Manifest::load(&manifest_path, &config.event_id, &keys)?)
-        } else {
-            None
-        };
-        Ok(EventPackage {
-            dir: dir.to_path_buf(),
-            config,
-            certificates,
-            manifest,
-        })
-    }
-}
-
-/// Load the organizer's secret keys (only `event create`, `tickets issue`, `device enroll` do).
-pub fn load_organizer_secrets(dir: &Path) -> anyhow::Result<Vec<OrganizerSecret>> {
-    let path = dir.join(ORGANIZER_KEYS_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (the organizer's secret keys; only the organizer has them)",
-            path.display()
-        )
-    })?;
-    Ok(serde_json::from_str(&text)?)
-}
-
-/// Pick the signing key: `key_id` if given, else the newest.
-pub fn organizer_signing_key(
-    dir: &Path,
-    key_id: Option<&str>,
-) -> anyhow::Result<(String, SigningKey)> {
-    let secrets = load_organizer_secrets(dir)?;
-    let s = match key_id {
-        Some(id) => secrets
-            .iter()
-            .find(|s| s.key_id == id)
-            .with_context(|| format!("no organizer key {id}"))?,
-        None => secrets.last().context("no organizer key")?,
-    };
-    Ok((s.key_id.clone(), parse_secret_key(&s.secret_key)?))
-}
-
-/// Write a file readable by its owner only (secret keys).
-pub fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    Ok(())
-}
-
-/// Write a signed JSON envelope to a file.
-pub fn write_signed(path: &Path, signed: &Signed) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_vec_pretty(signed)?)
-        .with_context(|| format!("writing {}", path.display()))
 }

@@ -35,22 +35,23 @@ pub enum Gm1Error {
     BadSignature,
     #[error("GM1 code is signed with unknown key id {0}")]
     UnknownKey(String),
+    #[error("GM1 field {0:?} is over {GM1_FIELD_LEN_MAX} bytes")]
+    FieldTooLong(String),
 }
 
 /// Make the code for a ticket.
-pub fn encode(payload: &TicketPayload, key: &SigningKey) -> anyhow::Result<String> {
+pub fn encode(payload: &TicketPayload, key: &SigningKey) -> Result<String, Gm1Error> {
     for f in [
         &payload.event_id,
         &payload.ticket_id,
         &payload.tier,
         &payload.key_id,
     ] {
-        anyhow::ensure!(
-            f.len() <= GM1_FIELD_LEN_MAX,
-            "GM1 field {f:?} is over {GM1_FIELD_LEN_MAX} bytes"
-        );
+        if f.len() > GM1_FIELD_LEN_MAX {
+            return Err(Gm1Error::FieldTooLong(f.clone()));
+        }
     }
-    let mut bytes = postcard::to_allocvec(payload)?;
+    let mut bytes = postcard::to_allocvec(payload).map_err(|_| Gm1Error::Malformed)?;
     let sig = key.sign(&bytes);
     bytes.extend_from_slice(&sig.to_bytes());
     Ok(format!("{GM1_PREFIX}{}", BASE32_NOPAD.encode(&bytes)))

@@ -7,12 +7,12 @@
 //! the later checks are [`crate::policy`]'s.
 
 use crate::event::LegacyConfig;
+use crate::json::{self, Value};
 use crate::manifest::{Manifest, TicketStatus};
 use crate::policy::{Denial, Reason};
 use crate::ticket::{self, Gm1Error};
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 use std::collections::HashMap;
 
@@ -28,7 +28,7 @@ pub const MANIFEST_CODE_LEN_MAX: usize = 256;
 const CLAIMED_ID_BYTES_MAX: usize = 64;
 /// Longest ticket id of a readable code, in bytes: the ledger's record field limit, so every
 /// id read is one the ledger, the store and PostgreSQL can hold. Longer is `malformed`.
-pub const TICKET_ID_BYTES_MAX: usize = gatemesh_crdt::record::FIELD_BYTES_MAX;
+pub const TICKET_ID_BYTES_MAX: usize = crate::record::FIELD_BYTES_MAX;
 /// The seven fields a legacy code must carry.
 const LEGACY_FIELDS: [&str; 7] = [
     "ticketId",
@@ -115,7 +115,7 @@ fn claimed_id(c: &str) -> Option<String> {
 
 /// Whether a ticket id read from a valid code can be recorded as it is.
 pub fn ticket_id_ok(id: &str) -> bool {
-    !id.is_empty() && gatemesh_crdt::record::field_ok(id, TICKET_ID_BYTES_MAX)
+    !id.is_empty() && crate::record::field_ok(id, TICKET_ID_BYTES_MAX)
 }
 
 /// Read a scanned code.
@@ -145,9 +145,7 @@ pub fn read(input: &[u8], r: Readers<'_>) -> Result<Credential, Unreadable> {
     } else {
         read_manifest_code(text, r)?
     };
-    if !ticket_id_ok(&cred.ticket_id)
-        || !gatemesh_crdt::record::field_ok(&cred.tier, TICKET_ID_BYTES_MAX)
-    {
+    if !ticket_id_ok(&cred.ticket_id) || !crate::record::field_ok(&cred.tier, TICKET_ID_BYTES_MAX) {
         return Err(unreadable(
             Reason::Malformed,
             format!(
@@ -188,21 +186,25 @@ fn read_gm1(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
 }
 
 fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
-    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
-        return Err(unreadable(
-            Reason::Malformed,
-            "legacy code is not a JSON object",
-            None,
-        ));
+    let obj = match json::parse(text) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Err(unreadable(
+                Reason::Malformed,
+                "legacy code is not a JSON object",
+                None,
+            ))
+        }
     };
-    if let Some(missing) = LEGACY_FIELDS.iter().find(|f| !obj.contains_key(**f)) {
+    let field = |k: &str| obj.get(k).unwrap_or(&Value::Null);
+    if let Some(missing) = LEGACY_FIELDS.iter().find(|f| obj.get(f).is_none()) {
         return Err(unreadable(
             Reason::Malformed,
             format!("legacy code has no {missing}"),
             None,
         ));
     }
-    let scalar = |k: &str| -> Option<String> { js_scalar(&obj[k]) };
+    let scalar = |k: &str| -> Option<String> { js_scalar(field(k)) };
     let (Some(ticket_id), Some(event_id), Some(guest), Some(code), Some(ts)) = (
         scalar("ticketId"),
         scalar("eventId"),
@@ -216,24 +218,25 @@ fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
             None,
         ));
     };
-    let Some(timestamp_ms) = obj["timestamp"]
-        .as_f64()
-        .filter(|t| t.is_finite() && *t >= 0.0)
-    else {
+    let number = match field("timestamp") {
+        Value::Number(n) => n.parse::<f64>().ok(),
+        _ => None,
+    };
+    let Some(timestamp_ms) = number.filter(|t| t.is_finite() && *t >= 0.0) else {
         return Err(unreadable(
             Reason::Malformed,
             "legacy timestamp is not a number of milliseconds",
             None,
         ));
     };
-    let Some(signature) = obj["signature"].as_str() else {
+    let Value::String(signature) = field("signature") else {
         return Err(unreadable(
             Reason::Malformed,
             "legacy signature is not a string",
             None,
         ));
     };
-    let claimed = plain(&obj["ticketId"], &ticket_id);
+    let claimed = plain(field("ticketId"), &ticket_id);
     let Some(secret) = r.legacy_secret else {
         return Err(unreadable(
             Reason::InvalidSignature,
@@ -258,7 +261,7 @@ fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
     Ok(Credential {
         format: Format::Legacy,
         ticket_id: claimed,
-        event_id: plain(&obj["eventId"], &event_id),
+        event_id: plain(field("eventId"), &event_id),
         tier: r.legacy.tier.clone(),
         valid_from_ms: Some(timestamp_ms.saturating_sub(LEGACY_FUTURE_SKEW_MS)),
         valid_until_ms: Some(timestamp_ms.saturating_add(secret.expiry_ms)),
@@ -270,10 +273,16 @@ fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
 /// A JSON scalar as JavaScript's JSON.stringify writes it; `None` for objects, arrays, null.
 fn js_scalar(v: &Value) -> Option<String> {
     match v {
-        Value::String(_) | Value::Bool(_) => serde_json::to_string(v).ok(),
-        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Value::String(s) => Some(js_string(s)),
+        Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => {
-            let f = n.as_f64()?;
+            if let Ok(u) = n.parse::<u64>() {
+                return Some(u.to_string());
+            }
+            if let Ok(i) = n.parse::<i64>() {
+                return Some(i.to_string());
+            }
+            let f = n.parse::<f64>().ok().filter(|f| f.is_finite())?;
             // JS prints integral doubles below 1e21 without a fraction.
             if f.fract() == 0.0 && f.abs() < 1e21 {
                 Some(format!("{f:.0}"))
@@ -285,11 +294,34 @@ fn js_scalar(v: &Value) -> Option<String> {
     }
 }
 
+/// A string as JSON.stringify quotes it: `"` and `\` escaped, control characters as `\b \f
+/// \n \r \t` or `\u00xx`, everything else as it is.
+pub fn js_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The value as an id: strings without quotes, numbers as written.
 fn plain(v: &Value, js: &str) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| js.to_string())
+    match v {
+        Value::String(s) => s.clone(),
+        _ => js.to_string(),
+    }
 }
 
 fn read_manifest_code(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
@@ -337,7 +369,7 @@ pub fn make_legacy_code(
     timestamp_ms: u64,
     secret: &[u8],
 ) -> String {
-    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let q = js_string;
     let signed = format!(
         "{{\"ticketId\":{},\"eventId\":{},\"guestId\":{},\"ticketCode\":{},\"timestamp\":{timestamp_ms}}}",
         q(ticket_id), q(event_id), q(guest_id), q(ticket_code)

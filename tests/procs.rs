@@ -1,6 +1,8 @@
 //! Driving `gatemesh node run` processes: codes in on standard input, JSON events out. Used by
-//! `gatemesh demo`, the benchmarks and the multi-process tests. Every wait has a limit, and a
-//! process is killed when its handle is dropped, so nothing is left running.
+//! the multi-process tests and the benchmarks (through `gatemesh_tests`) and by `gatemesh demo`
+//! (the binary compiles this same file): test harness code, not part of the device library.
+//! Every wait has a limit, and a process is killed when its handle is dropped, so nothing is
+//! left running.
 
 use anyhow::{bail, Context};
 use serde_json::Value;

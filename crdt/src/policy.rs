@@ -7,7 +7,7 @@
 
 use crate::credential::Credential;
 use crate::event::{EventConfig, GateConfig, TierConfig};
-use gatemesh_crdt::TicketReplay;
+use crate::TicketReplay;
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -181,7 +181,7 @@ pub fn check_entry(replay: &TicketReplay) -> Result<(), Denial> {
 /// RFC 3339 time for messages.
 pub fn fmt_ms(ms: u64) -> String {
     // Past year 9999 there is no RFC 3339 date (humantime would panic): clamp.
-    let ms = ms.min(gatemesh_crdt::record::TIME_MAX_MS);
+    let ms = ms.min(crate::record::TIME_MAX_MS);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(t).to_string()
 }

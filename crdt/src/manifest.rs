@@ -2,12 +2,8 @@
 //! its code, tier, zone, max scans and status. A scanner looks opaque barcodes and NFC wristband
 //! UIDs up in it, and a `cancelled` status revokes a ticket of any format.
 
-use crate::signed::Signed;
-use anyhow::{bail, Context};
-use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// Most tickets one manifest may hold.
 pub const MANIFEST_TICKETS_MAX: usize = 2_000_000;
@@ -44,6 +40,14 @@ pub struct ManifestBody {
     pub tickets: Vec<ManifestTicket>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest holds {0} tickets, over {MANIFEST_TICKETS_MAX}")]
+    TooMany(usize),
+    #[error("manifest lists ticket {0} twice")]
+    Twice(String),
+}
+
 /// A verified manifest with lookups by code, NFC UID and ticket id.
 #[derive(Clone, Debug, Default)]
 pub struct Manifest {
@@ -53,18 +57,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn new(body: ManifestBody) -> anyhow::Result<Manifest> {
+    pub fn new(body: ManifestBody) -> Result<Manifest, ManifestError> {
         if body.tickets.len() > MANIFEST_TICKETS_MAX {
-            bail!(
-                "manifest holds {} tickets, over {MANIFEST_TICKETS_MAX}",
-                body.tickets.len()
-            );
+            return Err(ManifestError::TooMany(body.tickets.len()));
         }
         let mut by_code = HashMap::new();
         let mut by_ticket = HashMap::new();
         for (i, t) in body.tickets.iter().enumerate() {
             if by_ticket.insert(t.ticket_id.clone(), i).is_some() {
-                bail!("manifest lists ticket {} twice", t.ticket_id);
+                return Err(ManifestError::Twice(t.ticket_id.clone()));
             }
             by_code.insert(normalize(&t.ticket_code), i);
             if let Some(uid) = &t.nfc_uid {
@@ -76,24 +77,6 @@ impl Manifest {
             by_code,
             by_ticket,
         })
-    }
-
-    pub fn load(
-        path: &Path,
-        event_id: &str,
-        keys: &HashMap<String, VerifyingKey>,
-    ) -> anyhow::Result<Manifest> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let signed: Signed =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let body: ManifestBody = signed
-            .open(|id| keys.get(id).copied())
-            .context("manifest")?;
-        if body.event_id != event_id {
-            bail!("manifest is for event {}, not {event_id}", body.event_id);
-        }
-        Manifest::new(body)
     }
 
     pub fn by_code(&self, code: &str) -> Option<&ManifestTicket> {

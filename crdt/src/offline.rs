@@ -8,13 +8,13 @@
 //! An offline admit of a ticket the mesh had already let in becomes a double entry, reported like
 //! any other.
 //!
-//! Pure: request values and time in, the seed's response values and change bytes out.
+//! Pure: typed requests and time in, the seed's response shapes and change bytes out (the HTTP
+//! edge reads and writes the JSON).
 
 use crate::gate::{GateError, GateLogic, OfflineOutcome};
 use crate::manifest::TicketStatus;
 use crate::stats::iso;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 /// Most scans one reconcile request may carry.
 pub const RECONCILE_SCANS_MAX: usize = 200;
@@ -24,13 +24,13 @@ pub const DEVICE_ID_LEN_MAX: usize = 64;
 pub const MANIFEST_TTL_MS: u64 = 24 * 3_600_000;
 
 /// `POST /offline/reconcile` body, as the seed defines it (plus an optional gate).
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct ReconcileRequest {
     pub device_id: String,
     pub scans: Vec<OfflineScan>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct OfflineScan {
     pub ticket_id: String,
     /// RFC 3339 time the device scanned at.
@@ -54,7 +54,7 @@ pub struct RequestError {
     pub message: String,
 }
 
-fn refuse(code: &'static str, message: impl Into<String>) -> RequestError {
+pub fn refuse(code: &'static str, message: impl Into<String>) -> RequestError {
     RequestError {
         code,
         message: message.into(),
@@ -76,12 +76,50 @@ pub fn check_device_id(id: Option<&str>) -> Result<&str, RequestError> {
     }
 }
 
+/// The seed's `OfflineManifest`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfflineManifest {
+    pub event_id: String,
+    pub generated_at: String,
+    pub expires_at: String,
+    pub tickets: Vec<OfflineTicket>,
+    pub policies: Policies,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfflineTicket {
+    pub ticket_id: String,
+    pub ticket_code: String,
+    pub tier: String,
+    pub zone: String,
+    pub max_scans: u32,
+    pub current_scans: u32,
+    pub status: TicketStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Policies {
+    pub tiers: Vec<TierPolicy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierPolicy {
+    pub tier: String,
+    pub max_entries: u32,
+    pub reentry: bool,
+    pub zones: Vec<String>,
+    pub duplicate_window_ms: u64,
+}
+
 /// The seed's `OfflineManifest` for this event, with current scan counts from the ledger.
-pub fn manifest(gate: &GateLogic, now_ms: u64) -> Option<Value> {
+pub fn manifest(gate: &GateLogic, now_ms: u64) -> Option<OfflineManifest> {
     let config = gate.config();
     let index = gate.ledger().index();
     let body = gate.manifest().body.as_ref()?;
-    let tickets: Vec<Value> = body
+    let tickets = body
         .tickets
         .iter()
         .map(|t| {
@@ -94,44 +132,73 @@ pub fn manifest(gate: &GateLogic, now_ms: u64) -> Option<Value> {
             } else {
                 TicketStatus::Valid
             };
-            json!({
-                "ticketId": t.ticket_id,
-                "ticketCode": t.ticket_code,
-                "tier": t.tier,
-                "zone": t.zone,
-                "maxScans": t.max_scans,
-                "currentScans": current.max(t.current_scans),
-                "status": status,
-            })
+            OfflineTicket {
+                ticket_id: t.ticket_id.clone(),
+                ticket_code: t.ticket_code.clone(),
+                tier: t.tier.clone(),
+                zone: t.zone.clone(),
+                max_scans: t.max_scans,
+                current_scans: current.max(t.current_scans),
+                status,
+            }
         })
         .collect();
-    let policies: Vec<Value> = config
+    let tiers = config
         .tiers
         .iter()
-        .map(|t| {
-            json!({
-                "tier": t.name, "maxEntries": t.max_entries, "reentry": t.reentry,
-                "zones": t.zones, "duplicateWindowMs": t.double_scan_grace_ms,
-            })
+        .map(|t| TierPolicy {
+            tier: t.name.clone(),
+            max_entries: t.max_entries,
+            reentry: t.reentry,
+            zones: t.zones.clone(),
+            duplicate_window_ms: t.double_scan_grace_ms,
         })
         .collect();
-    Some(json!({
-        "eventId": config.event_id,
-        "generatedAt": iso(now_ms),
-        "expiresAt": iso(now_ms + MANIFEST_TTL_MS),
-        "tickets": tickets,
-        "policies": {"tiers": policies},
-    }))
+    Some(OfflineManifest {
+        event_id: config.event_id.clone(),
+        generated_at: iso(now_ms),
+        expires_at: iso(now_ms + MANIFEST_TTL_MS),
+        tickets,
+        policies: Policies { tiers },
+    })
 }
 
-/// One reconciled scan's result, in the seed's shape, and the change to make durable.
+/// What became of one reconciled scan, in the seed's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ScanStatus {
+    Success,
+    Duplicate,
+    Error,
+}
+
+/// One reconciled scan's result, in the seed's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScanResult {
+    pub ticket_id: String,
+    pub status: ScanStatus,
+    pub message: String,
+    /// The policy's reason when an allowed scan was recorded as a denial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_id: Option<String>,
+}
+
+/// One reconciled scan's result and the change to make durable.
 pub struct Reconciled {
-    pub result: Value,
+    pub result: ScanResult,
     pub change: Option<Vec<u8>>,
 }
 
-fn result(ticket_id: &str, status: &str, message: impl Into<String>) -> Value {
-    json!({"ticket_id": ticket_id, "status": status, "message": message.into()})
+fn result(ticket_id: &str, status: ScanStatus, message: impl Into<String>) -> ScanResult {
+    ScanResult {
+        ticket_id: ticket_id.to_string(),
+        status,
+        message: message.into(),
+        reason: None,
+        scan_id: None,
+    }
 }
 
 /// Reconcile one offline scan into the ledger (`default_gate` when the scan names none),
@@ -144,7 +211,7 @@ pub fn reconcile_one(
     default_gate: &str,
 ) -> Reconciled {
     let error = |message: String| Reconciled {
-        result: result(&scan.ticket_id, "ERROR", message),
+        result: result(&scan.ticket_id, ScanStatus::Error, message),
         change: None,
     };
     let scanned_at_ms = match humantime::parse_rfc3339_weak(scan.scanned_at.trim()) {
@@ -169,31 +236,29 @@ pub fn reconcile_one(
     };
     match gate.reconcile(now_ms, input) {
         Ok(OfflineOutcome::Duplicate) => Reconciled {
-            result: result(&scan.ticket_id, "DUPLICATE", "Already processed"),
+            result: result(&scan.ticket_id, ScanStatus::Duplicate, "Already processed"),
             change: None,
         },
         Ok(OfflineOutcome::Recorded {
             scan_id,
             change,
-            policy: None,
-        }) => Reconciled {
-            result: json!({
-                "ticket_id": scan.ticket_id, "status": "SUCCESS", "message": "Scan reconciled",
-                "scan_id": scan_id,
-            }),
-            change: Some(change),
-        },
-        Ok(OfflineOutcome::Recorded {
-            scan_id,
-            change,
-            policy: Some(d),
-        }) => Reconciled {
-            result: json!({
-                "ticket_id": scan.ticket_id, "status": "ERROR", "reason": d.reason.code(),
-                "message": format!("recorded as a denial: {}", d.message), "scan_id": scan_id,
-            }),
-            change: Some(change),
-        },
+            policy,
+        }) => {
+            let mut r = match &policy {
+                None => result(&scan.ticket_id, ScanStatus::Success, "Scan reconciled"),
+                Some(d) => result(
+                    &scan.ticket_id,
+                    ScanStatus::Error,
+                    format!("recorded as a denial: {}", d.message),
+                ),
+            };
+            r.reason = policy.map(|d| d.reason.code().to_string());
+            r.scan_id = Some(scan_id);
+            Reconciled {
+                result: r,
+                change: Some(change),
+            }
+        }
         Err(GateError::UnknownTicket(_)) => error(format!("Ticket {} not found", scan.ticket_id)),
         Err(GateError::UnknownGate(g)) => error(format!("Gate {g} not found")),
         Err(e) => error(e.to_string()),
@@ -201,20 +266,31 @@ pub fn reconcile_one(
 }
 
 /// The seed's response around the per-scan results.
-pub fn response(results: Vec<Value>) -> Value {
-    let ok = results.iter().filter(|r| r["status"] == "SUCCESS").count();
-    json!({
-        "success": true,
-        "reconciled": ok,
-        "failed": results.len() - ok,
-        "results": results,
-    })
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReconcileResponse {
+    pub success: bool,
+    pub reconciled: usize,
+    pub failed: usize,
+    pub results: Vec<ScanResult>,
 }
 
-/// Parse and check a reconcile body.
-pub fn parse_request(body: &[u8]) -> Result<ReconcileRequest, RequestError> {
-    let req: ReconcileRequest = serde_json::from_slice(body)
-        .map_err(|e| refuse("INVALID_REQUEST", format!("reconcile body: {e}")))?;
+impl ReconcileResponse {
+    pub fn new(results: Vec<ScanResult>) -> ReconcileResponse {
+        let ok = results
+            .iter()
+            .filter(|r| r.status == ScanStatus::Success)
+            .count();
+        ReconcileResponse {
+            success: true,
+            reconciled: ok,
+            failed: results.len() - ok,
+            results,
+        }
+    }
+}
+
+/// Check a parsed reconcile request: the device id and the number of scans.
+pub fn check_request(req: &ReconcileRequest) -> Result<(), RequestError> {
     check_device_id(Some(&req.device_id))?;
     if req.scans.len() > RECONCILE_SCANS_MAX {
         return Err(refuse(
@@ -222,5 +298,5 @@ pub fn parse_request(body: &[u8]) -> Result<ReconcileRequest, RequestError> {
             format!("at most {RECONCILE_SCANS_MAX} scans per request"),
         ));
     }
-    Ok(req)
+    Ok(())
 }

@@ -1,0 +1,328 @@
+//! The network side of a [`Replica`]: peers coming and going, gossip of changes and bulletins,
+//! sync sessions (tips exchanged, bounded batches both ways, [`SYNC_SESSIONS_MAX`] of our own
+//! at once), bulletin hand-over to every peer that connects (retried when it fails), and the
+//! periodic round that repairs what gossip missed.
+
+use crate::ledger::{Admitted, Single, Tip};
+use crate::pending::PeerTag;
+use crate::protocol::{Acceptance, Event, Input, Output, Token, Topic, KIND_BULLETIN, KIND_SYNC};
+use crate::record::DeviceId;
+use crate::replica::{Replica, SYNC_INTERVAL_MS, SYNC_SESSIONS_MAX};
+use crate::sync::SyncMessage;
+use crate::Rejection;
+
+/// The ledger's tag for a peer (bounds on changes held per peer).
+fn tag(peer: DeviceId) -> PeerTag {
+    u64::from(peer.0) + 1
+}
+
+impl Replica {
+    pub(crate) fn network(&mut self, input: Input) {
+        match input {
+            Input::PeerUp { peer } => self.peer_up(peer),
+            Input::PeerDown { peer } => self.peer_down(peer),
+            Input::Gossip {
+                from,
+                token,
+                topic,
+                data,
+            } => self.gossip(from, token, topic, &data),
+            Input::SyncRequest { from, token, data } => self.sync_request(from, token, &data),
+            Input::SyncAnswer { from, data } => self.sync_answer(from, &data),
+            Input::SyncFailed { from, bulletin } => self.sync_failed(from, bulletin),
+            Input::FrameRefused { .. } => self.counters.sync_frames_refused += 1,
+            Input::Tick => self.tick(),
+            _ => {}
+        }
+    }
+
+    fn peer_up(&mut self, peer: DeviceId) {
+        if !self.peers.admissible(peer, self.now_ms) {
+            self.out.push(Output::Deny { peer });
+            self.out.push(Output::Disconnect { peer });
+            return;
+        }
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        p.online = true;
+        p.last_seen_ms = self.now_ms;
+        p.tips = None;
+        p.in_flight = false;
+        self.event(Event::PeerConnected(peer));
+        self.send_bulletins(peer);
+        self.start_sync(peer, true);
+    }
+
+    fn peer_down(&mut self, peer: DeviceId) {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let was_online = p.online;
+        p.online = false;
+        p.last_seen_ms = self.now_ms;
+        p.tips = None;
+        p.in_flight = false;
+        if was_online {
+            self.event(Event::PeerDisconnected(peer));
+            self.sync_needy();
+        }
+    }
+
+    fn gossip(&mut self, from: DeviceId, token: Token, topic: Topic, data: &[u8]) {
+        self.counters.gossip_bytes_in += data.len() as u64;
+        let acceptance = match topic {
+            Topic::Control if self.take_bulletin(data, Some(from)) => Acceptance::Accept,
+            Topic::Control => Acceptance::Reject,
+            Topic::Ledger => {
+                let single = self.admit(from, &[data.to_vec()], "gossip");
+                self.acceptance(single, from)
+            }
+        };
+        if acceptance == Acceptance::Accept {
+            self.counters.gossip_accepted += 1;
+        }
+        self.out.push(Output::Validate { token, acceptance });
+    }
+
+    /// What gossip does with a ledger message: forward what we admitted; drop quietly what
+    /// we had, what waits for its predecessor (sync fetches it) and records of devices we do not
+    /// know yet (a bulletin may enroll them); refuse, and count against the sender, the rest.
+    fn acceptance(&mut self, outcome: Single, from: DeviceId) -> Acceptance {
+        match outcome {
+            Single::Admitted => Acceptance::Accept,
+            Single::Duplicate | Single::Held => Acceptance::Ignore,
+            Single::Rejected(Rejection::UnknownDevice) => Acceptance::Ignore,
+            Single::Rejected(r) => {
+                self.counters.gossip_rejected += 1;
+                self.counters.rejected_messages += 1;
+                self.event(Event::Rejected {
+                    from: Some(from),
+                    reason: r.code().to_string(),
+                });
+                Acceptance::Reject
+            }
+        }
+    }
+
+    /// Admit changes from a peer, write what is new, report it. What became of the first.
+    fn admit(&mut self, from: DeviceId, changes: &[Vec<u8>], via: &'static str) -> Single {
+        let admitted = self
+            .gate
+            .ledger_mut()
+            .admit(self.now_ms, tag(from), changes);
+        let single = admitted.single();
+        self.after_admit(admitted, from, via);
+        single
+    }
+
+    fn after_admit(&mut self, a: Admitted, from: DeviceId, via: &'static str) {
+        if !a.persist.is_empty() {
+            self.persist(a.persist, false);
+        }
+        if !a.records.is_empty() {
+            if let Some(j) = &mut self.journal {
+                j.extend(a.records.iter().cloned());
+            }
+            self.event(Event::Applied {
+                via,
+                from,
+                records: a.records,
+            });
+            self.records_changed();
+        }
+        if !a.rejected.is_empty() {
+            self.counters.rejected_messages += 1;
+            let reasons = a.rejected.iter().map(Rejection::code).collect();
+            self.event(Event::RejectedChanges { from, via, reasons });
+        }
+        if !a.forks.is_empty() {
+            self.keep_forks();
+            self.records_changed();
+        }
+        if a.held > 0 {
+            self.start_sync(from, true);
+        }
+    }
+
+    fn sync_request(&mut self, from: DeviceId, token: Token, data: &[u8]) {
+        let reply = match data.split_first() {
+            Some((&KIND_SYNC, msg)) => match self.receive_sync(from, msg) {
+                Some((theirs, _)) => {
+                    SyncMessage::from_ledger(self.gate.ledger(), Some(&theirs)).encode()
+                }
+                None => Vec::new(),
+            },
+            Some((&KIND_BULLETIN, b)) => {
+                self.take_bulletin(b, Some(from));
+                Vec::new()
+            }
+            _ => {
+                self.counters.sync_failures += 1;
+                self.rejected(from, "sync: unknown frame kind".into());
+                Vec::new()
+            }
+        };
+        self.counters.sync_bytes_out += reply.len() as u64;
+        self.out.push(Output::Respond { token, data: reply });
+    }
+
+    /// A peer sent what is not a protocol message: count it and drop its connections (it may
+    /// reconnect, and start a fresh session).
+    fn rejected(&mut self, from: DeviceId, reason: String) {
+        self.counters.rejected_messages += 1;
+        self.counters.peers_penalized += 1;
+        self.event(Event::Rejected {
+            from: Some(from),
+            reason,
+        });
+        self.out.push(Output::Disconnect { peer: from });
+    }
+
+    /// Take a sync message in: its fork proofs, its changes, the sender's tips. The tips and
+    /// whether the sender had more, or `None` (the peer is penalized) when it does not decode.
+    fn receive_sync(&mut self, from: DeviceId, bytes: &[u8]) -> Option<(Vec<Tip>, bool)> {
+        self.counters.sync_bytes_in += bytes.len() as u64;
+        let msg = match SyncMessage::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.sync_failures += 1;
+                self.rejected(from, format!("sync: {}", e.code()));
+                return None;
+            }
+        };
+        let mut new_forks = false;
+        for (a, b) in &msg.forks {
+            new_forks |= self.gate.ledger_mut().accept_fork(a, b).unwrap_or(false);
+        }
+        if new_forks {
+            self.keep_forks();
+            self.records_changed();
+        }
+        if !msg.changes.is_empty() {
+            self.admit(from, &msg.changes, "sync");
+        }
+        if let Some(p) = self.peers.get_mut(from) {
+            p.tips = Some(msg.tips.clone());
+            p.last_seen_ms = self.now_ms;
+        }
+        Some((msg.tips, msg.more))
+    }
+
+    /// The answer to our sync message: take it in, then go on while either side has something
+    /// for the other; else the session ends and waiting peers get the slot.
+    fn sync_answer(&mut self, from: DeviceId, bytes: &[u8]) {
+        if let Some(p) = self.peers.get_mut(from) {
+            p.in_flight = false;
+        }
+        if bytes.is_empty() {
+            return self.sync_needy();
+        }
+        let Some((theirs, more)) = self.receive_sync(from, bytes) else {
+            return self.sync_needy();
+        };
+        let next = SyncMessage::from_ledger(self.gate.ledger(), Some(&theirs));
+        if more || next.carries_changes() {
+            self.send_sync(from, &next);
+        } else {
+            self.sync_needy();
+        }
+    }
+
+    fn sync_failed(&mut self, from: DeviceId, bulletin: bool) {
+        let Some(p) = self.peers.get_mut(from) else {
+            return;
+        };
+        if bulletin {
+            p.bulletin_retry = true;
+            return;
+        }
+        // What the peer holds is unknown again: the next session starts from its tips.
+        p.in_flight = false;
+        p.tips = None;
+        self.counters.sync_failures += 1;
+        self.event(Event::Error {
+            code: "sync_failure",
+            message: format!("a sync message to {} got no answer", self.peers.name(from)),
+        });
+        self.sync_needy();
+    }
+
+    /// Open a sync session with `peer`, unless one is on its way or the cap is reached. Unless
+    /// `always`, only when we know it lacks something or we wait for a predecessor.
+    pub(crate) fn start_sync(&mut self, peer: DeviceId, always: bool) {
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
+        if !p.online || p.in_flight || self.peers.in_flight() >= SYNC_SESSIONS_MAX {
+            return;
+        }
+        let ledger = self.gate.ledger();
+        let msg = SyncMessage::from_ledger(ledger, p.tips.as_deref());
+        if !always && !msg.carries_changes() && ledger.held() == 0 {
+            return;
+        }
+        self.send_sync(peer, &msg);
+    }
+
+    fn send_sync(&mut self, peer: DeviceId, msg: &SyncMessage) {
+        let mut data = vec![KIND_SYNC];
+        data.extend_from_slice(&msg.encode());
+        self.counters.sync_bytes_out += data.len() as u64;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.in_flight = true;
+        }
+        self.out.push(Output::Send {
+            to: peer,
+            data,
+            bulletin: false,
+        });
+    }
+
+    /// A session slot came free: peers we know to lack something get their turn.
+    fn sync_needy(&mut self) {
+        let online: Vec<DeviceId> = self.peers.online().collect();
+        for p in online {
+            self.start_sync(p, false);
+        }
+    }
+
+    /// Hand every bulletin we know to `peer` (it may have been off when they went out).
+    fn send_bulletins(&mut self, peer: DeviceId) {
+        let known: Vec<Vec<u8>> = self.gate.bulletins().map(|b| b.bytes().to_vec()).collect();
+        for b in known {
+            let mut data = vec![KIND_BULLETIN];
+            data.extend_from_slice(&b);
+            self.out.push(Output::Send {
+                to: peer,
+                data,
+                bulletin: true,
+            });
+        }
+    }
+
+    /// Due rounds: bulletin hand-overs that failed, a session offered to every peer,
+    /// certificates that expired.
+    fn tick(&mut self) {
+        if self.now_ms < self.next_sync_ms {
+            return;
+        }
+        self.next_sync_ms = self.now_ms + SYNC_INTERVAL_MS;
+        let online: Vec<DeviceId> = self.peers.online().collect();
+        for peer in online {
+            if !self.peers.admissible(peer, self.now_ms) {
+                self.out.push(Output::Deny { peer });
+                self.out.push(Output::Disconnect { peer });
+                continue;
+            }
+            let retry = self
+                .peers
+                .get_mut(peer)
+                .is_some_and(|p| std::mem::take(&mut p.bulletin_retry));
+            if retry {
+                self.send_bulletins(peer);
+            }
+            self.start_sync(peer, true);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Live figures for the dashboard and HQ (`GET /api/stats`), typed. They are read from the
+//! index's running totals ([`crate::tally`]), so a request costs what the answer holds, not what
+//! the ledger holds, and the same records give the same figures on every replica.
+//!
+//! The statistics follow seed `scan-validation-service.md` §Statistiques (total guests, checked
+//! in, check-in rate, by ticket type, by time, by location, by scanner) and add what a mesh
+//! knows: denials by reason, inside now per zone, double entries and peers.
+
+use crate::index::Index;
+use crate::tally::Count;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Minutes of per-minute history in the statistics (the dashboard's chart).
+pub const MINUTES_SHOWN: u64 = 60;
+const MINUTE_MS: u64 = 60_000;
+
+/// A peer as the node has seen it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerSeen {
+    pub name: String,
+    pub peer_id: String,
+    pub online: bool,
+    /// Last time a connection opened, closed or carried data (ms since the epoch).
+    pub last_seen_ms: u64,
+}
+
+/// What the statistics need besides the index.
+pub struct StatsInput<'a> {
+    pub event_id: &'a str,
+    /// Tickets issued (the manifest's size), when the node has a manifest.
+    pub total_guests: Option<usize>,
+    pub now_ms: u64,
+    /// Device id → name, for the by-scanner figures.
+    pub device_names: &'a HashMap<String, String>,
+    pub peers: &'a [PeerSeen],
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub event_id: String,
+    pub generated_at: String,
+    pub total_guests: Option<usize>,
+    pub checked_in_guests: u64,
+    pub check_in_rate: Option<f64>,
+    pub scans: u64,
+    pub admitted: u64,
+    pub denied: u64,
+    pub admits_last_minute: u64,
+    pub by_ticket_type: Vec<ByTier>,
+    pub by_time: Vec<ByHour>,
+    pub by_minute: Vec<ByMinute>,
+    pub by_location: Vec<ByGate>,
+    pub by_scanner: Vec<ByScanner>,
+    pub by_reason: Vec<ByReason>,
+    pub inside_now: Vec<InsideZone>,
+    pub conflicts: ConflictCounts,
+    pub peers: PeerCounts,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ByTier {
+    pub tier: String,
+    pub admitted: u64,
+    pub denied: u64,
+    pub checked_in: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ByHour {
+    pub hour: String,
+    pub admitted: u64,
+    pub denied: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ByMinute {
+    pub minute: String,
+    pub admitted: u64,
+    pub denied: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ByGate {
+    pub gate: String,
+    pub zone: String,
+    pub admitted: u64,
+    pub denied: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ByScanner {
+    pub scanner_id: String,
+    pub name: Option<String>,
+    pub admitted: u64,
+    pub denied: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ByReason {
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InsideZone {
+    pub zone: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictCounts {
+    pub tickets: usize,
+    pub double_entries: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerCounts {
+    pub online: usize,
+    pub known: usize,
+}
+
+/// The statistics now.
+pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
+    let t = index.tally();
+    let name = |id: u16| index.name(id).to_string();
+    let mut by_ticket_type: Vec<ByTier> = t
+        .by_tier
+        .iter()
+        .map(|(tier, c)| ByTier {
+            tier: name(*tier),
+            admitted: c.admitted,
+            denied: c.denied,
+            checked_in: t.checked_in_by_tier.get(tier).copied().unwrap_or(0),
+        })
+        .collect();
+    by_ticket_type.sort_by(|a, b| a.tier.cmp(&b.tier));
+    let mut by_location: Vec<ByGate> = t
+        .by_gate
+        .iter()
+        .map(|((g, z), c)| ByGate {
+            gate: name(*g),
+            zone: name(*z),
+            admitted: c.admitted,
+            denied: c.denied,
+        })
+        .collect();
+    by_location.sort_by(|a, b| (&a.gate, &a.zone).cmp(&(&b.gate, &b.zone)));
+    let mut by_scanner: Vec<ByScanner> = t
+        .by_device
+        .iter()
+        .map(|(d, c)| ByScanner {
+            scanner_id: d.to_string(),
+            name: input.device_names.get(&d.to_string()).cloned(),
+            admitted: c.admitted,
+            denied: c.denied,
+        })
+        .collect();
+    by_scanner.sort_by(|a, b| a.scanner_id.cmp(&b.scanner_id));
+    let mut by_reason: Vec<ByReason> = t
+        .by_reason
+        .iter()
+        .map(|(r, n)| ByReason {
+            reason: name(*r),
+            count: *n,
+        })
+        .collect();
+    by_reason.sort_by(|a, b| a.reason.cmp(&b.reason));
+    let mut inside_now: Vec<InsideZone> = t
+        .inside_by_zone
+        .iter()
+        .map(|(z, n)| InsideZone {
+            zone: name(*z),
+            count: *n,
+        })
+        .collect();
+    inside_now.sort_by(|a, b| a.zone.cmp(&b.zone));
+    let rate = input
+        .total_guests
+        .filter(|&n| n > 0)
+        .map(|n| t.checked_in as f64 / n as f64);
+    Stats {
+        event_id: input.event_id.to_string(),
+        generated_at: iso(input.now_ms),
+        total_guests: input.total_guests,
+        checked_in_guests: t.checked_in,
+        check_in_rate: rate,
+        scans: t.total.admitted + t.total.denied,
+        admitted: t.total.admitted,
+        denied: t.total.denied,
+        admits_last_minute: t.admits_last_minute(input.now_ms),
+        by_ticket_type,
+        by_time: t
+            .by_hour
+            .iter()
+            .map(|(h, c)| ByHour {
+                hour: iso(*h),
+                admitted: c.admitted,
+                denied: c.denied,
+            })
+            .collect(),
+        by_minute: minutes(&t.by_minute, input.now_ms),
+        by_location,
+        by_scanner,
+        by_reason,
+        inside_now,
+        conflicts: ConflictCounts {
+            tickets: index.conflict_tickets(),
+            double_entries: index.conflict_count(),
+        },
+        peers: PeerCounts {
+            online: input.peers.iter().filter(|p| p.online).count(),
+            known: input.peers.len(),
+        },
+    }
+}
+
+/// The last [`MINUTES_SHOWN`] minutes up to `now_ms`, empty minutes included.
+fn minutes(by_minute: &std::collections::BTreeMap<u64, Count>, now_ms: u64) -> Vec<ByMinute> {
+    let last = now_ms / MINUTE_MS;
+    let first = last.saturating_sub(MINUTES_SHOWN - 1);
+    (first..=last)
+        .map(|m| {
+            let c = by_minute.get(&m).copied().unwrap_or_default();
+            ByMinute {
+                minute: iso(m * MINUTE_MS),
+                admitted: c.admitted,
+                denied: c.denied,
+            }
+        })
+        .collect()
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub fn iso(ms: u64) -> String {
+    // Past year 9999 there is no RFC 3339 date (humantime would panic): clamp.
+    let ms = ms.min(crate::record::TIME_MAX_MS);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

@@ -1,0 +1,592 @@
+//! `gatemesh node run`: one device on the mesh. An actor owns the replica and the store: it reads
+//! the clock once per input, hands the input to the replica, and carries out what comes back:
+//! writes (several at once share one `fdatasync`), answers to the steward's input and to HTTP,
+//! events on standard output and the live stream, and network outputs for the transport driver
+//! (`gatemesh_transport::driver`, which owns the swarm).
+//!
+//! Standard input carries codes, one per line, and operator commands: `!status`,
+//! `!bulletin FILE`, `!block NAME...` / `!unblock NAME...`.
+
+use crate::api::{ApiCall, ApiError, Query};
+use crate::events::{self, emit};
+use crate::metrics::{Metrics, TransportCounters};
+use crate::store::Store;
+use anyhow::Context;
+use gatemesh_crdt::protocol::{Input, Output, Reply, RequestId};
+use gatemesh_crdt::replica::{Replica, ReplicaConfig};
+use gatemesh_crdt::Direction;
+use gatemesh_transport::driver::{self, DriverConfig, NetEvent};
+use gatemesh_transport::libp2p::Multiaddr;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// How often the replica is given the time (sync rounds, retries, expiries are due on it).
+pub const TICK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the live stream gets fresh statistics (when anything changed).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest a stopping node waits for HTTP requests in progress.
+pub const HTTP_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub event: PathBuf,
+    pub device: PathBuf,
+    pub data: PathBuf,
+    pub gate: String,
+    pub direction: Option<Direction>,
+    pub listen: Vec<Multiaddr>,
+    pub peers: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Serve the HTTP API here.
+    pub http: Option<std::net::SocketAddr>,
+    /// Tokens for the API; generated and printed when not given.
+    pub staff_token: Option<String>,
+    pub admin_token: Option<String>,
+    /// Read codes and commands on standard input (and stop when it closes).
+    pub read_stdin: bool,
+    /// Keep a journal of every record in arrival order (the bridge reads it).
+    pub journal: bool,
+}
+
+/// Where an answer goes.
+enum ReplyTo {
+    Stdout,
+    Api(oneshot::Sender<Result<Value, ApiError>>),
+}
+
+struct Pending {
+    to: ReplyTo,
+    started: Instant,
+}
+
+struct Node {
+    replica: Replica,
+    store: Store,
+    opts: NodeOptions,
+    net: mpsc::Sender<Output>,
+    stream: broadcast::Sender<Arc<Value>>,
+    pending: HashMap<RequestId, Pending>,
+    next_request: RequestId,
+    metrics: Metrics,
+    transport: TransportCounters,
+}
+
+/// Run a node until standard input closes (when it reads it), SIGTERM or Ctrl-C.
+pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
+    let (api_tx, api_rx) = mpsc::channel(crate::api::API_QUEUE_MAX);
+    run_with(opts, api_tx, api_rx).await
+}
+
+/// [`run`], with the queue of requests to the node given by the caller (who may send requests of
+/// its own on `api_tx`, as the bridge does).
+pub async fn run_with(
+    opts: NodeOptions,
+    api_tx: mpsc::Sender<ApiCall>,
+    mut api_rx: mpsc::Receiver<ApiCall>,
+) -> anyhow::Result<()> {
+    let dev = crate::device::open(
+        &opts.event,
+        Some(&opts.device),
+        &opts.data,
+        opts.hmac_secret_file.as_deref(),
+    )?;
+    for bad in &dev.bad_bulletins {
+        emit(&json!({"event": "error", "error": "bulletin_invalid", "message": bad}));
+    }
+    let identity = dev.identity.clone().context("node run needs a device")?;
+    let event_id = dev.gate.config().event_id.clone();
+    let (replica, store) = dev.into_replica(ReplicaConfig {
+        gate: opts.gate.clone(),
+        direction: opts.direction,
+        journal: opts.journal,
+    });
+    let (net_tx, net_rx) = mpsc::channel(driver::CHANNEL_MAX);
+    let (events_tx, mut net_events) = mpsc::channel(driver::CHANNEL_MAX);
+    let transport = tokio::spawn(driver::run(
+        DriverConfig {
+            secret: identity.key.to_bytes(),
+            event_id,
+            listen: opts.listen.clone(),
+            peers: opts.peers.clone(),
+            mdns: opts.mdns,
+        },
+        net_rx,
+        events_tx,
+    ));
+    let mut node = Node {
+        replica,
+        store,
+        opts,
+        net: net_tx,
+        stream: broadcast::channel(crate::api::STREAM_BUFFER_MAX).0,
+        pending: HashMap::new(),
+        next_request: 1,
+        metrics: Metrics::default(),
+        transport: TransportCounters::default(),
+    };
+    let started = node.replica.start(crate::now_ms());
+    node.carry_out(started).await;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+    let http_task = match node.opts.http {
+        Some(addr) => Some(
+            node.start_http(addr, api_tx, http_stopped, ready.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    ready.store(true, Ordering::Relaxed);
+    node.serve(&mut net_events, &mut api_rx).await?;
+    // Graceful stop: refuse new HTTP connections, answer what was already asked (each answer
+    // durable before it is sent), then flush the store.
+    ready.store(false, Ordering::Relaxed);
+    let _ = http_stop.send(true);
+    api_rx.close();
+    while let Some(call) = api_rx.recv().await {
+        node.on_api(vec![call]).await;
+    }
+    if let Some(task) = http_task {
+        let _ = tokio::time::timeout(HTTP_DRAIN_MAX, task).await;
+    }
+    drop(node.net.clone());
+    transport.abort();
+    node.store.flush()?;
+    emit(&json!({"event": "stopped"}));
+    Ok(())
+}
+
+impl Node {
+    /// The actor's loop, until input ends or a signal comes.
+    async fn serve(
+        &mut self,
+        net_events: &mut mpsc::Receiver<NetEvent>,
+        api_rx: &mut mpsc::Receiver<ApiCall>,
+    ) -> anyhow::Result<()> {
+        let (_no_input_tx, no_input) = mpsc::channel(1);
+        let mut input = if self.opts.read_stdin {
+            crate::input::spawn_reader()
+        } else {
+            no_input
+        };
+        let mut terminate = terminate_signal()?;
+        let mut tick = tokio::time::interval(TICK_INTERVAL);
+        let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+        loop {
+            tokio::select! {
+                Some(ev) = net_events.recv() => self.on_net(ev).await,
+                line = input.recv() => match line {
+                    Some(line) => self.on_line(&line).await,
+                    None => return Ok(()),
+                },
+                Some(call) = api_rx.recv() => {
+                    let mut calls = vec![call];
+                    while calls.len() < crate::api::API_BATCH_MAX {
+                        match api_rx.try_recv() {
+                            Ok(c) => calls.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_api(calls).await;
+                }
+                _ = tick.tick() => self.handle(Input::Tick).await,
+                _ = stats_tick.tick() => self.stream_stats(),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = terminate.recv() => return Ok(()),
+            }
+        }
+    }
+
+    /// One input through the replica, its outputs carried out.
+    async fn handle(&mut self, input: Input) {
+        let outs = self.replica.handle(crate::now_ms(), input);
+        self.carry_out(outs).await;
+    }
+
+    /// Carry out outputs: writes first (one store write, durable if any of them must be), then
+    /// the rest in order; then report the writes done, and carry out what that releases.
+    async fn carry_out(&mut self, mut outs: Vec<Output>) {
+        loop {
+            let mut written = None;
+            let mut durable = false;
+            let mut blobs = Vec::new();
+            for o in &mut outs {
+                if let Output::Persist {
+                    id,
+                    changes,
+                    durable: d,
+                } = o
+                {
+                    written = Some(*id);
+                    durable |= *d;
+                    blobs.append(changes);
+                }
+            }
+            let rest: Vec<Output> = outs
+                .into_iter()
+                .filter(|o| !matches!(o, Output::Persist { .. }))
+                .collect();
+            let done = written.map(|upto| self.write(upto, &blobs, durable));
+            for o in rest {
+                self.carry_out_one(o).await;
+            }
+            match done {
+                Some(input) => outs = self.replica.handle(crate::now_ms(), input),
+                None => return,
+            }
+        }
+    }
+
+    fn write(&mut self, upto: u64, blobs: &[Vec<u8>], durable: bool) -> Input {
+        let r = if durable {
+            self.store.append(blobs)
+        } else {
+            self.store.append_relaxed(blobs)
+        };
+        match r {
+            Ok(()) => Input::Persisted { upto },
+            Err(e) => Input::PersistFailed {
+                upto,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    async fn carry_out_one(&mut self, o: Output) {
+        match o {
+            Output::Reply { id, reply } => self.reply(id, reply),
+            Output::Event(e) => self.event(&e),
+            Output::SaveForks(proofs) => {
+                if let Err(e) = self.store.save_forks(&proofs) {
+                    tracing::warn!("keeping fork proofs: {e}");
+                }
+            }
+            Output::SaveBulletin { label, bytes } => self.save_bulletin(&label, &bytes),
+            Output::Persist { .. } => {}
+            net => {
+                let _ = self.net.send(net).await;
+            }
+        }
+    }
+
+    fn save_bulletin(&self, label: &str, bytes: &[u8]) {
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let d = self.opts.data.join(crate::package::BULLETINS_DIR);
+            std::fs::create_dir_all(&d)?;
+            let mut f = std::fs::File::create(d.join(format!("{label}.json")))?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::File::open(&d)?.sync_all()
+        };
+        if let Err(e) = write() {
+            tracing::warn!("keeping bulletin {label}: {e}");
+        }
+    }
+
+    fn event(&self, e: &gatemesh_crdt::protocol::Event) {
+        if let gatemesh_crdt::protocol::Event::Conflicts { .. } = e {
+            if self.stream.receiver_count() > 0 {
+                let conflicts = self.replica.conflicts();
+                let v = json!({"event": "conflicts", "conflicts": conflicts});
+                let _ = self.stream.send(Arc::new(v));
+            }
+            return;
+        }
+        let (v, streamed) = events::event(e, self.replica.peers());
+        emit(&v);
+        if streamed {
+            let _ = self.stream.send(Arc::new(v));
+        }
+    }
+
+    fn reply(&mut self, id: RequestId, reply: Reply) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        if let Reply::Decision(d) = &reply {
+            let verdict = if d.repeat { "repeat" } else { d.verdict_code() };
+            self.metrics
+                .scan(verdict, d.reason.code(), p.started.elapsed().as_secs_f64());
+        }
+        let answer = answer_of(reply);
+        match p.to {
+            ReplyTo::Api(tx) => {
+                let _ = tx.send(answer);
+            }
+            ReplyTo::Stdout => {
+                if let Err(e) = answer {
+                    emit(&json!({"event": "error", "error": e.code, "message": e.message}));
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, to: ReplyTo) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(
+            id,
+            Pending {
+                to,
+                started: Instant::now(),
+            },
+        );
+        id
+    }
+
+    async fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Input(i) => self.handle(i).await,
+            NetEvent::Started { peer_id } => {
+                let device = self.replica.gate().ledger().local_device();
+                emit(&json!({"event": "started", "peer_id": peer_id,
+                    "device": device.map(|d| d.to_string()), "gate": self.opts.gate}));
+            }
+            NetEvent::Listening { addr } => emit(&json!({"event": "listening", "addr": addr})),
+            NetEvent::RejectedPeer { who, reason } => {
+                self.transport.rejected_peers += 1;
+                emit(&json!({"event": "rejected_peer", "peer": who, "reason": reason}));
+            }
+            NetEvent::RejectedMessage { from, reason } => {
+                emit(&json!({"event": "rejected_message", "peer": from, "reason": reason}))
+            }
+            NetEvent::StaleClosed => self.transport.stale_connections_closed += 1,
+        }
+    }
+
+    /// A line of standard input: a code, or an operator command.
+    async fn on_line(&mut self, line: &[u8]) {
+        if line.first() == Some(&b'!') {
+            return self.on_command(&String::from_utf8_lossy(line)).await;
+        }
+        let id = self.request(ReplyTo::Stdout);
+        self.handle(Input::Scan {
+            id,
+            code: line.to_vec(),
+            gate: None,
+            direction: None,
+        })
+        .await;
+    }
+
+    async fn on_command(&mut self, line: &str) {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("!status") => emit(&self.status()),
+            Some("!bulletin") => {
+                let path = line["!bulletin".len()..].trim();
+                match std::fs::read(path) {
+                    Ok(bytes) => {
+                        self.handle(Input::Bulletin {
+                            id: None,
+                            from: None,
+                            bytes,
+                        })
+                        .await
+                    }
+                    Err(e) => emit(&json!({"event": "error", "error": "bulletin_unreadable",
+                        "message": format!("{path}: {e}")})),
+                }
+            }
+            Some(cmd @ ("!block" | "!unblock")) => {
+                let mut devices = Vec::new();
+                for w in words {
+                    match self.replica.peers().find(w) {
+                        Some(d) => devices.push(d),
+                        None => emit(&json!({"event": "error", "error": "unknown_peer",
+                            "message": format!("no enrolled device {w}")})),
+                    }
+                }
+                let block = cmd == "!block";
+                self.handle(Input::Block { devices, block }).await;
+            }
+            _ => emit(&json!({"event": "error", "error": "unknown_command",
+                "message": format!("unknown command {line:?}")})),
+        }
+    }
+
+    /// Requests that arrived together: their scans are decided one after the other and written
+    /// with one durable write (group commit); questions are answered after the scans before them.
+    async fn on_api(&mut self, calls: Vec<ApiCall>) {
+        let mut outs = Vec::new();
+        for call in calls {
+            match call {
+                ApiCall::Scan {
+                    code,
+                    gate,
+                    direction,
+                    reply,
+                } => {
+                    let id = self.request(ReplyTo::Api(reply));
+                    let input = Input::Scan {
+                        id,
+                        code: code.into_bytes(),
+                        gate,
+                        direction,
+                    };
+                    outs.extend(self.replica.handle(crate::now_ms(), input));
+                }
+                ApiCall::Reconcile {
+                    request,
+                    trusted,
+                    reply,
+                } => {
+                    let id = self.request(ReplyTo::Api(reply));
+                    let input = Input::Reconcile {
+                        id,
+                        request,
+                        trusted,
+                    };
+                    outs.extend(self.replica.handle(crate::now_ms(), input));
+                }
+                ApiCall::Bulletin { bytes, reply } => {
+                    let id = self.request(ReplyTo::Api(reply));
+                    let input = Input::Bulletin {
+                        id: Some(id),
+                        from: None,
+                        bytes,
+                    };
+                    outs.extend(self.replica.handle(crate::now_ms(), input));
+                }
+                ApiCall::Query { query, reply } => {
+                    self.carry_out(std::mem::take(&mut outs)).await;
+                    let _ = reply.send(self.query(query));
+                }
+            }
+        }
+        self.carry_out(outs).await;
+    }
+
+    fn query(&self, q: Query) -> Result<Value, ApiError> {
+        let now = crate::now_ms();
+        let r = &self.replica;
+        let to = |v: Result<Value, serde_json::Error>| v.unwrap_or_default();
+        match q {
+            Query::Ticket(id) => r
+                .ticket(&id)
+                .map(|t| to(serde_json::to_value(t)))
+                .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, e.code, e.message)),
+            Query::Conflicts => Ok(json!({"conflicts": r.conflicts()})),
+            Query::Status => Ok(self.status()),
+            Query::Stats => Ok(to(serde_json::to_value(r.stats(now)))),
+            Query::Peers => Ok(json!({"peers": r.peers_seen()})),
+            Query::Metrics => Ok(Value::String(self.metrics.render(r, self.transport))),
+            Query::OfflineManifest(event_id) => r
+                .offline_manifest(&event_id, now)
+                .map(|m| to(serde_json::to_value(m)))
+                .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, e.code, e.message)),
+            Query::Journal { from, max } => Ok(to(serde_json::to_value(r.journal_page(from, max)))),
+        }
+    }
+
+    fn status(&self) -> Value {
+        let mut v = serde_json::to_value(self.replica.status()).unwrap_or_default();
+        v["event"] = json!("status");
+        v["sync_frames_refused"] = json!(self.replica.counters().sync_frames_refused);
+        v["mesh"]["rejected_peers"] = json!(self.transport.rejected_peers);
+        v["mesh"]["stale_connections_closed"] = json!(self.transport.stale_connections_closed);
+        v
+    }
+
+    /// Fresh statistics on the live stream, when something changed and someone listens.
+    fn stream_stats(&mut self) {
+        if self.stream.receiver_count() == 0 || !self.replica.take_changed() {
+            return;
+        }
+        let mut v = serde_json::to_value(self.replica.stats(crate::now_ms())).unwrap_or_default();
+        v["event"] = json!("stats");
+        let _ = self.stream.send(Arc::new(v));
+    }
+
+    /// Bind the HTTP API and serve it until `stop`; report the address and the tokens.
+    async fn start_http(
+        &self,
+        addr: std::net::SocketAddr,
+        calls: mpsc::Sender<ApiCall>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        ready: Arc<AtomicBool>,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let staff_token = self.opts.staff_token.clone().unwrap_or_else(new_token);
+        let admin_token = self.opts.admin_token.clone().unwrap_or_else(new_token);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding HTTP on {addr}"))?;
+        let mut shown = json!({"event": "http", "addr": listener.local_addr()?.to_string()});
+        if self.opts.staff_token.is_none() {
+            shown["staff_token"] = json!(staff_token);
+        }
+        if self.opts.admin_token.is_none() {
+            shown["admin_token"] = json!(admin_token);
+        }
+        emit(&shown);
+        let app = crate::api::router(crate::api::ApiState {
+            calls,
+            staff_token,
+            admin_token,
+            stream: self.stream.clone(),
+            streams_open: Default::default(),
+            ready,
+        });
+        Ok(tokio::spawn(async move {
+            let stopping = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+            {
+                tracing::error!("HTTP server: {e}");
+            }
+        }))
+    }
+}
+
+/// A replica's answer as the API gives it.
+fn answer_of(reply: Reply) -> Result<Value, ApiError> {
+    use axum::http::StatusCode;
+    match reply {
+        Reply::Decision(d) => Ok(events::decision(&d)),
+        Reply::Reconciled(r) => Ok(serde_json::to_value(r).unwrap_or_default()),
+        Reply::BulletinAccepted => Ok(json!({"accepted": true})),
+        Reply::Annulled { scan_id } => Ok(json!({"annulled": scan_id})),
+        Reply::Refused { code, message } if code == "busy" => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message,
+        )),
+        Reply::Refused { code, message } if code == "UNKNOWN_DEVICE" => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, code, message))
+        }
+        Reply::Refused { code, message } => Err(ApiError::bad_request(code, message)),
+        Reply::Failed { code, message } => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            message,
+        )),
+    }
+}
+
+fn new_token() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// SIGTERM (what service managers and `kill` send), besides Ctrl-C.
+fn terminate_signal() -> anyhow::Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel(1);
+    let mut sig = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        if sig.recv().await.is_some() {
+            let _ = tx.send(()).await;
+        }
+    });
+    Ok(rx)
+}

@@ -1,0 +1,605 @@
+//! The organizer's work, as library functions that return what they made: the event package
+//! (`event create`, `add-key`), tickets (`tickets issue`, `cancel`), devices (`device enroll`),
+//! bulletins. The CLI prints what they return; the simulator and the tests call them directly.
+
+use crate::package::{
+    self, OrganizerSecret, DEVICES_DIR, DEVICE_CERT_FILE, DEVICE_KEY_FILE, EVENT_FILE,
+    MANIFEST_FILE, ORGANIZER_KEYS_FILE,
+};
+use anyhow::{bail, Context};
+use ed25519_dalek::SigningKey;
+use gatemesh_crdt::bulletin::{BulletinBody, DeviceRevocation, KeptChain};
+use gatemesh_crdt::certificate::{DeviceCertificate, Role};
+use gatemesh_crdt::credential::make_legacy_code;
+use gatemesh_crdt::event::{EventConfig, OrganizerKey, NAME_LEN_MAX};
+use gatemesh_crdt::manifest::{ManifestBody, ManifestTicket, TicketStatus};
+use gatemesh_crdt::ticket::{self, TicketPayload};
+use gatemesh_crdt::DeviceId;
+use rand::{rngs::OsRng, Rng, RngCore};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Most tickets one `tickets issue` makes.
+pub const ISSUE_COUNT_MAX: u32 = 1_000_000;
+
+/// How tickets are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketFormat {
+    /// Signed GM1 codes (default).
+    Gm1,
+    /// Legacy HMAC JSON codes (needs the HMAC secret).
+    Legacy,
+    /// Opaque barcode codes looked up in the manifest.
+    Manifest,
+}
+
+/// What `event create` made.
+#[derive(Clone, Debug)]
+pub struct CreatedEvent {
+    pub event_id: String,
+    pub public: PathBuf,
+    pub secret: PathBuf,
+}
+
+fn parse_time(s: &str) -> anyhow::Result<u64> {
+    let t = humantime::parse_rfc3339_weak(s)
+        .with_context(|| format!("{s:?} is not an RFC 3339 time"))?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64)
+}
+
+fn new_key_id(existing: &[OrganizerKey]) -> String {
+    format!("k{}", existing.len() + 1)
+}
+
+pub fn event_create(
+    out: &Path,
+    name: &str,
+    id: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+) -> anyhow::Result<CreatedEvent> {
+    event_create_with_key(out, name, id, from, until, SigningKey::generate(&mut OsRng))
+}
+
+/// [`event_create`] with a given organizer key (the simulator makes its world from a seed).
+pub fn event_create_with_key(
+    out: &Path,
+    name: &str,
+    id: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    key: SigningKey,
+) -> anyhow::Result<CreatedEvent> {
+    if out.join(EVENT_FILE).exists() {
+        bail!(
+            "{} already holds an event; refusing to overwrite it",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(out)?;
+    let id = id.unwrap_or_else(|| {
+        let slug: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(24)
+            .collect::<String>()
+            .to_lowercase();
+        format!(
+            "{}-{:04x}",
+            if slug.is_empty() {
+                "event".into()
+            } else {
+                slug
+            },
+            OsRng.gen::<u16>()
+        )
+    });
+    let from_ms = from
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or_else(crate::now_ms);
+    let until_ms = until
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or(from_ms + 7 * 24 * 3600 * 1000);
+    if until_ms <= from_ms {
+        bail!("--valid-until must be after --valid-from");
+    }
+    let public = OrganizerKey {
+        key_id: "k1".into(),
+        public_key: hex::encode(key.verifying_key().as_bytes()),
+    };
+    let config = EventConfig::new(&id, name, from_ms, until_ms, public);
+    config.validate()?;
+    let secrets = vec![OrganizerSecret {
+        key_id: "k1".into(),
+        secret_key: hex::encode(key.to_bytes()),
+    }];
+    package::write_secret_file(
+        &out.join(ORGANIZER_KEYS_FILE),
+        &serde_json::to_vec_pretty(&secrets)?,
+    )?;
+    std::fs::write(out.join(EVENT_FILE), serde_json::to_vec_pretty(&config)?)?;
+    Ok(CreatedEvent {
+        event_id: id,
+        public: out.join(EVENT_FILE),
+        secret: out.join(ORGANIZER_KEYS_FILE),
+    })
+}
+
+/// Add an organizer key; returns its id.
+pub fn event_add_key(dir: &Path) -> anyhow::Result<String> {
+    let mut config: EventConfig = serde_json::from_slice(&std::fs::read(dir.join(EVENT_FILE))?)?;
+    let mut secrets = package::load_organizer_secrets(dir)?;
+    let key = SigningKey::generate(&mut OsRng);
+    let key_id = new_key_id(&config.organizer_keys);
+    config.organizer_keys.push(OrganizerKey {
+        key_id: key_id.clone(),
+        public_key: hex::encode(key.verifying_key().as_bytes()),
+    });
+    secrets.push(OrganizerSecret {
+        key_id: key_id.clone(),
+        secret_key: hex::encode(key.to_bytes()),
+    });
+    package::write_secret_file(
+        &dir.join(ORGANIZER_KEYS_FILE),
+        &serde_json::to_vec_pretty(&secrets)?,
+    )?;
+    std::fs::write(dir.join(EVENT_FILE), serde_json::to_vec_pretty(&config)?)?;
+    Ok(key_id)
+}
+
+/// Options of `tickets issue`.
+#[derive(Clone, Debug)]
+pub struct IssueOptions {
+    pub count: u32,
+    pub tier: String,
+    pub format: TicketFormat,
+    pub key_id: Option<String>,
+    pub nfc: bool,
+    pub qr: bool,
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Issue these tickets (id, tier) instead of `count` new numbered ones of `tier`.
+    pub named: Option<Vec<(String, String)>>,
+}
+
+/// Longest ticket id taken from outside (it names a QR file).
+pub const TICKET_ID_LEN_MAX: usize = 64;
+
+/// One issued ticket, as written to codes.csv.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub ticket_id: String,
+    pub tier: String,
+    pub code: String,
+    pub nfc_uid: Option<String>,
+}
+
+pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result<Vec<Issued>> {
+    let package = package::load(dir)?;
+    let config = &package.config;
+    let tier_of = |name: &str| {
+        config
+            .tier(name)
+            .with_context(|| format!("no tier {name} in this event"))
+    };
+    let wanted = o.named.as_ref().map_or(o.count as usize, Vec::len);
+    if wanted == 0 || wanted > ISSUE_COUNT_MAX as usize {
+        bail!("tickets to issue must be 1..={ISSUE_COUNT_MAX}, not {wanted}");
+    }
+    let (key_id, key) = package::organizer_signing_key(dir, o.key_id.as_deref())?;
+    let mut tickets = package
+        .manifest
+        .as_ref()
+        .map(|m| m.tickets().to_vec())
+        .unwrap_or_default();
+    let first = tickets.len() + 1;
+    let plan: Vec<(String, &gatemesh_crdt::event::TierConfig, usize)> = match &o.named {
+        None => {
+            let tier = tier_of(&o.tier)?;
+            (first..first + o.count as usize)
+                .map(|n| (format!("T{n:06}"), tier, n))
+                .collect()
+        }
+        Some(named) => {
+            let mut seen: HashSet<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
+            let mut plan = Vec::with_capacity(named.len());
+            for (i, (id, tier)) in named.iter().enumerate() {
+                let ok = !id.is_empty()
+                    && id.len() <= TICKET_ID_LEN_MAX
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    bail!("ticket id {id:?}: 1..={TICKET_ID_LEN_MAX} of A-Z a-z 0-9 - _ .");
+                }
+                if !seen.insert(id) {
+                    bail!("ticket {id} is issued already (or listed twice)");
+                }
+                plan.push((id.clone(), tier_of(tier)?, first + i));
+            }
+            plan
+        }
+    };
+    let legacy_secret = if o.format == TicketFormat::Legacy {
+        Some(
+            package::legacy_secret(o.hmac_secret_file.as_deref())?
+                .context("legacy tickets need QR_SIGNATURE_SECRET or --hmac-secret-file")?,
+        )
+    } else {
+        None
+    };
+    let mut issued = Vec::with_capacity(plan.len());
+    for (ticket_id, tier, n) in plan {
+        let code = match o.format {
+            TicketFormat::Gm1 => ticket::encode(
+                &TicketPayload {
+                    event_id: config.event_id.clone(),
+                    ticket_id: ticket_id.clone(),
+                    tier: tier.name.clone(),
+                    key_id: key_id.clone(),
+                    valid_from_s: config.valid_from_ms / 1000,
+                    valid_until_s: config.valid_until_ms.div_ceil(1000),
+                },
+                &key,
+            )?,
+            TicketFormat::Legacy => {
+                let secret = legacy_secret
+                    .as_ref()
+                    .map(|s| s.secret.as_slice())
+                    .unwrap_or_default();
+                make_legacy_code(
+                    &ticket_id,
+                    &config.legacy.event_id,
+                    &format!("G{n:06}"),
+                    &random_code(10),
+                    crate::now_ms(),
+                    secret,
+                )
+            }
+            TicketFormat::Manifest => random_code(12),
+        };
+        let nfc_uid = o.nfc.then(random_nfc_uid);
+        tickets.push(ManifestTicket {
+            ticket_id: ticket_id.clone(),
+            ticket_code: code.clone(),
+            tier: tier.name.clone(),
+            zone: tier.zones.first().cloned().unwrap_or_default(),
+            max_scans: tier.max_entries,
+            current_scans: 0,
+            status: TicketStatus::Valid,
+            nfc_uid: nfc_uid.clone(),
+        });
+        issued.push(Issued {
+            ticket_id,
+            tier: tier.name.clone(),
+            code,
+            nfc_uid,
+        });
+    }
+    write_manifest(dir, config, tickets, &key_id, &key)?;
+    write_codes(out, &issued, o.qr)?;
+    Ok(issued)
+}
+
+fn write_manifest(
+    dir: &Path,
+    config: &EventConfig,
+    tickets: Vec<ManifestTicket>,
+    key_id: &str,
+    key: &SigningKey,
+) -> anyhow::Result<()> {
+    let body = ManifestBody {
+        event_id: config.event_id.clone(),
+        generated_at: crate::now_ms(),
+        expires_at: config.valid_until_ms,
+        tickets,
+    };
+    package::write_signed(
+        &dir.join(MANIFEST_FILE),
+        &package::sign(&body, key_id, key)?,
+    )
+}
+
+fn write_codes(out: &Path, issued: &[Issued], qr: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out.join("qr"))?;
+    let csv_path = out.join("codes.csv");
+    let new = !csv_path.exists();
+    let mut csv = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&csv_path)?,
+    );
+    if new {
+        writeln!(csv, "ticket_id,tier,code,nfc_uid,qr")?;
+    }
+    for t in issued {
+        let png = out.join("qr").join(format!("{}.png", t.ticket_id));
+        if qr {
+            crate::qr::write_png(&t.code, &png)?;
+        }
+        let qr_name = if qr {
+            format!("qr/{}.png", t.ticket_id)
+        } else {
+            String::new()
+        };
+        writeln!(
+            csv,
+            "{},{},{},{},{}",
+            t.ticket_id,
+            t.tier,
+            csv_field(&t.code),
+            t.nfc_uid.as_deref().unwrap_or(""),
+            qr_name
+        )?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// RFC 4180 quoting (legacy codes are JSON, with commas and quotes).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn random_code(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..len)
+        .map(|_| ALPHABET[OsRng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn random_nfc_uid() -> String {
+    let mut b = [0u8; 7];
+    OsRng.fill_bytes(&mut b);
+    b[0] = 0x04; // NXP manufacturer byte, as on most wristbands
+    b.iter()
+        .map(|x| format!("{x:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Mark tickets cancelled in the signed manifest.
+pub fn tickets_cancel(dir: &Path, ids: &[String]) -> anyhow::Result<()> {
+    let package = package::load(dir)?;
+    let mut tickets = package
+        .manifest
+        .as_ref()
+        .map(|m| m.tickets().to_vec())
+        .context("the event has no manifest yet")?;
+    for id in ids {
+        let t = tickets
+            .iter_mut()
+            .find(|t| &t.ticket_id == id)
+            .with_context(|| format!("no ticket {id} in the manifest"))?;
+        t.status = TicketStatus::Cancelled;
+    }
+    let (key_id, key) = package::organizer_signing_key(dir, None)?;
+    write_manifest(dir, &package.config, tickets, &key_id, &key)?;
+    Ok(())
+}
+
+pub fn device_enroll(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    out: &Path,
+) -> anyhow::Result<DeviceCertificate> {
+    let package = package::load(dir)?;
+    // Short device ids must be unique within the event: draw again on a collision.
+    let key = loop {
+        let k = SigningKey::generate(&mut OsRng);
+        let id = DeviceId::from_public_key(&k.verifying_key()).to_string();
+        if !package.certificates.iter().any(|c| c.device_id == id) {
+            break k;
+        }
+    };
+    device_enroll_with_key(dir, name, role, out, key)
+}
+
+/// List an offline handheld in the event (nodes take its reconciled scans with the staff
+/// token). Copy event.json to the devices again afterwards.
+pub fn offline_device_enroll(dir: &Path, name: &str) -> anyhow::Result<()> {
+    let path = dir.join(EVENT_FILE);
+    let mut config: EventConfig = serde_json::from_slice(&std::fs::read(&path)?)?;
+    if gatemesh_crdt::offline::check_device_id(Some(name)).ok() != Some(name) {
+        bail!("{name:?} is not a valid offline device id (1..=64 bytes, no '@', no spaces around)");
+    }
+    if !config.offline_devices.iter().any(|d| d == name) {
+        config.offline_devices.push(name.to_string());
+    }
+    config.validate()?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
+/// [`device_enroll`] with a given device key (the simulator makes its world from a seed).
+pub fn device_enroll_with_key(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    out: &Path,
+    key: SigningKey,
+) -> anyhow::Result<DeviceCertificate> {
+    let package = package::load(dir)?;
+    let short_id = DeviceId::from_public_key(&key.verifying_key()).to_string();
+    if package.certificates.iter().any(|c| c.device_id == short_id) {
+        bail!("device id {short_id} is enrolled already");
+    }
+    if name.is_empty() || name.len() > NAME_LEN_MAX {
+        bail!("device name must be 1..={} characters", NAME_LEN_MAX);
+    }
+    if out.join(DEVICE_KEY_FILE).exists() {
+        bail!(
+            "{} already holds a device key; refusing to overwrite it",
+            out.display()
+        );
+    }
+    let (key_id, org_key) = package::organizer_signing_key(dir, None)?;
+    let cert = DeviceCertificate {
+        event_id: package.config.event_id.clone(),
+        device_id: DeviceId::from_public_key(&key.verifying_key()).to_string(),
+        public_key: hex::encode(key.verifying_key().as_bytes()),
+        name: name.to_string(),
+        role,
+        valid_from_ms: package.config.valid_from_ms,
+        valid_until_ms: package.config.valid_until_ms,
+    };
+    let signed = package::sign(&cert, &key_id, &org_key)?;
+    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(dir.join(DEVICES_DIR))?;
+    package::write_secret_file(
+        &out.join(DEVICE_KEY_FILE),
+        hex::encode(key.to_bytes()).as_bytes(),
+    )?;
+    package::write_signed(&out.join(DEVICE_CERT_FILE), &signed)?;
+    package::write_signed(
+        &dir.join(DEVICES_DIR)
+            .join(format!("{}.json", cert.device_id)),
+        &signed,
+    )?;
+    Ok(cert)
+}
+
+/// What a bulletin is to say.
+#[derive(Clone, Debug, Default)]
+pub struct BulletinRequest {
+    pub event: PathBuf,
+    pub revoke_ticket: Vec<String>,
+    /// Device names or ids.
+    pub revoke_device: Vec<String>,
+    /// `CHAIN:POSITION` of the revoked devices' chains to keep.
+    pub keep: Vec<String>,
+    /// A store whose records of the revoked devices are kept, as it holds them.
+    pub ledger: Option<PathBuf>,
+    pub add_device: Vec<String>,
+}
+
+/// Write the next bulletin of the event; returns its path.
+pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
+    let package = package::load(&a.event)?;
+    let find = |who: &str| {
+        package
+            .certificates
+            .iter()
+            .find(|c| c.name == who || c.device_id == who)
+            .with_context(|| {
+                format!(
+                    "no enrolled device {who} in {}",
+                    a.event.join(DEVICES_DIR).display()
+                )
+            })
+    };
+    let held = match &a.ledger {
+        Some(dir) => ledger_tips(&a.event, dir)?,
+        None => Vec::new(),
+    };
+    let revoke_devices = a
+        .revoke_device
+        .iter()
+        .map(|d| {
+            let device_id = find(d)?.device_id.clone();
+            Ok(DeviceRevocation {
+                keep: kept_chains(&device_id, &a.keep, &held)?,
+                device_id,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let add_devices = a
+        .add_device
+        .iter()
+        .map(|d| {
+            let cert = find(d)?;
+            let path = a
+                .event
+                .join(DEVICES_DIR)
+                .join(format!("{}.json", cert.device_id));
+            Ok(serde_json::from_slice(&std::fs::read(&path)?)?)
+        })
+        .collect::<anyhow::Result<Vec<gatemesh_crdt::signed::Signed>>>()?;
+    if a.revoke_ticket.is_empty() && revoke_devices.is_empty() && add_devices.is_empty() {
+        bail!("a bulletin needs at least one --revoke-ticket, --revoke-device or --add-device");
+    }
+    let keys = package.config.organizer_verifying_keys()?;
+    let (existing, _) = package::load_bulletins(&a.event, &package.config.event_id, &keys);
+    let version = existing
+        .iter()
+        .map(|b| b.version())
+        .max()
+        .map_or(1, |v| v + 1);
+    let body = BulletinBody {
+        event_id: package.config.event_id.clone(),
+        version,
+        issued_ms: crate::now_ms(),
+        revoke_tickets: a.revoke_ticket.clone(),
+        revoke_devices,
+        add_devices,
+    };
+    let (key_id, key) = package::organizer_signing_key(&a.event, None)?;
+    std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;
+    let signed = package::sign(&body, &key_id, &key)?;
+    let bytes = serde_json::to_vec_pretty(&signed)?;
+    let made =
+        gatemesh_crdt::bulletin::Bulletin::from_bytes(&bytes, &package.config.event_id, &keys)?;
+    let path = a
+        .event
+        .join(package::BULLETINS_DIR)
+        .join(format!("{}.json", made.label()));
+    std::fs::write(&path, &bytes)?;
+    Ok(path)
+}
+
+/// The chains of a revoked device to keep: `--keep CHAIN:POSITION` for this device's chains
+/// (a chain id names one device's chain only if that device wrote it, so `--keep` given with
+/// several devices applies to each), else what `--ledger` holds of it.
+fn kept_chains(
+    device_id: &str,
+    keep: &[String],
+    held: &[(String, String, u32)],
+) -> anyhow::Result<Vec<KeptChain>> {
+    let mut out = Vec::new();
+    for k in keep {
+        let (chain, through) = k
+            .split_once(':')
+            .with_context(|| format!("--keep {k:?}: expected CHAIN:POSITION"))?;
+        if DeviceId::parse(chain).is_none() {
+            bail!("--keep {k:?}: the chain is 8 hex digits");
+        }
+        let through: u32 = through
+            .parse()
+            .with_context(|| format!("--keep {k:?}: the position is a number"))?;
+        out.push(KeptChain {
+            chain: chain.to_string(),
+            through,
+        });
+    }
+    out.extend(
+        held.iter()
+            .filter(|(d, _, _)| d == device_id)
+            .map(|(_, chain, through)| KeptChain {
+                chain: chain.clone(),
+                through: *through,
+            }),
+    );
+    Ok(out)
+}
+
+/// (device, chain, position) of every chain a store holds.
+fn ledger_tips(event: &Path, data: &Path) -> anyhow::Result<Vec<(String, String, u32)>> {
+    let dev = crate::device::open(event, None, data, None)?;
+    Ok(dev
+        .gate
+        .ledger()
+        .summary()
+        .iter()
+        .map(|t| (t.chain.device.to_string(), t.chain.chain.to_string(), t.seq))
+        .collect())
+}

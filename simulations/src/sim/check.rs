@@ -1,0 +1,190 @@
+//! The invariants, checked after a quiet period (the network whole, every node up).
+
+use super::world::world;
+use super::Sim;
+use gatemesh_crdt::{Direction, Ledger, Verdict};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+type Picture = (
+    Vec<gatemesh_crdt::Tip>,
+    BTreeMap<String, Vec<String>>,
+    String,
+);
+
+fn tickets() -> Vec<String> {
+    world()
+        .general
+        .iter()
+        .chain(world().vip.iter())
+        .map(|(t, _)| t.clone())
+        .collect()
+}
+
+fn picture(l: &Ledger, tickets: &[String]) -> Picture {
+    let records = tickets
+        .iter()
+        .map(|t| {
+            let rs = l
+                .index()
+                .records(t)
+                .into_iter()
+                .map(|r| format!("{}@{}", r.scan_id, r.hlc));
+            (t.clone(), rs.collect())
+        })
+        .collect();
+    (
+        l.summary(),
+        records,
+        serde_json::to_string(&l.index().conflicts()).unwrap_or_default(),
+    )
+}
+
+impl Sim {
+    /// Check every invariant now; violations are labelled with `when`.
+    pub(super) fn check(&mut self, when: &str) {
+        let mut v = Vec::new();
+        let ledgers: Vec<&Ledger> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.replica
+                    .as_ref()
+                    .expect("every node is up")
+                    .gate()
+                    .ledger()
+            })
+            .collect();
+        self.lost_acks(&ledgers, &mut v);
+        let all = tickets();
+        converged(&ledgers, &all, &mut v);
+        let doubles = beyond_policy(&ledgers, &all, &mut v);
+        if when.is_empty() {
+            self.outcome.double_entries = doubles;
+        }
+        self.outcome
+            .violations
+            .extend(v.into_iter().map(|s| format!("{when}{s}")));
+    }
+
+    /// 1. No acknowledged admit lost.
+    fn lost_acks(&self, ledgers: &[&Ledger], v: &mut Vec<String>) {
+        for a in &self.acked {
+            for (i, l) in ledgers.iter().enumerate() {
+                let held = l
+                    .index()
+                    .records(&a.ticket)
+                    .iter()
+                    .any(|r| r.scan_id == a.scan_id);
+                if !held {
+                    v.push(format!(
+                        "acknowledged admit {} (ticket {}, node {}) missing on node {i}",
+                        a.scan_id, a.ticket, a.node
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// 2. Convergence.
+fn converged(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) {
+    let first = picture(ledgers[0], tickets);
+    for (i, l) in ledgers.iter().enumerate().skip(1) {
+        let p = picture(l, tickets);
+        if p.0 != first.0 {
+            v.push(format!("node {i} has other chain tips than node 0"));
+        }
+        if p.1 != first.1 {
+            let diff: Vec<String> =
+                p.1.iter()
+                    .filter(|(t, r)| first.1.get(*t) != Some(*r))
+                    .map(|(t, r)| format!("{t}: {r:?} vs {:?}", first.1.get(t)))
+                    .take(3)
+                    .collect();
+            v.push(format!(
+                "node {i} holds other records than node 0 ({})",
+                diff.join(", ")
+            ));
+        }
+        if p.2 != first.2 {
+            v.push(format!("node {i} reports other conflicts than node 0"));
+        }
+    }
+}
+
+/// 3. Every admit beyond policy is a reported double entry, on every node (an independent
+///    replay: general = one entry; vip = one at a time, an `out` gives it back; annuls by the
+///    admitting device). Returns node 0's count.
+fn beyond_policy(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) -> usize {
+    let vip: HashSet<&String> = world().vip.iter().map(|(t, _)| t).collect();
+    let mut first = 0;
+    for (i, l) in ledgers.iter().enumerate() {
+        let conflicts: HashMap<String, HashSet<String>> = l
+            .index()
+            .conflicts()
+            .into_iter()
+            .map(|c| {
+                (
+                    c.ticket_id,
+                    c.double_entries.into_iter().map(|r| r.scan_id).collect(),
+                )
+            })
+            .collect();
+        for t in tickets {
+            let beyond = replay(l, t, vip.contains(t));
+            let reported = conflicts.get(t).cloned().unwrap_or_default();
+            if i == 0 {
+                first += beyond.len();
+            }
+            for b in beyond.iter().filter(|b| !reported.contains(*b)) {
+                v.push(format!(
+                    "node {i}: double entry {b} on ticket {t} not reported"
+                ));
+            }
+            if reported.len() != beyond.len() {
+                v.push(format!(
+                    "node {i}: ticket {t} reports {} double entries, the policy says {}",
+                    reported.len(),
+                    beyond.len()
+                ));
+            }
+        }
+    }
+    first
+}
+
+fn replay(l: &Ledger, ticket: &str, reentry: bool) -> Vec<String> {
+    let records = l.index().records(ticket);
+    let device_of = |id: &str| id.split('-').next().unwrap_or_default().to_string();
+    let annulled: HashSet<&str> = records
+        .iter()
+        .filter(|a| a.verdict == Verdict::Annul)
+        .filter(|a| {
+            a.annuls
+                .as_deref()
+                .is_some_and(|t| device_of(t) == a.device)
+        })
+        .filter_map(|r| r.annuls.as_deref())
+        .collect();
+    let (mut inside, mut credits) = (false, 1u32);
+    let mut beyond = Vec::new();
+    for r in records.iter().filter(|r| r.verdict == Verdict::Admit) {
+        if annulled.contains(r.scan_id.as_str()) {
+            continue;
+        }
+        match r.direction {
+            Direction::In if credits > 0 => {
+                credits -= 1;
+                inside = true;
+            }
+            Direction::In => beyond.push(r.scan_id.clone()),
+            Direction::Out => {
+                if inside && reentry {
+                    credits += 1;
+                }
+                inside = false;
+            }
+        }
+    }
+    beyond
+}

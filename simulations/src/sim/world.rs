@@ -1,0 +1,139 @@
+//! The event, devices and tickets every run uses, made once per process from a fixed key seed,
+//! so device ids (which break ties in the ledger's order) are the same in every process: a seed
+//! replays the same run anywhere.
+
+use gatemesh_crdt::bulletin::Bulletin;
+use gatemesh_crdt::certificate::{DeviceIdentity, Role};
+use gatemesh_crdt::event::EventPackage;
+use gatemesh_node::organizer::{
+    self, device_enroll_with_key, event_create_with_key, tickets_issue, BulletinRequest,
+    IssueOptions, TicketFormat,
+};
+use gatemesh_node::package;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::sync::OnceLock;
+
+/// Most honest nodes a run may have.
+pub const NODES_MAX: usize = 50;
+pub const GENERAL_TICKETS: usize = 40;
+pub const VIP_TICKETS: usize = 8;
+/// The chain the Byzantine device writes (its store's chain id).
+pub const BYZ_CHAIN: u32 = 0xb4d_c4a1;
+/// How much of the Byzantine device's chain its revocation keeps.
+pub const BYZ_KEPT: u32 = 3;
+
+pub struct World {
+    pub package: EventPackage,
+    /// An organizer bulletin revoking the last general ticket (a refund mid-event).
+    pub refund: Bulletin,
+    /// An organizer bulletin revoking the Byzantine device, keeping its first records.
+    pub byz_revocation: Bulletin,
+    /// Honest devices, then the Byzantine one (enrolled like the others).
+    pub identities: Vec<DeviceIdentity>,
+    pub general: Vec<(String, String)>,
+    pub vip: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn byzantine(&self) -> &DeviceIdentity {
+        &self.identities[NODES_MAX]
+    }
+}
+
+pub fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| make_world().expect("the simulator's event package"))
+}
+
+fn issue(ev: &std::path::Path, count: usize, tier: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let o = IssueOptions {
+        count: count as u32,
+        tier: tier.into(),
+        format: TicketFormat::Gm1,
+        key_id: None,
+        nfc: false,
+        qr: false,
+        hmac_secret_file: None,
+        named: None,
+    };
+    Ok(tickets_issue(ev, &ev.join("tickets"), &o)?
+        .into_iter()
+        .map(|t| (t.ticket_id, t.code))
+        .collect())
+}
+
+fn make_world() -> anyhow::Result<World> {
+    let dir = tempfile::tempdir()?;
+    let ev = dir.path().join("event");
+    let mut keys_rng = StdRng::seed_from_u64(0x5eed_f1e1d);
+    let mut key = || ed25519_dalek::SigningKey::generate(&mut keys_rng);
+    event_create_with_key(
+        &ev,
+        "Sim Fest",
+        Some("simfest".into()),
+        Some("2026-01-01T00:00:00Z".into()),
+        Some("2027-01-01T00:00:00Z".into()),
+        key(),
+    )?;
+    let general = issue(&ev, GENERAL_TICKETS, "general")?;
+    let vip = issue(&ev, VIP_TICKETS, "vip")?;
+    for i in 0..=NODES_MAX {
+        let name = if i == NODES_MAX {
+            "byz".to_string()
+        } else {
+            format!("n{i}")
+        };
+        device_enroll_with_key(
+            &ev,
+            &name,
+            Role::Scanner,
+            &ev.join(format!("device-{name}")),
+            key(),
+        )?;
+    }
+    let package = package::load(&ev)?;
+    let keys = package.config.organizer_verifying_keys()?;
+    let read = |path: std::path::PathBuf| -> anyhow::Result<Bulletin> {
+        Ok(Bulletin::from_bytes(
+            &std::fs::read(path)?,
+            &package.config.event_id,
+            &keys,
+        )?)
+    };
+    let refund = read(organizer::bulletin(&BulletinRequest {
+        event: ev.clone(),
+        revoke_ticket: vec![general[GENERAL_TICKETS - 1].0.clone()],
+        ..BulletinRequest::default()
+    })?)?;
+    let byz_revocation = read(organizer::bulletin(&BulletinRequest {
+        event: ev.clone(),
+        revoke_device: vec!["byz".into()],
+        keep: vec![format!("{BYZ_CHAIN:08x}:{BYZ_KEPT}")],
+        ..BulletinRequest::default()
+    })?)?;
+    let identities = (0..=NODES_MAX)
+        .map(|i| {
+            let name = if i == NODES_MAX {
+                "byz".to_string()
+            } else {
+                format!("n{i}")
+            };
+            package::load_identity(
+                &ev.join(format!("device-{name}")),
+                &package.config.event_id,
+                &keys,
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(World {
+        package,
+        refund,
+        byz_revocation,
+        identities,
+        general,
+        vip,
+        _dir: dir,
+    })
+}
