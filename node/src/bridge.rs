@@ -19,7 +19,6 @@
 use crate::api::ApiCall;
 use crate::device;
 use anyhow::{bail, Context};
-use gatemesh_cloud_bridge::tokio_postgres;
 use gatemesh_cloud_bridge::{self as pg, Added, Batch, ConflictRow, DeviceRow, ScanRow};
 use gatemesh_crdt::event::{EventConfig, EventPackage};
 use gatemesh_crdt::{Conflict, RecordRef};
@@ -279,39 +278,15 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     let ledger = admit_export(&package, event, &bytes)?;
     drop(bytes);
     lap("verified");
-    let index = ledger.index();
-    let mut rows = Vec::with_capacity(index.len() as usize);
-    index.for_each_record(|r| rows.push(row_of(r)));
+    let mut rows = Vec::with_capacity(ledger.index().len() as usize);
+    ledger.index().for_each_record(|r| rows.push(row_of(r)));
     let rejected = ledger.stats().rejected();
     let records = rows.len() as u64;
-
     let mut client = pg::connect(url).await.context("database: connecting")?;
     pg::migrate(&mut client)
         .await
         .context("database: migrating")?;
-    // Double entries are judged on everything HQ holds: what other exports or the live bridge
-    // brought for this event, and this file.
-    let held = pg::event_scans(&client, &config.event_id)
-        .await
-        .context("database: reading the event's scans")?;
-    let mut conflicts: HashMap<String, Vec<ConflictRow>> = HashMap::new();
-    if held.is_empty() {
-        // Nothing else held: the file's own replay is the whole truth.
-        for c in ledger.index().conflicts() {
-            conflicts.insert(c.ticket_id.clone(), conflict_rows(&c));
-        }
-    } else {
-        let mut union = gatemesh_crdt::Index::new(config.entry_rules());
-        for row in held.iter().chain(rows.iter()) {
-            if let Some(body) = body_of(row) {
-                union.insert(&body);
-            }
-        }
-        for c in union.conflicts() {
-            conflicts.insert(c.ticket_id.clone(), conflict_rows(&c));
-        }
-    }
-    drop(held);
+    let conflicts = judge(&client, config, &ledger, &rows).await?;
     drop(ledger);
     lap("judged");
     let batches = batches(rows, &conflicts);
@@ -323,38 +298,9 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     )
     .await
     .context("database: event")?;
-    let run = pg::start_run(
-        &client,
-        &config.event_id,
-        &format!("import {}", file.display()),
-    )
-    .await?;
-    // Batches hold disjoint tickets, so they can be written on several connections at once.
-    let mut writers = vec![client];
-    for _ in 1..IMPORT_CONNECTIONS.min(batches.len().max(1)) {
-        writers.push(pg::connect(url).await.context("database: connecting")?);
-    }
-    let lanes = writers.len();
-    let event_id = config.event_id.as_str();
-    let batches_ref = &batches;
-    let results = futures::future::join_all(writers.into_iter().enumerate().map(
-        |(lane, mut client)| async move {
-            let mut added = Added::default();
-            for b in batches_ref.iter().skip(lane).step_by(lanes) {
-                added.add(pg::write_batch(&mut client, event_id, b).await?);
-            }
-            Ok::<_, tokio_postgres::Error>((added, client))
-        },
-    ))
-    .await;
-    let mut added = Added::default();
-    let mut clients = Vec::new();
-    for r in results {
-        let (a, c) = r.context("database: writing a batch")?;
-        added.add(a);
-        clients.push(c);
-    }
-    let client = clients.swap_remove(0);
+    let source = format!("import {}", file.display());
+    let run = pg::start_run(&client, &config.event_id, &source).await?;
+    let (added, client) = write_all(url, client, &config.event_id, &batches).await?;
     pg::update_run(&client, run, records, added.scans, rejected, true).await?;
     lap("written");
     Ok(json!({
@@ -370,6 +316,66 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
         "rows_added": added.rows(),
         "batches": batches.len(),
     }))
+}
+
+/// Double entries, judged on everything HQ holds for the event (what other exports or the live
+/// bridge brought) and the file.
+async fn judge(
+    client: &pg::Client,
+    config: &EventConfig,
+    ledger: &gatemesh_crdt::Ledger,
+    rows: &[ScanRow],
+) -> anyhow::Result<HashMap<String, Vec<ConflictRow>>> {
+    let held = pg::event_scans(client, &config.event_id)
+        .await
+        .context("database: reading the event's scans")?;
+    let found = if held.is_empty() {
+        // Nothing else held: the file's own replay is the whole truth.
+        ledger.index().conflicts()
+    } else {
+        let mut union = gatemesh_crdt::Index::new(config.entry_rules());
+        for body in held.iter().chain(rows.iter()).filter_map(body_of) {
+            union.insert(&body);
+        }
+        union.conflicts()
+    };
+    Ok(found
+        .iter()
+        .map(|c| (c.ticket_id.clone(), conflict_rows(c)))
+        .collect())
+}
+
+/// Write batches on [`IMPORT_CONNECTIONS`] connections at once (batches hold disjoint
+/// tickets). Returns what was added and a connection to go on with.
+async fn write_all(
+    url: &str,
+    client: pg::Client,
+    event_id: &str,
+    batches: &[Batch],
+) -> anyhow::Result<(Added, pg::Client)> {
+    let mut writers = vec![client];
+    for _ in 1..IMPORT_CONNECTIONS.min(batches.len().max(1)) {
+        writers.push(pg::connect(url).await.context("database: connecting")?);
+    }
+    let lanes = writers.len();
+    let results = futures::future::join_all(writers.into_iter().enumerate().map(
+        |(lane, mut client)| async move {
+            let mut added = Added::default();
+            for b in batches.iter().skip(lane).step_by(lanes) {
+                added.add(pg::write_batch(&mut client, event_id, b).await?);
+            }
+            Ok::<_, pg::BridgeError>((added, client))
+        },
+    ))
+    .await;
+    let mut added = Added::default();
+    let mut clients = Vec::new();
+    for r in results {
+        let (a, c) = r.context("database: writing a batch")?;
+        added.add(a);
+        clients.push(c);
+    }
+    Ok((added, clients.swap_remove(0)))
 }
 
 /// Take an export's changes through the mesh's admission, on a ledger that knows the event
