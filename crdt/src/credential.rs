@@ -185,24 +185,57 @@ fn read_gm1(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
     }
 }
 
+/// A legacy code's fields as JavaScript's JSON.stringify writes them (what the HMAC signs),
+/// with the plain ticket and event ids, the timestamp and the signature.
+struct LegacyFields {
+    signed: String,
+    ticket_id: String,
+    event_id: String,
+    timestamp_ms: u64,
+    signature: String,
+}
+
 fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
+    let f = legacy_fields(text)?;
+    let Some(secret) = r.legacy_secret else {
+        return Err(unreadable(
+            Reason::InvalidSignature,
+            "this node has no HMAC secret for legacy codes",
+            Some(&f.ticket_id),
+        ));
+    };
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&secret.secret).expect("HMAC takes any key length");
+    mac.update(f.signed.as_bytes());
+    let sig_ok = hex::decode(&f.signature).is_ok_and(|sig| mac.verify_slice(&sig).is_ok());
+    if !sig_ok {
+        return Err(unreadable(
+            Reason::InvalidSignature,
+            "legacy HMAC signature does not match",
+            Some(&f.ticket_id),
+        ));
+    }
+    Ok(Credential {
+        format: Format::Legacy,
+        ticket_id: f.ticket_id,
+        event_id: f.event_id,
+        tier: r.legacy.tier.clone(),
+        valid_from_ms: Some(f.timestamp_ms.saturating_sub(LEGACY_FUTURE_SKEW_MS)),
+        valid_until_ms: Some(f.timestamp_ms.saturating_add(secret.expiry_ms)),
+        zone: None,
+        revoked: false,
+    })
+}
+
+fn legacy_fields(text: &str) -> Result<LegacyFields, Unreadable> {
+    let malformed = |why: &str| unreadable(Reason::Malformed, why.to_string(), None);
     let obj = match json::parse(text) {
         Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return Err(unreadable(
-                Reason::Malformed,
-                "legacy code is not a JSON object",
-                None,
-            ))
-        }
+        _ => return Err(malformed("legacy code is not a JSON object")),
     };
     let field = |k: &str| obj.get(k).unwrap_or(&Value::Null);
     if let Some(missing) = LEGACY_FIELDS.iter().find(|f| obj.get(f).is_none()) {
-        return Err(unreadable(
-            Reason::Malformed,
-            format!("legacy code has no {missing}"),
-            None,
-        ));
+        return Err(malformed(&format!("legacy code has no {missing}")));
     }
     let scalar = |k: &str| -> Option<String> { js_scalar(field(k)) };
     let (Some(ticket_id), Some(event_id), Some(guest), Some(code), Some(ts)) = (
@@ -212,61 +245,28 @@ fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
         scalar("ticketCode"),
         scalar("timestamp"),
     ) else {
-        return Err(unreadable(
-            Reason::Malformed,
-            "legacy code fields must be strings or numbers",
-            None,
-        ));
+        return Err(malformed("legacy code fields must be strings or numbers"));
     };
     let number = match field("timestamp") {
         Value::Number(n) => n.parse::<f64>().ok(),
         _ => None,
     };
     let Some(timestamp_ms) = number.filter(|t| t.is_finite() && *t >= 0.0) else {
-        return Err(unreadable(
-            Reason::Malformed,
+        return Err(malformed(
             "legacy timestamp is not a number of milliseconds",
-            None,
         ));
     };
     let Value::String(signature) = field("signature") else {
-        return Err(unreadable(
-            Reason::Malformed,
-            "legacy signature is not a string",
-            None,
-        ));
-    };
-    let claimed = plain(field("ticketId"), &ticket_id);
-    let Some(secret) = r.legacy_secret else {
-        return Err(unreadable(
-            Reason::InvalidSignature,
-            "this node has no HMAC secret for legacy codes",
-            Some(&claimed),
-        ));
+        return Err(malformed("legacy signature is not a string"));
     };
     // Exactly JSON.stringify({ticketId, eventId, guestId, ticketCode, timestamp}).
     let signed = format!("{{\"ticketId\":{ticket_id},\"eventId\":{event_id},\"guestId\":{guest},\"ticketCode\":{code},\"timestamp\":{ts}}}");
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(&secret.secret).expect("HMAC takes any key length");
-    mac.update(signed.as_bytes());
-    let sig_ok = hex::decode(signature).is_ok_and(|sig| mac.verify_slice(&sig).is_ok());
-    if !sig_ok {
-        return Err(unreadable(
-            Reason::InvalidSignature,
-            "legacy HMAC signature does not match",
-            Some(&claimed),
-        ));
-    }
-    let timestamp_ms = timestamp_ms as u64;
-    Ok(Credential {
-        format: Format::Legacy,
-        ticket_id: claimed,
+    Ok(LegacyFields {
+        signed,
+        ticket_id: plain(field("ticketId"), &ticket_id),
         event_id: plain(field("eventId"), &event_id),
-        tier: r.legacy.tier.clone(),
-        valid_from_ms: Some(timestamp_ms.saturating_sub(LEGACY_FUTURE_SKEW_MS)),
-        valid_until_ms: Some(timestamp_ms.saturating_add(secret.expiry_ms)),
-        zone: None,
-        revoked: false,
+        timestamp_ms: timestamp_ms as u64,
+        signature: signature.clone(),
     })
 }
 

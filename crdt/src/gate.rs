@@ -295,7 +295,11 @@ impl GateLogic {
             .gate(req.gate)
             .cloned()
             .ok_or_else(|| GateError::UnknownGate(req.gate.to_string()))?;
-        let direction = req.direction.unwrap_or(gate.direction);
+        let at = At {
+            now_ms,
+            gate: &gate,
+            direction: req.direction.unwrap_or(gate.direction),
+        };
         let readers = Readers {
             organizer_keys: &self.organizer_keys,
             legacy: &self.config.legacy,
@@ -306,89 +310,82 @@ impl GateLogic {
             Ok(c) => c,
             Err(u) => {
                 let ticket = u.claimed_ticket.unwrap_or_else(|| unreadable_id(req.code));
-                return self.deny(now_ms, &gate, direction, &ticket, "", None, u.denial);
+                return self.deny(at, &ticket, "", None, u.denial);
             }
-        };
-        // A tier the event does not sell is recorded as none: the record keeps only what the
-        // event defines.
-        let tier_written = if self.config.tier(&cred.tier).is_some() {
-            cred.tier.clone()
-        } else {
-            String::new()
         };
         let tier =
             match policy::check_ticket(&cred, &self.config, &gate, &self.revoked_tickets, now_ms) {
                 Ok(t) => t.clone(),
                 Err(d) => {
-                    return self.deny(
-                        now_ms,
-                        &gate,
-                        direction,
-                        &cred.ticket_id.clone(),
-                        &tier_written,
-                        Some(&cred),
-                        d,
-                    )
+                    let tier = self.known_tier(&cred.tier);
+                    return self.deny(at, &cred.ticket_id, &tier, Some(&cred), d);
                 }
             };
         let replay = self.ledger.index().replay(&cred.ticket_id, &tier.name);
-        let info = TicketInfo {
-            id: cred.ticket_id.clone(),
-            tier: tier.name.clone(),
-            format: cred.format,
-        };
-        if direction == Direction::In {
+        if at.direction == Direction::In {
             if let Some(earlier) =
                 self.repeat_of(&replay.entries, now_ms, tier.double_scan_grace_ms)
             {
-                return Ok(self.repeat(earlier, info, &gate, direction));
+                let info = ticket_info(&cred, &tier.name);
+                return Ok(self.repeat(earlier, info, &gate, at.direction));
             }
             if let Err(d) = policy::check_entry(&replay) {
-                let mut out = self.deny(
-                    now_ms,
-                    &gate,
-                    direction,
-                    &cred.ticket_id,
-                    &tier.name,
-                    Some(&cred),
-                    d,
-                )?;
+                let mut out = self.deny(at, &cred.ticket_id, &tier.name, Some(&cred), d)?;
                 out.decision.previous = replay.entries;
                 return Ok(out);
             }
         }
-        let seen = replay
-            .entries
+        self.admit(at, &cred, &tier.name, &replay.entries)
+    }
+
+    /// Write an admit; `earlier` are the ticket's legitimate records, referenced as seen.
+    fn admit(
+        &mut self,
+        at: At<'_>,
+        cred: &Credential,
+        tier: &str,
+        earlier: &[RecordRef],
+    ) -> Result<ScanOutcome, GateError> {
+        let seen = earlier
             .iter()
             .rev()
             .take(SEEN_REFS_MAX)
             .map(|r| r.scan_id.clone())
             .collect();
         let draft = draft(
-            &gate,
-            direction,
+            at.gate,
+            at.direction,
             &cred.ticket_id,
-            &tier.name,
+            tier,
             Verdict::Admit,
             Reason::Ok,
             seen,
         );
-        let (record, change) = self.ledger.record(now_ms, draft)?;
+        let (record, change) = self.ledger.record(at.now_ms, draft)?;
         let decision = Decision {
             verdict: Verdict::Admit,
             reason: Reason::Ok,
             message: Reason::Ok.words().to_string(),
-            ticket: Some(info),
+            ticket: Some(ticket_info(cred, tier)),
             previous: Vec::new(),
             scan_id: record.scan_id(),
             repeat: false,
-            gate: gate.name.clone(),
-            direction,
+            gate: at.gate.name.clone(),
+            direction: at.direction,
         };
         Ok(ScanOutcome {
             decision,
             change: Some(change),
         })
+    }
+
+    /// The tier as a record may carry it: one the event sells, else none.
+    fn known_tier(&self, tier: &str) -> String {
+        if self.config.tier(tier).is_some() {
+            tier.to_string()
+        } else {
+            String::new()
+        }
     }
 
     /// Reconcile a scan an offline device made: the same gate policy as a scan (the ticket must
@@ -410,18 +407,7 @@ impl GateLogic {
             .gate(scan.gate)
             .cloned()
             .ok_or_else(|| GateError::UnknownGate(scan.gate.to_string()))?;
-        let earliest = self
-            .config
-            .valid_from_ms
-            .saturating_sub(OFFLINE_TIME_SLACK_MS);
-        let latest = (self
-            .config
-            .valid_until_ms
-            .saturating_add(OFFLINE_TIME_SLACK_MS))
-        .min(now_ms.saturating_add(OFFLINE_FUTURE_MS));
-        if !(earliest..=latest).contains(&scan.scanned_at_ms) {
-            return Err(GateError::OutsideEvent(scan.scanned_at_ms));
-        }
+        self.check_offline_time(now_ms, scan.scanned_at_ms)?;
         if self
             .ledger
             .index()
@@ -429,16 +415,7 @@ impl GateLogic {
         {
             return Ok(OfflineOutcome::Duplicate);
         }
-        let cred = Credential {
-            format: credential::Format::Manifest,
-            ticket_id: entry.ticket_id.clone(),
-            event_id: self.config.event_id.clone(),
-            tier: entry.tier.clone(),
-            valid_from_ms: None,
-            valid_until_ms: None,
-            zone: Some(entry.zone.clone()),
-            revoked: entry.status == crate::manifest::TicketStatus::Cancelled,
-        };
+        let cred = manifest_credential(&entry, &self.config.event_id);
         let policy = policy::check_ticket(
             &cred,
             &self.config,
@@ -452,11 +429,7 @@ impl GateLogic {
             (None, true) => (Verdict::Admit, Reason::Ok.code().to_string()),
             (None, false) => (Verdict::Deny, offline_reason(scan.reason)),
         };
-        let tier = if self.config.tier(&entry.tier).is_some() {
-            entry.tier.clone()
-        } else {
-            String::new()
-        };
+        let tier = self.known_tier(&entry.tier);
         let mut d = draft(
             &gate,
             gate.direction,
@@ -475,6 +448,24 @@ impl GateLogic {
             change,
             policy,
         })
+    }
+
+    /// An offline scan's time must fall inside the event (with slack) and not in the future.
+    fn check_offline_time(&self, now_ms: u64, scanned_at_ms: u64) -> Result<(), GateError> {
+        let earliest = self
+            .config
+            .valid_from_ms
+            .saturating_sub(OFFLINE_TIME_SLACK_MS);
+        let latest = (self
+            .config
+            .valid_until_ms
+            .saturating_add(OFFLINE_TIME_SLACK_MS))
+        .min(now_ms.saturating_add(OFFLINE_FUTURE_MS));
+        if (earliest..=latest).contains(&scanned_at_ms) {
+            Ok(())
+        } else {
+            Err(GateError::OutsideEvent(scanned_at_ms))
+        }
     }
 
     /// Undo an admit this device made less than [`ANNUL_WINDOW_MS`] ago (the holder did not walk
@@ -566,27 +557,24 @@ impl GateLogic {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn deny(
         &mut self,
-        now_ms: u64,
-        gate: &GateConfig,
-        direction: Direction,
+        at: At<'_>,
         ticket_id: &str,
         tier: &str,
         cred: Option<&Credential>,
         denial: Denial,
     ) -> Result<ScanOutcome, GateError> {
         let draft = draft(
-            gate,
-            direction,
+            at.gate,
+            at.direction,
             ticket_id,
             tier,
             Verdict::Deny,
             denial.reason,
             Vec::new(),
         );
-        let (record, change) = self.ledger.record(now_ms, draft)?;
+        let (record, change) = self.ledger.record(at.now_ms, draft)?;
         let decision = Decision {
             verdict: Verdict::Deny,
             reason: denial.reason,
@@ -599,13 +587,43 @@ impl GateLogic {
             previous: Vec::new(),
             scan_id: record.scan_id(),
             repeat: false,
-            gate: gate.name.clone(),
-            direction,
+            gate: at.gate.name.clone(),
+            direction: at.direction,
         };
         Ok(ScanOutcome {
             decision,
             change: Some(change),
         })
+    }
+}
+
+/// Where and when a scan happens.
+#[derive(Clone, Copy)]
+struct At<'g> {
+    now_ms: u64,
+    gate: &'g GateConfig,
+    direction: Direction,
+}
+
+fn ticket_info(cred: &Credential, tier: &str) -> TicketInfo {
+    TicketInfo {
+        id: cred.ticket_id.clone(),
+        tier: tier.to_string(),
+        format: cred.format,
+    }
+}
+
+/// What the manifest says of a ticket, as a credential the gate policy reads.
+fn manifest_credential(entry: &crate::manifest::ManifestTicket, event_id: &str) -> Credential {
+    Credential {
+        format: credential::Format::Manifest,
+        ticket_id: entry.ticket_id.clone(),
+        event_id: event_id.to_string(),
+        tier: entry.tier.clone(),
+        valid_from_ms: None,
+        valid_until_ms: None,
+        zone: Some(entry.zone.clone()),
+        revoked: entry.status == crate::manifest::TicketStatus::Cancelled,
     }
 }
 

@@ -7,7 +7,7 @@
 //! knows: denials by reason, inside now per zone, double entries and peers.
 
 use crate::index::Index;
-use crate::tally::Count;
+use crate::tally::{Count, Tally};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -127,58 +127,6 @@ pub struct PeerCounts {
 /// The statistics now.
 pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
     let t = index.tally();
-    let name = |id: u16| index.name(id).to_string();
-    let mut by_ticket_type: Vec<ByTier> = t
-        .by_tier
-        .iter()
-        .map(|(tier, c)| ByTier {
-            tier: name(*tier),
-            admitted: c.admitted,
-            denied: c.denied,
-            checked_in: t.checked_in_by_tier.get(tier).copied().unwrap_or(0),
-        })
-        .collect();
-    by_ticket_type.sort_by(|a, b| a.tier.cmp(&b.tier));
-    let mut by_location: Vec<ByGate> = t
-        .by_gate
-        .iter()
-        .map(|((g, z), c)| ByGate {
-            gate: name(*g),
-            zone: name(*z),
-            admitted: c.admitted,
-            denied: c.denied,
-        })
-        .collect();
-    by_location.sort_by(|a, b| (&a.gate, &a.zone).cmp(&(&b.gate, &b.zone)));
-    let mut by_scanner: Vec<ByScanner> = t
-        .by_device
-        .iter()
-        .map(|(d, c)| ByScanner {
-            scanner_id: d.to_string(),
-            name: input.device_names.get(&d.to_string()).cloned(),
-            admitted: c.admitted,
-            denied: c.denied,
-        })
-        .collect();
-    by_scanner.sort_by(|a, b| a.scanner_id.cmp(&b.scanner_id));
-    let mut by_reason: Vec<ByReason> = t
-        .by_reason
-        .iter()
-        .map(|(r, n)| ByReason {
-            reason: name(*r),
-            count: *n,
-        })
-        .collect();
-    by_reason.sort_by(|a, b| a.reason.cmp(&b.reason));
-    let mut inside_now: Vec<InsideZone> = t
-        .inside_by_zone
-        .iter()
-        .map(|(z, n)| InsideZone {
-            zone: name(*z),
-            count: *n,
-        })
-        .collect();
-    inside_now.sort_by(|a, b| a.zone.cmp(&b.zone));
     let rate = input
         .total_guests
         .filter(|&n| n > 0)
@@ -193,7 +141,7 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
         admitted: t.total.admitted,
         denied: t.total.denied,
         admits_last_minute: t.admits_last_minute(input.now_ms),
-        by_ticket_type,
+        by_ticket_type: by_ticket_type(index, t),
         by_time: t
             .by_hour
             .iter()
@@ -204,10 +152,10 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
             })
             .collect(),
         by_minute: minutes(&t.by_minute, input.now_ms),
-        by_location,
-        by_scanner,
-        by_reason,
-        inside_now,
+        by_location: by_location(index, t),
+        by_scanner: by_scanner(t, input.device_names),
+        by_reason: by_reason(index, t),
+        inside_now: inside_now(index, t),
         conflicts: ConflictCounts {
             tickets: index.conflict_tickets(),
             double_entries: index.conflict_count(),
@@ -217,6 +165,77 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
             known: input.peers.len(),
         },
     }
+}
+
+fn by_ticket_type(index: &Index, t: &Tally) -> Vec<ByTier> {
+    let mut all: Vec<ByTier> = t
+        .by_tier
+        .iter()
+        .map(|(tier, c)| ByTier {
+            tier: index.name(*tier).to_string(),
+            admitted: c.admitted,
+            denied: c.denied,
+            checked_in: t.checked_in_by_tier.get(tier).copied().unwrap_or(0),
+        })
+        .collect();
+    all.sort_by(|a, b| a.tier.cmp(&b.tier));
+    all
+}
+
+fn by_location(index: &Index, t: &Tally) -> Vec<ByGate> {
+    let mut all: Vec<ByGate> = t
+        .by_gate
+        .iter()
+        .map(|((g, z), c)| ByGate {
+            gate: index.name(*g).to_string(),
+            zone: index.name(*z).to_string(),
+            admitted: c.admitted,
+            denied: c.denied,
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.gate, &a.zone).cmp(&(&b.gate, &b.zone)));
+    all
+}
+
+fn by_scanner(t: &Tally, names: &HashMap<String, String>) -> Vec<ByScanner> {
+    let mut all: Vec<ByScanner> = t
+        .by_device
+        .iter()
+        .map(|(d, c)| ByScanner {
+            scanner_id: d.to_string(),
+            name: names.get(&d.to_string()).cloned(),
+            admitted: c.admitted,
+            denied: c.denied,
+        })
+        .collect();
+    all.sort_by(|a, b| a.scanner_id.cmp(&b.scanner_id));
+    all
+}
+
+fn by_reason(index: &Index, t: &Tally) -> Vec<ByReason> {
+    let mut all: Vec<ByReason> = t
+        .by_reason
+        .iter()
+        .map(|(r, n)| ByReason {
+            reason: index.name(*r).to_string(),
+            count: *n,
+        })
+        .collect();
+    all.sort_by(|a, b| a.reason.cmp(&b.reason));
+    all
+}
+
+fn inside_now(index: &Index, t: &Tally) -> Vec<InsideZone> {
+    let mut all: Vec<InsideZone> = t
+        .inside_by_zone
+        .iter()
+        .map(|(z, n)| InsideZone {
+            zone: index.name(*z).to_string(),
+            count: *n,
+        })
+        .collect();
+    all.sort_by(|a, b| a.zone.cmp(&b.zone));
+    all
 }
 
 /// The last [`MINUTES_SHOWN`] minutes up to `now_ms`, empty minutes included.

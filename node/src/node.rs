@@ -12,6 +12,7 @@ use crate::events::{self, emit};
 use crate::metrics::{Metrics, TransportCounters};
 use crate::store::Store;
 use anyhow::Context;
+use gatemesh_crdt::certificate::DeviceIdentity;
 use gatemesh_crdt::protocol::{Input, Output, Reply, RequestId};
 use gatemesh_crdt::replica::{Replica, ReplicaConfig};
 use gatemesh_crdt::Direction;
@@ -106,19 +107,7 @@ pub async fn run_with(
         direction: opts.direction,
         journal: opts.journal,
     });
-    let (net_tx, net_rx) = mpsc::channel(driver::CHANNEL_MAX);
-    let (events_tx, mut net_events) = mpsc::channel(driver::CHANNEL_MAX);
-    let transport = tokio::spawn(driver::run(
-        DriverConfig {
-            secret: identity.key.to_bytes(),
-            event_id,
-            listen: opts.listen.clone(),
-            peers: opts.peers.clone(),
-            mdns: opts.mdns,
-        },
-        net_rx,
-        events_tx,
-    ));
+    let (net_tx, mut net_events, transport) = spawn_transport(&opts, &identity, event_id);
     let mut node = Node {
         replica,
         store,
@@ -143,25 +132,60 @@ pub async fn run_with(
     };
     ready.store(true, Ordering::Relaxed);
     node.serve(&mut net_events, &mut api_rx).await?;
-    // Graceful stop: refuse new HTTP connections, answer what was already asked (each answer
-    // durable before it is sent), then flush the store.
     ready.store(false, Ordering::Relaxed);
-    let _ = http_stop.send(true);
-    api_rx.close();
-    while let Some(call) = api_rx.recv().await {
-        node.on_api(vec![call]).await;
-    }
-    if let Some(task) = http_task {
-        let _ = tokio::time::timeout(HTTP_DRAIN_MAX, task).await;
-    }
-    drop(node.net.clone());
+    node.stop(http_stop, api_rx, http_task).await?;
     transport.abort();
-    node.store.flush()?;
     emit(&json!({"event": "stopped"}));
     Ok(())
 }
 
+/// Start the libp2p driver: its command queue, its event queue and its task.
+fn spawn_transport(
+    opts: &NodeOptions,
+    identity: &DeviceIdentity,
+    event_id: String,
+) -> (
+    mpsc::Sender<Output>,
+    mpsc::Receiver<NetEvent>,
+    tokio::task::JoinHandle<Result<(), gatemesh_transport::MeshError>>,
+) {
+    let (net_tx, net_rx) = mpsc::channel(driver::CHANNEL_MAX);
+    let (events_tx, net_events) = mpsc::channel(driver::CHANNEL_MAX);
+    let task = tokio::spawn(driver::run(
+        DriverConfig {
+            secret: identity.key.to_bytes(),
+            event_id,
+            listen: opts.listen.clone(),
+            peers: opts.peers.clone(),
+            mdns: opts.mdns,
+        },
+        net_rx,
+        events_tx,
+    ));
+    (net_tx, net_events, task)
+}
+
 impl Node {
+    /// Graceful stop: refuse new HTTP connections, answer what was already asked (each answer
+    /// durable before it is sent), then flush the store.
+    async fn stop(
+        &mut self,
+        http_stop: tokio::sync::watch::Sender<bool>,
+        mut api_rx: mpsc::Receiver<ApiCall>,
+        http_task: Option<tokio::task::JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
+        let _ = http_stop.send(true);
+        api_rx.close();
+        while let Some(call) = api_rx.recv().await {
+            self.on_api(vec![call]).await;
+        }
+        if let Some(task) = http_task {
+            let _ = tokio::time::timeout(HTTP_DRAIN_MAX, task).await;
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+
     /// The actor's loop, until input ends or a signal comes.
     async fn serve(
         &mut self,

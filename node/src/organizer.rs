@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use gatemesh_crdt::bulletin::{BulletinBody, DeviceRevocation, KeptChain};
 use gatemesh_crdt::certificate::{DeviceCertificate, Role};
 use gatemesh_crdt::credential::make_legacy_code;
-use gatemesh_crdt::event::{EventConfig, OrganizerKey, NAME_LEN_MAX};
+use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey, TierConfig, NAME_LEN_MAX};
 use gatemesh_crdt::manifest::{ManifestBody, ManifestTicket, TicketStatus};
 use gatemesh_crdt::ticket::{self, TicketPayload};
 use gatemesh_crdt::DeviceId;
@@ -181,11 +181,6 @@ pub struct Issued {
 pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result<Vec<Issued>> {
     let package = package::load(dir)?;
     let config = &package.config;
-    let tier_of = |name: &str| {
-        config
-            .tier(name)
-            .with_context(|| format!("no tier {name} in this event"))
-    };
     let wanted = o.named.as_ref().map_or(o.count as usize, Vec::len);
     if wanted == 0 || wanted > ISSUE_COUNT_MAX as usize {
         bail!("tickets to issue must be 1..={ISSUE_COUNT_MAX}, not {wanted}");
@@ -196,34 +191,7 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
         .as_ref()
         .map(|m| m.tickets().to_vec())
         .unwrap_or_default();
-    let first = tickets.len() + 1;
-    let plan: Vec<(String, &gatemesh_crdt::event::TierConfig, usize)> = match &o.named {
-        None => {
-            let tier = tier_of(&o.tier)?;
-            (first..first + o.count as usize)
-                .map(|n| (format!("T{n:06}"), tier, n))
-                .collect()
-        }
-        Some(named) => {
-            let mut seen: HashSet<&str> = tickets.iter().map(|t| t.ticket_id.as_str()).collect();
-            let mut plan = Vec::with_capacity(named.len());
-            for (i, (id, tier)) in named.iter().enumerate() {
-                let ok = !id.is_empty()
-                    && id.len() <= TICKET_ID_LEN_MAX
-                    && id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                if !ok {
-                    bail!("ticket id {id:?}: 1..={TICKET_ID_LEN_MAX} of A-Z a-z 0-9 - _ .");
-                }
-                if !seen.insert(id) {
-                    bail!("ticket {id} is issued already (or listed twice)");
-                }
-                plan.push((id.clone(), tier_of(tier)?, first + i));
-            }
-            plan
-        }
-    };
+    let plan = plan_tickets(config, &tickets, o)?;
     let legacy_secret = if o.format == TicketFormat::Legacy {
         Some(
             package::legacy_secret(o.hmac_secret_file.as_deref())?
@@ -232,36 +200,15 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
     } else {
         None
     };
+    let signer = CodeSigner {
+        config,
+        key_id: &key_id,
+        key: &key,
+        legacy_secret: legacy_secret.as_ref().map(|s| s.secret.as_slice()),
+    };
     let mut issued = Vec::with_capacity(plan.len());
     for (ticket_id, tier, n) in plan {
-        let code = match o.format {
-            TicketFormat::Gm1 => ticket::encode(
-                &TicketPayload {
-                    event_id: config.event_id.clone(),
-                    ticket_id: ticket_id.clone(),
-                    tier: tier.name.clone(),
-                    key_id: key_id.clone(),
-                    valid_from_s: config.valid_from_ms / 1000,
-                    valid_until_s: config.valid_until_ms.div_ceil(1000),
-                },
-                &key,
-            )?,
-            TicketFormat::Legacy => {
-                let secret = legacy_secret
-                    .as_ref()
-                    .map(|s| s.secret.as_slice())
-                    .unwrap_or_default();
-                make_legacy_code(
-                    &ticket_id,
-                    &config.legacy.event_id,
-                    &format!("G{n:06}"),
-                    &random_code(10),
-                    crate::now_ms(),
-                    secret,
-                )
-            }
-            TicketFormat::Manifest => random_code(12),
-        };
+        let code = signer.code(o.format, &ticket_id, tier, n)?;
         let nfc_uid = o.nfc.then(random_nfc_uid);
         tickets.push(ManifestTicket {
             ticket_id: ticket_id.clone(),
@@ -283,6 +230,85 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
     write_manifest(dir, config, tickets, &key_id, &key)?;
     write_codes(out, &issued, o.qr)?;
     Ok(issued)
+}
+
+/// The tickets to issue: (id, tier, number), numbered after the `existing` ones.
+fn plan_tickets<'c>(
+    config: &'c EventConfig,
+    existing: &[ManifestTicket],
+    o: &IssueOptions,
+) -> anyhow::Result<Vec<(String, &'c TierConfig, usize)>> {
+    let tier_of = |name: &str| {
+        config
+            .tier(name)
+            .with_context(|| format!("no tier {name} in this event"))
+    };
+    let first = existing.len() + 1;
+    let Some(named) = &o.named else {
+        let tier = tier_of(&o.tier)?;
+        return Ok((first..first + o.count as usize)
+            .map(|n| (format!("T{n:06}"), tier, n))
+            .collect());
+    };
+    let mut seen: HashSet<&str> = existing.iter().map(|t| t.ticket_id.as_str()).collect();
+    let mut plan = Vec::with_capacity(named.len());
+    for (i, (id, tier)) in named.iter().enumerate() {
+        let ok = !id.is_empty()
+            && id.len() <= TICKET_ID_LEN_MAX
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            bail!("ticket id {id:?}: 1..={TICKET_ID_LEN_MAX} of A-Z a-z 0-9 - _ .");
+        }
+        if !seen.insert(id) {
+            bail!("ticket {id} is issued already (or listed twice)");
+        }
+        plan.push((id.clone(), tier_of(tier)?, first + i));
+    }
+    Ok(plan)
+}
+
+/// What signs a ticket's code, in each format.
+struct CodeSigner<'a> {
+    config: &'a EventConfig,
+    key_id: &'a str,
+    key: &'a SigningKey,
+    legacy_secret: Option<&'a [u8]>,
+}
+
+impl CodeSigner<'_> {
+    fn code(
+        &self,
+        format: TicketFormat,
+        ticket_id: &str,
+        tier: &TierConfig,
+        n: usize,
+    ) -> anyhow::Result<String> {
+        let config = self.config;
+        Ok(match format {
+            TicketFormat::Gm1 => ticket::encode(
+                &TicketPayload {
+                    event_id: config.event_id.clone(),
+                    ticket_id: ticket_id.to_string(),
+                    tier: tier.name.clone(),
+                    key_id: self.key_id.to_string(),
+                    valid_from_s: config.valid_from_ms / 1000,
+                    valid_until_s: config.valid_until_ms.div_ceil(1000),
+                },
+                self.key,
+            )?,
+            TicketFormat::Legacy => make_legacy_code(
+                ticket_id,
+                &config.legacy.event_id,
+                &format!("G{n:06}"),
+                &random_code(10),
+                crate::now_ms(),
+                self.legacy_secret.unwrap_or_default(),
+            ),
+            TicketFormat::Manifest => random_code(12),
+        })
+    }
 }
 
 fn write_manifest(
@@ -486,6 +512,45 @@ pub struct BulletinRequest {
 /// Write the next bulletin of the event; returns its path.
 pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
     let package = package::load(&a.event)?;
+    let (revoke_devices, add_devices) = bulletin_devices(a, &package)?;
+    if a.revoke_ticket.is_empty() && revoke_devices.is_empty() && add_devices.is_empty() {
+        bail!("a bulletin needs at least one --revoke-ticket, --revoke-device or --add-device");
+    }
+    let keys = package.config.organizer_verifying_keys()?;
+    let (existing, _) = package::load_bulletins(&a.event, &package.config.event_id, &keys);
+    let version = existing
+        .iter()
+        .map(|b| b.version())
+        .max()
+        .map_or(1, |v| v + 1);
+    let body = BulletinBody {
+        event_id: package.config.event_id.clone(),
+        version,
+        issued_ms: crate::now_ms(),
+        revoke_tickets: a.revoke_ticket.clone(),
+        revoke_devices,
+        add_devices,
+    };
+    let (key_id, key) = package::organizer_signing_key(&a.event, None)?;
+    std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;
+    let signed = package::sign(&body, &key_id, &key)?;
+    let bytes = serde_json::to_vec_pretty(&signed)?;
+    let made =
+        gatemesh_crdt::bulletin::Bulletin::from_bytes(&bytes, &package.config.event_id, &keys)?;
+    let path = a
+        .event
+        .join(package::BULLETINS_DIR)
+        .join(format!("{}.json", made.label()));
+    std::fs::write(&path, &bytes)?;
+    Ok(path)
+}
+
+/// The devices a bulletin revokes (with the chains kept) and the certificates it adds.
+#[allow(clippy::type_complexity)]
+fn bulletin_devices(
+    a: &BulletinRequest,
+    package: &EventPackage,
+) -> anyhow::Result<(Vec<DeviceRevocation>, Vec<gatemesh_crdt::signed::Signed>)> {
     let find = |who: &str| {
         package
             .certificates
@@ -525,36 +590,7 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
             Ok(serde_json::from_slice(&std::fs::read(&path)?)?)
         })
         .collect::<anyhow::Result<Vec<gatemesh_crdt::signed::Signed>>>()?;
-    if a.revoke_ticket.is_empty() && revoke_devices.is_empty() && add_devices.is_empty() {
-        bail!("a bulletin needs at least one --revoke-ticket, --revoke-device or --add-device");
-    }
-    let keys = package.config.organizer_verifying_keys()?;
-    let (existing, _) = package::load_bulletins(&a.event, &package.config.event_id, &keys);
-    let version = existing
-        .iter()
-        .map(|b| b.version())
-        .max()
-        .map_or(1, |v| v + 1);
-    let body = BulletinBody {
-        event_id: package.config.event_id.clone(),
-        version,
-        issued_ms: crate::now_ms(),
-        revoke_tickets: a.revoke_ticket.clone(),
-        revoke_devices,
-        add_devices,
-    };
-    let (key_id, key) = package::organizer_signing_key(&a.event, None)?;
-    std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;
-    let signed = package::sign(&body, &key_id, &key)?;
-    let bytes = serde_json::to_vec_pretty(&signed)?;
-    let made =
-        gatemesh_crdt::bulletin::Bulletin::from_bytes(&bytes, &package.config.event_id, &keys)?;
-    let path = a
-        .event
-        .join(package::BULLETINS_DIR)
-        .join(format!("{}.json", made.label()));
-    std::fs::write(&path, &bytes)?;
-    Ok(path)
+    Ok((revoke_devices, add_devices))
 }
 
 /// The chains of a revoked device to keep: `--keep CHAIN:POSITION` for this device's chains

@@ -113,6 +113,128 @@ fn load(
     (all, failed)
 }
 
+/// The central server, started on loopback: its address and its task.
+pub struct CentralServer {
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CentralServer {
+    /// Start the server on `bind` with every ticket of `ticket_ids` valid in PostgreSQL at
+    /// `pg_url`.
+    pub async fn start(
+        pg_url: &str,
+        bind: &str,
+        package: EventPackage,
+        ticket_ids: &[&str],
+    ) -> anyhow::Result<CentralServer> {
+        let mut pool = Vec::new();
+        for _ in 0..POOL {
+            pool.push(tokio::sync::Mutex::new(
+                gatemesh_cloud_bridge::connect(pg_url).await?,
+            ));
+        }
+        let c0 = pool[0].lock().await;
+        c0.batch_execute(
+            "CREATE TABLE IF NOT EXISTS central_tickets (ticket_id text PRIMARY KEY, \
+             status text NOT NULL, scanned_at timestamptz)",
+        )
+        .await?;
+        c0.execute(
+            "INSERT INTO central_tickets SELECT unnest($1::text[]), 'valid' ON CONFLICT DO NOTHING",
+            &[&ticket_ids],
+        )
+        .await?;
+        drop(c0);
+        let state = Arc::new(Central {
+            manifest: package.manifest.clone().unwrap_or_default(),
+            keys: package.config.organizer_verifying_keys()?,
+            package,
+            pool,
+            next: AtomicUsize::new(0),
+        });
+        let app = Router::new().route("/scan", post(scan)).with_state(state);
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?.to_string();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(CentralServer { addr, task })
+    }
+
+    /// Stop serving (the outage).
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The mesh side: one node per device, each with its scanner address.
+struct Mesh {
+    nodes: Vec<NodeProc>,
+    addrs: Vec<(String, &'static str)>,
+}
+
+impl Mesh {
+    fn start(ev: &std::path::Path, dir: &std::path::Path, devices: &[String]) -> Mesh {
+        let mut nodes = Vec::new();
+        let mut addrs = Vec::new();
+        for d in devices {
+            let (n, addr) =
+                NodeProc::start_http(ev, &format!("device-{d}"), &dir.join(d), "north", &[]);
+            nodes.push(n);
+            addrs.push((addr, "/api/scan"));
+        }
+        for n in nodes.iter_mut() {
+            n.wait_peers(devices.len() - 1);
+        }
+        Mesh { nodes, addrs }
+    }
+
+    /// Scan `codes` with `concurrency` scanners, draining the nodes' output meanwhile: the
+    /// latencies, the failures and the seconds it took.
+    fn load(&mut self, codes: Vec<String>, concurrency: usize) -> (Vec<f64>, usize, f64) {
+        let started = Instant::now();
+        let handle = std::thread::spawn({
+            let addrs = self.addrs.clone();
+            move || load(&addrs, &codes, concurrency)
+        });
+        while !handle.is_finished() {
+            for n in self.nodes.iter_mut() {
+                n.drain();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (ms, failed) = handle.join().unwrap_or_default();
+        (ms, failed, started.elapsed().as_secs_f64())
+    }
+
+    /// Cut every node off from the others, then scan `codes` spread over the nodes: admits.
+    fn outage(&mut self, devices: &[String], codes: &[String]) -> usize {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            let others: Vec<&str> = devices
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| s.as_str())
+                .collect();
+            n.send(&format!("!block {}", others.join(" ")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let per = codes.len().div_ceil(self.nodes.len());
+        let mut admits = 0;
+        for (i, chunk) in codes.chunks(per).enumerate() {
+            let (addr, path) = &self.addrs[i % self.addrs.len()];
+            if let Ok((_, failed)) = client_at(addr, path, chunk) {
+                admits += chunk.len() - failed;
+            }
+            let k = self.nodes.len();
+            self.nodes[i % k].drain();
+        }
+        admits
+    }
+}
+
 pub fn run(b: &Baseline) -> anyhow::Result<Map<String, Value>> {
     let tmp = tempfile::tempdir()?;
     let ev = tmp.path().join("event");
@@ -121,7 +243,6 @@ pub fn run(b: &Baseline) -> anyhow::Result<Map<String, Value>> {
     let names: Vec<&str> = devices.iter().map(String::as_str).collect();
     let codes: Vec<(String, String)> = make_event(&ev, total as u32, &names, false);
     let package = gatemesh_node::package::load(&ev)?;
-    let keys = package.config.organizer_verifying_keys()?;
     let (central_codes, rest) = codes.split_at(b.requests);
     let (mesh_codes, rest) = rest.split_at(b.requests);
     let (central_down, mesh_down) = rest.split_at(b.down_scans);
@@ -133,113 +254,27 @@ pub fn run(b: &Baseline) -> anyhow::Result<Map<String, Value>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (central_addr, server) = rt.block_on(async {
-        let mut pool = Vec::new();
-        for _ in 0..POOL {
-            pool.push(tokio::sync::Mutex::new(
-                gatemesh_cloud_bridge::connect(&pg.url).await?,
-            ));
-        }
-        let c0 = pool[0].lock().await;
-        c0.batch_execute(
-            "CREATE TABLE central_tickets (ticket_id text PRIMARY KEY, status text NOT NULL, \
-             scanned_at timestamptz)",
-        )
-        .await?;
-        let ids: Vec<&str> = codes.iter().map(|(t, _)| t.as_str()).collect();
-        c0.execute(
-            "INSERT INTO central_tickets SELECT unnest($1::text[]), 'valid'",
-            &[&ids],
-        )
-        .await?;
-        drop(c0);
-        let state = Arc::new(Central {
-            manifest: package.manifest.clone().unwrap_or_default(),
-            package,
-            keys,
-            pool,
-            next: AtomicUsize::new(0),
-        });
-        let app = Router::new().route("/scan", post(scan)).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?.to_string();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok::<_, anyhow::Error>((addr, server))
-    })?;
+    let ids: Vec<&str> = codes.iter().map(|(t, _)| t.as_str()).collect();
+    let server = rt.block_on(CentralServer::start(&pg.url, "127.0.0.1:0", package, &ids))?;
+    let central_addr = server.addr.clone();
     let (mut central_ms, central_failed) = load(
         &[(central_addr.clone(), "/scan")],
         &only(central_codes),
         b.concurrency,
     );
 
-    // The mesh.
-    let mut nodes = Vec::new();
-    let mut addrs = Vec::new();
-    for d in &devices {
-        let (n, addr) = NodeProc::start_http(
-            &ev,
-            &format!("device-{d}"),
-            &tmp.path().join(d),
-            "north",
-            &[],
-        );
-        nodes.push(n);
-        addrs.push((addr, "/api/scan"));
-    }
-    for n in nodes.iter_mut() {
-        n.wait_peers(b.nodes - 1);
-    }
-    let started = Instant::now();
-    let mesh_codes = only(mesh_codes);
-    let handle = std::thread::spawn({
-        let addrs = addrs.clone();
-        let c = b.concurrency;
-        move || load(&addrs, &mesh_codes, c)
-    });
-    while !handle.is_finished() {
-        for n in nodes.iter_mut() {
-            n.drain();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let (mut mesh_ms, mesh_failed) = handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("load panicked"))?;
-    let mesh_s = started.elapsed().as_secs_f64();
+    let mut mesh = Mesh::start(&ev, tmp.path(), &devices);
+    let (mut mesh_ms, mesh_failed, mesh_s) = mesh.load(only(mesh_codes), b.concurrency);
 
     // The outage: no server; for the mesh, no network between the nodes.
-    server.abort();
-    let _ = rt.block_on(server);
+    rt.block_on(server.stop());
     let (central_down_ms, central_down_failed) = load(
         &[(central_addr, "/scan")],
         &only(central_down),
         b.concurrency,
     );
     let central_down_admits = central_down_ms.len() - central_down_failed;
-    let names: Vec<String> = devices.clone();
-    for (i, n) in nodes.iter_mut().enumerate() {
-        let others: Vec<&str> = names
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, s)| s.as_str())
-            .collect();
-        n.send(&format!("!block {}", others.join(" ")));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let mesh_down = only(mesh_down);
-    let per = mesh_down.len().div_ceil(b.nodes);
-    let mut mesh_down_admits = 0;
-    for (i, chunk) in mesh_down.chunks(per).enumerate() {
-        let (addr, path) = &addrs[i % addrs.len()];
-        if let Ok((_, failed)) = client_at(addr, path, chunk) {
-            mesh_down_admits += chunk.len() - failed;
-        }
-        let k = nodes.len();
-        nodes[i % k].drain();
-    }
+    let mesh_down_admits = mesh.outage(&devices, &only(mesh_down));
 
     let p = |v: &mut Vec<f64>, q| percentile(v, q);
     let mesh_p95 = p(&mut mesh_ms, 95.0);

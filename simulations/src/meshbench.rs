@@ -137,9 +137,9 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
-    let tmp = tempfile::tempdir()?;
-    let ev = tmp.path().join("event");
+/// Start `b.nodes` nodes on a fresh event with codes enough for every phase.
+fn start(b: &MeshBench, dir: &std::path::Path) -> anyhow::Result<Mesh> {
+    let ev = dir.join("event");
     let names: Vec<String> = (0..b.nodes).map(|i| format!("n{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let steady = (b.rate_per_s * b.seconds) as usize;
@@ -154,15 +154,7 @@ pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
         .collect();
     let nodes: Vec<NodeProc> = names
         .iter()
-        .map(|n| {
-            NodeProc::start(
-                &ev,
-                &format!("device-{n}"),
-                &tmp.path().join(n),
-                "north",
-                &[],
-            )
-        })
+        .map(|n| NodeProc::start(&ev, &format!("device-{n}"), &dir.join(n), "north", &[]))
         .collect();
     let mut mesh = Mesh {
         nodes,
@@ -177,7 +169,12 @@ pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
     for n in mesh.nodes.iter_mut() {
         n.drain();
     }
-    // Steady rate: propagation.
+    Ok(mesh)
+}
+
+/// Steady rate: propagation p50 and p99 (ms).
+fn steady(mesh: &mut Mesh, b: &MeshBench) -> anyhow::Result<(f64, f64)> {
+    let steady = (b.rate_per_s * b.seconds) as usize;
     let t0 = now_us();
     mesh.feed(steady, b.rate_per_s, None);
     let (mut samples, missing) = mesh.settle(t0, steady, BACKLOG_GRACE);
@@ -192,9 +189,14 @@ pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
         samples.len(),
         steady * (b.nodes - 1)
     );
-    let p50 = percentile(&mut samples, 50.0);
-    let p99 = percentile(&mut samples, 99.0);
-    // Rising rates: sustained.
+    Ok((
+        percentile(&mut samples, 50.0),
+        percentile(&mut samples, 99.0),
+    ))
+}
+
+/// Rising rates: the highest sustained, and each step's figures.
+fn sustain(mesh: &mut Mesh) -> (u32, Vec<Value>) {
     let mut sustained = 0;
     let mut steps = Vec::new();
     for rate in SUSTAIN_RATES {
@@ -213,6 +215,14 @@ pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
             break;
         }
     }
+    (sustained, steps)
+}
+
+pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
+    let tmp = tempfile::tempdir()?;
+    let mut mesh = start(b, tmp.path())?;
+    let (p50, p99) = steady(&mut mesh, b)?;
+    let (sustained, steps) = sustain(&mut mesh);
     let healing = heal(&mut mesh, b.heal_scans)?;
     let mut m = Map::new();
     m.insert("bench".into(), json!("mesh"));
@@ -280,21 +290,23 @@ fn heal(mesh: &mut Mesh, per_side: usize) -> anyhow::Result<Heal> {
         let line = format!("!unblock {}", names(if a.contains(&i) { &b } else { &a }));
         mesh.nodes[i].send(&line);
     }
+    Ok(Heal {
+        settle_ms,
+        heal_ms: converge(mesh),
+    })
+}
+
+/// Time (ms) until every node reports the same heads; `None` past [`HEAL_WAIT_MAX`].
+fn converge(mesh: &mut Mesh) -> Option<f64> {
     let healed = Instant::now();
     let mut last_report = Instant::now();
-    let all: Vec<usize> = (0..n).collect();
+    let all: Vec<usize> = (0..mesh.nodes.len()).collect();
     loop {
         if same_heads(mesh, &all) {
-            return Ok(Heal {
-                settle_ms,
-                heal_ms: Some(healed.elapsed().as_secs_f64() * 1000.0),
-            });
+            return Some(healed.elapsed().as_secs_f64() * 1000.0);
         }
         if healed.elapsed() > HEAL_WAIT_MAX {
-            return Ok(Heal {
-                settle_ms,
-                heal_ms: None,
-            });
+            return None;
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();

@@ -64,6 +64,15 @@ fn issue(ev: &std::path::Path, count: usize, tier: &str) -> anyhow::Result<Vec<(
         .collect())
 }
 
+/// Device `i` of the world: `n0`… and, last, the Byzantine one.
+fn device_name(i: usize) -> String {
+    if i == NODES_MAX {
+        "byz".to_string()
+    } else {
+        format!("n{i}")
+    }
+}
+
 fn make_world() -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
     let ev = dir.path().join("event");
@@ -80,11 +89,7 @@ fn make_world() -> anyhow::Result<World> {
     let general = issue(&ev, GENERAL_TICKETS, "general")?;
     let vip = issue(&ev, VIP_TICKETS, "vip")?;
     for i in 0..=NODES_MAX {
-        let name = if i == NODES_MAX {
-            "byz".to_string()
-        } else {
-            format!("n{i}")
-        };
+        let name = device_name(i);
         device_enroll_with_key(
             &ev,
             &name,
@@ -115,11 +120,7 @@ fn make_world() -> anyhow::Result<World> {
     })?)?;
     let identities = (0..=NODES_MAX)
         .map(|i| {
-            let name = if i == NODES_MAX {
-                "byz".to_string()
-            } else {
-                format!("n{i}")
-            };
+            let name = device_name(i);
             package::load_identity(
                 &ev.join(format!("device-{name}")),
                 &package.config.event_id,
