@@ -1,0 +1,291 @@
+//! The codebase's invariants, checked by Cargo (in the style of rust-analyzer's `tidy` test):
+//! the pure crate stays pure, no module imports the CLI, no function outside tests grows past
+//! 70 lines.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Longest function, in lines from its signature to its closing brace, outside tests.
+const FN_LINES_MAX: usize = 70;
+
+/// Crates that do I/O (files, sockets, threads, runtimes, databases). The pure crate takes bytes
+/// and time in and gives bytes and effects out, so none of these may enter its dependency tree.
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "mio",
+    "socket2",
+    "async-std",
+    "libp2p",
+    "libp2p-swarm",
+    "quinn",
+    "rustls",
+    "sled",
+    "axum",
+    "hyper",
+    "reqwest",
+    "tokio-postgres",
+    "postgres",
+    "mdns-sd",
+    "rayon",
+    "crossbeam-channel",
+];
+
+/// What the pure crate's own code may not call: the clock, the file system, the network, the
+/// process, threads, randomness, printing.
+const IMPURE_CALLS: &[&str] = &[
+    "std::fs",
+    "std::net",
+    "std::process",
+    "std::thread",
+    "std::env",
+    "std::io::stdin",
+    "std::io::stdout",
+    "SystemTime::now",
+    "Instant::now",
+    "rand::",
+    "OsRng",
+    "thread_rng",
+    "println!",
+    "eprintln!",
+    "print!(",
+    "dbg!(",
+];
+
+/// The crates whose code is held to the function-length rule, and the pure ones.
+const CRATES: &[&str] = &["crdt", "transport", "node", "cloud-bridge", "simulations"];
+const PURE: &[&str] = &["crdt"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("source dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn sources(krate: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    rust_files(&root().join(krate).join("src"), &mut out);
+    out.sort();
+    out
+}
+
+/// The lines of a file with `#[cfg(test)]` items blanked out.
+fn without_tests(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("#[cfg(test)]") {
+            let mut j = i + 1;
+            while j < lines.len() && !lines[j].trim_end().ends_with('{') {
+                if lines[j].trim_end().ends_with(';') {
+                    break;
+                }
+                j += 1;
+            }
+            if j < lines.len() && lines[j].trim_end().ends_with('{') {
+                let indent = indent_of(lines[j]);
+                let close = format!("{}}}", " ".repeat(indent));
+                let mut k = j + 1;
+                while k < lines.len() && lines[k].trim_end() != close {
+                    k += 1;
+                }
+                out.extend((i..=k.min(lines.len() - 1)).map(|_| String::new()));
+                i = k + 1;
+                continue;
+            }
+        }
+        out.push(lines[i].to_string());
+        i += 1;
+    }
+    out
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// The name of the function a line declares, if it declares one.
+fn fn_name(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    for prefix in ["const ", "async ", "unsafe "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let rest = rest.strip_prefix("fn ")?;
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+    Some(&rest[..end])
+}
+
+/// Functions longer than [`FN_LINES_MAX`]: (lines, line number, name).
+fn long_functions(lines: &[String]) -> Vec<(usize, usize, String)> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(name) = fn_name(&lines[i]) else {
+            i += 1;
+            continue;
+        };
+        let mut open = i;
+        while open < lines.len()
+            && !lines[open].trim_end().ends_with('{')
+            && !lines[open].trim_end().ends_with(';')
+        {
+            open += 1;
+        }
+        if open >= lines.len() || lines[open].trim_end().ends_with(';') {
+            i = open + 1;
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent_of(&lines[i])));
+        let mut end = open + 1;
+        while end < lines.len() && lines[end].trim_end() != close {
+            end += 1;
+        }
+        let n = end - i + 1;
+        if n > FN_LINES_MAX {
+            found.push((n, i + 1, name.to_string()));
+        }
+        i = end + 1;
+    }
+    found
+}
+
+#[test]
+fn no_function_outside_tests_is_longer_than_70_lines() {
+    let mut too_long = Vec::new();
+    let mut files: Vec<PathBuf> = CRATES.iter().flat_map(|c| sources(c)).collect();
+    files.push(root().join("tests/procs.rs"));
+    files.push(root().join("tests/lib.rs"));
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line, name) in long_functions(&without_tests(&text)) {
+            too_long.push(format!(
+                "{}:{line} fn {name}: {n} lines",
+                file.strip_prefix(root()).unwrap_or(&file).display()
+            ));
+        }
+    }
+    assert!(
+        too_long.is_empty(),
+        "functions over {FN_LINES_MAX} lines (split them):\n{}",
+        too_long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_rule_sees_a_long_function_and_skips_tests() {
+    let body = |n: usize| (0..n).map(|_| "    x();\n").collect::<String>();
+    let long = format!("pub async fn long(a: u8) {{\n{}}}\n", body(69));
+    assert_eq!(long_functions(&without_tests(&long)).len(), 1);
+    let short = format!("fn short() {{\n{}}}\n", body(68));
+    assert!(long_functions(&without_tests(&short)).is_empty());
+    let in_tests = format!(
+        "#[cfg(test)]\nmod tests {{\n    fn t() {{\n{}    }}\n}}\n",
+        body(80)
+    );
+    assert!(long_functions(&without_tests(&in_tests)).is_empty());
+}
+
+#[test]
+fn no_module_imports_the_cli() {
+    let mut offenders = Vec::new();
+    for krate in CRATES {
+        for file in sources(krate) {
+            if file.ends_with("node/src/main.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for (i, line) in text.lines().enumerate() {
+                let l = line.trim();
+                if l.contains("crate::cli")
+                    || l.contains("super::cli")
+                    || l.starts_with("mod cli")
+                    || l.starts_with("pub mod cli")
+                {
+                    offenders.push(format!("{}:{}: {l}", file.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "modules importing the CLI:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn the_pure_crate_calls_no_io() {
+    let mut offenders = Vec::new();
+    for krate in PURE {
+        for file in sources(krate) {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for (i, line) in without_tests(&text).iter().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if let Some(call) = IMPURE_CALLS.iter().find(|c| code.contains(*c)) {
+                    offenders.push(format!("{}:{}: {call}", file.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "I/O in the pure crate:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn the_pure_crate_depends_on_no_io_crate() {
+    for krate in PURE {
+        let package = format!("gatemesh-{krate}");
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--offline",
+                "--locked",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+            ])
+            .args(["-p", &package])
+            .current_dir(root())
+            .output()
+            .expect("run cargo tree");
+        assert!(
+            out.status.success(),
+            "cargo tree: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let names: Vec<&str> = tree.lines().filter_map(|l| l.split(' ').next()).collect();
+        assert!(
+            names.contains(&"ed25519-dalek"),
+            "cargo tree listed {names:?}"
+        );
+        let io: Vec<&&str> = IO_CRATES.iter().filter(|c| names.contains(c)).collect();
+        assert!(io.is_empty(), "{package} depends on I/O crates {io:?}");
+    }
+}
