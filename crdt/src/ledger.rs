@@ -305,8 +305,56 @@ impl Ledger {
                 refused += 1;
             }
         }
+        refused += self.cut_unsigned_tips();
         self.stats.admitted = 0;
         refused
+    }
+
+    /// A restart trusts no more than the running node did. Restored chains are hash-linked
+    /// (each record signs the hash of the change before it), so a chain's tip signature vouches
+    /// for every change under it: the tips are checked in one batch, and a chain whose tip fails
+    /// is cut back to its longest prefix whose last change verifies, found by bisection (a
+    /// change after a bad one cannot link to it, so the good changes are a prefix). Returns the
+    /// changes dropped.
+    fn cut_unsigned_tips(&mut self) -> u64 {
+        let keys: Vec<ChainKey> = self.chains.iter().map(|(k, _)| *k).collect();
+        let tips: Vec<Option<Candidate>> = keys
+            .iter()
+            .map(|k| self.candidate_at(*k, self.chains.len_of(*k)))
+            .collect();
+        let present: Vec<&Candidate> = tips.iter().flatten().collect();
+        let mut ok = self.verify(&present).into_iter();
+        let mut dropped = 0;
+        for (key, tip) in keys.into_iter().zip(&tips) {
+            if tip.is_some() && ok.next().unwrap_or(false) {
+                continue;
+            }
+            let len = self.chains.len_of(key);
+            let (mut good, mut bad) = (0u32, len);
+            while bad - good > 1 {
+                let mid = good + (bad - good) / 2;
+                let signed = self
+                    .candidate_at(key, mid)
+                    .is_some_and(|c| self.verify(&[&c]) == [true]);
+                if signed {
+                    good = mid;
+                } else {
+                    bad = mid;
+                }
+            }
+            if good == 0 {
+                self.chains.remove(key);
+            } else {
+                self.chains.entry(key).truncate(good + 1);
+            }
+            self.index.drop_chain_from(key, good + 1);
+            dropped += u64::from(len - good);
+        }
+        dropped
+    }
+
+    fn candidate_at(&self, key: ChainKey, seq: u32) -> Option<Candidate> {
+        change::read(self.chains.get(key)?.get(seq)?).ok()
     }
 
     fn links_to_tip(&self, c: &Candidate) -> bool {

@@ -352,3 +352,55 @@ fn records_of_another_event_and_unknown_devices_are_refused() {
     why.sort_by_key(Rejection::code);
     assert_eq!(why, vec![Rejection::UnknownDevice, Rejection::WrongEvent]);
 }
+
+#[test]
+fn a_store_with_forged_changes_appended_is_cut_back_to_what_its_author_signed_on_restart() {
+    let (mut a, mut b) = honest_pair();
+    for i in 3..40 {
+        a.record(T0 + 20 + i, admit(&format!("A{i}"), Direction::In));
+    }
+    sync(&mut a, &mut b, T0 + 100);
+    let honest = b.picture();
+    let tip = b
+        .ledger
+        .summary()
+        .into_iter()
+        .find(|t| t.chain.device == device(1))
+        .unwrap();
+    // Whoever can write b's store appends records to device 1's chain, hash-linked correctly
+    // (hashes need no key) but signed with another enrolled device's key.
+    let mut tampered = b.store.clone();
+    let (mut link, mut seq) = (tip.hash, tip.seq);
+    for i in 0..25 {
+        seq += 1;
+        let forged = signed(
+            body(1, tip.chain.chain.0, seq, link, &format!("F{i}"), T0 + 200),
+            3,
+        );
+        let bytes = canonical(&forged);
+        link = change::hash_of(&bytes);
+        tampered.push(bytes);
+    }
+    let mut reopened = Replica::with_chain(2, 3, b.chain);
+    let refused = reopened.ledger.restore(tampered.iter().map(Vec::as_slice));
+    assert_eq!(
+        refused, 25,
+        "every forged change is refused, no genuine one"
+    );
+    assert_eq!(reopened.picture(), honest);
+    assert!(reopened.ledger.index().records("F0").is_empty());
+    // The genuine chain goes on: device 1's next record still links and lands.
+    a.record(T0 + 300, admit("A99", Direction::In));
+    reopened.store = b.store.clone();
+    sync(&mut a, &mut reopened, T0 + 301);
+    assert_eq!(reopened.ledger.index().records("A99").len(), 1);
+    // An edited tip (its author's signature no longer matches) is cut back as well.
+    let mut edited = b.store.clone();
+    let last = edited.len() - 1;
+    let mut tip_body = change::read(&edited[last]).unwrap().record.body;
+    tip_body.ticket_id = "EDITED".into();
+    edited[last] = canonical(&signed(tip_body, 3));
+    let mut reopened = Replica::with_chain(2, 3, b.chain);
+    assert_eq!(reopened.ledger.restore(edited.iter().map(Vec::as_slice)), 1);
+    assert!(reopened.ledger.index().records("EDITED").is_empty());
+}
