@@ -9,12 +9,19 @@ use crate::change::{hash_of, Hash};
 use crate::record::ChainKey;
 use std::collections::BTreeMap;
 
+/// Bytes of one block of a chain's changes. Blocks are allocated at this size and never grow,
+/// so a chain of half a million changes holds what they weigh, not up to twice that (as one
+/// growing buffer would after its last doubling).
+const BLOCK_BYTES: usize = 256 * 1024;
+
 /// One chain's changes.
 #[derive(Clone, Debug, Default)]
 pub struct ChainLog {
-    bytes: Vec<u8>,
-    /// End offset in `bytes` of the change at each position (position `i + 1` ends at
-    /// `ends[i]`).
+    /// Changes back to back; a change never straddles two blocks (the rest of a block that
+    /// cannot hold the next change is left empty).
+    blocks: Vec<Vec<u8>>,
+    /// End offset of the change at each position (position `i + 1` ends at `ends[i]`),
+    /// counted over the blocks as if laid end to end at [`BLOCK_BYTES`] each.
     ends: Vec<u32>,
     tip: Option<Hash>,
 }
@@ -37,8 +44,12 @@ impl ChainLog {
     pub fn get(&self, seq: u32) -> Option<&[u8]> {
         let i = usize::try_from(seq).ok()?.checked_sub(1)?;
         let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.bytes.get(start..end)
+        let previous = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let block = end.checked_sub(1)? / BLOCK_BYTES;
+        let start = previous.max(block * BLOCK_BYTES);
+        self.blocks
+            .get(block)?
+            .get(start - block * BLOCK_BYTES..end - block * BLOCK_BYTES)
     }
 
     /// Hash of the change at `seq`.
@@ -49,10 +60,21 @@ impl ChainLog {
         self.get(seq).map(hash_of)
     }
 
-    /// Append the next change (the caller checked that it links to the tip).
+    /// Append the next change (the caller checked that it links to the tip, and that it is
+    /// under [`BLOCK_BYTES`]).
     pub fn push(&mut self, bytes: &[u8], hash: Hash) {
-        self.bytes.extend_from_slice(bytes);
-        self.ends.push(self.bytes.len() as u32);
+        let fits = self
+            .blocks
+            .last()
+            .is_some_and(|b| b.len() + bytes.len() <= BLOCK_BYTES);
+        if !fits {
+            self.blocks
+                .push(Vec::with_capacity(BLOCK_BYTES.max(bytes.len())));
+        }
+        let last = self.blocks.len() - 1;
+        let block = &mut self.blocks[last];
+        block.extend_from_slice(bytes);
+        self.ends.push((last * BLOCK_BYTES + block.len()) as u32);
         self.tip = Some(hash);
     }
 
@@ -64,13 +86,17 @@ impl ChainLog {
         }
         self.ends.truncate(keep);
         let end = self.ends.last().copied().unwrap_or(0) as usize;
-        self.bytes.truncate(end);
+        let blocks = end.div_ceil(BLOCK_BYTES);
+        self.blocks.truncate(blocks);
+        if let Some(last) = self.blocks.last_mut() {
+            last.truncate(end - (blocks - 1) * BLOCK_BYTES);
+        }
         self.tip = self.get(self.len()).map(hash_of);
     }
 
     /// Bytes held, for statistics.
     pub fn bytes_len(&self) -> usize {
-        self.bytes.len()
+        self.blocks.iter().map(Vec::len).sum()
     }
 }
 
@@ -109,5 +135,50 @@ impl Chains {
     /// Total changes held.
     pub fn changes(&self) -> u64 {
         self.chains.values().map(|c| u64::from(c.len())).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(i: u32) -> Vec<u8> {
+        let mut c = i.to_be_bytes().to_vec();
+        c.resize(100 + (i as usize * 37) % 3000, (i % 251) as u8);
+        c
+    }
+
+    #[test]
+    fn changes_come_back_across_blocks_and_after_truncation() {
+        let mut log = ChainLog::default();
+        let all: Vec<Vec<u8>> = (0..600).map(change).collect();
+        for c in &all {
+            log.push(c, hash_of(c));
+        }
+        assert!(log.blocks.len() > 3, "the test crosses blocks");
+        for (i, c) in all.iter().enumerate() {
+            assert_eq!(log.get(i as u32 + 1), Some(c.as_slice()), "change {i}");
+        }
+        assert_eq!(log.get(0), None);
+        assert_eq!(log.get(601), None);
+        for cut in [599, 400, 173, 1] {
+            log.truncate(cut + 1);
+            assert_eq!(log.len(), cut);
+            assert_eq!(log.tip(), Some(hash_of(&all[cut as usize - 1])));
+            assert_eq!(log.get(cut), Some(all[cut as usize - 1].as_slice()));
+            assert_eq!(log.get(cut + 1), None);
+        }
+        for c in &all[1..] {
+            log.push(c, hash_of(c));
+        }
+        for (i, c) in all.iter().enumerate() {
+            assert_eq!(
+                log.get(i as u32 + 1),
+                Some(c.as_slice()),
+                "change {i} again"
+            );
+        }
+        log.truncate(1);
+        assert!(log.is_empty() && log.blocks.is_empty() && log.tip().is_none());
     }
 }

@@ -135,6 +135,71 @@ pub fn hash_of(bytes: &[u8]) -> Hash {
 
 /// Read untrusted bytes as a canonical change.
 pub fn read(bytes: &[u8]) -> Result<Candidate, Rejection> {
+    let (chain, seq) = header(bytes)?;
+    find_record(bytes, chain, seq)
+}
+
+/// Read a change this replica stored itself, on restart (the candidate's `bytes` are left
+/// empty): the header's shape and the record
+/// found in it, without rebuilding the change to compare bytes. The caller checks that each
+/// change links to the one before and reads the chain's tip with [`read`] and its signature:
+/// the tip's record signs the hash of the change under it, and so on down, so every change
+/// under a good tip is byte for byte the one its author linked to.
+pub fn read_stored(bytes: &[u8]) -> Result<Candidate, Rejection> {
+    let (chain, seq) = stored_header(bytes).ok_or(Rejection::NotCanonical)?;
+    let prefix = record_prefix(chain, seq);
+    let record = prefix_starts(bytes, &prefix)
+        .find_map(|at| ScanRecord::decode_prefix(&bytes[at..]).ok())
+        .ok_or(Rejection::NotCanonical)?;
+    Ok(Candidate {
+        record,
+        hash: hash_of(bytes),
+        // The caller holds the bytes (a restart reads thousands of them a second).
+        bytes: Vec::new(),
+    })
+}
+
+/// The actor and sequence number of a stored change, read straight from the header (Automerge's
+/// change chunk: magic, checksum, type, length, then the dependencies, the actor and the
+/// sequence number), without parsing the rest.
+fn stored_header(bytes: &[u8]) -> Option<(ChainKey, u32)> {
+    if bytes.len() > CHANGE_BYTES_MAX
+        || bytes.len() < 10
+        || bytes[..4] != MAGIC
+        || bytes[8] != CHUNK_TYPE_CHANGE
+    {
+        return None;
+    }
+    let mut at = 9;
+    let _length = uleb(bytes, &mut at)?;
+    let deps = usize::try_from(uleb(bytes, &mut at)?).ok()?;
+    at = at.checked_add(deps.checked_mul(32)?)?;
+    let actor_len = usize::try_from(uleb(bytes, &mut at)?).ok()?;
+    let actor = bytes.get(at..at.checked_add(actor_len)?)?;
+    at += actor_len;
+    let chain = ChainKey::from_actor_bytes(actor)?;
+    let seq = u32::try_from(uleb(bytes, &mut at)?)
+        .ok()
+        .filter(|s| *s > 0)?;
+    Some((chain, seq))
+}
+
+/// An unsigned LEB128 number at `*at` (at most 10 bytes), moving `*at` past it.
+fn uleb(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The chain and position a change's header names, once its shape is the canonical one.
+fn header(bytes: &[u8]) -> Result<(ChainKey, u32), Rejection> {
     if bytes.len() > CHANGE_BYTES_MAX {
         return Err(Rejection::TooLarge);
     }
@@ -158,7 +223,7 @@ pub fn read(bytes: &[u8]) -> Result<Candidate, Rejection> {
     if !shape_ok {
         return Err(Rejection::NotCanonical);
     }
-    find_record(bytes, chain, seq)
+    Ok((chain, seq))
 }
 
 /// Rebuild a stored change's candidate when its chain and position are known (restart):
@@ -173,12 +238,7 @@ pub fn read_at(bytes: &[u8], chain: ChainKey, seq: u32) -> Result<Candidate, Rej
 fn find_record(bytes: &[u8], chain: ChainKey, seq: u32) -> Result<Candidate, Rejection> {
     let prefix = record_prefix(chain, seq);
     let mut record_error = None;
-    let starts = bytes
-        .windows(prefix.len())
-        .enumerate()
-        .filter(|(_, w)| *w == prefix.as_slice())
-        .map(|(at, _)| at)
-        .take(PREFIX_TRIES_MAX);
+    let starts = prefix_starts(bytes, &prefix);
     for at in starts {
         let record = match ScanRecord::decode_prefix(&bytes[at..]) {
             Ok(r) => r,
@@ -202,6 +262,19 @@ fn find_record(bytes: &[u8], chain: ChainKey, seq: u32) -> Result<Candidate, Rej
         }
         _ => Rejection::NotCanonical,
     })
+}
+
+/// Where `prefix` occurs in `bytes` (overlapping matches included), the first
+/// [`PREFIX_TRIES_MAX`].
+fn prefix_starts<'a>(bytes: &'a [u8], prefix: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let finder = memchr::memmem::Finder::new(prefix);
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + finder.find(bytes.get(from..)?)?;
+        from = at + 1;
+        Some(at)
+    })
+    .take(PREFIX_TRIES_MAX)
 }
 
 /// The first bytes of any record of `chain` at `seq`: postcard writes the version byte, then
@@ -267,6 +340,14 @@ mod tests {
             read_at(&bytes2, second.body.chain_key(), 2).unwrap().record,
             second
         );
+        // A stored change reads back the same without the rebuild.
+        for (bytes, rec) in [(&bytes, &first), (&bytes2, &second)] {
+            let stored = read_stored(bytes).unwrap();
+            assert_eq!((&stored.record, stored.hash), (rec, hash_of(bytes)));
+        }
+        for cut in 0..bytes2.len() {
+            let _ = read_stored(&bytes2[..cut]);
+        }
         // Automerge itself loads the chain as a document holding both records.
         let mut doc = automerge::Automerge::new();
         doc.load_incremental(&[bytes, bytes2].concat()).unwrap();

@@ -291,16 +291,18 @@ impl Ledger {
         }
     }
 
-    /// Take back the changes a store holds (only admitted ones were ever stored): each is
-    /// checked as on arrival but for its signature. Returns how many were refused (a store
-    /// written by another version, or damaged on disk).
+    /// Take back the changes a store holds (only admitted ones were ever stored): each must
+    /// have a canonical header, hold its record, come from a device in standing and link to its
+    /// chain's tip; then each chain's tip is read in full and its signature checked
+    /// ([`Self::cut_unsigned_tips`]), which vouches for the changes under it. Returns how many
+    /// were refused (a store written by another version, damaged or edited on disk).
     pub fn restore<'a>(&mut self, stored: impl IntoIterator<Item = &'a [u8]>) -> u64 {
         let mut refused = 0;
         for bytes in stored {
-            let ok = change::read(bytes)
+            let ok = change::read_stored(bytes)
                 .ok()
                 .filter(|c| self.standing(c).is_ok() && self.links_to_tip(c))
-                .map(|c| self.push(&c, u64::MAX / 2));
+                .map(|c| self.push(&c, bytes, u64::MAX / 2));
             if ok.is_none() {
                 refused += 1;
             }
@@ -663,10 +665,10 @@ impl Ledger {
     }
 
     /// Append an admitted change to its chain and index its record.
-    fn push(&mut self, c: &Candidate, now_ms: u64) -> bool {
+    fn push(&mut self, c: &Candidate, bytes: &[u8], now_ms: u64) -> bool {
         let key = c.chain();
         self.make_room_for(key);
-        self.chains.entry(key).push(&c.bytes, c.hash);
+        self.chains.entry(key).push(bytes, c.hash);
         self.clock.observe(Hlc(c.record.body.hlc), now_ms);
         self.stats.admitted += 1;
         self.index.insert(&c.record.body)
@@ -674,7 +676,7 @@ impl Ledger {
 
     /// [`Self::push`], reporting the change and its record in `out`.
     fn take(&mut self, c: Candidate, now_ms: u64, out: &mut Admitted) {
-        if self.push(&c, now_ms) {
+        if self.push(&c, &c.bytes, now_ms) {
             out.records.push(RecordRef::from_body(&c.record.body));
         }
         out.persist.push(c.bytes);

@@ -55,13 +55,13 @@ pub fn open(
         .transpose()?;
     let store = Store::open(data).with_context(|| format!("opening store {}", data.display()))?;
     let forks = store.forks()?;
-    let changes: Vec<sled::IVec> = store.changes().collect::<Result<_, _>>()?;
+    let changes: Vec<Vec<u8>> = store.changes().collect::<Result<_, _>>()?;
     let (ledger, refused) = GateLogic::open_ledger(
         &package,
         device.as_ref(),
         store.chain(),
         &forks,
-        changes.iter().map(|c| c.as_ref()),
+        changes.iter().map(Vec::as_slice),
     )?;
     drop(changes);
     let mut gate = GateLogic::new(&package, ledger, package::legacy_secret(hmac_file)?)?;

@@ -6,8 +6,10 @@
 //! returns: only then may the gate show green. Changes received from peers use
 //! [`Store::append_relaxed`]: a power cut may lose them, and sync brings them back.
 //!
-//! Layout (format 2): tree `changes` maps a big-endian u64 sequence number to one canonical
-//! change; tree `meta` holds `format`, `chain` (this store's chain id, drawn once) and `forks`
+//! Layout (format 2): tree `changes` maps a big-endian u64 sequence number to a group of
+//! canonical changes appended together (each a big-endian u32 length and the change; a group
+//! holds up to [`GROUP_BYTES_MAX`], so a restart reads a few thousand values, not one per
+//! record); tree `meta` holds `format`, `chain` (this store's chain id, drawn once) and `forks`
 //! (fork evidence). The changes are the whole state: there is nothing to snapshot. A store of
 //! format 1 (the earlier Automerge document) is refused with a message saying what to do.
 
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 /// Largest blob stored.
 pub const BLOB_BYTES_MAX: usize = 64 * 1024;
+/// Largest group of changes stored as one value (a single larger blob is a group alone).
+pub const GROUP_BYTES_MAX: usize = 16 * 1024;
 /// The store layout this version writes and reads.
 pub const STORE_FORMAT: u32 = 2;
 /// Most fork proofs kept.
@@ -128,11 +132,11 @@ impl Store {
     }
 
     /// Every stored change, in the order it was admitted.
-    pub fn changes(&self) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + '_ {
-        self.changes
-            .iter()
-            .values()
-            .map(|v| v.map_err(StoreError::from))
+    pub fn changes(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
+        self.changes.iter().values().flat_map(|group| match group {
+            Ok(g) => split_group(&g),
+            Err(e) => vec![Err(e.into())],
+        })
     }
 
     /// Append changes and make them durable (flush + fdatasync) before returning: for local
@@ -160,10 +164,17 @@ impl Store {
             return Err(StoreError::TooLarge(big.len()));
         }
         let mut batch = sled::Batch::default();
+        let mut group = Vec::new();
         for blob in blobs {
-            batch.insert(&self.next_seq.to_be_bytes(), blob.as_slice());
-            self.next_seq += 1;
+            if !group.is_empty() && group.len() + 4 + blob.len() > GROUP_BYTES_MAX {
+                batch.insert(&self.next_seq.to_be_bytes(), std::mem::take(&mut group));
+                self.next_seq += 1;
+            }
+            group.extend_from_slice(&(blob.len() as u32).to_be_bytes());
+            group.extend_from_slice(blob);
         }
+        batch.insert(&self.next_seq.to_be_bytes(), group);
+        self.next_seq += 1;
         self.changes.apply_batch(batch)?;
         Ok(true)
     }
@@ -186,11 +197,6 @@ impl Store {
         }
     }
 
-    /// Number of changes stored.
-    pub fn len(&self) -> usize {
-        self.changes.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
@@ -211,7 +217,12 @@ impl Store {
         let blobs = self.dir.join("blobs");
         if blobs.is_dir() {
             for entry in std::fs::read_dir(&blobs)? {
-                File::open(entry?.path())?.sync_data()?;
+                // sled removes blob files it no longer needs, possibly while this loop runs.
+                match File::open(entry?.path()) {
+                    Ok(f) => f.sync_data()?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             sync_dir(&blobs)?;
         }
@@ -237,6 +248,27 @@ fn remove_unfinished_sled_snapshots(dir: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// The changes of one stored group; a group whose framing is damaged yields an error for what
+/// cannot be read.
+fn split_group(group: &[u8]) -> Vec<Result<Vec<u8>, StoreError>> {
+    let mut out = Vec::new();
+    let mut rest = group;
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            out.push(Err(StoreError::Corrupt("a change's length is cut".into())));
+            break;
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(change) = tail.get(..len) else {
+            out.push(Err(StoreError::Corrupt("a change is cut".into())));
+            break;
+        };
+        out.push(Ok(change.to_vec()));
+        rest = &tail[len..];
+    }
+    out
 }
 
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {

@@ -85,7 +85,7 @@ fn oversized_blob_is_refused_and_nothing_stored_is_lost() {
     store.append(&[vec![1, 2, 3]]).unwrap();
     let big = vec![0u8; gatemesh_node::store::BLOB_BYTES_MAX + 1];
     assert!(store.append(&[big]).is_err());
-    let held: Vec<Vec<u8>> = store.changes().map(|c| c.unwrap().to_vec()).collect();
+    let held: Vec<Vec<u8>> = store.changes().map(|c| c.unwrap()).collect();
     assert_eq!(held, vec![vec![1, 2, 3]]);
 }
 
@@ -113,4 +113,24 @@ fn a_store_of_the_earlier_format_is_refused_with_what_to_do() {
     assert!(matches!(err, StoreError::OldFormat(_)));
     assert_eq!(err.code(), "store_old_format");
     assert!(err.to_string().contains("new --data directory"), "{err}");
+}
+
+#[test]
+fn changes_appended_together_come_back_in_order_across_groups_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| {
+            let mut b = i.to_be_bytes().to_vec();
+            b.resize(100 + (i as usize * 7) % 400, i as u8);
+            b
+        })
+        .collect();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.append(&blobs[..600]).unwrap();
+    store.append_relaxed(&blobs[600..601]).unwrap();
+    store.append(&blobs[601..]).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let back: Vec<Vec<u8>> = store.changes().map(Result::unwrap).collect();
+    assert_eq!(back, blobs);
 }

@@ -47,9 +47,7 @@ fn replica(n: u8, roster: &Roster) -> Ledger {
     Ledger::new(EVENT, roster.clone(), rules, Some(local))
 }
 
-/// `ledger`: `n` redemptions on `n` tickets recorded by replica A, each change applied one at a
-/// time by replica B; B's memory; B restarted from a store snapshot.
-pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
+fn bench_roster() -> Roster {
     let mut roster = Roster::default();
     for d in 1..=2u8 {
         roster.insert(RosterDevice {
@@ -58,10 +56,28 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
             cut: None,
         });
     }
-    let heap_before = heap();
-    let rss_before = rss_bytes();
-    let mut a = replica(1, &roster);
-    let mut b = replica(2, &roster);
+    roster
+}
+
+/// CPU seconds this process has used (every thread, sled's included): utime + stime of
+/// /proc/self/stat, in USER_HZ ticks (100 per second on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with the last ')'): utime is the 12th, stime
+    // the 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// A records `n` redemptions; B admits each change alone as it comes. The record and apply
+/// times (µs; apply over the last tenth).
+fn fill(a: &mut Ledger, b: &mut Ledger, n: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let mut record_us = Vec::with_capacity(n);
     let mut apply_us = Vec::with_capacity(n / 10 + 1);
     let t0 = 1_800_000_000_000u64;
@@ -78,66 +94,100 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
             apply_us.push(took);
         }
     }
-    let heap_both = heap();
-    drop(a);
-    let heap_b = heap().saturating_sub(heap_before);
-    let rss_after = rss_bytes();
-    let dir = tempfile::tempdir()?;
-    let mut store = Store::open(dir.path())?;
+    Ok((record_us, apply_us))
+}
+
+/// Write what `b` holds to a store at `dir`, as a node does (relaxed batches, one flush).
+fn save(b: &Ledger, dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut store = Store::open(dir)?;
     let all: Vec<Vec<u8>> = b.changes().map(<[u8]>::to_vec).collect();
     for chunk in all.chunks(4096) {
         store.append_relaxed(chunk)?;
     }
     store.flush()?;
-    drop(all);
-    drop(store);
-    let roster_b = b.roster().clone();
-    drop(b);
+    Ok(())
+}
+
+/// Restart from the store: every change read, checked and indexed, as a node opening its store
+/// does. Milliseconds, store bytes.
+fn reload(dir: &std::path::Path, roster: Roster, n: usize) -> anyhow::Result<(f64, usize)> {
     let start = Instant::now();
-    let store = Store::open(dir.path())?;
-    let stored: Vec<sled::IVec> = store.changes().collect::<Result<_, _>>()?;
+    let store = Store::open(dir)?;
+    let stored: Vec<Vec<u8>> = store.changes().collect::<Result<_, _>>()?;
     let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
-    let mut reloaded = Ledger::new(EVENT, roster_b, rules, None);
-    let refused = reloaded.restore(stored.iter().map(|c| c.as_ref()));
+    let mut reloaded = Ledger::new(EVENT, roster, rules, None);
+    let refused = reloaded.restore(stored.iter().map(Vec::as_slice));
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(refused == 0, "reload refused {refused} changes");
     anyhow::ensure!(reloaded.index().len() == n as u64, "reload lost records");
+    Ok((load_ms, stored.iter().map(|c| c.len()).sum()))
+}
+
+/// Changes a sync message carries at most in this benchmark (about 1 MiB of changes).
+const REMOTE_BATCH: usize = 1024;
+
+/// CPU a node spends per remote record: a fresh node admits every stored change as sync
+/// brings them (batches of [`REMOTE_BATCH`]: decode, check, verify, chain, index) and persists
+/// each batch to its own store (relaxed, as received changes are), then flushes. µs per record.
+fn remote_cpu_us(dir: &std::path::Path, roster: Roster, n: usize) -> anyhow::Result<f64> {
+    let stored: Vec<Vec<u8>> = Store::open(dir)?.changes().collect::<Result<_, _>>()?;
+    let target = tempfile::tempdir()?;
+    let mut store = Store::open(target.path())?;
+    let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
+    let mut fresh = Ledger::new(EVENT, roster, rules, None);
+    let cpu0 = cpu_seconds();
+    for chunk in stored.chunks(REMOTE_BATCH) {
+        let admitted = fresh.admit(1_900_000_000_000, 1, chunk);
+        store.append_relaxed(&admitted.persist)?;
+    }
+    store.flush()?;
+    let cpu = cpu_seconds() - cpu0;
+    anyhow::ensure!(
+        fresh.index().len() == n as u64,
+        "remote admission lost records"
+    );
+    Ok(cpu * 1e6 / n as f64)
+}
+
+/// `ledger`: `n` redemptions on `n` tickets recorded by replica A, each change applied one at a
+/// time by replica B; B's memory; B restarted from its store; the CPU a fresh node spends per
+/// record receiving them all.
+pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
+    let roster = bench_roster();
+    let heap_before = heap();
+    let rss_before = rss_bytes();
+    let mut a = replica(1, &roster);
+    let mut b = replica(2, &roster);
+    let (mut record_us, mut apply_us) = fill(&mut a, &mut b, n)?;
+    let heap_both = heap();
+    drop(a);
+    let heap_b = heap().saturating_sub(heap_before);
+    let rss_after = rss_bytes();
+    let dir = tempfile::tempdir()?;
+    save(&b, dir.path())?;
+    drop(b);
+    let (load_ms, store_bytes) = reload(dir.path(), roster.clone(), n)?;
+    let remote_cpu = remote_cpu_us(dir.path(), roster, n)?;
     let mut m = Map::new();
-    m.insert("bench".into(), json!("ledger"));
-    m.insert("redemptions".into(), json!(n));
-    m.insert(
-        "record_p50_us".into(),
-        json!(percentile(&mut record_us, 50.0)),
-    );
-    m.insert(
-        "record_p99_us".into(),
-        json!(percentile(&mut record_us, 99.0)),
-    );
-    m.insert(
-        "apply_p50_us".into(),
-        json!(percentile(&mut apply_us, 50.0)),
-    );
-    m.insert(
-        "apply_p99_us".into(),
-        json!(percentile(&mut apply_us, 99.0)),
-    );
-    m.insert(
-        "bytes_per_redemption".into(),
-        json!(heap_b as f64 / n as f64),
-    );
-    m.insert(
-        "heap_both_replicas_bytes".into(),
+    let mut put = |k: &str, v: Value| m.insert(k.into(), v);
+    put("bench", json!("ledger"));
+    put("redemptions", json!(n));
+    put("record_p50_us", json!(percentile(&mut record_us, 50.0)));
+    put("record_p99_us", json!(percentile(&mut record_us, 99.0)));
+    put("apply_p50_us", json!(percentile(&mut apply_us, 50.0)));
+    put("apply_p99_us", json!(percentile(&mut apply_us, 99.0)));
+    put("bytes_per_redemption", json!(heap_b as f64 / n as f64));
+    put(
+        "heap_both_replicas_bytes",
         json!(heap_both.saturating_sub(heap_before)),
     );
-    m.insert(
-        "rss_growth_per_redemption_two_replicas".into(),
+    put(
+        "rss_growth_per_redemption_two_replicas",
         json!(rss_after.saturating_sub(rss_before) as f64 / n as f64),
     );
-    m.insert("load_ms".into(), json!(load_ms));
-    m.insert(
-        "store_bytes".into(),
-        json!(stored.iter().map(|c| c.len()).sum::<usize>()),
-    );
+    put("load_ms", json!(load_ms));
+    put("store_bytes", json!(store_bytes));
+    put("remote_cpu_us_per_record", json!(remote_cpu));
     Ok(m)
 }
 
