@@ -45,6 +45,7 @@ pub mod chain;
 pub mod change;
 pub mod credential;
 pub mod event;
+pub mod export;
 pub mod gate;
 pub mod hlc;
 pub mod index;

@@ -22,19 +22,17 @@ use anyhow::{bail, Context};
 use gatemesh_cloud_bridge::{self as pg, Added, Batch, ConflictRow, DeviceRow, ScanRow};
 use gatemesh_crdt::event::{EventConfig, EventPackage};
 use gatemesh_crdt::{Conflict, RecordRef};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-pub const EXPORT_MAGIC: &str = "GATEMESH-EXPORT/2";
-/// Longest header line of an export.
-pub const EXPORT_HEADER_BYTES_MAX: usize = 64 * 1024;
-/// Largest ledger an export may carry.
-pub const EXPORT_LEDGER_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+use gatemesh_crdt::export;
+pub use gatemesh_crdt::export::{
+    ExportHeader, EXPORT_HEADER_BYTES_MAX, EXPORT_LEDGER_BYTES_MAX, EXPORT_MAGIC,
+};
 /// Connections writing an import's batches at once.
 pub const IMPORT_CONNECTIONS: usize = 2;
 /// Changes handed to the ledger's admission at once on import.
@@ -45,17 +43,6 @@ pub const LIVE_PAGE_MAX: usize = 5_000;
 pub const LIVE_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest pause between reconnection attempts to PostgreSQL.
 pub const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(5);
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ExportHeader {
-    pub event_id: String,
-    pub event_name: String,
-    pub exported_at: String,
-    pub records: u64,
-    pub changes: u64,
-    pub ledger_bytes: u64,
-    pub ledger_sha256: String,
-}
 
 /// Write a node's full ledger to `out`. Returns the header as JSON.
 pub fn export(event: &Path, data: &Path, out: &Path) -> anyhow::Result<Value> {
@@ -101,60 +88,26 @@ pub fn write_export(
     Ok(json!({"event": "exported", "file": out, "header": header}))
 }
 
-/// Read and check an export: magic, header, event, size and checksum. Errors start with a
-/// stable code (`export_unreadable`, `export_not_gatemesh`, `export_wrong_event`,
-/// `export_corrupt`).
+/// Read and check an export: magic, header, event, size and checksum
+/// ([`gatemesh_crdt::export`]). Errors start with a stable code (`export_unreadable`,
+/// `export_not_gatemesh`, `export_wrong_event`, `export_corrupt`).
 pub fn read_export(path: &Path, event_id: &str) -> anyhow::Result<(ExportHeader, Vec<u8>)> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("export_unreadable: {}", path.display()))?;
-    let file_bytes = file
-        .metadata()
-        .with_context(|| format!("export_unreadable: {}", path.display()))?
-        .len();
-    let mut r = std::io::BufReader::new(file);
-    let mut line = |what: &str| -> anyhow::Result<String> {
-        let mut buf = Vec::new();
-        (&mut r)
-            .take(EXPORT_HEADER_BYTES_MAX as u64)
-            .read_until(b'\n', &mut buf)?;
-        if buf.last() != Some(&b'\n') {
-            bail!("export_not_gatemesh: no {what} line");
-        }
-        buf.pop();
-        String::from_utf8(buf)
-            .map_err(|_| anyhow::anyhow!("export_not_gatemesh: {what} is not text"))
-    };
-    if line("format")? != EXPORT_MAGIC {
-        bail!(
-            "export_not_gatemesh: {} is not a gatemesh export",
-            path.display()
-        );
+    let unreadable = || format!("export_unreadable: {}", path.display());
+    let file = std::fs::File::open(path).with_context(unreadable)?;
+    let file_bytes = file.metadata().with_context(unreadable)?.len();
+    let cap = EXPORT_LEDGER_BYTES_MAX + 2 * EXPORT_HEADER_BYTES_MAX as u64 + 2;
+    if file_bytes > cap {
+        bail!("export_corrupt: a file of {file_bytes} bytes is over the limit of {cap}");
     }
-    let header: ExportHeader = serde_json::from_str(&line("header")?)
-        .map_err(|e| anyhow::anyhow!("export_not_gatemesh: header: {e}"))?;
-    if header.event_id != event_id {
-        bail!(
-            "export_wrong_event: the export is of event {}, not {event_id}",
-            header.event_id
-        );
-    }
-    if header.ledger_bytes > EXPORT_LEDGER_BYTES_MAX || header.ledger_bytes > file_bytes {
-        bail!(
-            "export_corrupt: the header claims {} ledger bytes in a file of {file_bytes}",
-            header.ledger_bytes
-        );
-    }
-    let mut bytes = Vec::with_capacity(header.ledger_bytes as usize);
-    r.take(header.ledger_bytes + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 != header.ledger_bytes
-        || hex::encode(Sha256::digest(&bytes)) != header.ledger_sha256
-    {
-        bail!(
-            "export_corrupt: the ledger bytes do not match the export's length and SHA-256; \
-             the file was changed or cut short"
-        );
-    }
-    Ok((header, bytes))
+    let mut bytes = Vec::with_capacity(file_bytes as usize);
+    file.take(cap)
+        .read_to_end(&mut bytes)
+        .with_context(unreadable)?;
+    let coded = |e: export::ExportError| anyhow::anyhow!("{}: {e}", e.code());
+    let head = export::read_head(&bytes, event_id).map_err(coded)?;
+    bytes.drain(..head.len);
+    export::check_ledger(&head.header, &bytes).map_err(coded)?;
+    Ok((head.header, bytes))
 }
 
 fn device_rows(package: &EventPackage) -> Vec<DeviceRow> {
@@ -399,75 +352,23 @@ fn admit_export(
     for b in &bulletins {
         gate.apply_bulletin(b)?;
     }
-    let mut chunks = split_chunks(bytes);
+    let mut chunks = export::chunks(bytes);
     let now = crate::now_ms();
     loop {
-        let batch: Vec<Vec<u8>> = chunks.by_ref().take(IMPORT_BATCH_CHANGES).collect();
+        let batch: Vec<Vec<u8>> = chunks
+            .by_ref()
+            .take(IMPORT_BATCH_CHANGES)
+            .map(<[u8]>::to_vec)
+            .collect();
         if batch.is_empty() {
             break;
         }
         gate.ledger_mut().admit(now, 0, &batch);
     }
     if let Some(bad) = chunks.error() {
-        bail!("export_corrupt: {bad}");
+        bail!("{}: {bad}", bad.code());
     }
     Ok(gate.into_ledger())
-}
-
-/// Automerge chunks back to back: magic (4), checksum (4), type (1), LEB128 length, data.
-/// Each is cut out by its length (bounded by the change limit); what follows a chunk that does
-/// not frame stops the reading and is reported.
-struct Chunks<'a> {
-    rest: &'a [u8],
-    error: Option<String>,
-}
-
-fn split_chunks(bytes: &[u8]) -> Chunks<'_> {
-    Chunks {
-        rest: bytes,
-        error: None,
-    }
-}
-
-impl Chunks<'_> {
-    fn error(&self) -> Option<&str> {
-        self.error.as_deref()
-    }
-}
-
-impl Iterator for Chunks<'_> {
-    type Item = Vec<u8>;
-
-    fn next(&mut self) -> Option<Vec<u8>> {
-        if self.rest.is_empty() || self.error.is_some() {
-            return None;
-        }
-        let mut len: u64 = 0;
-        let mut at = 9;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = self.rest.get(at).filter(|_| shift < 63) else {
-                self.error = Some("a change's length does not frame".into());
-                return None;
-            };
-            len |= u64::from(b & 0x7f) << shift;
-            at += 1;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        let end = at as u64 + len;
-        if end > gatemesh_crdt::change::CHANGE_BYTES_MAX as u64 || end > self.rest.len() as u64 {
-            self.error = Some(format!(
-                "a change of {end} bytes does not fit the limit or the file"
-            ));
-            return None;
-        }
-        let (chunk, rest) = self.rest.split_at(end as usize);
-        self.rest = rest;
-        Some(chunk.to_vec())
-    }
 }
 
 fn print(v: Value) {
