@@ -827,7 +827,30 @@ impl Ledger {
             .unwrap_or_default();
         let dropped = self.index.drop_revoked(device, &effective);
         self.stats.records_dropped_by_revocation += dropped;
+        self.cut_chains(device, &effective);
         dropped
+    }
+
+    /// Forget a revoked device's changes past what its cut keeps, so every replica holds the
+    /// same chains whether the revocation reached it before or after those changes (a replica
+    /// that heard of it first refuses them; one that heard later drops them here).
+    fn cut_chains(&mut self, device: DeviceId, cut: &Cut) {
+        let doomed: Vec<(ChainKey, u32)> = self
+            .chains
+            .iter()
+            .filter(|(k, _)| k.device == device)
+            .filter_map(|(k, log)| {
+                let keep = cut.keep.get(&k.chain).copied().unwrap_or(0);
+                (log.len() > keep).then_some((*k, keep))
+            })
+            .collect();
+        for (key, keep) in doomed {
+            if keep == 0 {
+                self.chains.remove(key);
+            } else {
+                self.chains.entry(key).truncate(keep + 1);
+            }
+        }
     }
 
     /// Enroll a device after the ledger was opened (an organizer bulletin). Its records come

@@ -83,6 +83,10 @@ pub struct Replica {
     /// Our own chain's position that is durable (served to peers up to here).
     pub(crate) own_durable: u32,
     pub(crate) next_sync_ms: u64,
+    /// Where the next periodic round starts among the online peers: each round starts further
+    /// on, so with more peers than [`SYNC_SESSIONS_MAX`] every peer gets its
+    /// turn (a fixed order would sync with the same few peers for ever).
+    pub(crate) sync_cursor: usize,
     pub(crate) journal: Option<Vec<crate::RecordRef>>,
     doubles_reported: usize,
     /// Records changed since [`Replica::take_changed`] was last asked.
@@ -141,6 +145,7 @@ impl Replica {
             waiting: VecDeque::new(),
             own_durable,
             next_sync_ms: 0,
+            sync_cursor: 0,
             journal,
             doubles_reported,
             changed: true,

@@ -308,7 +308,12 @@ impl Replica {
             return;
         }
         self.next_sync_ms = self.now_ms + SYNC_INTERVAL_MS;
-        let online: Vec<DeviceId> = self.peers.online().collect();
+        let mut online: Vec<DeviceId> = self.peers.online().collect();
+        if !online.is_empty() {
+            let start = self.sync_cursor % online.len();
+            online.rotate_left(start);
+            self.sync_cursor = start + SYNC_SESSIONS_MAX;
+        }
         for peer in online {
             if !self.peers.admissible(peer, self.now_ms) {
                 self.out.push(Output::Deny { peer });
