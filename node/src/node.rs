@@ -121,7 +121,9 @@ pub async fn run_with(
     };
     let started = node.replica.start(crate::now_ms());
     node.carry_out(started).await;
-    let ready = Arc::new(AtomicBool::new(false));
+    // Ready once the replica has started: requests that arrive before the loop below runs
+    // wait in its queue, so the flag is up before the HTTP address is announced.
+    let ready = Arc::new(AtomicBool::new(true));
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
     let http_task = match node.opts.http {
         Some(addr) => Some(
@@ -130,7 +132,6 @@ pub async fn run_with(
         ),
         None => None,
     };
-    ready.store(true, Ordering::Relaxed);
     node.serve(&mut net_events, &mut api_rx).await?;
     ready.store(false, Ordering::Relaxed);
     node.stop(http_stop, api_rx, http_task).await?;
