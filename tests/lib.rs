@@ -222,6 +222,11 @@ impl NodeProc {
         self.wait_for("scan decision", |v| v["event"] == "scan")
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+
     pub fn status(&mut self) -> serde_json::Value {
         self.send("!status");
         self.wait_for("status", |v| v["event"] == "status")

@@ -1,6 +1,6 @@
 //! The codebase's invariants, checked by Cargo (in the style of rust-analyzer's `tidy` test):
-//! the pure crate stays pure, no module imports the CLI, no function outside tests grows past
-//! 70 lines.
+//! the pure crate stays pure, libp2p and sled each stay in their one room, no module imports the
+//! CLI, no function outside tests grows past 70 lines.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -288,4 +288,43 @@ fn the_pure_crate_depends_on_no_io_crate() {
         let io: Vec<&&str> = IO_CRATES.iter().filter(|c| names.contains(c)).collect();
         assert!(io.is_empty(), "{package} depends on I/O crates {io:?}");
     }
+}
+
+/// `(crate, dependency)` pairs allowed in a Cargo.toml: libp2p only in the transport (and in the
+/// test harness, whose attacker speaks raw libp2p); sled only in the node, whose `store` module
+/// is the only one to name it.
+const ROOMS: &[(&str, &[&str])] = &[("libp2p", &["transport", "tests"]), ("sled", &["node"])];
+
+#[test]
+fn libp2p_and_sled_each_stay_in_their_room() {
+    let mut offenders = Vec::new();
+    for krate in CRATES.iter().chain(["tests", "fuzz-cases"].iter()) {
+        let toml = std::fs::read_to_string(root().join(krate).join("Cargo.toml")).expect("toml");
+        for (dep, allowed) in ROOMS {
+            let listed = toml.lines().any(|l| {
+                l.trim_start()
+                    .strip_prefix(dep)
+                    .is_some_and(|rest| rest.starts_with(['.', ' ', '=']))
+            });
+            if listed && !allowed.contains(krate) {
+                offenders.push(format!("{krate}/Cargo.toml depends on {dep}"));
+            }
+        }
+    }
+    for krate in CRATES {
+        for file in sources(krate) {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            let names_sled = without_tests(&text)
+                .iter()
+                .any(|l| l.split("//").next().unwrap_or("").contains("sled::"));
+            if names_sled && !file.ends_with("node/src/store.rs") {
+                offenders.push(format!("{} names sled", file.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "out of their room:\n{}",
+        offenders.join("\n")
+    );
 }

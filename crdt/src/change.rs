@@ -151,9 +151,15 @@ pub fn read_stored(bytes: &[u8]) -> Result<Candidate, Rejection> {
     let record = prefix_starts(bytes, &prefix)
         .find_map(|at| ScanRecord::decode_prefix(&bytes[at..]).ok())
         .ok_or(Rejection::NotCanonical)?;
+    let hash = hash_of(bytes);
+    // The hash covers everything after the checksum; the checksum (its first four bytes) must
+    // match too, or bytes that differ from the canonical change only there would be taken.
+    if bytes[4..8] != hash[..4] {
+        return Err(Rejection::NotCanonical);
+    }
     Ok(Candidate {
         record,
-        hash: hash_of(bytes),
+        hash,
         // The caller holds the bytes (a restart reads thousands of them a second).
         bytes: Vec::new(),
     })

@@ -25,12 +25,14 @@ pub const MANIFEST_TTL_MS: u64 = 24 * 3_600_000;
 
 /// `POST /offline/reconcile` body, as the seed defines it (plus an optional gate).
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReconcileRequest {
     pub device_id: String,
     pub scans: Vec<OfflineScan>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OfflineScan {
     pub ticket_id: String,
     /// RFC 3339 time the device scanned at.

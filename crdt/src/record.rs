@@ -138,6 +138,7 @@ fn parse_hex8(s: &str) -> Option<u32> {
 
 /// Which way the holder walks through the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     In,

@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
+
+use crate::openapi::{ErrorBody, OfflineErrorBody};
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest request body.
@@ -126,6 +128,23 @@ enum Access {
     Admin,
 }
 
+/// The routes `GET /api/openapi.json` documents (the pages and the document itself aside).
+pub const API_ROUTES: &[&str] = &[
+    "/api/scan",
+    "/api/tickets/{id}",
+    "/api/conflicts",
+    "/api/status",
+    "/api/stats",
+    "/api/peers",
+    "/api/stream",
+    "/api/bulletins",
+    "/metrics",
+    "/offline/manifest/{event_id}",
+    "/offline/reconcile",
+    "/health/live",
+    "/health/ready",
+];
+
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/scan", post(scan))
@@ -140,11 +159,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/offline/manifest/{event_id}", get(offline_manifest))
         .route("/offline/reconcile", post(reconcile))
         .merge(crate::web::routes())
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "live"})) }),
-        )
+        .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/api/openapi.json", get(openapi))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         // The limit is checked by the handlers (to answer with a JSON error); this layer stops
         // anything much larger before it is read.
@@ -239,13 +256,20 @@ fn body_json(
         .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
 }
 
-async fn scan(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
-    let v = body_json(body)?;
+/// `POST /api/scan` body.
+#[derive(Clone, Debug, utoipa::ToSchema)]
+pub struct ScanBody {
+    /// The code as scanned (GM1, legacy JSON, a manifest code or NFC UID); at most 2,048 bytes
+    /// count, more reads as `malformed`.
+    pub code: String,
+    /// The gate the steward stands at; the node's own when absent.
+    pub gate: Option<String>,
+    /// `in` or `out`; the node's own when absent.
+    pub direction: Option<gatemesh_crdt::Direction>,
+}
+
+/// Read a scan body: `code` a string, `gate` and `direction` strings when present.
+fn scan_body(v: &Value) -> Result<ScanBody, ApiError> {
     let code = v["code"]
         .as_str()
         .ok_or_else(|| ApiError::bad_request("missing_field", "`code` (a string) is required"))?
@@ -272,25 +296,66 @@ async fn scan(
             ))
         }
     };
-    call(&state, |reply| ApiCall::Scan {
+    Ok(ScanBody {
         code,
         gate,
         direction,
+    })
+}
+
+/// Decide on a code: the decision, durable before it is answered.
+#[utoipa::path(post, path = "/api/scan", request_body = ScanBody,
+    responses(
+        (status = 200, description = "The decision (`verdict`, `reason`, `words`, `ticket`, `previous`, `scan_id`)", body = Object),
+        (status = 400, description = "`malformed_json`, `missing_field`, `invalid_field`, `unknown_gate`", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 500, description = "`store_error`: the decision could not be made durable", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn scan(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let b = scan_body(&body_json(body)?)?;
+    call(&state, |reply| ApiCall::Scan {
+        code: b.code,
+        gate: b.gate,
+        direction: b.direction,
         reply,
     })
     .await
 }
 
-async fn ticket(
+/// One ticket: its records, legitimate entries, double entries, entries left.
+#[utoipa::path(get, path = "/api/tickets/{id}", params(("id" = String, Path, description = "Ticket id")),
+    responses(
+        (status = 200, description = "The ticket's records and replay", body = Object),
+        (status = 400, description = "`invalid_field`: the id is not text", body = ErrorBody),
+        (status = 404, description = "`unknown_ticket`: no record of it", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn ticket(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
+    let Path(id) = id.map_err(|e| ApiError::bad_request("invalid_field", e.body_text()))?;
     query(&state, Query::Ticket(id)).await
 }
 
-async fn conflicts(
+/// Every double entry (`conflicts`).
+#[utoipa::path(get, path = "/api/conflicts",
+    responses(
+        (status = 200, description = "Every double entry (`conflicts`)", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn conflicts(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
@@ -298,7 +363,14 @@ async fn conflicts(
     query(&state, Query::Conflicts).await
 }
 
-async fn status(
+/// Heads, chains, records, peers, counters, the event's gates.
+#[utoipa::path(get, path = "/api/status",
+    responses(
+        (status = 200, description = "Heads, chains, records, peers, counters, the event's gates", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn status(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
@@ -306,7 +378,16 @@ async fn status(
     query(&state, Query::Status).await
 }
 
-async fn bulletin(
+/// Apply an organizer-signed bulletin and spread it to the mesh (the bulletin file as body).
+#[utoipa::path(post, path = "/api/bulletins", request_body(content = Object, description = "The bulletin file"),
+    responses(
+        (status = 200, description = "`{\"accepted\": true}`", body = Object),
+        (status = 400, description = "`bulletin_rejected`, `too_many_bulletins`", body = ErrorBody),
+        (status = 401, description = "No valid admin token", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn bulletin(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -322,7 +403,11 @@ async fn bulletin(
 
 /// Ready: the node's loop runs (store open, event loaded) and is not stopping. Answered from a
 /// flag the loop sets, so probes (which need no token) never queue work on the loop.
-async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/health/ready",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "`not_ready`", body = ErrorBody)))]
+pub(crate) async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     if state.ready.load(std::sync::atomic::Ordering::Relaxed) {
         Ok(Json(json!({"status": "ready"})))
     } else {
@@ -334,17 +419,47 @@ async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     }
 }
 
-async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// Totals, rates, by tier, hour, minute, gate, scanner and reason, inside now per zone, conflicts, peers.
+#[utoipa::path(get, path = "/api/stats",
+    responses(
+        (status = 200, description = "Totals, rates, by tier, hour, minute, gate, scanner and reason, inside now per zone, conflicts, peers", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn stats(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
     query(&state, Query::Stats).await
 }
 
-async fn peers(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// Enrolled peers seen: online, last seen (`peers`).
+#[utoipa::path(get, path = "/api/peers",
+    responses(
+        (status = 200, description = "Enrolled peers seen: online, last seen (`peers`)", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn peers(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
     query(&state, Query::Peers).await
 }
 
-async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// The node's figures in the Prometheus (OpenMetrics) text format.
+#[utoipa::path(get, path = "/metrics",
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn metrics(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
     let Json(text) = query(&state, Query::Metrics).await?;
     Ok((
@@ -378,13 +493,35 @@ fn offline_error(status: StatusCode, e: gatemesh_crdt::offline::RequestError) ->
         .into_response()
 }
 
-async fn offline_manifest(
+/// The seed's offline manifest, with current scan counts.
+#[utoipa::path(get, path = "/offline/manifest/{event_id}",
+    params(("event_id" = String, Path, description = "The event's id"),
+        ("device_id" = String, Query, description = "The offline device asking")),
+    responses(
+        (status = 200, description = "`{\"success\": true, \"manifest\": ...}`", body = Object),
+        (status = 400, description = "The seed's request errors", body = OfflineErrorBody),
+        (status = 404, description = "`EVENT_NOT_FOUND`, `NO_MANIFEST`", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn offline_manifest(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(event_id): Path<String>,
-    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+    event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    params: Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Access::Staff)?;
+    let invalid = |e: String| {
+        offline_error(
+            StatusCode::BAD_REQUEST,
+            gatemesh_crdt::offline::refuse("INVALID_REQUEST", e),
+        )
+    };
+    let (Path(event_id), UrlQuery(params)) = match (event_id, params) {
+        (Ok(p), Ok(q)) => (p, q),
+        (Err(e), _) => return Ok(invalid(e.body_text())),
+        (_, Err(e)) => return Ok(invalid(e.body_text())),
+    };
     if let Err(e) =
         gatemesh_crdt::offline::check_device_id(params.get("device_id").map(String::as_str))
     {
@@ -394,7 +531,18 @@ async fn offline_manifest(
     Ok(Json(json!({"success": true, "manifest": manifest})).into_response())
 }
 
-async fn reconcile(
+/// The seed's reconcile: every scan through the gate's policy, each a record with its origin.
+#[utoipa::path(post, path = "/offline/reconcile", request_body = gatemesh_crdt::offline::ReconcileRequest,
+    responses(
+        (status = 200, description = "`success`, `reconciled`, `failed`, per scan `SUCCESS` / `DUPLICATE` / `ERROR`", body = Object),
+        (status = 400, description = "The seed's request errors", body = OfflineErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "`UNKNOWN_DEVICE`: not one of the event's offline devices (the admin token may reconcile it)", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 500, description = "`store_error`", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn reconcile(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -415,14 +563,22 @@ async fn reconcile(
     Ok(Json(v).into_response())
 }
 
+#[utoipa::path(get, path = "/api/stream",
+    params(("token" = Option<String>, Query, description = "The staff token, for clients that cannot set headers")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `scan`, `applied`, `stats`, `conflicts`, `peer_connected`, `peer_disconnected`, `lagged`", body = String, content_type = "text/event-stream"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`too_many_streams`, `busy`", body = ErrorBody)),
+    security(("token" = [])))]
 /// Server-Sent Events: every scan, stats about every two seconds while they change, conflicts
 /// when they change, peers coming and going. The token may come as `?token=` (a browser's
 /// EventSource cannot set headers).
-async fn stream(
+pub(crate) async fn stream(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    UrlQuery(params): UrlQuery<HashMap<String, String>>,
+    params: Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let params = params.map(|UrlQuery(p)| p).unwrap_or_default();
     use axum::response::sse::{Event, KeepAlive, Sse};
     use std::sync::atomic::Ordering;
     let token = bearer(&headers).or(params.get("token").map(String::as_str));
@@ -469,4 +625,19 @@ async fn stream(
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+#[utoipa::path(get, path = "/health/live",
+    responses((status = 200, description = "`{\"status\": \"live\"}`", body = Object)))]
+pub(crate) async fn live() -> Json<Value> {
+    Json(json!({"status": "live"}))
+}
+
+/// The OpenAPI document of this API (no token: it holds no secret).
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
+        .into_response()
 }

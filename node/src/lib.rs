@@ -12,6 +12,7 @@
 //! - [`events`]: the replica's events as JSON lines and live-stream values.
 //! - [`api`]: the HTTP API (axum); handlers ask the node over a bounded queue.
 //! - [`metrics`]: `/metrics` (prometheus-client).
+//! - [`openapi`]: the API's OpenAPI document (utoipa).
 //! - [`web`]: the scanner page and the dashboard.
 //! - [`bridge`]: the ledger side of the bridge to PostgreSQL (export, import, live).
 //! - [`qr`]: QR images of codes.
@@ -25,6 +26,7 @@ pub mod events;
 pub mod input;
 pub mod metrics;
 pub mod node;
+pub mod openapi;
 pub mod organizer;
 pub mod package;
 pub mod qr;

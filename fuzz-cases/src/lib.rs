@@ -1,0 +1,261 @@
+//! What each fuzz target does with the bytes it is given, the event it does it in, and the seed
+//! corpus. `fuzz/` (cargo-fuzz, libFuzzer) calls [`run`] from one binary per target; the tests
+//! here run every committed corpus file and every crasher kept as a regression through the same
+//! function, so a crash found once stays fixed without the fuzzer installed.
+//!
+//! Every target takes bytes from outside the way a node does, through the pure core, and checks
+//! more than "no panic" where it can: a record the gate writes is admitted by its peers, a
+//! change is read the same on arrival and from the store, and a restart from what admission
+//! persisted takes back exactly that and nothing a damaged store adds.
+
+mod world;
+
+pub use world::{seeds, NOW};
+
+use gatemesh_crdt::bulletin::Bulletin;
+use gatemesh_crdt::change;
+use gatemesh_crdt::credential;
+use gatemesh_crdt::export;
+use gatemesh_crdt::gate::ScanRequest;
+use gatemesh_crdt::json;
+use gatemesh_crdt::offline::ReconcileRequest;
+use gatemesh_crdt::protocol::{Input, Output, Topic, KIND_SYNC};
+use gatemesh_crdt::{Ledger, ScanRecord, SyncMessage};
+use std::collections::HashSet;
+use world::{device_id, World};
+
+/// The fuzz targets, by name.
+pub const TARGETS: [&str; 8] = [
+    "credential",
+    "record",
+    "change",
+    "sync",
+    "bulletin",
+    "export",
+    "reconcile",
+    "json",
+];
+
+/// Run one target on one input.
+pub fn run(target: &str, data: &[u8]) {
+    match target {
+        "credential" => credential(data),
+        "record" => record(data),
+        "change" => changes(data),
+        "sync" => sync(data),
+        "bulletin" => bulletin(data),
+        "export" => export_file(data),
+        "reconcile" => reconcile(data),
+        "json" => json_doc(data),
+        other => panic!("no fuzz target {other}"),
+    }
+}
+
+/// Bytes as pieces: each a little-endian u16 length, then that many bytes (the last piece takes
+/// what is left).
+pub fn pieces(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
+        let body = &rest[2..];
+        let take = len.min(body.len());
+        out.push(body[..take].to_vec());
+        rest = &body[take..];
+    }
+    out
+}
+
+/// The inverse of [`pieces`].
+pub fn framed(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in pieces {
+        out.extend_from_slice(&(p.len() as u16).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// A scanned code: read, decided and recorded by the gate; whatever the code, the record it
+/// writes is one its peers admit.
+fn credential(data: &[u8]) {
+    let w = World::new();
+    let _ = credential::read(data, w.readers());
+    let mut gate = w.gate(1);
+    let outcome = gate.scan(
+        NOW,
+        ScanRequest {
+            code: data,
+            gate: "north",
+            direction: None,
+        },
+    );
+    if let Ok(Some(change)) = outcome.map(|o| o.change) {
+        let mut peer = w.ledger(2);
+        let got = peer.admit(NOW, 1, &[change]);
+        assert_eq!(
+            got.persist.len(),
+            1,
+            "a peer refused a gate's record: {got:?}"
+        );
+    }
+}
+
+/// A record's bytes: decoded the same whole or as a prefix, and stable when re-read.
+fn record(data: &[u8]) {
+    if let Ok(r) = ScanRecord::decode(data) {
+        assert_eq!(ScanRecord::decode(&r.bytes).as_ref(), Ok(&r));
+        assert_eq!(ScanRecord::decode_prefix(data).as_ref(), Ok(&r));
+    }
+    if let Ok(r) = ScanRecord::decode_prefix(data) {
+        assert_eq!(ScanRecord::decode(&r.bytes).as_ref(), Ok(&r));
+    }
+}
+
+/// Changes as a peer sends them and as a damaged store holds them.
+fn changes(data: &[u8]) {
+    if let Ok(c) = change::read(data) {
+        let stored = change::read_stored(data).expect("a canonical change reads from the store");
+        assert_eq!((stored.record, stored.hash), (c.record, c.hash));
+    }
+    let blobs = pieces(data);
+    for b in &blobs {
+        let _ = change::read(b);
+        let _ = change::read_stored(b);
+    }
+    let w = World::new();
+    let mut live = w.ledger(1);
+    let admitted = live.admit(NOW, 2, &blobs);
+    assert_restart_takes_back(&w, &live, &admitted.persist);
+    // The same bytes handed to a restart as a store: never more than admission takes.
+    let mut restored = w.ledger(1);
+    restored.restore(blobs.iter().map(Vec::as_slice));
+    let admitted: HashSet<&[u8]> = live.changes().collect();
+    for c in restored.changes() {
+        assert!(
+            admitted.contains(c),
+            "a restart took a change admission refused"
+        );
+    }
+}
+
+/// A ledger reopened from what it persisted holds what the running ledger held.
+fn assert_restart_takes_back(w: &World, live: &Ledger, persisted: &[Vec<u8>]) {
+    let mut back = w.ledger(1);
+    let refused = back.restore(persisted.iter().map(Vec::as_slice));
+    assert_eq!(refused, 0, "a restart refused what admission persisted");
+    assert_eq!(back.summary(), live.summary());
+    assert_eq!(back.index().len(), live.index().len());
+}
+
+/// A message from an enrolled peer: first byte chooses sync request, sync answer, ledger gossip
+/// or control gossip; the rest is the message.
+fn sync(data: &[u8]) {
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let _ = SyncMessage::decode(rest);
+    let w = World::new();
+    let mut replica = w.replica(1);
+    let from = device_id(2);
+    let input = match kind % 4 {
+        0 => Input::SyncRequest {
+            from,
+            token: 7,
+            data: [&[KIND_SYNC][..], rest].concat(),
+        },
+        1 => Input::SyncAnswer {
+            from,
+            data: rest.to_vec(),
+        },
+        2 => Input::Gossip {
+            from,
+            token: 7,
+            topic: Topic::Ledger,
+            data: rest.to_vec(),
+        },
+        _ => Input::Gossip {
+            from,
+            token: 7,
+            topic: Topic::Control,
+            data: rest.to_vec(),
+        },
+    };
+    let persisted = drive(&mut replica, input);
+    let live = replica.gate().ledger();
+    assert_restart_takes_back(&w, live, &persisted);
+}
+
+/// Hand `input` to the replica and complete every write it asks for; the changes written.
+fn drive(replica: &mut gatemesh_crdt::Replica, input: Input) -> Vec<Vec<u8>> {
+    let mut written = Vec::new();
+    let mut queue = vec![input];
+    while let Some(input) = queue.pop() {
+        for out in replica.handle(NOW, input) {
+            if let Output::Persist { id, changes, .. } = out {
+                written.extend(changes);
+                queue.push(Input::Persisted { upto: id });
+            }
+        }
+    }
+    written
+}
+
+/// A bulletin: read alone, and handed over by a peer.
+fn bulletin(data: &[u8]) {
+    let w = World::new();
+    let _ = Bulletin::from_bytes(data, world::EVENT, &w.organizer_keys());
+    let mut replica = w.replica(1);
+    drive(
+        &mut replica,
+        Input::Bulletin {
+            id: None,
+            from: Some(device_id(2)),
+            bytes: data.to_vec(),
+        },
+    );
+}
+
+/// An export file taken through the bridge's reading and the ledger's admission.
+fn export_file(data: &[u8]) {
+    let Ok((_, ledger_bytes)) = export::read(data, world::EVENT) else {
+        return;
+    };
+    let blobs: Vec<Vec<u8>> = export::chunks(ledger_bytes).map(<[u8]>::to_vec).collect();
+    let w = World::new();
+    let mut ledger = w.ledger(1);
+    let admitted = ledger.admit(NOW, 0, &blobs);
+    assert_restart_takes_back(&w, &ledger, &admitted.persist);
+}
+
+/// `POST /offline/reconcile`: the body as the HTTP edge reads it, then the replica.
+fn reconcile(data: &[u8]) {
+    let Ok(request) = serde_json::from_slice::<ReconcileRequest>(data) else {
+        return;
+    };
+    let w = World::new();
+    let mut replica = w.replica(1);
+    let persisted = drive(
+        &mut replica,
+        Input::Reconcile {
+            id: 1,
+            request,
+            trusted: data.len().is_multiple_of(2),
+        },
+    );
+    assert_restart_takes_back(&w, replica.gate().ledger(), &persisted);
+}
+
+/// JSON documents the core reads: the strict reader, into each type it reads.
+fn json_doc(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(value) = json::parse(text) else {
+        return;
+    };
+    let _ = json::from_value::<gatemesh_crdt::signed::Signed>(value.clone());
+    let _ = json::from_value::<gatemesh_crdt::certificate::DeviceCertificate>(value.clone());
+    let _ = json::from_value::<gatemesh_crdt::bulletin::BulletinBody>(value.clone());
+    let _ = json::from_value::<export::ExportHeader>(value);
+}
