@@ -68,6 +68,10 @@ pub struct Store {
     meta: sled::Tree,
     /// sled's single log file; fdatasync'd after every flush.
     data_file: File,
+    /// sled's blob files (large values) already made durable, with their length then: sled
+    /// writes each once, so a durable append syncs only new ones (or one still growing when it
+    /// was last synced).
+    synced_blobs: std::collections::HashSet<(std::ffi::OsString, u64)>,
     next_seq: u64,
     chain: ChainId,
 }
@@ -118,6 +122,7 @@ impl Store {
             changes,
             meta,
             data_file,
+            synced_blobs: Default::default(),
             next_seq,
             chain,
         };
@@ -216,15 +221,30 @@ impl Store {
         self.data_file.sync_data()?;
         let blobs = self.dir.join("blobs");
         if blobs.is_dir() {
+            let mut new = false;
             for entry in std::fs::read_dir(&blobs)? {
+                let entry = entry?;
                 // sled removes blob files it no longer needs, possibly while this loop runs.
-                match File::open(entry?.path()) {
+                let len = match entry.metadata() {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let key = (entry.file_name(), len);
+                if self.synced_blobs.contains(&key) {
+                    continue;
+                }
+                match File::open(entry.path()) {
                     Ok(f) => f.sync_data()?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(e.into()),
                 }
+                self.synced_blobs.insert(key);
+                new = true;
             }
-            sync_dir(&blobs)?;
+            if new {
+                sync_dir(&blobs)?;
+            }
         }
         Ok(())
     }

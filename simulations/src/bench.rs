@@ -249,7 +249,7 @@ pub fn decide(held: usize, scans: usize) -> anyhow::Result<Map<String, Value>> {
 
 /// Admit `tickets` through the real gate, durable in batches (one fsync per 1,000), then
 /// snapshot, so the timed scans start from a store like a node's after `held` scans.
-fn prefill(
+pub fn prefill(
     ev: &std::path::Path,
     device: &std::path::Path,
     data: &std::path::Path,

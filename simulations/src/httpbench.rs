@@ -20,41 +20,68 @@ fn client(addr: &str, codes: &[String]) -> anyhow::Result<(Vec<f64>, usize)> {
     client_at(addr, "/api/scan", codes)
 }
 
+/// One keep-alive HTTP/1.1 connection with the staff token.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    pub fn open(addr: &str) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+}
+
+/// One request and its whole answer: (status, body).
+pub fn exchange(
+    conn: &mut Conn,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    write!(
+        conn.writer,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    conn.writer.write_all(body)?;
+    let mut status = String::new();
+    conn.reader.read_line(&mut status)?;
+    let code: u16 = status.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        conn.reader.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse()?;
+        }
+    }
+    let mut answer = vec![0u8; length];
+    conn.reader.read_exact(&mut answer)?;
+    Ok((code, answer))
+}
+
 /// One scanner posting `{"code"}` to `path` on one keep-alive connection: the latency of every
 /// answer (ms) and how many were not a 200 admit.
 pub fn client_at(addr: &str, path: &str, codes: &[String]) -> anyhow::Result<(Vec<f64>, usize)> {
-    let stream = TcpStream::connect(addr)?;
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
+    let mut conn = Conn::open(addr)?;
     let mut latencies = Vec::with_capacity(codes.len());
     let mut failed = 0;
     for code in codes {
         let body = serde_json::to_vec(&json!({"code": code}))?;
         let t0 = Instant::now();
-        write!(
-            writer,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )?;
-        writer.write_all(&body)?;
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse()?;
-            }
-        }
-        let mut answer = vec![0u8; length];
-        reader.read_exact(&mut answer)?;
+        let (status, answer) = exchange(&mut conn, addr, "POST", path, &body)?;
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let ok = status.starts_with("HTTP/1.1 200")
+        let ok = status == 200
             && serde_json::from_slice::<Value>(&answer).is_ok_and(|v| v["verdict"] == "admit");
         if !ok {
             failed += 1;

@@ -6,7 +6,9 @@
 pub mod baseline;
 pub mod bench;
 pub mod bridgebench;
+pub mod catchupbench;
 pub mod httpbench;
 pub mod meshbench;
 pub mod report;
 pub mod sim;
+pub mod statsbench;

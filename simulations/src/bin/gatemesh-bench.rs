@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|bridge|sim|baseline|all [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|catchup|bridge|sim|baseline|all [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +65,13 @@ fn main() -> anyhow::Result<()> {
             concurrency: number("--concurrency")?.unwrap_or(32),
             requests: number("--requests")?.unwrap_or(20_000),
         })?,
+        Some("stats") => simulations::statsbench::run(&simulations::statsbench::StatsBench {
+            redemptions: redemptions.unwrap_or(500_000),
+            rate_per_s: number("--rate")?.unwrap_or(100) as u32,
+            seconds: number("--seconds")?.unwrap_or(30) as u32,
+            stream_clients: number("--clients")?.unwrap_or(10),
+        })?,
+        Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
         Some("sim") => {
             let seeds = number("--seeds")?.unwrap_or(1_000) as u64;
