@@ -125,7 +125,7 @@ fn imports_count_exactly_merge_once_report_double_entries_and_refuse_tampering()
         "2|2|t"
     );
     assert_eq!(pg.count("SELECT sum(admits) FROM admits_by_gate"), 7);
-    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 2);
+    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 3);
 
     // Merging the same data again adds nothing.
     for file in [&ea, &eb] {
@@ -428,6 +428,15 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
         assert_eq!((s, &v["reconciled"]), (200, &1.into()), "{v}");
         if device == "device-a" {
             assert_eq!(n.scan(&codes[1].1)["reason"], "ok");
+            // A ticket found by search and checked in by hand: HQ sees it marked manual.
+            let hand = serde_json::to_vec(&serde_json::json!({"ticket_id": codes[2].0})).unwrap();
+            let (s, v) =
+                gatemesh_tests::http_request(&addr, "POST", "/api/checkin", Some("staff"), &hand);
+            assert_eq!(
+                (s, &v["reason"], &v["manual"]),
+                (200, &"ok".into(), &true.into()),
+                "{v}"
+            );
         }
     }
     for data in ["a", "b"] {
@@ -435,7 +444,7 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
         export(&ev, &tmp.path().join(data), &file);
         import(&ev, &file, &pg.url);
     }
-    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 2);
+    assert_eq!(pg.count("SELECT count(*) FROM schema_migrations"), 3);
     // Two records (one per node), one scan: one admit, no double entry.
     let t0 = &codes[0].0;
     assert_eq!(
@@ -451,5 +460,11 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
         "1|1"
     );
     assert_eq!(pg.count("SELECT count(*) FROM conflicts"), 0);
-    assert_eq!(pg.count("SELECT sum(admit_count) FROM tickets"), 2);
+    assert_eq!(pg.count("SELECT sum(admit_count) FROM tickets"), 3);
+    let t2 = &codes[2].0;
+    assert_eq!(
+        pg.sql("SELECT ticket_id FROM scans WHERE manual"),
+        t2.as_str(),
+        "only the hand check-in is manual"
+    );
 }

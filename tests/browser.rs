@@ -206,4 +206,144 @@ fn the_dashboard_changes_live_when_another_node_scans() {
         "{v}"
     );
     assert_eq!(v["peers"], "1 / 1", "{v}");
+    assert_eq!(
+        (&v["cut_laptop"], &v["cut_tablet"]),
+        (&json!([]), &json!([])),
+        "cards cut at 1280 or 820 px: {v}"
+    );
+}
+
+#[test]
+fn a_steward_at_phone_size_sees_names_attention_search_and_french() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = gatemesh_tests::make_guest_event(&ev, &["a"]);
+    let (mut a, addr) = NodeProc::start_http(
+        &ev,
+        "device-a",
+        &tmp.path().join("a"),
+        "north",
+        &["--no-mdns"],
+    );
+    let shots = shots();
+    // Jürgen's ticket is marked attention; Chloé's carries her name; Éloïse is searched for
+    // without her accents.
+    let v = browser(
+        "steward",
+        json!({"a": format!("http://{addr}"), "token": "staff", "attention_code": codes[2].1,
+               "named_code": codes[4].1, "query": "eloise dup", "shots": shots}),
+    );
+    let att = &v["attention"];
+    assert_eq!(
+        (&att["class"], &att["title"], &att["confirm_shown"]),
+        (&json!("attention"), &json!("ATTENTION"), &json!(true)),
+        "{v}"
+    );
+    assert_eq!(att["words"], "Wheelchair user: side ramp", "{v}");
+    assert_eq!(att["name"], "Jürgen Müller", "{v}");
+    assert_eq!(att["background"], "rgb(224, 161, 0)", "amber: {v}");
+    assert_eq!(v["attention_after_tap"], true, "a stray tap keeps it: {v}");
+    let named = &v["named"];
+    assert_eq!(
+        (&named["class"], &named["name"]),
+        (&json!("admit"), &json!("Chloé Lefèvre")),
+        "{v}"
+    );
+    assert!(
+        named["ticket"].as_str().unwrap().contains("1029384756"),
+        "the order: {v}"
+    );
+    assert_eq!(
+        v["search_focus"], "search",
+        "the search keeps its focus: {v}"
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{v}");
+    assert!(results[0].as_str().unwrap().contains("Éloïse Dupré"), "{v}");
+    let manual = &v["manual"];
+    assert_eq!(
+        (&manual["class"], &manual["via"], &manual["name"]),
+        (&json!("admit"), &json!("manual"), &json!("Éloïse Dupré")),
+        "{v}"
+    );
+    let fr = &v["french"];
+    assert_eq!(
+        (&fr["class"], &fr["reason"], &fr["words"], &v["french_lang"]),
+        (
+            &json!("deny"),
+            &json!("already_redeemed"),
+            &json!("Déjà utilisé"),
+            &json!("fr")
+        ),
+        "{v}"
+    );
+    // The hand check-in reached the node as one, marked manual.
+    let scan = a.wait_for("the hand check-in", |s| {
+        s["event"] == "scan" && s["manual"] == true
+    });
+    assert_eq!(scan["ticket"]["id"], codes[0].0.as_str(), "{scan}");
+    for name in [
+        "steward-attention",
+        "steward-admit-name",
+        "steward-search",
+        "steward-french",
+    ] {
+        assert!(shots.join(format!("{name}.png")).exists());
+    }
+}
+
+#[test]
+fn a_paused_gate_covers_the_scanner_and_undo_and_exit_work_from_the_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2, &["a"], false);
+    let (mut a, addr) = NodeProc::start_http(
+        &ev,
+        "device-a",
+        &tmp.path().join("a"),
+        "north",
+        &["--no-mdns"],
+    );
+    let ev_s = ev.to_str().unwrap();
+    let bulletin = |flag: &str| {
+        let out = gatemesh_tests::gatemesh(&["bulletin", "--event", ev_s, flag, "north"]);
+        let path = String::from_utf8(out.stdout).unwrap();
+        std::fs::read(path.trim().trim_start_matches("bulletin written to ")).unwrap()
+    };
+    let pause = bulletin("--pause-gate");
+    let (s, _) =
+        gatemesh_tests::http_request(&addr, "POST", "/api/bulletins", Some("admin"), &pause);
+    assert_eq!(s, 200);
+    // Lift the pause once the page has shown it (the page asks every 3 s).
+    let resume = bulletin("--resume-gate");
+    let lifter = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(8));
+            gatemesh_tests::http_request(&addr, "POST", "/api/bulletins", Some("admin"), &resume).0
+        })
+    };
+    let v = browser(
+        "paused",
+        json!({"a": format!("http://{addr}"), "token": "staff", "code": codes[0].1, "shots": shots()}),
+    );
+    assert_eq!(lifter.join().unwrap(), 200);
+    assert_eq!(v["lang"], "fr", "a French browser gets French: {v}");
+    let text = v["paused_text"].as_str().unwrap();
+    assert!(text.contains("PAUSE") && text.contains("north"), "{v}");
+    assert_eq!(v["admit"]["reason"], "ok", "{v}");
+    assert_eq!(v["undo_shown"], true, "{v}");
+    assert_eq!(v["undone"]["class"], "undone", "{v}");
+    assert_eq!(
+        v["again"]["reason"], "ok",
+        "the annul gave the entry back: {v}"
+    );
+    assert!(v["where"].as_str().unwrap().contains("SORTIE"), "{v}");
+    assert_eq!(
+        (&v["exit"]["reason"], &v["exit"]["title"]),
+        (&json!("ok"), &json!("AU REVOIR")),
+        "{v}"
+    );
+    let t = a.status();
+    assert_eq!(t["records"], 4, "admit, annul, admit, exit: {t}");
 }

@@ -543,3 +543,72 @@ pub fn http_request(
         .unwrap_or(serde_json::Value::Null);
     (status, json)
 }
+
+/// A pretix-style export (one row per position; the attendee's name, the product, a check-in
+/// attention flag and a comment), written here rather than copied.
+pub const PRETIX_CSV: &str =
+    "Order code,Position ID,Product,Attendee name,Attendee e-mail,Check-in attention,Comment\r\n\
+ORD7K,1,Weekend ticket,Éloïse Dupré,eloise@example.org,,\r\n\
+ORD7K,2,Weekend ticket,\"Zoë O'Brien, Jr.\",zoe@example.org,,\r\n\
+ORD9Q,1,VIP,Jürgen Müller,jm@example.org,yes,\"Wheelchair user:\nside ramp\"\r\n\
+ORDX2,1,Day ticket,Ana Løvås,,,\r\n";
+
+/// What `--columns` and `--tier-map` say of [`PRETIX_CSV`].
+pub const PRETIX_COLUMNS: &str = "order=Order code,tier=Product,name=Attendee name,email=Attendee e-mail,attention=Check-in attention,notes=Comment";
+pub const PRETIX_TIERS: &str = "Weekend ticket=weekend,Day ticket=general,VIP=vip";
+
+/// An Eventbrite-style attendee report (first and last name apart, the barcode as the id).
+pub const EVENTBRITE_CSV: &str = "Order #,Order Date,First Name,Last Name,Email,Ticket Type,Barcode #,Attendee Status\n\
+1029384756,2026-06-01 10:02:00+02:00,Chloé,Lefèvre,chloe@example.org,General Admission,EB-1029384756-1,Attending\n\
+1029384757,2026-06-01 11:40:00+02:00,Marc,Nguyễn,marc@example.org,VIP Pass,EB-1029384757-1,Attending\n";
+
+pub const EVENTBRITE_COLUMNS: &str =
+    "id=Barcode #,order=Order #,name=First Name+Last Name,email=Email,tier=Ticket Type";
+pub const EVENTBRITE_TIERS: &str = "General Admission=general,VIP Pass=vip";
+
+/// An event with a guest list: the pretix and Eventbrite exports issued, a VIP-only door
+/// (`staff-door`, zone main), weekend passes good once per festival day (days start at 06:00
+/// UTC+2), and the devices enrolled. Returns (ticket id, code) in issue order: the pretix rows
+/// (numbered T000001..) then the Eventbrite ones.
+pub fn make_guest_event(dir: &Path, devices: &[&str]) -> Vec<(String, String)> {
+    let ev = dir.to_str().unwrap();
+    gatemesh(&["event", "create", "--out", ev, "--name", "Guest Fest"]);
+    let file = dir.join("event.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    config["day_starts"] = "06:00+02:00".into();
+    config["gates"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "staff-door", "zone": "main", "direction": "in", "tiers": ["vip"]}));
+    for t in config["tiers"].as_array_mut().unwrap() {
+        if t["name"] == "weekend" {
+            t["max_entries_per_day"] = 1.into();
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    for (csv, columns, tiers) in [
+        (PRETIX_CSV, PRETIX_COLUMNS, PRETIX_TIERS),
+        (EVENTBRITE_CSV, EVENTBRITE_COLUMNS, EVENTBRITE_TIERS),
+    ] {
+        let path = dir.join("guests.csv");
+        std::fs::write(&path, csv).unwrap();
+        gatemesh(&[
+            "tickets",
+            "issue",
+            "--event",
+            ev,
+            "--no-qr",
+            "--from-csv",
+            path.to_str().unwrap(),
+            "--columns",
+            columns,
+            "--tier-map",
+            tiers,
+        ]);
+    }
+    for d in devices {
+        gatemesh(&["device", "enroll", "--event", ev, "--name", d]);
+    }
+    read_codes(&dir.join("tickets/codes.csv"))
+}

@@ -20,7 +20,7 @@ pub mod write;
 
 pub use migrate::{migrate, MIGRATIONS};
 pub use read::{event_scans, fetch_tickets, TicketSource};
-pub use write::{start_run, update_run, upsert_event, write_batch};
+pub use write::{start_run, update_run, upsert_attendees, upsert_event, write_batch};
 
 use std::time::Duration;
 pub use tokio_postgres;
@@ -51,6 +51,19 @@ pub struct ScanRow {
     pub annuls: Option<String>,
     /// A reconciled offline scan's origin.
     pub origin: Option<String>,
+}
+
+/// One ticket of the guest list, as HQ stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttendeeRow {
+    pub ticket_id: String,
+    pub tier: String,
+    pub status: String,
+    pub name: Option<String>,
+    pub order_ref: Option<String>,
+    pub email: Option<String>,
+    pub notes: Option<String>,
+    pub attention: bool,
 }
 
 /// A double entry: the admit beyond policy and the legitimate entries before it.

@@ -7,6 +7,7 @@ use crate::{BridgeError, Client};
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "schema", include_str!("../migrations/0001_schema.sql")),
     (2, "origin", include_str!("../migrations/0002_origin.sql")),
+    (3, "steward", include_str!("../migrations/0003_steward.sql")),
 ];
 
 /// Apply the migrations this database lacks, each in its own transaction, under an advisory

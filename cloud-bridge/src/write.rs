@@ -3,7 +3,7 @@
 //! really new, the batch's tickets' conflicts replaced by the ledger's view), and the
 //! `bridge_runs` figures.
 
-use crate::{Added, Batch, BridgeError, Client, DeviceRow};
+use crate::{Added, AttendeeRow, Batch, BridgeError, Client, DeviceRow};
 use futures_util::pin_mut;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -32,6 +32,51 @@ pub async fn upsert_event(
         .await?;
     }
     Ok(tx.commit().await?)
+}
+
+/// Write the guest list (one transaction, binary `COPY`): new tickets added, known ones
+/// replaced by what this manifest says.
+pub async fn upsert_attendees(
+    client: &mut Client,
+    event_id: &str,
+    rows: &[AttendeeRow],
+) -> Result<u64, BridgeError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE staging_attendees (ticket_id text, tier text, status text,              name text, order_ref text, email text, notes text, attention boolean)              ON COMMIT DROP",
+    )
+    .await?;
+    let sink = tx
+        .copy_in(
+            "COPY staging_attendees (ticket_id, tier, status, name, order_ref, email, notes,              attention) FROM STDIN BINARY",
+        )
+        .await?;
+    let mut types = [Type::TEXT; 8];
+    types[7] = Type::BOOL;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for a in rows {
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+            &a.ticket_id,
+            &a.tier,
+            &a.status,
+            &a.name,
+            &a.order_ref,
+            &a.email,
+            &a.notes,
+            &a.attention,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    let n = tx
+        .execute(
+            "INSERT INTO attendees (event_id, ticket_id, tier, status, name, order_ref, email,                  notes, attention)              SELECT DISTINCT ON (ticket_id) $1, ticket_id, tier, status, name, order_ref,                  email, notes, attention FROM staging_attendees              ON CONFLICT (event_id, ticket_id) DO UPDATE SET tier = EXCLUDED.tier,                  status = EXCLUDED.status, name = EXCLUDED.name,                  order_ref = EXCLUDED.order_ref, email = EXCLUDED.email,                  notes = EXCLUDED.notes, attention = EXCLUDED.attention",
+            &[&event_id],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 fn time_of(ms: u64) -> SystemTime {

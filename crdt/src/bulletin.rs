@@ -64,6 +64,9 @@ pub struct BulletinBody {
     /// Organizer-signed device certificates.
     #[serde(default)]
     pub add_devices: Vec<Signed>,
+    /// Pause or resume gates, zones or the event (the latest order per target wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<crate::pause::PauseOrder>,
 }
 
 /// A verified bulletin.
@@ -150,7 +153,9 @@ impl Bulletin {
                 && r.keep.len() <= crate::roster::CUT_CHAINS_MAX
                 && r.cut().is_some()
         });
-        if !ids_ok || !cuts_ok {
+        let pauses_ok = body.pauses.len() <= crate::pause::PAUSE_ORDERS_MAX
+            && body.pauses.iter().all(crate::pause::PauseOrder::is_valid);
+        if !ids_ok || !cuts_ok || !pauses_ok {
             return Err(BulletinError::BadItem);
         }
         let added = body

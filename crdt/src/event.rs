@@ -30,6 +30,10 @@ pub struct GateConfig {
     pub name: String,
     pub zone: String,
     pub direction: Direction,
+    /// The gate's check-in list: the tiers it admits (a VIP or staff door); empty, every tier
+    /// allowed in its zone. Others are denied `wrong_list`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,6 +46,17 @@ pub struct TierConfig {
     pub valid_from_ms: Option<u64>,
     pub valid_until_ms: Option<u64>,
     pub double_scan_grace_ms: u64,
+    /// Stop the steward on every admit of this tier (amber screen, confirm by tap), with this
+    /// note (e.g. "check the student card").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+    /// Most entries in one festival day (a weekend pass: 1), within `max_entries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries_per_day: Option<u32>,
+    /// The festival days the tier is valid on (`2026-07-10`, days as `day_starts` cuts them);
+    /// empty, every day of the event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_days: Vec<String>,
 }
 
 /// Settings for the legacy HMAC JSON codes (seed `scan-validation-service.md`).
@@ -69,6 +84,13 @@ pub struct EventConfig {
     /// with the staff token; any other device id needs the admin token.
     #[serde(default)]
     pub offline_devices: Vec<String>,
+    /// Most people inside a zone at once (zone → capacity): admits beyond are `zone_full`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub capacity: std::collections::BTreeMap<String, u64>,
+    /// When a festival day starts, local time with its UTC offset (`06:00+02:00`; default
+    /// `00:00+00:00`): what daily limits and valid days count in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_starts: Option<String>,
 }
 
 /// The `format` this version writes (2: no genesis document; format 1 files still load, their
@@ -89,6 +111,7 @@ impl EventConfig {
             name: n.into(),
             zone: z.into(),
             direction: d,
+            tiers: Vec::new(),
         };
         let tier = |n: &str, max, reentry, zones: &[&str]| TierConfig {
             name: n.into(),
@@ -98,6 +121,9 @@ impl EventConfig {
             valid_from_ms: None,
             valid_until_ms: None,
             double_scan_grace_ms: DOUBLE_SCAN_GRACE_MS_DEFAULT,
+            attention: None,
+            max_entries_per_day: None,
+            valid_days: Vec::new(),
         };
         EventConfig {
             format: EVENT_FORMAT,
@@ -123,6 +149,8 @@ impl EventConfig {
                 tier: "general".into(),
             },
             offline_devices: Vec::new(),
+            day_starts: None,
+            capacity: Default::default(),
         }
     }
 
@@ -159,11 +187,79 @@ impl EventConfig {
                 return bail(format!("tier {} names unknown zone {z}", t.name));
             }
         }
+        self.validate_days_and_lists()?;
         if self.tier(&self.legacy.tier).is_none() {
             return bail(format!("legacy tier {} is not a tier", self.legacy.tier));
         }
         self.organizer_verifying_keys()?;
         Ok(())
+    }
+
+    /// Check-in lists name tiers that exist; notes, days and the day start read.
+    fn validate_days_and_lists(&self) -> Result<(), EventError> {
+        let bail = |s: String| Err(EventError::Invalid(s));
+        for g in &self.gates {
+            if let Some(t) = g.tiers.iter().find(|t| self.tier(t).is_none()) {
+                return bail(format!("gate {} lists unknown tier {t}", g.name));
+            }
+        }
+        for (zone, cap) in &self.capacity {
+            if !self.zones.contains(zone) || *cap == 0 {
+                return bail(format!("capacity names unknown zone {zone} or is 0"));
+            }
+        }
+        if let Some(d) = &self.day_starts {
+            if parse_day_start(d).is_none() {
+                return bail(format!(
+                    "day_starts {d:?} is not HH:MM with an offset (06:00+02:00)"
+                ));
+            }
+        }
+        for t in &self.tiers {
+            let bad_note = t.attention.as_ref().is_some_and(|n| {
+                n.len() > crate::manifest::NOTES_BYTES_MAX || n.chars().any(char::is_control)
+            });
+            if bad_note {
+                return bail(format!(
+                    "tier {}: attention note too long or not text",
+                    t.name
+                ));
+            }
+            if let Some(d) = t.valid_days.iter().find(|d| parse_day(d).is_none()) {
+                return bail(format!(
+                    "tier {}: valid day {d:?} is not YYYY-MM-DD",
+                    t.name
+                ));
+            }
+            if t.max_entries_per_day == Some(0) {
+                return bail(format!(
+                    "tier {}: max_entries_per_day must be 1 or more",
+                    t.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// When a festival day starts, in ms after its date's midnight UTC (may be negative).
+    pub fn day_start_ms(&self) -> i64 {
+        self.day_starts
+            .as_deref()
+            .and_then(parse_day_start)
+            .unwrap_or(0)
+    }
+
+    /// The festival day a time falls in.
+    pub fn festival_day(&self, ms: u64) -> u64 {
+        crate::index::festival_day(ms, self.day_start_ms())
+    }
+
+    /// A tier's valid days, as festival day numbers (empty: every day).
+    pub fn valid_days(&self, tier: &TierConfig) -> Vec<u64> {
+        tier.valid_days
+            .iter()
+            .filter_map(|d| parse_day(d))
+            .collect()
     }
 
     pub fn tier(&self, name: &str) -> Option<&TierConfig> {
@@ -191,11 +287,45 @@ impl EventConfig {
                     EntryRule {
                         max_entries: t.max_entries,
                         reentry: t.reentry,
+                        per_day: t.max_entries_per_day.unwrap_or(0),
+                        day_start_ms: self.day_start_ms(),
                     },
                 )
             })
             .collect()
     }
+}
+
+/// `HH:MM` with an optional `+HH:MM` / `-HH:MM` offset → when the day starts, in ms after its
+/// date's midnight UTC: local start minus offset (`00:00+02:00` → -2 h, so 10 July local starts
+/// at 9 July 22:00 UTC and is still named 10 July).
+pub fn parse_day_start(s: &str) -> Option<i64> {
+    let hm = |t: &str| -> Option<i64> {
+        let (h, m) = t.split_once(':')?;
+        let ok = h.len() == 2
+            && m.len() == 2
+            && (h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit());
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        (ok && h < 24 && m < 60).then_some((h * 60 + m) * 60_000)
+    };
+    let (local, offset) = match s.find(['+', '-']) {
+        Some(i) => {
+            let sign = if s.as_bytes()[i] == b'-' { -1 } else { 1 };
+            (&s[..i], sign * hm(&s[i + 1..])?)
+        }
+        None => (s, 0),
+    };
+    Some(hm(local)? - offset)
+}
+
+/// `YYYY-MM-DD` → days since 1970-01-01.
+pub fn parse_day(s: &str) -> Option<u64> {
+    let ok = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
+    let t = humantime::parse_rfc3339(&format!("{s}T00:00:00Z"))
+        .ok()
+        .filter(|_| ok)?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(ms / crate::index::DAY_MS)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

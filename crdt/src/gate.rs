@@ -67,6 +67,13 @@ pub struct TicketInfo {
     pub id: String,
     pub tier: String,
     pub format: credential::Format,
+    /// Who holds it, from the manifest (never from the code): for the steward to check an ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
 }
 
 /// The answer for one scan.
@@ -84,6 +91,13 @@ pub struct Decision {
     pub repeat: bool,
     pub gate: String,
     pub direction: Direction,
+    /// An admit the steward must look at before letting the holder through (amber screen),
+    /// with the ticket's or the tier's note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+    /// Checked in by hand (found by search), not from a scanned code.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 impl Decision {
@@ -111,7 +125,12 @@ pub struct ScanRequest<'a> {
     pub gate: &'a str,
     /// Defaults to the gate's direction.
     pub direction: Option<Direction>,
+    /// `code` is a ticket id the steward found by search: the manifest says what the ticket
+    /// is, and the record is marked `manual`. The same policy and reasons as a scan.
+    pub manual: bool,
 }
+
+pub use crate::record::MANUAL_ORIGIN_PREFIX;
 
 /// A scan an offline (non-mesh) device made and now reconciles through this node.
 #[derive(Clone, Debug)]
@@ -155,6 +174,8 @@ pub struct BulletinEffect {
     /// Newly enrolled devices (their records come by sync; the count is kept for the event
     /// line and is 0).
     pub added_devices: Vec<(DeviceCertificate, u64)>,
+    /// Pause and resume orders taken.
+    pub pauses: usize,
 }
 
 pub struct GateLogic {
@@ -165,6 +186,7 @@ pub struct GateLogic {
     manifest: Manifest,
     legacy_secret: Option<LegacySecret>,
     revoked_tickets: HashSet<String>,
+    pauses: crate::pause::Pauses,
     ledger: Ledger,
 }
 
@@ -182,6 +204,7 @@ impl GateLogic {
             manifest: package.manifest.clone().unwrap_or_default(),
             legacy_secret,
             revoked_tickets: HashSet::new(),
+            pauses: Default::default(),
             ledger,
         })
     }
@@ -262,6 +285,10 @@ impl GateLogic {
             let dropped = self.ledger.revoke(id, &cut);
             effect.revoked_devices.push((id, dropped));
         }
+        for order in &b.body.pauses {
+            self.pauses.apply(order, b.body.issued_ms, b.hash());
+            effect.pauses += 1;
+        }
         for c in &b.added {
             if let (Role::Scanner, Ok(key)) = (c.role, c.verifying_key()) {
                 self.ledger.add_device(RosterDevice {
@@ -274,6 +301,11 @@ impl GateLogic {
         }
         self.bulletins.insert(b.hash(), b.clone());
         Ok(Some(effect))
+    }
+
+    /// The pauses in force.
+    pub fn pauses(&self) -> Vec<crate::pause::ActivePause> {
+        self.pauses.all()
     }
 
     /// Every bulletin applied, in version order.
@@ -299,19 +331,27 @@ impl GateLogic {
             now_ms,
             gate: &gate,
             direction: req.direction.unwrap_or(gate.direction),
+            manual: req.manual,
         };
-        let readers = Readers {
-            organizer_keys: &self.organizer_keys,
-            legacy: &self.config.legacy,
-            legacy_secret: self.legacy_secret.as_ref(),
-            manifest: &self.manifest,
+        let cred = self.credential(req);
+        // A pause stops entries, never exits (an evacuation must let people out).
+        let paused = match at.direction {
+            Direction::In => self.pauses.stopping(&gate.name, &gate.zone),
+            Direction::Out => None,
         };
-        let cred = match credential::read(req.code, readers) {
+        if let Some(p) = paused {
+            let denial = Denial::new(
+                Reason::Paused,
+                format!("{} paused since {}", p.what(), policy::fmt_ms(p.since_ms)),
+            );
+            return match &cred {
+                Ok(c) => self.deny(at, &c.ticket_id, &self.known_tier(&c.tier), Some(c), denial),
+                Err((ticket, _)) => self.deny(at, ticket, "", None, denial),
+            };
+        }
+        let cred = match cred {
             Ok(c) => c,
-            Err(u) => {
-                let ticket = u.claimed_ticket.unwrap_or_else(|| unreadable_id(req.code));
-                return self.deny(at, &ticket, "", None, u.denial);
-            }
+            Err((ticket, denial)) => return self.deny(at, &ticket, "", None, denial),
         };
         let tier =
             match policy::check_ticket(&cred, &self.config, &gate, &self.revoked_tickets, now_ms) {
@@ -326,16 +366,87 @@ impl GateLogic {
             if let Some(earlier) =
                 self.repeat_of(&replay.entries, now_ms, tier.double_scan_grace_ms)
             {
-                let info = ticket_info(&cred, &tier.name);
+                let info = self.ticket_info(&cred, &tier.name);
                 return Ok(self.repeat(earlier, info, &gate, at.direction));
             }
-            if let Err(d) = policy::check_entry(&replay) {
+            let per_day = tier.max_entries_per_day.unwrap_or(0);
+            let today = self.config.festival_day(now_ms);
+            if let Err(d) = policy::check_entry(&replay, per_day, today) {
                 let mut out = self.deny(at, &cred.ticket_id, &tier.name, Some(&cred), d)?;
                 out.decision.previous = replay.entries;
                 return Ok(out);
             }
+            if let Err(d) = self.check_capacity(&gate.zone) {
+                return self.deny(at, &cred.ticket_id, &tier.name, Some(&cred), d);
+            }
         }
         self.admit(at, &cred, &tier.name, &replay.entries)
+    }
+
+    /// A zone with a capacity takes no one more while that many are inside (the merged count).
+    fn check_capacity(&self, zone: &str) -> Result<(), Denial> {
+        let Some(&cap) = self.config.capacity.get(zone) else {
+            return Ok(());
+        };
+        let inside = self.ledger.index().inside(zone);
+        if inside >= cap {
+            return Err(Denial::new(
+                Reason::ZoneFull,
+                format!("zone {zone} holds {inside} of {cap}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a scanned code is, or (for a hand check-in) what the manifest says of a ticket id.
+    /// A code that is no ticket gives the id its denial is recorded under.
+    fn credential(&self, req: ScanRequest<'_>) -> Result<Credential, (String, Denial)> {
+        if req.manual {
+            let id = String::from_utf8_lossy(req.code);
+            return match self.manifest.by_ticket(&id) {
+                Some(t) => Ok(manifest_credential(t, &self.config.event_id)),
+                None => Err((
+                    unreadable_id(req.code),
+                    Denial::new(Reason::UnknownTicket, "no ticket with this id"),
+                )),
+            };
+        }
+        let readers = Readers {
+            organizer_keys: &self.organizer_keys,
+            legacy: &self.config.legacy,
+            legacy_secret: self.legacy_secret.as_ref(),
+            manifest: &self.manifest,
+        };
+        credential::read(req.code, readers).map_err(|u| {
+            let ticket = u.claimed_ticket.unwrap_or_else(|| unreadable_id(req.code));
+            (ticket, u.denial)
+        })
+    }
+
+    /// The ticket as the answer shows it: id, tier, format and, from the manifest, who holds it.
+    fn ticket_info(&self, cred: &Credential, tier: &str) -> TicketInfo {
+        let attendee = self
+            .manifest
+            .by_ticket(&cred.ticket_id)
+            .map(|t| t.attendee.clone())
+            .unwrap_or_default();
+        TicketInfo {
+            id: cred.ticket_id.clone(),
+            tier: tier.to_string(),
+            format: cred.format,
+            name: attendee.name,
+            order: attendee.order,
+            notes: attendee.notes,
+        }
+    }
+
+    /// The note an admit of this ticket stops the steward with, if it is marked.
+    fn attention(&self, ticket_id: &str, tier: &str) -> Option<String> {
+        let ticket = self.manifest.by_ticket(ticket_id);
+        match ticket.filter(|t| t.attendee.attention) {
+            Some(t) => Some(t.attendee.notes.clone().unwrap_or_default()),
+            None => self.config.tier(tier).and_then(|t| t.attention.clone()),
+        }
     }
 
     /// Write an admit; `earlier` are the ticket's legitimate records, referenced as seen.
@@ -352,7 +463,7 @@ impl GateLogic {
             .take(SEEN_REFS_MAX)
             .map(|r| r.scan_id.clone())
             .collect();
-        let draft = draft(
+        let mut draft = draft(
             at.gate,
             at.direction,
             &cred.ticket_id,
@@ -361,22 +472,36 @@ impl GateLogic {
             Reason::Ok,
             seen,
         );
+        draft.origin = self.manual_origin(at);
         let (record, change) = self.ledger.record(at.now_ms, draft)?;
+        let attention = match at.direction {
+            Direction::In => self.attention(&cred.ticket_id, tier),
+            Direction::Out => None,
+        };
         let decision = Decision {
             verdict: Verdict::Admit,
             reason: Reason::Ok,
             message: Reason::Ok.words().to_string(),
-            ticket: Some(ticket_info(cred, tier)),
+            ticket: Some(self.ticket_info(cred, tier)),
             previous: Vec::new(),
             scan_id: record.scan_id(),
             repeat: false,
             gate: at.gate.name.clone(),
             direction: at.direction,
+            attention,
+            manual: at.manual,
         };
         Ok(ScanOutcome {
             decision,
             change: Some(change),
         })
+    }
+
+    /// A hand check-in's record origin ([`MANUAL_ORIGIN_PREFIX`]); none for a scan.
+    fn manual_origin(&self, at: At<'_>) -> Option<String> {
+        let device = self.ledger.local_device()?;
+        at.manual
+            .then(|| format!("{MANUAL_ORIGIN_PREFIX}{device}@{}", at.now_ms))
     }
 
     /// The tier as a record may carry it: one the event sells, else none.
@@ -497,8 +622,10 @@ impl GateLogic {
         if now_ms.saturating_sub(admitted_at) > ANNUL_WINDOW_MS {
             return Err(not("the undo window has passed"));
         }
-        if records.iter().any(|r| r.annuls.as_deref() == Some(scan_id)) {
-            return Err(not("already annulled"));
+        if records.iter().any(|r| r.verdict == Verdict::Annul) {
+            return Err(not(
+                "this ticket was undone once already; only one undo per ticket",
+            ));
         }
         let gate = self
             .config
@@ -550,6 +677,8 @@ impl GateLogic {
             repeat: true,
             gate: gate.name.clone(),
             direction,
+            attention: None,
+            manual: false,
         };
         ScanOutcome {
             decision,
@@ -565,7 +694,7 @@ impl GateLogic {
         cred: Option<&Credential>,
         denial: Denial,
     ) -> Result<ScanOutcome, GateError> {
-        let draft = draft(
+        let mut draft = draft(
             at.gate,
             at.direction,
             ticket_id,
@@ -574,21 +703,20 @@ impl GateLogic {
             denial.reason,
             Vec::new(),
         );
+        draft.origin = self.manual_origin(at);
         let (record, change) = self.ledger.record(at.now_ms, draft)?;
         let decision = Decision {
             verdict: Verdict::Deny,
             reason: denial.reason,
             message: denial.message,
-            ticket: cred.map(|c| TicketInfo {
-                id: c.ticket_id.clone(),
-                tier: c.tier.clone(),
-                format: c.format,
-            }),
+            ticket: cred.map(|c| self.ticket_info(c, &c.tier)),
             previous: Vec::new(),
             scan_id: record.scan_id(),
             repeat: false,
             gate: at.gate.name.clone(),
             direction: at.direction,
+            attention: None,
+            manual: at.manual,
         };
         Ok(ScanOutcome {
             decision,
@@ -603,14 +731,7 @@ struct At<'g> {
     now_ms: u64,
     gate: &'g GateConfig,
     direction: Direction,
-}
-
-fn ticket_info(cred: &Credential, tier: &str) -> TicketInfo {
-    TicketInfo {
-        id: cred.ticket_id.clone(),
-        tier: tier.to_string(),
-        format: cred.format,
-    }
+    manual: bool,
 }
 
 /// What the manifest says of a ticket, as a credential the gate policy reads.

@@ -28,6 +28,11 @@ pub struct EntryRule {
     pub max_entries: u32,
     /// An `out` scan while inside gives one credit back.
     pub reentry: bool,
+    /// Most `in` admits in one festival day (a weekend pass: one a day); 0, no daily limit.
+    pub per_day: u32,
+    /// When the festival day named by a date starts, in ms after that date's midnight UTC
+    /// (06:00 local at UTC+2: 4 h; 00:00 local at UTC+2: -2 h).
+    pub day_start_ms: i64,
 }
 
 impl Default for EntryRule {
@@ -35,8 +40,22 @@ impl Default for EntryRule {
         EntryRule {
             max_entries: 1,
             reentry: false,
+            per_day: 0,
+            day_start_ms: 0,
         }
     }
+}
+
+/// One day in ms.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// The festival day a time falls in, as days since 1970-01-01: the local date the day started
+/// on (`day_start_ms` as in [`EntryRule`]).
+pub fn festival_day(ms: u64, day_start_ms: i64) -> u64 {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    ms.saturating_sub(day_start_ms)
+        .div_euclid(DAY_MS as i64)
+        .max(0) as u64
 }
 
 /// Interned short strings (gates, zones, tiers, reasons): a handful of distinct values shared by
@@ -157,6 +176,9 @@ pub struct TicketReplay {
     pub inside: bool,
     /// `in` admits still available.
     pub credits: u32,
+    /// The festival day of the last legitimate `in` admit and how many that day counted (what
+    /// a daily limit is checked against).
+    pub last_day: Option<(u64, u32)>,
 }
 
 /// A double entry on one ticket: what was legitimately admitted and what came in beyond it.
@@ -226,7 +248,12 @@ impl Index {
             reason: self.names.intern(&body.reason),
             direction: body.direction,
             verdict: body.verdict,
-            origin: body.origin.as_deref().map_or(0, origin_hash),
+            // Only offline origins merge records; a hand check-in's never does.
+            origin: body
+                .origin
+                .as_deref()
+                .filter(|o| !o.starts_with(crate::record::MANUAL_ORIGIN_PREFIX))
+                .map_or(0, origin_hash),
         };
         let before = self.ticket_state(&body.ticket_id);
         let list = self
@@ -263,6 +290,14 @@ impl Index {
         &self.tally
     }
 
+    /// People inside a zone now (the merged running total).
+    pub fn inside(&self, zone: &str) -> u64 {
+        let Some(id) = self.names.ids.get(zone) else {
+            return 0;
+        };
+        self.tally.inside_by_zone.get(id).copied().unwrap_or(0)
+    }
+
     /// An interned gate, zone, tier or reason name.
     pub fn name(&self, id: u16) -> &str {
         self.names.get(id)
@@ -274,10 +309,10 @@ impl Index {
             return TicketState::default();
         };
         let (tier, rule) = self.tier_rule(list);
-        let (legit, _, inside, _) = replay_entries(list, rule);
+        let r = replay_entries(list, rule);
         TicketState {
-            checked_in: legit.first().and(tier),
-            inside: legit.last().filter(|_| inside).map(|e| e.zone),
+            checked_in: r.legit.first().and(tier),
+            inside: r.legit.last().filter(|_| r.inside).map(|e| e.zone),
         }
     }
 
@@ -365,12 +400,13 @@ impl Index {
                 ..TicketReplay::default()
             };
         };
-        let (legit, double, inside, credits) = replay_entries(list, rule);
+        let r = replay_entries(list, rule);
         TicketReplay {
-            entries: legit.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
-            double_entries: double.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
-            inside,
-            credits,
+            entries: r.legit.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
+            double_entries: r.double.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
+            inside: r.inside,
+            credits: r.credits,
+            last_day: r.day,
         }
     }
 
@@ -428,12 +464,12 @@ impl Index {
         let (double, state) = match self.tickets.get(ticket_id) {
             Some(list) => {
                 let (tier, rule) = self.tier_rule(list);
-                let (legit, double, inside, _) = replay_entries(list, rule);
+                let r = replay_entries(list, rule);
                 let state = TicketState {
-                    checked_in: legit.first().and(tier),
-                    inside: legit.last().filter(|_| inside).map(|e| e.zone),
+                    checked_in: r.legit.first().and(tier),
+                    inside: r.legit.last().filter(|_| r.inside).map(|e| e.zone),
                 };
-                (double.iter().map(|e| e.scan).collect::<Vec<_>>(), state)
+                (r.double.iter().map(|e| e.scan).collect::<Vec<_>>(), state)
             }
             None => (Vec::new(), TicketState::default()),
         };
@@ -483,13 +519,35 @@ fn origin_hash(origin: &str) -> u64 {
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]).max(1)
 }
 
-/// The policy replay: the one place that says which admits a ticket was entitled to.
-/// Returns (legit admits, double entries, inside, credits left).
-fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>, bool, u32) {
-    let annulled = |e: &Entry| list.iter().any(|a| annuls(a, e));
-    let mut credits = rule.max_entries;
-    let mut inside = false;
-    let (mut legit, mut double) = (Vec::new(), Vec::new());
+/// What the policy replay finds on one ticket.
+struct Replayed<'a> {
+    legit: Vec<&'a Entry>,
+    double: Vec<&'a Entry>,
+    inside: bool,
+    credits: u32,
+    /// Festival day of the last legit `in` and the `in` admits it counts.
+    day: Option<(u64, u32)>,
+}
+
+/// The policy replay: the one place that says which admits a ticket was entitled to. Records
+/// come in HLC order, so festival days only move forward along the list; a daily limit counts
+/// the legit admits of the record's own day (its HLC time, the same on every replica).
+fn replay_entries(list: &[Entry], rule: EntryRule) -> Replayed<'_> {
+    // One undo per ticket: the first annul (in ledger order) that annuls an admit is honoured,
+    // later ones are not (admit, undo, admit, undo... would let a crowd in on one ticket).
+    let undone = list.iter().find_map(|a| {
+        list.iter()
+            .find(|e| e.verdict == Verdict::Admit && annuls(a, e))
+            .map(|e| e.scan)
+    });
+    let annulled = |e: &Entry| undone == Some(e.scan);
+    let mut r = Replayed {
+        legit: Vec::new(),
+        double: Vec::new(),
+        inside: false,
+        credits: rule.max_entries,
+        day: None,
+    };
     let mut origins = Vec::new();
     for e in list.iter().filter(|e| e.verdict == Verdict::Admit) {
         if annulled(e) {
@@ -502,22 +560,32 @@ fn replay_entries(list: &[Entry], rule: EntryRule) -> (Vec<&Entry>, Vec<&Entry>,
             }
             origins.push(e.origin);
         }
+        let day = festival_day(Hlc(e.hlc).wall_ms(), rule.day_start_ms);
+        let today = match r.day {
+            Some((d, n)) if d == day => n,
+            _ => 0,
+        };
         match e.direction {
-            Direction::In if credits > 0 => {
-                credits -= 1;
-                inside = true;
-                legit.push(e);
+            Direction::In if r.credits > 0 && (rule.per_day == 0 || today < rule.per_day) => {
+                r.credits -= 1;
+                r.inside = true;
+                r.day = Some((day, today + 1));
+                r.legit.push(e);
             }
-            Direction::In => double.push(e),
+            Direction::In => r.double.push(e),
             Direction::Out => {
-                if inside && rule.reentry {
-                    credits += 1;
+                if r.inside && rule.reentry {
+                    r.credits += 1;
+                    // Re-entry the same day is not a new day's entry.
+                    if let Some((d, n)) = r.day.filter(|(d, _)| *d == day) {
+                        r.day = Some((d, n.saturating_sub(1)));
+                    }
                 }
-                inside = false;
+                r.inside = false;
             }
         }
     }
-    (legit, double, inside, credits)
+    r
 }
 
 /// Whether `a` annuls admit `e`: an annul record naming it, by the device that admitted, after

@@ -23,11 +23,13 @@
 //! - [`signed`]: organizer-signed JSON envelopes.
 //! - [`event`]: the event's configuration (zones, gates, tiers and their policy).
 //! - [`certificate`]: device certificates and the roster they make.
-//! - [`manifest`]: the signed offline manifest and its lookups.
+//! - [`manifest`]: the signed offline manifest, its attendees and its lookups.
+//! - [`search`]: finding a ticket by attendee name, order or id (folded word prefixes).
 //! - [`ticket`]: the GM1 signed ticket format.
 //! - [`credential`]: what a scanned code is: GM1, legacy HMAC JSON or manifest code/NFC UID.
 //! - [`policy`]: the decision's checks and reason codes, in DESIGN §5's order.
-//! - [`bulletin`]: organizer bulletins (revocations and additions), verified.
+//! - [`bulletin`]: organizer bulletins (revocations, additions, pauses), verified.
+//! - [`pause`]: pausing a gate, a zone or the event (last-writer-wins registers).
 //! - [`gate`]: a device's gate logic: credential, policy and ledger.
 //! - [`offline`]: the seed's offline manifest and reconcile.
 //! - [`stats`]: the figures of `/api/stats`, typed.
@@ -53,6 +55,7 @@ pub mod json;
 pub mod ledger;
 pub mod manifest;
 pub mod offline;
+pub mod pause;
 pub mod peers;
 pub mod pending;
 pub mod policy;
@@ -61,6 +64,7 @@ pub mod query;
 pub mod record;
 pub mod replica;
 pub mod roster;
+pub mod search;
 mod session;
 pub mod signed;
 pub mod stats;

@@ -1,12 +1,57 @@
 //! The signed offline manifest (seed `offline-scanning-flow.md`): every ticket of the event with
 //! its code, tier, zone, max scans and status. A scanner looks opaque barcodes and NFC wristband
-//! UIDs up in it, and a `cancelled` status revokes a ticket of any format.
+//! UIDs up in it, and a `cancelled` status revokes a ticket of any format. It also carries who
+//! holds each ticket (name, order, notes): kept out of the QR code for privacy, shown to the
+//! steward at decision time and searched when a code will not scan.
 
+use crate::search::{SearchIndex, SEARCH_RESULTS_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Most tickets one manifest may hold.
 pub const MANIFEST_TICKETS_MAX: usize = 2_000_000;
+/// Longest attendee name or order reference, in bytes.
+pub const ATTENDEE_FIELD_BYTES_MAX: usize = 128;
+/// Longest note on a ticket, in bytes.
+pub const NOTES_BYTES_MAX: usize = 256;
+
+/// Who holds a ticket, as the organizer's guest list says. Every field is optional. E-mail
+/// addresses are not here: the manifest goes to every scanner, they stay with the organizer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attendee {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// Seat, "check ID", wheelchair access...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Stop the steward even on an admit (amber screen, confirm by tap), with the notes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attention: bool,
+}
+
+impl Attendee {
+    /// Check the limits: bytes, no control characters, no empty strings.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let fields = [
+            ("name", &self.name, ATTENDEE_FIELD_BYTES_MAX),
+            ("order", &self.order, ATTENDEE_FIELD_BYTES_MAX),
+            ("notes", &self.notes, NOTES_BYTES_MAX),
+        ];
+        for (name, value, max) in fields {
+            if let Some(v) = value {
+                let bad = v.trim().is_empty() || v.len() > max || v.chars().any(hidden_char);
+                if bad {
+                    return Err(name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,6 +74,8 @@ pub struct ManifestTicket {
     pub status: TicketStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nfc_uid: Option<String>,
+    #[serde(flatten, default)]
+    pub attendee: Attendee,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +93,12 @@ pub enum ManifestError {
     TooMany(usize),
     #[error("manifest lists ticket {0} twice")]
     Twice(String),
+    #[error(
+        "manifest ticket {0:?}: its id or tier is empty, too long or holds control characters"
+    )]
+    BadTicket(String),
+    #[error("manifest ticket {0}: attendee {1} is empty, too long or holds control characters")]
+    BadAttendee(String, &'static str),
 }
 
 /// A verified manifest with lookups by code, NFC UID and ticket id.
@@ -54,6 +107,8 @@ pub struct Manifest {
     pub body: Option<ManifestBody>,
     by_code: HashMap<String, usize>,
     by_ticket: HashMap<String, usize>,
+    /// Built on the first search.
+    search: OnceLock<SearchIndex>,
 }
 
 impl Manifest {
@@ -64,6 +119,15 @@ impl Manifest {
         let mut by_code = HashMap::new();
         let mut by_ticket = HashMap::new();
         for (i, t) in body.tickets.iter().enumerate() {
+            let field = |s: &str| {
+                !s.is_empty() && crate::record::field_ok(s, crate::record::FIELD_BYTES_MAX)
+            };
+            if !field(&t.ticket_id) || !field(&t.tier) {
+                return Err(ManifestError::BadTicket(t.ticket_id.clone()));
+            }
+            t.attendee
+                .check()
+                .map_err(|f| ManifestError::BadAttendee(t.ticket_id.clone(), f))?;
             if by_ticket.insert(t.ticket_id.clone(), i).is_some() {
                 return Err(ManifestError::Twice(t.ticket_id.clone()));
             }
@@ -76,7 +140,32 @@ impl Manifest {
             body: Some(body),
             by_code,
             by_ticket,
+            search: OnceLock::new(),
         })
+    }
+
+    /// Tickets whose attendee name, order reference or id hold every word of the query as a
+    /// word prefix (accents and case ignored), at most [`SEARCH_RESULTS_MAX`].
+    pub fn search(&self, query: &[String]) -> Vec<&ManifestTicket> {
+        let tickets = self.tickets();
+        let words_of = |i: usize| {
+            searched_texts(&tickets[i])
+                .flat_map(crate::search::words)
+                .collect()
+        };
+        self.search_index()
+            .find(query, SEARCH_RESULTS_MAX, words_of)
+            .into_iter()
+            .map(|i| &tickets[i])
+            .collect()
+    }
+
+    /// The search index, built now if it is not yet (a node builds it as it starts, so the
+    /// first search at a gate does not wait for it).
+    pub fn search_index(&self) -> &SearchIndex {
+        let tickets = self.tickets();
+        self.search
+            .get_or_init(|| SearchIndex::build(tickets.iter().map(searched_texts)))
     }
 
     pub fn by_code(&self, code: &str) -> Option<&ManifestTicket> {
@@ -97,6 +186,25 @@ impl Manifest {
             .map(|b| b.tickets.as_slice())
             .unwrap_or_default()
     }
+}
+
+/// Characters that hide or reorder text on a screen: controls, bidirectional overrides and
+/// isolates, zero-width characters (a name must read as what it is).
+fn hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// What a search looks at: the attendee's name and order, the ticket id (never the e-mail).
+fn searched_texts(t: &ManifestTicket) -> impl Iterator<Item = &str> {
+    let a = &t.attendee;
+    [
+        a.name.as_deref(),
+        a.order.as_deref(),
+        Some(t.ticket_id.as_str()),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// NFC readers differ in case and separators (`04:A2:...` vs `04a2...`); barcodes do not care

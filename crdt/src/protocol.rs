@@ -42,6 +42,8 @@ pub enum Input {
         code: Vec<u8>,
         gate: Option<String>,
         direction: Option<Direction>,
+        /// `code` is a ticket id found by search, checked in by hand.
+        manual: bool,
     },
     /// The steward undoes an admit this device made (the holder did not walk through).
     Annul {

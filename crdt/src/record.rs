@@ -24,6 +24,10 @@ pub const FIELD_BYTES_MAX: usize = 128;
 pub const REASON_BYTES_MAX: usize = 32;
 /// Most earlier-scan references one record may carry.
 pub const SEEN_REFS_MAX: usize = 16;
+/// The origin a hand check-in's record carries: `manual:<its own device>@<ms>`. Never merged
+/// with another record's (unlike an offline scan's origin): two hand check-ins of one ticket are
+/// two entries, and a record naming another device's hand check-in is refused.
+pub const MANUAL_ORIGIN_PREFIX: &str = "manual:";
 /// Earliest time a record may carry (2000-01-01T00:00:00Z): a device clock before it is broken.
 pub const TIME_MIN_MS: u64 = 946_684_800_000;
 /// Latest time a record may carry (9999-12-31T23:59:59.999Z): later ones cannot be printed as
@@ -378,6 +382,20 @@ pub fn clamp_time(ms: u64) -> u64 {
     ms.clamp(TIME_MIN_MS, TIME_MAX_MS)
 }
 
+/// A `manual:` origin names the record's own device and a time: `manual:<device>@<digits>`.
+fn manual_ok(b: &ScanBody, origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix(MANUAL_ORIGIN_PREFIX) else {
+        return true;
+    };
+    let Some((device, ms)) = rest.split_once('@') else {
+        return false;
+    };
+    device == b.device.to_string()
+        && !ms.is_empty()
+        && ms.len() <= 20
+        && ms.bytes().all(|c| c.is_ascii_digit())
+}
+
 fn check_body(b: &ScanBody) -> Result<(), RecordError> {
     if b.version != RECORD_VERSION {
         return Err(RecordError::Version(b.version));
@@ -420,7 +438,7 @@ fn check_body(b: &ScanBody) -> Result<(), RecordError> {
     }
     if b.origin
         .as_ref()
-        .is_some_and(|o| o.is_empty() || !field_ok(o, FIELD_BYTES_MAX))
+        .is_some_and(|o| o.is_empty() || !field_ok(o, FIELD_BYTES_MAX) || !manual_ok(b, o))
     {
         return Err(RecordError::BadField("origin"));
     }

@@ -161,7 +161,8 @@ impl Replica {
                 code,
                 gate,
                 direction,
-            } => self.scan(id, &code, gate, direction),
+                manual,
+            } => self.scan(id, &code, gate, direction, manual),
             Input::Annul {
                 id,
                 ticket_id,
@@ -277,7 +278,14 @@ impl Replica {
         });
     }
 
-    fn scan(&mut self, id: RequestId, code: &[u8], gate: Option<String>, dir: Option<Direction>) {
+    fn scan(
+        &mut self,
+        id: RequestId,
+        code: &[u8],
+        gate: Option<String>,
+        dir: Option<Direction>,
+        manual: bool,
+    ) {
         if self.waiting.len() >= WAITING_MAX {
             return self.refuse(id, "busy", "the node is busy; try again".into());
         }
@@ -286,6 +294,7 @@ impl Replica {
             code,
             gate: &gate,
             direction: dir.or(self.config.direction),
+            manual,
         };
         match self.gate.scan(self.now_ms, req) {
             Ok(outcome) => {

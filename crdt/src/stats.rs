@@ -34,6 +34,10 @@ pub struct StatsInput<'a> {
     /// Device id → name, for the by-scanner figures.
     pub device_names: &'a HashMap<String, String>,
     pub peers: &'a [PeerSeen],
+    /// Zone → capacity (the event's).
+    pub capacity: &'a std::collections::BTreeMap<String, u64>,
+    /// The pauses in force.
+    pub pauses: Vec<crate::pause::ActivePause>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -57,6 +61,8 @@ pub struct Stats {
     pub inside_now: Vec<InsideZone>,
     pub conflicts: ConflictCounts,
     pub peers: PeerCounts,
+    /// Gates, zones or the whole event the organizer paused.
+    pub paused: Vec<crate::pause::ActivePause>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -106,9 +112,15 @@ pub struct ByReason {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InsideZone {
     pub zone: String,
     pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+    /// People inside beyond the capacity: admits made at the edge by nodes that had not yet
+    /// heard of each other's (a split, or the same instant); reported, as double entries are.
+    pub over_capacity: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -155,7 +167,7 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
         by_location: by_location(index, t),
         by_scanner: by_scanner(t, input.device_names),
         by_reason: by_reason(index, t),
-        inside_now: inside_now(index, t),
+        inside_now: inside_now(index, t, input.capacity),
         conflicts: ConflictCounts {
             tickets: index.conflict_tickets(),
             double_entries: index.conflict_count(),
@@ -164,6 +176,7 @@ pub fn compute(index: &Index, input: &StatsInput<'_>) -> Stats {
             online: input.peers.iter().filter(|p| p.online).count(),
             known: input.peers.len(),
         },
+        paused: input.pauses.clone(),
     }
 }
 
@@ -225,15 +238,31 @@ fn by_reason(index: &Index, t: &Tally) -> Vec<ByReason> {
     all
 }
 
-fn inside_now(index: &Index, t: &Tally) -> Vec<InsideZone> {
+fn inside_now(
+    index: &Index,
+    t: &Tally,
+    capacity: &std::collections::BTreeMap<String, u64>,
+) -> Vec<InsideZone> {
+    let zone = |zone: String, count: u64| {
+        let capacity = capacity.get(&zone).copied();
+        InsideZone {
+            over_capacity: capacity.map_or(0, |c| count.saturating_sub(c)),
+            capacity,
+            zone,
+            count,
+        }
+    };
     let mut all: Vec<InsideZone> = t
         .inside_by_zone
         .iter()
-        .map(|(z, n)| InsideZone {
-            zone: index.name(*z).to_string(),
-            count: *n,
-        })
+        .map(|(z, n)| zone(index.name(*z).to_string(), *n))
         .collect();
+    // A zone with a capacity and nobody inside is shown too.
+    for z in capacity.keys() {
+        if !all.iter().any(|i| &i.zone == z) {
+            all.push(zone(z.clone(), 0));
+        }
+    }
     all.sort_by(|a, b| a.zone.cmp(&b.zone));
     all
 }

@@ -50,6 +50,7 @@ fn manifest_ticket(
         current_scans: 0,
         status,
         nfc_uid: nfc.map(str::to_string),
+        attendee: Default::default(),
     }
 }
 
@@ -97,7 +98,10 @@ fn package() -> EventPackage {
 }
 
 fn gate_logic(dev: u8, secret: bool) -> GateLogic {
-    let p = package();
+    gate_logic_for(package(), dev, secret)
+}
+
+fn gate_logic_for(p: EventPackage, dev: u8, secret: bool) -> GateLogic {
     let d = device(dev);
     let (ledger, _) = GateLogic::open_ledger(
         &p,
@@ -153,6 +157,7 @@ fn check(gate: &mut GateLogic, code: &[u8], gate_name: &str, expect: Reason) {
                 code,
                 gate: gate_name,
                 direction: None,
+                manual: false,
             },
         )
         .unwrap();
@@ -494,6 +499,7 @@ fn screenshot_at_a_second_gate_is_refused_with_the_first_entry() {
                 code: code.as_bytes(),
                 gate: "north",
                 direction: None,
+                manual: false,
             },
         )
         .unwrap();
@@ -505,6 +511,7 @@ fn screenshot_at_a_second_gate_is_refused_with_the_first_entry() {
                 code: code.as_bytes(),
                 gate: "south",
                 direction: None,
+                manual: false,
             },
         )
         .unwrap();
@@ -527,6 +534,7 @@ fn double_scan_grace_returns_the_earlier_admit_on_the_same_device_only() {
                 code: code.as_bytes(),
                 gate: "north",
                 direction: None,
+                manual: false,
             },
         )
         .unwrap()
@@ -559,6 +567,7 @@ fn reentry_after_out_for_vip_and_three_entries_for_weekend() {
                 code: code.as_bytes(),
                 gate,
                 direction: None,
+                manual: false,
             },
         )
         .unwrap()
@@ -609,6 +618,7 @@ fn out_scan_uses_the_request_direction_over_the_gate() {
                 code: code.as_bytes(),
                 gate: "north",
                 direction: Some(Direction::Out),
+                manual: false,
             },
         )
         .unwrap();
@@ -622,7 +632,8 @@ fn out_scan_uses_the_request_direction_over_the_gate() {
             ScanRequest {
                 code: code.as_bytes(),
                 gate: "nowhere",
-                direction: None
+                direction: None,
+                manual: false,
             }
         )
         .is_err());
@@ -640,7 +651,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         let mut g = gate_logic(1, true);
-        let out = g.scan(NOW, ScanRequest { code: &bytes, gate: "north", direction: None }).unwrap();
+        let out = g.scan(NOW, ScanRequest { code: &bytes, gate: "north", direction: None, manual: false }).unwrap();
         prop_assert!(Reason::from_code(out.decision.reason.code()).is_some());
         let valid = [gm1("P1"), legacy("P2", "fest", NOW), "BARCODE-0001".to_string()][base].clone().into_bytes();
         let mut mutated = valid.clone();
@@ -648,7 +659,7 @@ proptest! {
             let i = i.index(mutated.len());
             mutated[i] ^= b | 1;
         }
-        let out = g.scan(NOW, ScanRequest { code: &mutated, gate: "north", direction: None }).unwrap();
+        let out = g.scan(NOW, ScanRequest { code: &mutated, gate: "north", direction: None, manual: false }).unwrap();
         // A mutation may leave the signed content intact (the legacy checksum is not verified,
         // base32 reads lower case as upper case); it must never admit another ticket.
         if out.decision.verdict == Verdict::Admit {
@@ -656,7 +667,7 @@ proptest! {
             prop_assert!(matches!(id, Some("P1" | "P2" | "M1")), "mutated code admitted as {:?}: {:?}", id, String::from_utf8_lossy(&mutated));
         }
         let truncated = &valid[..cut.index(valid.len())];
-        let out = g.scan(NOW, ScanRequest { code: truncated, gate: "north", direction: None }).unwrap();
+        let out = g.scan(NOW, ScanRequest { code: truncated, gate: "north", direction: None, manual: false }).unwrap();
         prop_assert_eq!(out.decision.verdict, Verdict::Deny);
     }
 }
@@ -672,6 +683,7 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
                 code: code.as_bytes(),
                 gate: "north",
                 direction: None,
+                manual: false,
             },
         )
         .unwrap();
@@ -695,8 +707,435 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
                 code: code.as_bytes(),
                 gate: "south",
                 direction: None,
+                manual: false,
             },
         )
         .unwrap();
     assert_eq!(again.decision.reason, Reason::Ok);
+}
+
+/// The steward's event: a VIP-only door, a weekend pass good once per festival day (days start
+/// at 06:00 UTC+2), a Saturday-only pass, an attention tier, and guests with names.
+fn steward_package() -> EventPackage {
+    use gatemesh_crdt::event::GateConfig;
+    use gatemesh_crdt::manifest::Attendee;
+    let mut p = package();
+    let c = &mut p.config;
+    c.day_starts = Some("06:00+02:00".into());
+    c.gates.push(GateConfig {
+        name: "vip-door".into(),
+        zone: "main".into(),
+        direction: Direction::In,
+        tiers: vec!["vip".into()],
+    });
+    let weekend = c.tiers.iter_mut().find(|t| t.name == "weekend").unwrap();
+    weekend.max_entries_per_day = Some(1);
+    let vip = c.tiers.iter_mut().find(|t| t.name == "vip").unwrap();
+    vip.attention = Some("Check the VIP wristband".into());
+    for (name, day) in [("friday", NOW - DAY), ("saturday", NOW + DAY)] {
+        let mut pass = c.tiers[0].clone();
+        pass.name = name.into();
+        pass.valid_days = vec![policy_day_name(day)];
+        c.tiers.push(pass);
+    }
+    c.validate().unwrap();
+    let mut body = p.manifest.take().unwrap().body.unwrap();
+    let mut anna = manifest_ticket("ANNA-1", "BARCODE-ANNA", TicketStatus::Valid, None);
+    anna.attendee = Attendee {
+        name: Some("Anna Müller".into()),
+        order: Some("ORD-77".into()),
+        notes: Some("Wheelchair: use the side ramp".into()),
+        attention: true,
+    };
+    body.tickets.push(anna);
+    p.manifest = Some(Manifest::new(body).unwrap());
+    p
+}
+
+const DAY: u64 = 24 * HOUR;
+
+fn policy_day_name(ms: u64) -> String {
+    let day = gatemesh_crdt::index::festival_day(ms, 4 * HOUR as i64);
+    gatemesh_crdt::policy::day_name(day)
+}
+
+fn gm1_long(ticket: &str, tier: &str) -> Vec<u8> {
+    gm1_with(
+        |p| {
+            p.ticket_id = ticket.into();
+            p.tier = tier.into();
+            p.valid_until_s = (NOW + 2 * DAY) / 1000;
+        },
+        &org(1),
+    )
+    .into_bytes()
+}
+
+fn scan_at(
+    g: &mut GateLogic,
+    now: u64,
+    code: &[u8],
+    gate: &str,
+    manual: bool,
+) -> gatemesh_crdt::gate::Decision {
+    let req = ScanRequest {
+        code,
+        gate,
+        direction: None,
+        manual,
+    };
+    g.scan(now, req).unwrap().decision
+}
+
+#[test]
+fn a_door_admits_only_the_tiers_on_its_list() {
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    check(
+        &mut g,
+        &gm1_long("G-1", "general"),
+        "vip-door",
+        Reason::WrongList,
+    );
+    check(&mut g, &gm1_long("V-1", "vip"), "vip-door", Reason::Ok);
+    // Zone before list: a general ticket at the VIP zone's gate is the wrong zone.
+    check(
+        &mut g,
+        &gm1_long("G-2", "general"),
+        "vip",
+        Reason::WrongZone,
+    );
+    // List before the ledger: a used ticket at the wrong door is told the door first.
+    check(&mut g, &gm1_long("G-3", "general"), "north", Reason::Ok);
+    check(
+        &mut g,
+        &gm1_long("G-3", "general"),
+        "vip-door",
+        Reason::WrongList,
+    );
+    assert!(Reason::WrongList < Reason::AlreadyRedeemed && Reason::WrongZone < Reason::WrongList);
+}
+
+#[test]
+fn a_weekend_pass_enters_once_per_festival_day() {
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    let code = gm1_long("W-1", "weekend");
+    // NOW is 10:00 at UTC+2; the festival day ends at 06:00 tomorrow.
+    assert_eq!(
+        scan_at(&mut g, NOW, &code, "north", false).reason,
+        Reason::Ok
+    );
+    let again = scan_at(&mut g, NOW + HOUR, &code, "south", false);
+    assert_eq!(again.reason, Reason::AlreadyRedeemed);
+    assert!(again.message.contains("today"), "{}", again.message);
+    let before_six = NOW + 20 * HOUR - 60_000;
+    assert_eq!(
+        scan_at(&mut g, before_six, &code, "south", false).reason,
+        Reason::AlreadyRedeemed
+    );
+    let after_six = NOW + 20 * HOUR + 60_000;
+    assert_eq!(
+        scan_at(&mut g, after_six, &code, "south", false).reason,
+        Reason::Ok
+    );
+}
+
+#[test]
+fn a_day_pass_is_valid_on_its_day_only() {
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    let code = gm1_long("S-1", "saturday");
+    assert_eq!(
+        scan_at(&mut g, NOW, &code, "north", false).reason,
+        Reason::NotYetValid
+    );
+    // Tomorrow's festival day starts at 06:00 local, NOW + 20 h.
+    let d = scan_at(&mut g, NOW + 21 * HOUR, &code, "north", false);
+    assert_eq!(d.reason, Reason::Ok, "{}", d.message);
+    let d = scan_at(&mut g, NOW, &gm1_long("F-1", "friday"), "north", false);
+    assert_eq!(d.reason, Reason::Expired, "{}", d.message);
+}
+
+#[test]
+fn the_answer_names_the_holder_and_an_attention_ticket_stops_the_steward() {
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    let d = scan_at(&mut g, NOW, b"BARCODE-ANNA", "north", false);
+    assert_eq!(d.reason, Reason::Ok);
+    let t = d.ticket.as_ref().unwrap();
+    assert_eq!(t.name.as_deref(), Some("Anna Müller"));
+    assert_eq!(t.order.as_deref(), Some("ORD-77"));
+    assert_eq!(
+        d.attention.as_deref(),
+        Some("Wheelchair: use the side ramp")
+    );
+    // A tier's attention note, on an admit only.
+    let d = scan_at(&mut g, NOW, &gm1_long("V-2", "vip"), "north", false);
+    assert_eq!(d.attention.as_deref(), Some("Check the VIP wristband"));
+    let d = scan_at(
+        &mut g,
+        NOW + 10_000,
+        &gm1_long("V-2", "vip"),
+        "south",
+        false,
+    );
+    assert_eq!((d.reason, d.attention), (Reason::AlreadyRedeemed, None));
+    let d = scan_at(&mut g, NOW, &gm1_long("G-9", "general"), "north", false);
+    assert_eq!(d.attention, None);
+}
+
+#[test]
+fn a_hand_check_in_follows_the_same_policy_and_is_marked_manual() {
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    let d = scan_at(&mut g, NOW, b"M1", "north", true);
+    assert_eq!(
+        (d.verdict, d.reason, d.manual),
+        (Verdict::Admit, Reason::Ok, true)
+    );
+    let records = g.ledger().index().records("M1");
+    let origin = records[0].origin.as_deref().unwrap();
+    assert!(
+        origin.starts_with(gatemesh_crdt::gate::MANUAL_ORIGIN_PREFIX),
+        "{origin}"
+    );
+    // Scanned after a hand check-in: used. By hand after a scan: used.
+    let d = scan_at(&mut g, NOW + 10_000, b"BARCODE-0001", "south", false);
+    assert_eq!((d.reason, d.manual), (Reason::AlreadyRedeemed, false));
+    assert_eq!(
+        scan_at(&mut g, NOW + 20_000, b"BARCODE-0003", "north", false).reason,
+        Reason::Ok
+    );
+    let d = scan_at(&mut g, NOW + 30_000, b"M3", "south", true);
+    assert_eq!((d.reason, d.manual), (Reason::AlreadyRedeemed, true));
+    // A cancelled ticket, an unknown id, a VIP-only door: the scan's reasons.
+    assert_eq!(
+        scan_at(&mut g, NOW, b"M2", "north", true).reason,
+        Reason::Revoked
+    );
+    assert_eq!(
+        scan_at(&mut g, NOW, b"NOBODY", "north", true).reason,
+        Reason::UnknownTicket
+    );
+    assert_eq!(
+        scan_at(&mut g, NOW, b"ANNA-1", "vip-door", true).reason,
+        Reason::WrongList
+    );
+}
+
+#[test]
+fn a_manifest_with_a_name_that_hides_or_reorders_text_is_refused() {
+    for bad in ["Ann\u{202E}nozama", "Bob\u{200B}", "C\u{7}y", " "] {
+        let mut body = package().manifest.unwrap().body.unwrap();
+        body.tickets[0].attendee.name = Some(bad.into());
+        assert!(Manifest::new(body).is_err(), "{bad:?}");
+    }
+    let mut body = package().manifest.unwrap().body.unwrap();
+    body.tickets[0].ticket_id = "a\u{0}b".into();
+    assert!(Manifest::new(body).is_err(), "a NUL in a ticket id");
+}
+
+#[test]
+fn search_finds_names_without_accents_and_bounds_the_answer() {
+    use gatemesh_crdt::search::parse_query;
+    let p = steward_package();
+    let m = p.manifest.as_ref().unwrap();
+    let found = |q: &str| -> Vec<String> {
+        m.search(&parse_query(q).unwrap())
+            .iter()
+            .map(|t| t.ticket_id.clone())
+            .collect()
+    };
+    assert_eq!(found("muller"), ["ANNA-1"]);
+    assert_eq!(found("ANNA mül"), ["ANNA-1"]);
+    assert_eq!(found("ord-77"), ["ANNA-1"]);
+    assert_eq!(found("m3"), ["M3"]);
+    assert!(found("zzz").is_empty());
+    assert!(
+        found("anna@example").is_empty(),
+        "e-mail addresses are not searched"
+    );
+}
+
+fn pause_bulletin(
+    orders: &[(gatemesh_crdt::pause::Scope, &str, bool)],
+    issued_ms: u64,
+) -> gatemesh_crdt::bulletin::Bulletin {
+    use gatemesh_crdt::bulletin::{Bulletin, BulletinBody};
+    use gatemesh_crdt::pause::PauseOrder;
+    let body = BulletinBody {
+        event_id: "fest".into(),
+        version: issued_ms,
+        issued_ms,
+        revoke_tickets: Vec::new(),
+        revoke_devices: Vec::new(),
+        add_devices: Vec::new(),
+        pauses: orders
+            .iter()
+            .map(|(scope, name, paused)| PauseOrder {
+                scope: *scope,
+                name: name.to_string(),
+                paused: *paused,
+            })
+            .collect(),
+    };
+    let text = serde_json::to_string(&body).unwrap();
+    let signed = gatemesh_crdt::signed::Signed::sign_text(text, "k1", &org(1));
+    let bytes = serde_json::to_vec(&signed).unwrap();
+    let keys = config().organizer_verifying_keys().unwrap();
+    Bulletin::from_bytes(&bytes, "fest", &keys).unwrap()
+}
+
+#[test]
+fn a_paused_gate_zone_or_event_denies_every_code_until_resumed() {
+    use gatemesh_crdt::pause::Scope;
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    let pause = pause_bulletin(&[(Scope::Gate, "north", true)], NOW - 10);
+    g.apply_bulletin(&pause).unwrap();
+    let d = scan_at(&mut g, NOW, &gm1_long("P-1", "general"), "north", false);
+    assert_eq!(
+        (d.verdict, d.reason),
+        (Verdict::Deny, Reason::Paused),
+        "{}",
+        d.message
+    );
+    // Before the credential: even garbage is told the gate is paused, and recorded.
+    assert_eq!(
+        scan_at(&mut g, NOW, b"garbage", "north", false).reason,
+        Reason::Paused
+    );
+    assert_eq!(
+        scan_at(&mut g, NOW, b"M1", "north", true).reason,
+        Reason::Paused
+    );
+    // Another gate of the zone still works; pausing the zone stops it.
+    assert_eq!(
+        scan_at(&mut g, NOW, &gm1_long("P-2", "general"), "south", false).reason,
+        Reason::Ok
+    );
+    g.apply_bulletin(&pause_bulletin(&[(Scope::Zone, "main", true)], NOW - 9))
+        .unwrap();
+    assert_eq!(
+        scan_at(&mut g, NOW, &gm1_long("P-3", "general"), "south", false).reason,
+        Reason::Paused
+    );
+    // A resume issued earlier than the pause does not lift it, whatever order they arrive in.
+    g.apply_bulletin(&pause_bulletin(&[(Scope::Gate, "north", false)], NOW - 20))
+        .unwrap();
+    assert_eq!(g.pauses().len(), 2);
+    let resume = pause_bulletin(
+        &[(Scope::Gate, "north", false), (Scope::Zone, "main", false)],
+        NOW - 5,
+    );
+    g.apply_bulletin(&resume).unwrap();
+    assert!(g.pauses().is_empty());
+    assert_eq!(
+        scan_at(&mut g, NOW, &gm1_long("P-1", "general"), "north", false).reason,
+        Reason::Ok
+    );
+    g.apply_bulletin(&pause_bulletin(&[(Scope::Event, "", true)], NOW - 1))
+        .unwrap();
+    assert_eq!(
+        scan_at(&mut g, NOW, &gm1_long("V-9", "vip"), "vip", false).reason,
+        Reason::Paused
+    );
+}
+
+#[test]
+fn a_full_zone_takes_no_one_more_until_people_leave() {
+    let mut p = steward_package();
+    p.config.capacity.insert("main".into(), 2);
+    p.config.validate().unwrap();
+    let mut g = gate_logic_for(p, 1, false);
+    for id in ["C-1", "C-2"] {
+        assert_eq!(
+            scan_at(&mut g, NOW, &gm1_long(id, "general"), "north", false).reason,
+            Reason::Ok
+        );
+    }
+    let d = scan_at(&mut g, NOW, &gm1_long("C-3", "general"), "north", false);
+    assert_eq!(d.reason, Reason::ZoneFull, "{}", d.message);
+    // A used ticket hears its own reason first.
+    let d = scan_at(
+        &mut g,
+        NOW + 10_000,
+        &gm1_long("C-1", "general"),
+        "south",
+        false,
+    );
+    assert_eq!(d.reason, Reason::AlreadyRedeemed);
+    // One leaves: one more may come in.
+    assert_eq!(
+        scan_at(
+            &mut g,
+            NOW + 20_000,
+            &gm1_long("C-1", "general"),
+            "exit",
+            false
+        )
+        .reason,
+        Reason::Ok
+    );
+    assert_eq!(g.ledger().index().inside("main"), 1);
+    assert_eq!(
+        scan_at(
+            &mut g,
+            NOW + 30_000,
+            &gm1_long("C-3", "general"),
+            "north",
+            false
+        )
+        .reason,
+        Reason::Ok
+    );
+    let mut bad = steward_package().config;
+    bad.capacity.insert("backstage".into(), 5);
+    assert!(bad.validate().is_err(), "a capacity for an unknown zone");
+}
+
+#[test]
+fn festival_days_are_named_by_their_local_date_in_any_time_zone() {
+    use gatemesh_crdt::event::{parse_day, parse_day_start};
+    use gatemesh_crdt::index::festival_day;
+    let day = |d: &str| parse_day(d).unwrap();
+    let at = |d: &str, utc_hours: f64| day(d) * DAY + (utc_hours * HOUR as f64) as u64;
+    // Days at midnight, UTC+2: 10 July 00:30 local is 9 July 22:30 UTC.
+    let midnight = parse_day_start("00:00+02:00").unwrap();
+    assert_eq!(
+        festival_day(at("2026-07-09", 22.5), midnight),
+        day("2026-07-10")
+    );
+    assert_eq!(
+        festival_day(at("2026-07-09", 21.5), midnight),
+        day("2026-07-09")
+    );
+    // Days at 06:00, UTC+2: 11 July 05:00 local still belongs to the 10th.
+    let six = parse_day_start("06:00+02:00").unwrap();
+    assert_eq!(festival_day(at("2026-07-11", 3.0), six), day("2026-07-10"));
+    assert_eq!(festival_day(at("2026-07-11", 4.5), six), day("2026-07-11"));
+    // Days at 06:00, UTC-5: they start at 11:00 UTC.
+    let west = parse_day_start("06:00-05:00").unwrap();
+    assert_eq!(
+        festival_day(at("2026-07-10", 10.5), west),
+        day("2026-07-09")
+    );
+    assert_eq!(
+        festival_day(at("2026-07-10", 11.5), west),
+        day("2026-07-10")
+    );
+    for bad in ["6:00", "24:00", "06:60", "06:00+2", "x"] {
+        assert_eq!(parse_day_start(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn a_pause_stops_entries_but_never_exits() {
+    use gatemesh_crdt::pause::Scope;
+    let mut g = gate_logic_for(steward_package(), 1, false);
+    let code = gm1_long("E-1", "general");
+    assert_eq!(
+        scan_at(&mut g, NOW, &code, "north", false).reason,
+        Reason::Ok
+    );
+    g.apply_bulletin(&pause_bulletin(&[(Scope::Event, "", true)], NOW))
+        .unwrap();
+    let out = scan_at(&mut g, NOW + 10_000, &code, "exit", false);
+    assert_eq!((out.verdict, out.reason), (Verdict::Admit, Reason::Ok));
+    assert_eq!(g.ledger().index().inside("main"), 0);
 }

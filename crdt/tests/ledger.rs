@@ -117,3 +117,55 @@ fn a_gap_larger_than_one_message_is_repaired_in_bounded_messages() {
     assert_eq!(b.ledger.index().len(), n as u64);
     assert_eq!(b.reopen().picture(), a.picture());
 }
+
+#[test]
+fn only_one_undo_per_ticket_counts_on_every_replica() {
+    let mut a = Replica::new(1, 2);
+    let mut b = Replica::new(2, 2);
+    let undo = |scan_id: String| Draft {
+        verdict: Verdict::Annul,
+        reason: "annul".into(),
+        annuls: Some(scan_id),
+        ..admit("G", Direction::In)
+    };
+    // A stolen scanner loops admit, undo, admit, undo: the second undo is not honoured.
+    let mut changes = Vec::new();
+    for t in 0..2u64 {
+        let (rec, c1) = a.record(T0 + 10 * t, admit("G", Direction::In));
+        let (_, c2) = a.record(T0 + 10 * t + 1, undo(rec.scan_id()));
+        changes.extend([c1, c2]);
+    }
+    let (_, c3) = a.record(T0 + 30, admit("G", Direction::In));
+    changes.push(c3);
+    b.admit(T0 + 40, 1, &changes);
+    for r in [&a, &b, &a.reopen()] {
+        let replay = r.ledger.index().replay("G", "general");
+        assert_eq!(replay.entries.len(), 1, "the second admit counts");
+        assert_eq!(
+            replay.double_entries.len(),
+            1,
+            "the third is a double entry"
+        );
+    }
+}
+
+#[test]
+fn a_record_claiming_another_devices_hand_check_in_is_refused_and_never_merges() {
+    let mut a = Replica::new(1, 2);
+    let mine = format!("manual:{}@{}", device(1), T0);
+    let theirs = format!("manual:{}@{}", device(2), T0);
+    let hand = |origin: &str| Draft {
+        origin: Some(origin.to_string()),
+        ..admit("H", Direction::In)
+    };
+    assert!(
+        a.ledger.record(T0, hand(&theirs)).is_err(),
+        "names another device"
+    );
+    assert!(a.ledger.record(T0, hand("manual:zz")).is_err());
+    a.record(T0, hand(&mine));
+    // The same origin again (a copy) is a second entry, so a double entry, not merged away.
+    a.record(T0 + 10, hand(&mine));
+    let replay = a.ledger.index().replay("H", "general");
+    assert_eq!((replay.entries.len(), replay.double_entries.len()), (1, 1));
+}

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use world::{device_id, World};
 
 /// The fuzz targets, by name.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "credential",
     "record",
     "change",
@@ -34,6 +34,7 @@ pub const TARGETS: [&str; 8] = [
     "export",
     "reconcile",
     "json",
+    "search",
 ];
 
 /// Run one target on one input.
@@ -47,6 +48,7 @@ pub fn run(target: &str, data: &[u8]) {
         "export" => export_file(data),
         "reconcile" => reconcile(data),
         "json" => json_doc(data),
+        "search" => search(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -88,6 +90,7 @@ fn credential(data: &[u8]) {
             code: data,
             gate: "north",
             direction: None,
+            manual: false,
         },
     );
     if let Ok(Some(change)) = outcome.map(|o| o.change) {
@@ -247,6 +250,39 @@ fn reconcile(data: &[u8]) {
 }
 
 /// JSON documents the core reads: the strict reader, into each type it reads.
+/// A steward's search box: any text is refused with a code or answered with at most
+/// [`gatemesh_crdt::search::SEARCH_RESULTS_MAX`] tickets, each holding every query word as a
+/// word prefix of its name, order or id.
+fn search(data: &[u8]) {
+    use gatemesh_crdt::search;
+    let w = World::new();
+    let q = String::from_utf8_lossy(data);
+    let Ok(query) = search::parse_query(&q) else {
+        return;
+    };
+    let hits = w.manifest().search(&query);
+    assert!(hits.len() <= search::SEARCH_RESULTS_MAX);
+    for t in hits {
+        let a = &t.attendee;
+        let text = [
+            a.name.as_deref(),
+            a.order.as_deref(),
+            Some(t.ticket_id.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        let words = search::words(&text);
+        for q in &query {
+            assert!(
+                words.iter().any(|w| w.starts_with(q.as_str())),
+                "{q} not in {text}"
+            );
+        }
+    }
+}
+
 fn json_doc(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;

@@ -67,7 +67,14 @@ fn manifest_ticket(id: &str, code: &str, nfc: Option<&str>) -> ManifestTicket {
         current_scans: 0,
         status: TicketStatus::Valid,
         nfc_uid: nfc.map(str::to_string),
+        attendee: Default::default(),
     }
+}
+
+fn named(mut t: ManifestTicket, name: &str, order: &str) -> ManifestTicket {
+    t.attendee.name = Some(name.into());
+    t.attendee.order = Some(order.into());
+    t
 }
 
 fn package() -> EventPackage {
@@ -82,8 +89,16 @@ fn package() -> EventPackage {
         generated_at: NOW,
         expires_at: NOW + HOUR,
         tickets: vec![
-            manifest_ticket("M1", "BARCODE-0001", Some("04:A2:3B:4C:5D:6E:7F")),
-            manifest_ticket("M2", "BARCODE-0002", None),
+            named(
+                manifest_ticket("M1", "BARCODE-0001", Some("04:A2:3B:4C:5D:6E:7F")),
+                "Éloïse Dupré-Lefèvre",
+                "ORD-7K",
+            ),
+            named(
+                manifest_ticket("M2", "BARCODE-0002", None),
+                "Nguyễn Văn Ánh",
+                "ORD-8",
+            ),
             manifest_ticket("G1", "-", None),
         ],
     };
@@ -102,6 +117,14 @@ pub struct World {
 }
 
 impl World {
+    /// The event's manifest (tickets with attendees).
+    pub fn manifest(&self) -> &Manifest {
+        self.package
+            .manifest
+            .as_ref()
+            .expect("the fuzz event has a manifest")
+    }
+
     pub fn new() -> World {
         let package = package();
         let keys = package
@@ -210,6 +233,7 @@ fn device_2_changes(w: &World) -> (Ledger, Vec<Vec<u8>>) {
                     code,
                     gate: "north",
                     direction: None,
+                    manual: false,
                 },
             )
             .expect("a seed scan is decided");
@@ -224,6 +248,7 @@ fn bulletin_bytes(w: &World) -> Vec<u8> {
         Signed::sign_text(text, KEY_ID, &organizer())
     };
     let body = BulletinBody {
+        pauses: Vec::new(),
         event_id: EVENT.into(),
         version: 1,
         issued_ms: NOW,
@@ -304,6 +329,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "bulletin" => vec![bulletin_bytes(&w)],
         "export" => vec![export_bytes(&changes)],
         "reconcile" => vec![reconcile_json()],
+        "search" => ["eloise", "ORD-7", "nguyen anh", "Ł ǅ ﬁ ẞ"]
+            .iter()
+            .map(|q| q.as_bytes().to_vec())
+            .collect(),
         "json" => vec![
             serde_json::to_vec(&certificate(1)).expect("a certificate serialises"),
             bulletin_bytes(&w),

@@ -36,6 +36,14 @@ pub enum ApiCall {
         code: String,
         gate: Option<String>,
         direction: Option<gatemesh_crdt::Direction>,
+        /// `code` is a ticket id found by search (`POST /api/checkin`).
+        manual: bool,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
+    /// Undo an admit this node made (`POST /api/annul`).
+    Annul {
+        ticket_id: String,
+        scan_id: String,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     /// A read-only question.
@@ -59,6 +67,10 @@ pub enum ApiCall {
 #[derive(Clone, Debug)]
 pub enum Query {
     Ticket(String),
+    /// Tickets by attendee name, order or id (`GET /api/search?q=`).
+    Search(String),
+    /// The pauses in force (`GET /api/pauses`).
+    Pauses,
     Conflicts,
     Status,
     Stats,
@@ -131,6 +143,10 @@ enum Access {
 /// The routes `GET /api/openapi.json` documents (the pages and the document itself aside).
 pub const API_ROUTES: &[&str] = &[
     "/api/scan",
+    "/api/checkin",
+    "/api/annul",
+    "/api/search",
+    "/api/pauses",
     "/api/tickets/{id}",
     "/api/conflicts",
     "/api/status",
@@ -148,6 +164,10 @@ pub const API_ROUTES: &[&str] = &[
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/scan", post(scan))
+        .route("/api/checkin", post(checkin))
+        .route("/api/annul", post(annul))
+        .route("/api/search", get(search))
+        .route("/api/pauses", get(pauses))
         .route("/api/tickets/{id}", get(ticket))
         .route("/api/conflicts", get(conflicts))
         .route("/api/status", get(status))
@@ -268,11 +288,29 @@ pub struct ScanBody {
     pub direction: Option<gatemesh_crdt::Direction>,
 }
 
+/// `POST /api/checkin` body: a ticket the steward found by search, checked in by hand.
+#[derive(Clone, Debug, utoipa::ToSchema)]
+pub struct CheckinBody {
+    /// The ticket id, as `GET /api/search` gave it.
+    pub ticket_id: String,
+    /// The gate the steward stands at; the node's own when absent.
+    pub gate: Option<String>,
+    /// `in` or `out`; the node's own when absent.
+    pub direction: Option<gatemesh_crdt::Direction>,
+}
+
 /// Read a scan body: `code` a string, `gate` and `direction` strings when present.
 fn scan_body(v: &Value) -> Result<ScanBody, ApiError> {
-    let code = v["code"]
+    scan_body_with(v, "code")
+}
+
+/// A scan body whose code is under `key` (`code`, or `ticket_id` for a hand check-in).
+fn scan_body_with(v: &Value, key: &str) -> Result<ScanBody, ApiError> {
+    let code = v[key]
         .as_str()
-        .ok_or_else(|| ApiError::bad_request("missing_field", "`code` (a string) is required"))?
+        .ok_or_else(|| {
+            ApiError::bad_request("missing_field", format!("`{key}` (a string) is required"))
+        })?
         .to_string();
     let text = |k: &str| -> Result<Option<String>, ApiError> {
         match &v[k] {
@@ -324,9 +362,116 @@ pub(crate) async fn scan(
         code: b.code,
         gate: b.gate,
         direction: b.direction,
+        manual: false,
         reply,
     })
     .await
+}
+
+/// Check in by hand a ticket found by search: the same policy and reasons as a scan, the
+/// record marked `manual`.
+#[utoipa::path(post, path = "/api/checkin", request_body = CheckinBody,
+    responses(
+        (status = 200, description = "The decision, as for a scan, with `manual: true`", body = Object),
+        (status = 400, description = "`malformed_json`, `missing_field`, `invalid_field`, `unknown_gate`", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn checkin(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let b = scan_body_with(&body_json(body)?, "ticket_id")?;
+    call(&state, |reply| ApiCall::Scan {
+        code: b.code,
+        gate: b.gate,
+        direction: b.direction,
+        manual: true,
+        reply,
+    })
+    .await
+}
+
+/// The gates, zones or whole event the organizer paused (the scanner page asks every few
+/// seconds and covers itself while its gate is stopped).
+#[utoipa::path(get, path = "/api/pauses",
+    responses(
+        (status = 200, description = "`{\"paused\": [{\"scope\": \"event\"|\"zone\"|\"gate\", \"name\", \"since_ms\"}]}`", body = Object),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn pauses(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    query(&state, Query::Pauses).await
+}
+
+/// `POST /api/annul` body: the admit to undo.
+#[derive(Clone, Debug, utoipa::ToSchema)]
+pub struct AnnulBody {
+    pub ticket_id: String,
+    /// The admit's `scan_id`, as its decision gave it.
+    pub scan_id: String,
+}
+
+/// Undo an admit this node made, within two minutes (the holder did not walk through): the
+/// ticket has its entry back on every node.
+#[utoipa::path(post, path = "/api/annul", request_body = AnnulBody,
+    responses(
+        (status = 200, description = "`{\"annulled\": scan_id}`", body = Object),
+        (status = 400, description = "`malformed_json`, `missing_field`, `not_annullable`", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn annul(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let v = body_json(body)?;
+    let text = |k: &str| {
+        v[k].as_str().map(str::to_string).ok_or_else(|| {
+            ApiError::bad_request("missing_field", format!("`{k}` (a string) is required"))
+        })
+    };
+    let (ticket_id, scan_id) = (text("ticket_id")?, text("scan_id")?);
+    call(&state, |reply| ApiCall::Annul {
+        ticket_id,
+        scan_id,
+        reply,
+    })
+    .await
+}
+
+/// Find tickets when a code will not scan: attendee name, order or ticket id, by word prefix,
+/// accents and case ignored, at most 20.
+#[utoipa::path(get, path = "/api/search",
+    params(("q" = String, Query, description = "2 to 64 bytes: words of a name, an order reference or a ticket id")),
+    responses(
+        (status = 200, description = "`{\"tickets\": [...]}`: id, tier, name, order, notes, cancelled, inside, entries, entries_left", body = Object),
+        (status = 400, description = "`missing_field`, `invalid_query`", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "`busy`", body = ErrorBody)),
+    security(("token" = [])))]
+pub(crate) async fn search(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Access::Staff)?;
+    let UrlQuery(mut params) =
+        params.map_err(|e| ApiError::bad_request("invalid_field", e.body_text()))?;
+    let q = params
+        .remove("q")
+        .ok_or_else(|| ApiError::bad_request("missing_field", "`q` is required"))?;
+    query(&state, Query::Search(q)).await
 }
 
 /// One ticket: its records, legitimate entries, double entries, entries left.

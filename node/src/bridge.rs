@@ -122,6 +122,45 @@ fn device_rows(package: &EventPackage) -> Vec<DeviceRow> {
         .collect()
 }
 
+/// The manifest's tickets and their holders (with the e-mail addresses the organizer keeps),
+/// as HQ's `attendees` rows.
+fn attendee_rows(
+    package: &EventPackage,
+    emails: &std::collections::BTreeMap<String, String>,
+) -> Vec<pg::AttendeeRow> {
+    let Some(m) = &package.manifest else {
+        return Vec::new();
+    };
+    m.tickets()
+        .iter()
+        .map(|t| pg::AttendeeRow {
+            ticket_id: t.ticket_id.clone(),
+            tier: t.tier.clone(),
+            status: format!("{:?}", t.status).to_lowercase(),
+            name: t.attendee.name.clone(),
+            order_ref: t.attendee.order.clone(),
+            email: emails.get(&t.ticket_id).cloned(),
+            notes: t.attendee.notes.clone(),
+            attention: t.attendee.attention,
+        })
+        .collect()
+}
+
+/// Write the guest list to HQ (nothing without a manifest); returns the rows written.
+async fn write_guest_list(
+    client: &mut pg::Client,
+    package: &EventPackage,
+    event: &Path,
+) -> anyhow::Result<u64> {
+    let rows = attendee_rows(package, &crate::package::load_guest_emails(event)?);
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    pg::upsert_attendees(client, &package.config.event_id, &rows)
+        .await
+        .context("database: attendees")
+}
+
 fn row_of(r: &RecordRef) -> ScanRow {
     ScanRow {
         scan_id: r.scan_id.clone(),
@@ -251,6 +290,7 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     )
     .await
     .context("database: event")?;
+    let attendees = write_guest_list(&mut client, &package, event).await?;
     let source = format!("import {}", file.display());
     let run = pg::start_run(&client, &config.event_id, &source).await?;
     let (added, client) = write_all(url, client, &config.event_id, &batches).await?;
@@ -268,6 +308,7 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
         "conflicts_added": added.conflicts,
         "rows_added": added.rows(),
         "batches": batches.len(),
+        "attendees": attendees,
     }))
 }
 
@@ -461,7 +502,7 @@ struct Session {
     run: i64,
 }
 
-async fn open_session(url: &str, package: &EventPackage) -> anyhow::Result<Session> {
+async fn open_session(url: &str, package: &EventPackage, event: &Path) -> anyhow::Result<Session> {
     let mut client = pg::connect(url).await?;
     pg::migrate(&mut client).await?;
     let config = &package.config;
@@ -472,6 +513,7 @@ async fn open_session(url: &str, package: &EventPackage) -> anyhow::Result<Sessi
         &device_rows(package),
     )
     .await?;
+    write_guest_list(&mut client, package, event).await?;
     let run = pg::start_run(&client, &config.event_id, "live").await?;
     Ok(Session { client, run })
 }
@@ -481,6 +523,7 @@ pub async fn run(opts: crate::node::NodeOptions, url: &str) -> anyhow::Result<()
     let package = crate::package::load(&opts.event)?;
     let event_id = package.config.event_id.clone();
     let (calls, rx) = tokio::sync::mpsc::channel(crate::api::API_QUEUE_MAX);
+    let event = opts.event.clone();
     let mut node = tokio::spawn(crate::node::run_with(opts, calls.clone(), rx));
     let mut session: Option<Session> = None;
     let mut from = 0usize;
@@ -491,7 +534,7 @@ pub async fn run(opts: crate::node::NodeOptions, url: &str) -> anyhow::Result<()
             _ = tokio::time::sleep(delay) => {}
         }
         if session.is_none() {
-            match open_session(url, &package).await {
+            match open_session(url, &package, &event).await {
                 Ok(s) => {
                     print(json!({"event": "database_connected", "position": from}));
                     session = Some(s);

@@ -5,10 +5,12 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::pause::{PauseOrder, Scope};
 use gatemesh_crdt::protocol::{Input, Output, Reply};
 use gatemesh_crdt::replica::ReplicaConfig;
 use gatemesh_crdt::Direction;
-use gatemesh_node::organizer::{self, BulletinRequest, IssueOptions};
+use gatemesh_node::guestlist;
+use gatemesh_node::organizer::{self, BulletinRequest, IssueOptions, Planned};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -101,6 +103,21 @@ pub struct BulletinArgs {
     /// Name of a device enrolled since the devices went out, to add; repeatable.
     #[arg(long)]
     pub add_device: Vec<String>,
+    /// Pause a gate: every scan there is denied `paused` until resumed; repeatable.
+    #[arg(long)]
+    pub pause_gate: Vec<String>,
+    /// Pause every gate of a zone; repeatable.
+    #[arg(long)]
+    pub pause_zone: Vec<String>,
+    /// Pause the whole event (every gate).
+    #[arg(long)]
+    pub pause_event: bool,
+    #[arg(long)]
+    pub resume_gate: Vec<String>,
+    #[arg(long)]
+    pub resume_zone: Vec<String>,
+    #[arg(long)]
+    pub resume_event: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +276,17 @@ pub enum TicketsCmd {
         /// SQL returning the ticket id first and, optionally, the tier second (read-only).
         #[arg(long, requires = "from_postgres")]
         query: Option<String>,
+        /// Take the tickets and their holders from a guest list (CSV with a header row).
+        #[arg(long, conflicts_with = "from_postgres", requires = "columns")]
+        from_csv: Option<PathBuf>,
+        /// What the CSV's columns are: `id,name,tier,order,email` by position (`-` skips one),
+        /// or by header: `order=Order #,name=First Name+Last Name,tier=Ticket Type`. Fields:
+        /// id, name, tier, order, email, notes, attention. Rows without an id are numbered.
+        #[arg(long, requires = "from_csv")]
+        columns: Option<String>,
+        /// The CSV's tier names as the event's tiers: `Weekend Pass=weekend,Pass VIP=vip`.
+        #[arg(long, requires = "from_csv")]
+        tier_map: Option<String>,
     },
     /// Mark tickets cancelled in the signed manifest; scanners deny them as `revoked`.
     Cancel {
@@ -421,15 +449,29 @@ fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
             hmac_secret_file,
             from_postgres,
             query,
+            from_csv,
+            columns,
+            tier_map,
         } => {
-            let named = match (from_postgres, query) {
-                (Some(url), Some(query)) => Some(
+            let named = match (from_postgres, query, from_csv) {
+                (Some(url), Some(query), _) => Some(
                     runtime()?
                         .block_on(gatemesh_cloud_bridge::fetch_tickets(&url, &query, &tier))?
                         .into_iter()
-                        .map(|t| (t.ticket_id, t.tier))
+                        .map(|t| Planned {
+                            id: Some(t.ticket_id),
+                            tier: t.tier,
+                            ..Planned::default()
+                        })
                         .collect(),
                 ),
+                (_, _, Some(file)) => Some(guestlist::read_for_event(
+                    &event,
+                    &file,
+                    columns.as_deref().unwrap_or(""),
+                    tier_map.as_deref(),
+                    &tier,
+                )?),
                 _ => None,
             };
             let opts = IssueOptions {
@@ -500,6 +542,7 @@ fn bulletin_request(a: BulletinArgs) -> BulletinRequest {
              record they wrote is ignored, admits from before the theft included"
         );
     }
+    let pauses = pause_orders(&a);
     BulletinRequest {
         event: a.event,
         revoke_ticket: a.revoke_ticket,
@@ -507,7 +550,31 @@ fn bulletin_request(a: BulletinArgs) -> BulletinRequest {
         keep: a.keep,
         ledger: a.ledger,
         add_device: a.add_device,
+        pauses,
     }
+}
+
+/// The pause and resume flags as orders (naming one target twice is refused when the bulletin
+/// is made).
+fn pause_orders(a: &BulletinArgs) -> Vec<PauseOrder> {
+    let order = |scope, name: &str, paused| PauseOrder {
+        scope,
+        name: name.to_string(),
+        paused,
+    };
+    let mut all = Vec::new();
+    for (names, paused) in [(&a.pause_gate, true), (&a.resume_gate, false)] {
+        all.extend(names.iter().map(|n| order(Scope::Gate, n, paused)));
+    }
+    for (names, paused) in [(&a.pause_zone, true), (&a.resume_zone, false)] {
+        all.extend(names.iter().map(|n| order(Scope::Zone, n, paused)));
+    }
+    for (on, paused) in [(a.pause_event, true), (a.resume_event, false)] {
+        if on {
+            all.push(order(Scope::Event, "", paused));
+        }
+    }
+    all
 }
 
 fn node_run(a: NodeRunArgs) -> anyhow::Result<()> {
@@ -618,6 +685,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
             code: code.to_vec(),
             gate: None,
             direction: None,
+            manual: false,
         };
         let mut outs = replica.handle(gatemesh_node::now_ms(), input);
         let mut upto = None;

@@ -113,6 +113,7 @@ fn bulletin(version: u64, label: &str, effect: &gatemesh_crdt::gate::BulletinEff
         "version": version,
         "label": label,
         "revoked_tickets": effect.revoked_tickets,
+        "pauses": effect.pauses,
         "revoked_devices": revoked,
         "added_devices": added,
     })

@@ -5,6 +5,7 @@
 //! Layout (noun modules):
 //! - [`package`]: the event package on disk (event, certificates, manifest, keys, bulletins).
 //! - [`organizer`]: the organizer's work: event, tickets, devices, bulletins.
+//! - [`guestlist`]: the organizer's guest list as CSV, column mapping and row checks.
 //! - [`device`]: opening a device: package, identity, store, ledger, bulletins.
 //! - [`store`]: sled change log, durable before an admit is answered.
 //! - [`node`]: `node run`: the actor owning the replica and the store.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod bridge;
 pub mod device;
 pub mod events;
+pub mod guestlist;
 pub mod input;
 pub mod metrics;
 pub mod node;

@@ -119,6 +119,7 @@ pub async fn run_with(
         metrics: Metrics::default(),
         transport: TransportCounters::default(),
     };
+    node.replica.prepare();
     let started = node.replica.start(crate::now_ms());
     node.carry_out(started).await;
     // Ready once the replica has started: requests that arrive before the loop below runs
@@ -396,6 +397,7 @@ impl Node {
             code: line.to_vec(),
             gate: None,
             direction: None,
+            manual: false,
         })
         .await;
     }
@@ -446,6 +448,7 @@ impl Node {
                     code,
                     gate,
                     direction,
+                    manual,
                     reply,
                 } => {
                     let id = self.request(ReplyTo::Api(reply));
@@ -454,6 +457,7 @@ impl Node {
                         code: code.into_bytes(),
                         gate,
                         direction,
+                        manual,
                     };
                     outs.extend(self.replica.handle(crate::now_ms(), input));
                 }
@@ -467,6 +471,19 @@ impl Node {
                         id,
                         request,
                         trusted,
+                    };
+                    outs.extend(self.replica.handle(crate::now_ms(), input));
+                }
+                ApiCall::Annul {
+                    ticket_id,
+                    scan_id,
+                    reply,
+                } => {
+                    let id = self.request(ReplyTo::Api(reply));
+                    let input = Input::Annul {
+                        id,
+                        ticket_id,
+                        scan_id,
                     };
                     outs.extend(self.replica.handle(crate::now_ms(), input));
                 }
@@ -497,6 +514,11 @@ impl Node {
                 .ticket(&id)
                 .map(|t| to(serde_json::to_value(t)))
                 .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, e.code, e.message)),
+            Query::Search(q) => r
+                .search(&q)
+                .map(|t| json!({"tickets": t}))
+                .map_err(|e| ApiError::bad_request(e.code, e.message)),
+            Query::Pauses => Ok(json!({"paused": r.pauses()})),
             Query::Conflicts => Ok(json!({"conflicts": r.conflicts()})),
             Query::Status => Ok(self.status()),
             Query::Stats => Ok(to(serde_json::to_value(r.stats(now)))),

@@ -30,6 +30,7 @@ pub enum ErrorCode {
     EventPackage,
     OutsideEvent,
     NotAnnullable,
+    InvalidQuery,
     #[serde(rename = "UNKNOWN_DEVICE")]
     UnknownDevice,
     #[serde(rename = "EVENT_NOT_FOUND")]
@@ -93,6 +94,10 @@ impl Modify for BearerToken {
     ),
     paths(
         crate::api::scan,
+        crate::api::checkin,
+        crate::api::annul,
+        crate::api::search,
+        crate::api::pauses,
         crate::api::ticket,
         crate::api::conflicts,
         crate::api::status,

@@ -12,7 +12,7 @@ use gatemesh_crdt::bulletin::{BulletinBody, DeviceRevocation, KeptChain};
 use gatemesh_crdt::certificate::{DeviceCertificate, Role};
 use gatemesh_crdt::credential::make_legacy_code;
 use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey, TierConfig, NAME_LEN_MAX};
-use gatemesh_crdt::manifest::{ManifestBody, ManifestTicket, TicketStatus};
+use gatemesh_crdt::manifest::{Attendee, ManifestBody, ManifestTicket, TicketStatus};
 use gatemesh_crdt::ticket::{self, TicketPayload};
 use gatemesh_crdt::DeviceId;
 use rand::{rngs::OsRng, Rng, RngCore};
@@ -162,8 +162,19 @@ pub struct IssueOptions {
     pub nfc: bool,
     pub qr: bool,
     pub hmac_secret_file: Option<PathBuf>,
-    /// Issue these tickets (id, tier) instead of `count` new numbered ones of `tier`.
-    pub named: Option<Vec<(String, String)>>,
+    /// Issue these tickets (from a guest list or HQ's database) instead of `count` new
+    /// numbered ones of `tier`.
+    pub named: Option<Vec<Planned>>,
+}
+
+/// One ticket to issue from a list: its id (numbered when absent), tier and holder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Planned {
+    pub id: Option<String>,
+    pub tier: String,
+    pub attendee: Attendee,
+    /// Kept by the organizer (`guest-emails.json`), not in the manifest.
+    pub email: Option<String>,
 }
 
 /// Longest ticket id taken from outside (it names a QR file).
@@ -207,7 +218,7 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
         legacy_secret: legacy_secret.as_ref().map(|s| s.secret.as_slice()),
     };
     let mut issued = Vec::with_capacity(plan.len());
-    for (ticket_id, tier, n) in plan {
+    for (ticket_id, tier, n, attendee) in plan {
         let code = signer.code(o.format, &ticket_id, tier, n)?;
         let nfc_uid = o.nfc.then(random_nfc_uid);
         tickets.push(ManifestTicket {
@@ -219,6 +230,7 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
             current_scans: 0,
             status: TicketStatus::Valid,
             nfc_uid: nfc_uid.clone(),
+            attendee,
         });
         issued.push(Issued {
             ticket_id,
@@ -228,16 +240,24 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
         });
     }
     write_manifest(dir, config, tickets, &key_id, &key)?;
+    let emails: Vec<(String, String)> = o
+        .named
+        .iter()
+        .flatten()
+        .zip(&issued)
+        .filter_map(|(p, t)| Some((t.ticket_id.clone(), p.email.clone()?)))
+        .collect();
+    package::add_guest_emails(dir, &emails)?;
     write_codes(out, &issued, o.qr)?;
     Ok(issued)
 }
 
-/// The tickets to issue: (id, tier, number), numbered after the `existing` ones.
+/// The tickets to issue: (id, tier, number, holder), numbered after the `existing` ones.
 fn plan_tickets<'c>(
     config: &'c EventConfig,
     existing: &[ManifestTicket],
     o: &IssueOptions,
-) -> anyhow::Result<Vec<(String, &'c TierConfig, usize)>> {
+) -> anyhow::Result<Vec<(String, &'c TierConfig, usize, Attendee)>> {
     let tier_of = |name: &str| {
         config
             .tier(name)
@@ -247,12 +267,14 @@ fn plan_tickets<'c>(
     let Some(named) = &o.named else {
         let tier = tier_of(&o.tier)?;
         return Ok((first..first + o.count as usize)
-            .map(|n| (format!("T{n:06}"), tier, n))
+            .map(|n| (format!("T{n:06}"), tier, n, Attendee::default()))
             .collect());
     };
-    let mut seen: HashSet<&str> = existing.iter().map(|t| t.ticket_id.as_str()).collect();
+    let mut seen: HashSet<String> = existing.iter().map(|t| t.ticket_id.clone()).collect();
     let mut plan = Vec::with_capacity(named.len());
-    for (i, (id, tier)) in named.iter().enumerate() {
+    for (i, p) in named.iter().enumerate() {
+        let n = first + i;
+        let id = p.id.clone().unwrap_or_else(|| format!("T{n:06}"));
         let ok = !id.is_empty()
             && id.len() <= TICKET_ID_LEN_MAX
             && id
@@ -261,10 +283,10 @@ fn plan_tickets<'c>(
         if !ok {
             bail!("ticket id {id:?}: 1..={TICKET_ID_LEN_MAX} of A-Z a-z 0-9 - _ .");
         }
-        if !seen.insert(id) {
+        if !seen.insert(id.clone()) {
             bail!("ticket {id} is issued already (or listed twice)");
         }
-        plan.push((id.clone(), tier_of(tier)?, first + i));
+        plan.push((id, tier_of(&p.tier)?, n, p.attendee.clone()));
     }
     Ok(plan)
 }
@@ -507,15 +529,22 @@ pub struct BulletinRequest {
     /// A store whose records of the revoked devices are kept, as it holds them.
     pub ledger: Option<PathBuf>,
     pub add_device: Vec<String>,
+    /// Pause or resume gates, zones or the event.
+    pub pauses: Vec<gatemesh_crdt::pause::PauseOrder>,
 }
 
 /// Write the next bulletin of the event; returns its path.
 pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
     let package = package::load(&a.event)?;
     let (revoke_devices, add_devices) = bulletin_devices(a, &package)?;
-    if a.revoke_ticket.is_empty() && revoke_devices.is_empty() && add_devices.is_empty() {
-        bail!("a bulletin needs at least one --revoke-ticket, --revoke-device or --add-device");
+    let nothing = a.revoke_ticket.is_empty() && revoke_devices.is_empty();
+    if nothing && add_devices.is_empty() && a.pauses.is_empty() {
+        bail!(
+            "a bulletin needs at least one --revoke-ticket, --revoke-device, --add-device, \
+             --pause-* or --resume-*"
+        );
     }
+    check_pauses(&package.config, &a.pauses)?;
     let keys = package.config.organizer_verifying_keys()?;
     let (existing, _) = package::load_bulletins(&a.event, &package.config.event_id, &keys);
     let version = existing
@@ -530,6 +559,7 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
         revoke_tickets: a.revoke_ticket.clone(),
         revoke_devices,
         add_devices,
+        pauses: a.pauses.clone(),
     };
     let (key_id, key) = package::organizer_signing_key(&a.event, None)?;
     std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;
@@ -543,6 +573,35 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
         .join(format!("{}.json", made.label()));
     std::fs::write(&path, &bytes)?;
     Ok(path)
+}
+
+/// Pause orders name gates and zones of the event.
+fn check_pauses(
+    config: &EventConfig,
+    pauses: &[gatemesh_crdt::pause::PauseOrder],
+) -> anyhow::Result<()> {
+    use gatemesh_crdt::pause::Scope;
+    for (i, p) in pauses.iter().enumerate() {
+        if pauses[..i]
+            .iter()
+            .any(|q| q.scope == p.scope && q.name == p.name)
+        {
+            bail!(
+                "{:?} {} is named twice (pause and resume at once?)",
+                p.scope,
+                p.name
+            );
+        }
+        let known = match p.scope {
+            Scope::Event => true,
+            Scope::Zone => config.zones.contains(&p.name),
+            Scope::Gate => config.gate(&p.name).is_some(),
+        };
+        if !known {
+            bail!("no {:?} {} in this event", p.scope, p.name);
+        }
+    }
+    Ok(())
 }
 
 /// The devices a bulletin revokes (with the chains kept) and the certificates it adds.

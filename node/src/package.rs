@@ -18,6 +18,9 @@ use std::path::Path;
 pub const EVENT_FILE: &str = "event.json";
 pub const ORGANIZER_KEYS_FILE: &str = "organizer-keys.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The guests' e-mail addresses (ticket id → address), owner-only: they stay with the
+/// organizer and HQ, never in the manifest the scanners carry.
+pub const GUEST_EMAILS_FILE: &str = "guest-emails.json";
 pub const DEVICES_DIR: &str = "devices";
 pub const DEVICE_KEY_FILE: &str = "device.key";
 pub const DEVICE_CERT_FILE: &str = "device.cert.json";
@@ -217,6 +220,31 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     f.write_all(contents)?;
     f.sync_all()?;
     Ok(())
+}
+
+/// The guests' e-mail addresses the organizer keeps (empty when there are none).
+pub fn load_guest_emails(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let path = dir.join(GUEST_EMAILS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Add guests' e-mail addresses to the organizer's file (owner-only).
+pub fn add_guest_emails(dir: &Path, emails: &[(String, String)]) -> anyhow::Result<()> {
+    if emails.is_empty() {
+        return Ok(());
+    }
+    let mut all = load_guest_emails(dir)?;
+    all.extend(emails.iter().cloned());
+    write_secret_file(
+        &dir.join(GUEST_EMAILS_FILE),
+        &serde_json::to_vec_pretty(&all)?,
+    )
 }
 
 /// Write a signed JSON envelope to a file.

@@ -23,6 +23,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../web/scan.js"),
     ),
     (
+        "/i18n.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/i18n.js"),
+    ),
+    (
         "/sw.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/sw.js"),

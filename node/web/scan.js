@@ -11,6 +11,15 @@ const CAMERA_REPEAT_MS = 3000; // the same code seen again by the camera within 
 const REQUEST_TIMEOUT_MS = 4000;
 
 let settings = JSON.parse(store.getItem("gatemesh.settings") || "null");
+
+function applyLanguage() {
+  translatePage();
+  if (settings && !$("scanner").hidden) showScanner();
+}
+$("lang").addEventListener("click", () => {
+  switchLanguage();
+  applyLanguage();
+});
 let hideTimer = null;
 let busy = false;
 let asked = 0; // when the current code was submitted (the answer's delay is shown in data-ms)
@@ -44,17 +53,38 @@ async function api(path, options = {}) {
 
 function setLink(up) {
   const el = $("link");
-  el.textContent = up ? "node reachable" : "node unreachable — scans are NOT checked";
+  el.textContent = up ? t("reachable") : t("unreachable_link");
   el.className = "link " + (up ? "ok" : "down");
 }
 
+// Every few seconds: is the node there, and has the organizer paused this gate, its zone or
+// the whole event? A pause covers the scanner until it is lifted.
 async function ping() {
   try {
-    const r = await fetch("/health/live", { cache: "no-store" });
+    if (!(settings && token())) {
+      const r = await fetch("/health/live", { cache: "no-store" });
+      setLink(r.ok);
+      return;
+    }
+    const r = await api("/api/pauses");
     setLink(r.ok);
+    if (r.ok) showPause((r.body.paused || []).find(stopsThisGate));
   } catch (_) {
     setLink(false);
   }
+}
+
+function stopsThisGate(p) {
+  return p.scope === "event" || (p.scope === "gate" && p.name === settings.gate) ||
+    (p.scope === "zone" && p.name === settings.zone);
+}
+
+function showPause(p) {
+  const el = $("paused");
+  el.hidden = !p;
+  if (!p) return;
+  const what = p.scope === "event" ? t("the_event") : `${t(p.scope)} ${p.name}`;
+  $("paused-what").textContent = `${what} · ${t("since")} ${time(p.since_ms)}`;
 }
 
 // ---- setup: gate and direction, once per device ----
@@ -79,6 +109,7 @@ async function loadGates() {
       o.value = g.name;
       o.textContent = `${g.name} (${g.zone}, ${g.direction})`;
       o.dataset.direction = g.direction;
+      o.dataset.zone = g.zone;
       select.appendChild(o);
     }
     if (settings) { select.value = settings.gate; $("direction").value = settings.direction; }
@@ -95,24 +126,89 @@ $("gate").addEventListener("change", () => {
 $("save").addEventListener("click", () => {
   store.setItem("gatemesh.token", $("token").value.trim());
   if (!$("gate").value) { $("setup-error").textContent = "Choose a gate."; return; }
-  settings = { gate: $("gate").value, direction: $("direction").value };
+  const chosen = $("gate").selectedOptions[0];
+  settings = { gate: $("gate").value, zone: chosen ? chosen.dataset.zone : "", direction: $("direction").value };
   store.setItem("gatemesh.settings", JSON.stringify(settings));
   showScanner();
 });
 $("change").addEventListener("click", showSetup);
 
 function showScanner() {
+  if (settings.zone === undefined) learnZone();
   $("setup").hidden = true;
   $("scanner").hidden = false;
-  $("where").textContent = `Gate ${settings.gate} · ${settings.direction === "in" ? "entry" : "exit"}`;
+  const out = settings.direction === "out";
+  $("where").textContent = `${t("gate")} ${settings.gate} · ${out ? t("exit").toUpperCase() : t("entry")}`;
+  $("where").className = out ? "out" : "in";
+  $("direction-switch").textContent = out ? t("switch_in") : t("switch_out");
   $("code").focus();
 }
 
+// Settings kept by an earlier version lack the gate's zone (a zone pause must cover the page).
+async function learnZone() {
+  try {
+    const r = await api("/api/status");
+    const g = r.ok && (r.body.gates || []).find((x) => x.name === settings.gate);
+    if (g) { settings.zone = g.zone; store.setItem("gatemesh.settings", JSON.stringify(settings)); }
+  } catch (_) { /* the next start tries again */ }
+}
+
+// The steward turns the gate around (people leaving) with one tap; the header says which way.
+$("direction-switch").addEventListener("click", () => {
+  settings.direction = settings.direction === "out" ? "in" : "out";
+  store.setItem("gatemesh.settings", JSON.stringify(settings));
+  showScanner();
+});
+
+// ---- undo: the last admit of this page, within the node's window (two minutes) ----
+
+const UNDO_WINDOW_MS = 110000;
+let lastAdmit = null;
+let undoTimer = null;
+
+function offerUndo(d) {
+  if (d.verdict !== "admit" || d.repeat || d.direction !== "in" || !d.ticket) return;
+  lastAdmit = { ticket_id: d.ticket.id, scan_id: d.scan_id };
+  $("undo").hidden = false;
+  clearTimeout(undoTimer);
+  undoTimer = setTimeout(() => { $("undo").hidden = true; lastAdmit = null; }, UNDO_WINDOW_MS);
+}
+
+$("undo").addEventListener("click", async () => {
+  if (!lastAdmit || busy) return;
+  busy = true;
+  try {
+    const r = await api("/api/annul", { method: "POST", body: JSON.stringify(lastAdmit) });
+    setLink(true);
+    if (r.ok) {
+      $("undo").hidden = true;
+      lastAdmit = null;
+      showProblem(t("undone"), "annulled");
+      $("result").className = "undone";
+      $("result-title").textContent = t("undone_title");
+    } else showProblem(r.body.message || `error ${r.status}`, r.body.error);
+  } catch (_) {
+    setLink(false);
+    showProblem(t("unreachable"), "unreachable");
+  } finally {
+    busy = false;
+  }
+});
+
 // ---- scanning ----
 
-// The field keeps focus so a wedge scanner's keystrokes always land in it.
-document.addEventListener("click", () => { if (!$("scanner").hidden) $("code").focus(); });
-$("code").addEventListener("blur", () => setTimeout(() => { if (!$("scanner").hidden && $("setup").hidden) $("code").focus(); }, 0));
+// The field keeps focus so a wedge scanner's keystrokes always land in it, except while the
+// steward types a search or confirms an attention ticket.
+function elsewhere() {
+  const a = document.activeElement;
+  return a && (a.id === "search" || a.closest("#search-results") || a.id === "confirm");
+}
+document.addEventListener("click", (e) => {
+  if (!$("scanner").hidden && !e.target.closest("#search-form, #search-results, #confirm")) $("code").focus();
+});
+$("code").addEventListener("blur", () => setTimeout(() => {
+  if (!$("scanner").hidden && $("setup").hidden && !elsewhere()) $("code").focus();
+}, 0));
 
 $("scan-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -121,9 +217,7 @@ $("scan-form").addEventListener("submit", (e) => {
   if (code) check(code, "keyboard");
 });
 
-function time(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-}
+function time(ms) { return localTime(ms); }
 
 async function check(code, via) {
   if (busy) return;
@@ -139,7 +233,76 @@ async function check(code, via) {
     else showProblem(r.body.message || `error ${r.status}`, r.body.error);
   } catch (_) {
     setLink(false);
-    showProblem("The node cannot be reached: this ticket was NOT checked. Check the Wi-Fi, then scan again.", "unreachable");
+    showProblem(t("unreachable"), "unreachable");
+  } finally {
+    busy = false;
+  }
+}
+
+// ---- search, when a code will not scan, and check-in by hand ----
+
+$("search-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const q = $("search").value.trim();
+  const list = $("search-results");
+  list.innerHTML = "";
+  if (!q) return;
+  try {
+    const r = await api("/api/search?q=" + encodeURIComponent(q));
+    setLink(true);
+    if (!r.ok) { showProblem(r.body.message || `error ${r.status}`, r.body.error); return; }
+    const found = r.body.tickets || [];
+    if (!found.length) {
+      const li = document.createElement("li");
+      li.className = "none";
+      li.textContent = t("no_match");
+      list.appendChild(li);
+    }
+    for (const hit of found) list.appendChild(searchRow(hit));
+  } catch (_) {
+    setLink(false);
+    showProblem(t("unreachable"), "unreachable");
+  }
+});
+
+function searchRow(hit) {
+  const li = document.createElement("li");
+  li.dataset.ticket = hit.ticket_id;
+  const who = document.createElement("div");
+  who.className = "who";
+  const b = document.createElement("b");
+  b.textContent = hit.name || hit.ticket_id;
+  const small = document.createElement("span");
+  const bits = [hit.tier, hit.order ? `${t("order")} ${hit.order}` : "", hit.ticket_id, hit.notes || "",
+    hit.cancelled ? t("cancelled") : "", hit.inside ? t("inside") : `${hit.entries_left} ${t("entries_left")}`];
+  small.textContent = bits.filter(Boolean).join(" · ");
+  who.append(b, small);
+  const go = document.createElement("button");
+  go.type = "button";
+  go.textContent = t("check_in");
+  go.addEventListener("click", () => checkIn(hit.ticket_id));
+  li.append(who, go);
+  return li;
+}
+
+async function checkIn(ticketId) {
+  if (busy) return;
+  busy = true;
+  asked = performance.now();
+  try {
+    const r = await api("/api/checkin", {
+      method: "POST",
+      body: JSON.stringify({ ticket_id: ticketId, gate: settings.gate, direction: settings.direction }),
+    });
+    setLink(true);
+    if (r.ok) {
+      $("search-results").innerHTML = "";
+      $("search").value = "";
+      show(r.body, "manual");
+    } else showProblem(r.body.message || `error ${r.status}`, r.body.error);
+  } catch (_) {
+    setLink(false);
+    showProblem(t("unreachable"), "unreachable");
   } finally {
     busy = false;
   }
@@ -147,44 +310,58 @@ async function check(code, via) {
 
 function show(d, via) {
   const admit = d.verdict === "admit";
+  // An attention ticket stops the steward even on an admit, until they tap to confirm.
+  const attention = admit && d.attention !== undefined && d.attention !== null;
   const el = $("result");
-  el.className = admit ? "admit" : "deny";
+  el.className = attention ? "attention" : admit ? "admit" : "deny";
   el.dataset.reason = d.reason;
   el.dataset.via = via;
-  $("result-title").textContent = admit ? (d.direction === "out" ? "GOODBYE" : "WELCOME") : "STOP";
-  $("result-reason").textContent = d.words || d.message;
-  $("result-ticket").textContent = (d.ticket ? `Ticket ${d.ticket.id} · ${d.ticket.tier}` : d.message);
+  $("result-title").textContent = attention ? t("attention") : admit ? (d.direction === "out" ? t("goodbye") : t("welcome")) : t("stop");
+  $("result-reason").textContent = attention && d.attention ? d.attention : reasonWords(d);
+  const tk = d.ticket;
+  $("result-name").textContent = tk && tk.name ? tk.name : "";
+  $("result-ticket").textContent = tk
+    ? [tk.tier, tk.order ? `${t("order")} ${tk.order}` : "", `${t("ticket")} ${tk.id}`, d.manual ? t("manual") : ""].filter(Boolean).join(" · ")
+    : d.message;
+  $("result-notes").textContent = tk && tk.notes && !(attention && d.attention === tk.notes) ? tk.notes : "";
   const prev = (d.previous || [])[0];
-  $("result-previous").textContent = prev ? `First used at gate ${prev.gate}, ${time(prev.wall_ms)}` : "";
+  $("result-previous").textContent = prev ? `${t("first_used")} ${prev.gate}, ${time(prev.wall_ms)}` : "";
+  $("confirm").hidden = !attention;
   el.hidden = false;
   el.dataset.ms = Math.round(performance.now() - asked);
-  feedback(admit);
+  if (attention) alertSound(); else feedback(admit);
   remember(d);
+  offerUndo(d);
   clearTimeout(hideTimer);
-  hideTimer = setTimeout(hideResult, RESULT_SHOWN_MS);
+  if (attention) $("confirm").focus();
+  else hideTimer = setTimeout(hideResult, RESULT_SHOWN_MS);
 }
+
+$("confirm").addEventListener("click", (e) => { e.stopPropagation(); hideResult(); });
 
 function showProblem(message, code) {
   const el = $("result");
   el.className = "unreachable";
   el.dataset.reason = code || "error";
-  $("result-title").textContent = "NOT CHECKED";
+  $("result-title").textContent = t("not_checked");
   $("result-reason").textContent = message;
-  $("result-ticket").textContent = "";
-  $("result-previous").textContent = "";
+  for (const id of ["result-name", "result-ticket", "result-notes", "result-previous"]) $(id).textContent = "";
+  $("confirm").hidden = true;
   el.hidden = false;
   feedback(false);
   clearTimeout(hideTimer);
   hideTimer = setTimeout(hideResult, RESULT_SHOWN_MS);
 }
 
-function hideResult() { $("result").hidden = true; $("code").focus(); }
-$("result").addEventListener("click", hideResult);
+function hideResult() { $("result").hidden = true; $("confirm").hidden = true; $("code").focus(); }
+// An attention screen goes only by its confirm button (a stray tap must not dismiss it).
+$("result").addEventListener("click", () => { if ($("confirm").hidden) hideResult(); });
 
 function remember(d) {
   const li = document.createElement("li");
   li.className = d.verdict;
-  li.textContent = `${time(Date.now())} ${d.verdict.toUpperCase()} ${d.ticket ? d.ticket.id : ""} — ${d.message}`;
+  const who = d.ticket ? (d.ticket.name ? `${d.ticket.name} (${d.ticket.id})` : d.ticket.id) : "";
+  li.textContent = `${time(Date.now())} ${d.verdict.toUpperCase()} ${who} — ${reasonWords(d)}`;
   const list = $("history");
   list.prepend(li);
   while (list.children.length > 20) list.lastChild.remove();
@@ -203,6 +380,24 @@ function feedback(good) {
     o.start(); o.stop(audio.currentTime + (good ? 0.15 : 0.5));
   } catch (_) { /* no audio: the colour still says it */ }
   if (navigator.vibrate) navigator.vibrate(good ? 80 : [200, 100, 200]);
+}
+
+// Two rising tones, three times: not the admit beep, not the deny buzz.
+function alertSound() {
+  try {
+    audio = audio || new (window.AudioContext || window.webkitAudioContext)();
+    for (let i = 0; i < 6; i++) {
+      const o = audio.createOscillator();
+      const g = audio.createGain();
+      o.frequency.value = i % 2 ? 988 : 659;
+      o.type = "triangle";
+      g.gain.value = 0.25;
+      o.connect(g); g.connect(audio.destination);
+      const at = audio.currentTime + i * 0.18;
+      o.start(at); o.stop(at + 0.16);
+    }
+  } catch (_) { /* no audio: the amber screen still says it */ }
+  if (navigator.vibrate) navigator.vibrate([100, 60, 100, 60, 100]);
 }
 
 // ---- camera ----
@@ -225,7 +420,7 @@ $("camera").addEventListener("click", async () => {
   video.srcObject = stream;
   video.hidden = false;
   await video.play();
-  $("camera").textContent = "Stop camera";
+  $("camera").textContent = t("stop_camera");
   readFrames();
 });
 
@@ -233,7 +428,7 @@ function stopCamera() {
   for (const t of stream.getTracks()) t.stop();
   stream = null;
   $("video").hidden = true;
-  $("camera").textContent = "Use camera";
+  $("camera").textContent = t("use_camera");
 }
 
 async function readFrames() {
@@ -269,4 +464,5 @@ setInterval(ping, 3000);
 window.addEventListener("offline", () => setLink(false));
 window.addEventListener("online", ping);
 ping();
+applyLanguage();
 if (settings && token()) showScanner(); else showSetup();

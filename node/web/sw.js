@@ -1,9 +1,9 @@
 // gatemesh scanner service worker: the page and its files come from the cache when the node
 // cannot be reached, so a reload during a Wi-Fi drop still shows the scanner (which then says
 // the node is unreachable). API calls are never cached.
-const CACHE = "gatemesh-v1";
+const CACHE = "gatemesh-v2";
 const SHELL = [
-  "/", "/scan.js", "/style.css", "/manifest.webmanifest", "/icon.svg",
+  "/", "/i18n.js", "/scan.js", "/style.css", "/manifest.webmanifest", "/icon.svg",
   "/vendor/zxing-reader.js", "/vendor/zxing_reader.wasm",
 ];
 

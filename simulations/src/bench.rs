@@ -225,6 +225,7 @@ pub fn decide(held: usize, scans: usize) -> anyhow::Result<Map<String, Value>> {
                 code: t.code.as_bytes(),
                 gate: "north",
                 direction: None,
+                manual: false,
             },
         )?;
         if let Some(change) = outcome.change {
@@ -265,6 +266,7 @@ pub fn prefill(
                     code: t.code.as_bytes(),
                     gate: "south",
                     direction: None,
+                    manual: false,
                 },
             )?;
             changes.extend(out.change);

@@ -10,5 +10,6 @@ pub mod catchupbench;
 pub mod httpbench;
 pub mod meshbench;
 pub mod report;
+pub mod searchbench;
 pub mod sim;
 pub mod statsbench;

@@ -48,6 +48,11 @@ async function answer(page) {
       title: document.getElementById("result-title").textContent,
       words: document.getElementById("result-reason").textContent,
       previous: document.getElementById("result-previous").textContent,
+      name: document.getElementById("result-name").textContent,
+      ticket: document.getElementById("result-ticket").textContent,
+      notes: document.getElementById("result-notes").textContent,
+      confirm_shown: !document.getElementById("confirm").hidden,
+      background: getComputedStyle(r).backgroundColor,
       answer_ms: Number(r.dataset.ms),
       focused: document.activeElement && document.activeElement.id,
     };
@@ -89,7 +94,7 @@ async function scanScenario() {
     await dismiss(b);
     // Manual entry with the button.
     await b.fill("#code", "not-a-ticket");
-    await b.click("button[type=submit]");
+    await b.click("#scan-form button[type=submit]");
     out.manual = await answer(b);
     await dismiss(b);
     // Installed and controlled by the service worker, then the node is unreachable: the page
@@ -155,13 +160,94 @@ async function dashboardScenario() {
     out.inside = await page.textContent("#inside");
     await page.waitForTimeout(300);
     await shot(page, "dashboard");
+    // Nothing cut at a laptop's width nor at a tablet's: no card scrolls sideways.
+    const cut = () => page.$$eval(".card", (cards) => cards
+      .filter((c) => c.scrollWidth > c.clientWidth + 1)
+      .map((c) => c.querySelector(".l") && c.querySelector(".l").textContent));
+    out.cut_laptop = await cut();
+    await page.setViewportSize({ width: 820, height: 1180 });
+    await page.waitForTimeout(300);
+    out.cut_tablet = await cut();
+    await shot(page, "dashboard-tablet");
   } finally {
     await browser.close();
   }
   return out;
 }
 
-const scenarios = { scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario };
+// A steward at a phone-sized screen: an attention ticket (amber, confirm), an admit with the
+// holder's name, a search by name typed without accents and a check-in by hand, then French.
+async function stewardScenario() {
+  const browser = await launch();
+  const out = {};
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-US", hasTouch: true, isMobile: true });
+    const page = await ctx.newPage();
+    await setUp(page, args.a, "north");
+    out.attention = await wedge(page, args.attention_code);
+    await shot(page, "steward-attention");
+    // A stray tap does not dismiss it; the confirm button does.
+    await page.click("#result-title");
+    out.attention_after_tap = await page.isVisible("#result");
+    await page.click("#confirm");
+    await page.waitForSelector("#result", { state: "hidden", timeout: STEP_MS });
+    out.named = await wedge(page, args.named_code);
+    await shot(page, "steward-admit-name");
+    await dismiss(page);
+    await page.click("#search");
+    await page.keyboard.type(args.query);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#search-results li", { timeout: STEP_MS });
+    out.search_focus = await page.evaluate(() => document.activeElement.id);
+    out.results = await page.$$eval("#search-results li", (lis) => lis.map((li) => li.textContent));
+    await shot(page, "steward-search");
+    await page.click("#search-results li button");
+    out.manual = await answer(page);
+    await shot(page, "steward-manual");
+    await dismiss(page);
+    await page.click("#lang");
+    // Past the double-scan grace, so the second read is a refusal, not "the same scan again".
+    await page.waitForTimeout(3200);
+    out.french = await wedge(page, args.named_code);
+    out.french_lang = await page.evaluate(() => document.documentElement.lang);
+    await shot(page, "steward-french");
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+// The organizer paused this gate: the scanner covers itself and says so; undo and the
+// direction switch work once it is lifted (the Rust side lifts it after `pause_seen`).
+async function pausedScenario() {
+  const browser = await launch();
+  const out = {};
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "fr-FR" })).newPage();
+    await setUp(page, args.a, "north");
+    await page.waitForSelector("#paused:not([hidden])", { timeout: STEP_MS });
+    out.paused_text = await page.textContent("#paused");
+    out.lang = await page.evaluate(() => document.documentElement.lang);
+    await shot(page, "steward-paused");
+    await page.waitForSelector("#paused", { state: "hidden", timeout: 30000 });
+    out.admit = await wedge(page, args.code);
+    await dismiss(page);
+    out.undo_shown = await page.isVisible("#undo");
+    await page.click("#undo");
+    out.undone = await answer(page);
+    await dismiss(page);
+    out.again = await wedge(page, args.code);
+    await dismiss(page);
+    await page.click("#direction-switch");
+    out.where = await page.textContent("#where");
+    out.exit = await wedge(page, args.code);
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const scenarios = { scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
 try {
   const out = await scenarios[scenario]();
   console.log(JSON.stringify({ ok: true, ...out }));

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 /// A time inside every test event (2026-05-28).
 pub const T0: u64 = 1_780_000_000_000;
 pub const EVENT: &str = "test-event";
+/// Where a festival day starts in these tests: 06:00 at UTC+2.
+pub const DAY_START_MS: u64 = 4 * 3_600_000;
 /// Sync rounds between two replicas are bounded: the protocol converges in a few.
 pub const SYNC_ROUNDS_MAX: usize = 64;
 
@@ -43,6 +45,7 @@ pub fn rules() -> HashMap<String, EntryRule> {
             EntryRule {
                 max_entries: 1,
                 reentry: false,
+                ..EntryRule::default()
             },
         ),
         (
@@ -50,6 +53,7 @@ pub fn rules() -> HashMap<String, EntryRule> {
             EntryRule {
                 max_entries: 1,
                 reentry: true,
+                ..EntryRule::default()
             },
         ),
         (
@@ -57,6 +61,16 @@ pub fn rules() -> HashMap<String, EntryRule> {
             EntryRule {
                 max_entries: 2,
                 reentry: false,
+                ..EntryRule::default()
+            },
+        ),
+        (
+            "daypass".to_string(),
+            EntryRule {
+                max_entries: 3,
+                reentry: false,
+                per_day: 1,
+                day_start_ms: DAY_START_MS as i64,
             },
         ),
     ])

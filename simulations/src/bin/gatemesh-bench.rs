@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|catchup|bridge|sim|baseline|all [--json] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|catchup|bridge|sim|baseline|all [--json] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +71,9 @@ fn main() -> anyhow::Result<()> {
             seconds: number("--seconds")?.unwrap_or(30) as u32,
             stream_clients: number("--clients")?.unwrap_or(10),
         })?,
+        Some("search") => {
+            simulations::searchbench::run(number("--tickets")?.unwrap_or(500_000), live_bytes)?
+        }
         Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
         Some("sim") => {

@@ -474,6 +474,7 @@ impl Sim {
             code: code.as_bytes().to_vec(),
             gate: Some(gate.to_string()),
             direction: out.then_some(Direction::Out),
+            manual: false,
         };
         self.input(n, input);
     }
