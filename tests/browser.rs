@@ -50,6 +50,33 @@ fn browser(scenario: &str, args: Value) -> Value {
     v
 }
 
+/// Run one scenario of run.mjs inside network namespace `netns`, with `home` as the browser's
+/// home (its certificate store).
+fn browser_in(netns: &str, home: &Path, scenario: &str, args: Value) -> Value {
+    let script = root().join("tests/browser/run.mjs");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "node"])
+        .arg(&script)
+        .arg(scenario)
+        .arg(args.to_string())
+        .env("HOME", home)
+        .output()
+        .expect("ip netns exec node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{scenario}: no result; stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(v["ok"], true, "{scenario}: {v}");
+    v
+}
+
 /// Two mesh nodes with HTTP (gates north and south), found by mDNS, tokens `staff`/`admin`.
 fn two_nodes(ev: &Path, tmp: &Path) -> (NodeProc, String, NodeProc, String) {
     let start = |device: &str, data: &str, gate: &str| {
@@ -346,4 +373,95 @@ fn a_paused_gate_covers_the_scanner_and_undo_and_exit_work_from_the_page() {
     );
     let t = a.status();
     assert_eq!(t["records"], 4, "admit, annul, admit, exit: {t}");
+}
+
+#[test]
+fn a_phone_on_the_venue_network_gets_a_secure_installable_page_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2, &[], false);
+    // Host 0 runs the node at 10.77.0.1; host 1 is the phone.
+    let lan = gatemesh_tests::Lan::new(2);
+    let ev_s = ev.to_str().unwrap();
+    gatemesh_tests::gatemesh(&[
+        "device",
+        "enroll",
+        "--event",
+        ev_s,
+        "--name",
+        "a",
+        "--tls-name",
+        "10.77.0.1",
+        "--tls-name",
+        "gate-a.local",
+    ]);
+    let mut a = NodeProc::start_in(
+        Some(&lan.host(0)),
+        "/ip4/10.77.0.1/udp/0/quic-v1",
+        &ev,
+        "device-a",
+        &tmp.path().join("a"),
+        "north",
+        &[
+            "--no-mdns",
+            "--https",
+            "10.77.0.1:8443",
+            "--staff-token",
+            "staff",
+            "--admin-token",
+            "admin",
+        ],
+    );
+    let http = a.wait_for("https", |v| v["event"] == "http");
+    assert_eq!(http["https"], "10.77.0.1:8443", "{http}");
+    // The phone trusts the event CA (what README tells a steward to install).
+    let home = tmp.path().join("phone");
+    let nss = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nss).unwrap();
+    let db = format!("sql:{}", nss.display());
+    let certutil = |args: &[&str]| {
+        let st = std::process::Command::new("certutil")
+            .args(args)
+            .status()
+            .expect("certutil (libnss3-tools)");
+        assert!(st.success(), "certutil {args:?}");
+    };
+    certutil(&["-N", "-d", &db, "--empty-password"]);
+    let ca = ev.join("event-ca.pem");
+    certutil(&[
+        "-A",
+        "-d",
+        &db,
+        "-t",
+        "C,,",
+        "-n",
+        "gatemesh event",
+        "-i",
+        ca.to_str().unwrap(),
+    ]);
+    let v = browser_in(
+        &lan.host(1),
+        &home,
+        "https",
+        json!({"a": "https://10.77.0.1:8443", "token": "staff", "code": codes[0].1, "shots": shots()}),
+    );
+    assert_eq!(
+        (&v["secure"], &v["protocol"]),
+        (&json!(true), &json!("https:")),
+        "{v}"
+    );
+    assert_eq!(
+        v["camera_api"], true,
+        "a secure context has the camera API: {v}"
+    );
+    assert_eq!(v["controlled"], true, "{v}");
+    assert_eq!(
+        (&v["admit"]["class"], &v["admit"]["reason"]),
+        (&json!("admit"), &json!("ok")),
+        "{v}"
+    );
+    assert_eq!(v["offline_reload"], true, "{v}");
+    // The CA is offered for download, and plain TCP gets no page.
+    let scan = a.wait_for("the phone's scan", |s| s["event"] == "scan");
+    assert_eq!(scan["ticket"]["id"], codes[0].0.as_str(), "{scan}");
 }

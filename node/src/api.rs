@@ -127,6 +127,8 @@ pub struct ApiState {
     pub streams_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Set by the node's loop while it runs.
     pub ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The event CA's certificate, offered at `/ca.pem` for phones to trust.
+    pub ca_pem: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// Most `GET /api/stream` clients at once.
@@ -179,6 +181,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/offline/manifest/{event_id}", get(offline_manifest))
         .route("/offline/reconcile", post(reconcile))
         .merge(crate::web::routes())
+        .route("/ca.pem", get(ca_pem))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/api/openapi.json", get(openapi))
@@ -448,6 +451,20 @@ pub(crate) async fn annul(
         reply,
     })
     .await
+}
+
+/// The event CA's certificate (public), to install on stewards' phones; `not_found` when the
+/// event has none. Not in the OpenAPI document: a file for people, like the pages.
+async fn ca_pem(State(state): State<ApiState>) -> Response {
+    match &state.ca_pem {
+        Some(pem) => (
+            [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.as_ref().clone(),
+        )
+            .into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "this event has no CA")
+            .into_response(),
+    }
 }
 
 /// Find tickets when a code will not scan: attendee name, order or ticket id, by word prefix,

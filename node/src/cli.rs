@@ -166,6 +166,15 @@ pub struct NodeRunArgs {
     /// Serve the HTTP API on this address, e.g. 127.0.0.1:8080.
     #[arg(long)]
     pub http: Option<std::net::SocketAddr>,
+    /// Serve the same over HTTPS on this address, e.g. 0.0.0.0:8443 (what phones need for the
+    /// camera and an installable page), with the certificate `device enroll` issued.
+    #[arg(long)]
+    pub https: Option<std::net::SocketAddr>,
+    /// A certificate chain (PEM) to serve instead, e.g. one the organizer's own CA issued.
+    #[arg(long, requires = "https", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Token for scanning and reading (default: generated and printed).
     #[arg(long)]
     pub staff_token: Option<String>,
@@ -309,6 +318,10 @@ pub enum DeviceCmd {
         /// Device directory to create (default: EVENT/device-NAME).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A name or address the node serves HTTPS as (its TLS certificate is issued for these;
+        /// repeatable; default: NAME.local, localhost and 127.0.0.1).
+        #[arg(long)]
+        tls_name: Vec<String>,
     },
 }
 
@@ -367,7 +380,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             role,
             out,
-        }) => enroll(event, &name, role, out),
+            tls_name,
+        }) => enroll(event, &name, role, out, tls_name),
         Command::Scan(args) => scan(args),
         Command::Demo {
             nodes,
@@ -504,7 +518,13 @@ fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn enroll(event: PathBuf, name: &str, role: RoleArg, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn enroll(
+    event: PathBuf,
+    name: &str,
+    role: RoleArg,
+    out: Option<PathBuf>,
+    tls_names: Vec<String>,
+) -> anyhow::Result<()> {
     let role = match role {
         RoleArg::Scanner => Role::Scanner,
         RoleArg::Observer => Role::Observer,
@@ -521,6 +541,28 @@ fn enroll(event: PathBuf, name: &str, role: RoleArg, out: Option<PathBuf>) -> an
         cert.device_id,
         role,
         out.display()
+    );
+    let names = if tls_names.is_empty() {
+        vec![
+            format!("{name}.local"),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
+    } else {
+        tls_names
+    };
+    let config = gatemesh_node::package::load(&event)?.config;
+    let tls = gatemesh_node::tls::issue_device_cert(
+        &event,
+        &config.event_id,
+        &out,
+        &names,
+        gatemesh_node::now_ms(),
+    )?;
+    println!(
+        "HTTPS certificate for {} in {}",
+        names.join(", "),
+        tls.display()
     );
     Ok(())
 }
@@ -579,6 +621,16 @@ fn pause_orders(a: &BulletinArgs) -> Vec<PauseOrder> {
 
 fn node_run(a: NodeRunArgs) -> anyhow::Result<()> {
     let d = a.device;
+    // The certificate `device enroll` issued, unless another is given.
+    let tls = a.https.map(|_| {
+        let dir = &d.device;
+        let cert = a.tls_cert.clone();
+        let key = a.tls_key.clone();
+        (
+            cert.unwrap_or_else(|| dir.join(gatemesh_node::tls::DEVICE_TLS_CERT_FILE)),
+            key.unwrap_or_else(|| dir.join(gatemesh_node::tls::DEVICE_TLS_KEY_FILE)),
+        )
+    });
     let opts = gatemesh_node::node::NodeOptions {
         event: d.event,
         device: d.device,
@@ -590,6 +642,8 @@ fn node_run(a: NodeRunArgs) -> anyhow::Result<()> {
         mdns: !a.no_mdns,
         hmac_secret_file: d.hmac_secret_file,
         http: a.http,
+        https: a.https,
+        tls,
         staff_token: a.staff_token,
         admin_token: a.admin_token,
         read_stdin: true,
@@ -637,6 +691,8 @@ fn bridge(cmd: BridgeCmd) -> anyhow::Result<()> {
                 mdns: !no_mdns,
                 hmac_secret_file: None,
                 http: None,
+                https: None,
+                tls: None,
                 staff_token: None,
                 admin_token: None,
                 read_stdin: false,

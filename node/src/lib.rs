@@ -17,6 +17,7 @@
 //! - [`web`]: the scanner page and the dashboard.
 //! - [`bridge`]: the ledger side of the bridge to PostgreSQL (export, import, live).
 //! - [`qr`]: QR images of codes.
+//! - [`tls`]: the event CA, device certificates and the HTTPS listener (rustls).
 //!
 //! The command line, the demo and the process driver live in the binary (`main.rs`).
 
@@ -33,6 +34,7 @@ pub mod organizer;
 pub mod package;
 pub mod qr;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 /// Milliseconds since the Unix epoch, from the system clock (edges only; the core takes `now`).

@@ -46,6 +46,9 @@ pub struct NodeOptions {
     pub hmac_secret_file: Option<PathBuf>,
     /// Serve the HTTP API here.
     pub http: Option<std::net::SocketAddr>,
+    /// Serve the same routes over TLS here, with this certificate chain and key (PEM).
+    pub https: Option<std::net::SocketAddr>,
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Tokens for the API; generated and printed when not given.
     pub staff_token: Option<String>,
     pub admin_token: Option<String>,
@@ -126,12 +129,9 @@ pub async fn run_with(
     // wait in its queue, so the flag is up before the HTTP address is announced.
     let ready = Arc::new(AtomicBool::new(true));
     let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
-    let http_task = match node.opts.http {
-        Some(addr) => Some(
-            node.start_http(addr, api_tx, http_stopped, ready.clone())
-                .await?,
-        ),
-        None => None,
+    let http_task = match node.opts.http.is_some() || node.opts.https.is_some() {
+        true => Some(node.start_http(api_tx, http_stopped, ready.clone()).await?),
+        false => None,
     };
     node.serve(&mut net_events, &mut api_rx).await?;
     ready.store(false, Ordering::Relaxed);
@@ -552,19 +552,32 @@ impl Node {
     }
 
     /// Bind the HTTP API and serve it until `stop`; report the address and the tokens.
+    /// Serve the API and the pages on `--http` (plain) and `--https` (TLS), both if given.
     async fn start_http(
         &self,
-        addr: std::net::SocketAddr,
         calls: mpsc::Sender<ApiCall>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
         ready: Arc<AtomicBool>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let staff_token = self.opts.staff_token.clone().unwrap_or_else(new_token);
         let admin_token = self.opts.admin_token.clone().unwrap_or_else(new_token);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding HTTP on {addr}"))?;
-        let mut shown = json!({"event": "http", "addr": listener.local_addr()?.to_string()});
+        let plain = match self.opts.http {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding HTTP on {addr}"))?,
+            ),
+            None => None,
+        };
+        let tls = self.tls_listener().await?;
+        let mut shown = json!({"event": "http"});
+        if let Some(l) = &plain {
+            shown["addr"] = json!(l.local_addr()?.to_string());
+        }
+        if let Some(l) = &tls {
+            use axum::serve::Listener;
+            shown["https"] = json!(l.local_addr()?.to_string());
+        }
         if self.opts.staff_token.is_none() {
             shown["staff_token"] = json!(staff_token);
         }
@@ -579,18 +592,43 @@ impl Node {
             stream: self.stream.clone(),
             streams_open: Default::default(),
             ready,
+            ca_pem: std::fs::read(self.opts.event.join(crate::tls::CA_CERT_FILE))
+                .ok()
+                .map(Arc::new),
+        });
+        let stopping = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let plain = plain.map(|l| {
+            let serve = axum::serve(l, app.clone()).with_graceful_shutdown(stopping(stop.clone()));
+            tokio::spawn(async move { serve.await })
+        });
+        let tls = tls.map(|l| {
+            let serve = axum::serve(l, app).with_graceful_shutdown(stopping(stop));
+            tokio::spawn(async move { serve.await })
         });
         Ok(tokio::spawn(async move {
-            let stopping = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stopping)
-                .await
-            {
-                tracing::error!("HTTP server: {e}");
+            for task in [plain, tls].into_iter().flatten() {
+                if let Ok(Err(e)) = task.await {
+                    tracing::error!("HTTP server: {e}");
+                }
             }
         }))
+    }
+
+    /// The `--https` listener, with the node's certificate (`--tls-cert`, `--tls-key`).
+    async fn tls_listener(&self) -> anyhow::Result<Option<crate::tls::TlsListener>> {
+        let Some(addr) = self.opts.https else {
+            return Ok(None);
+        };
+        let Some((cert, key)) = &self.opts.tls else {
+            anyhow::bail!("--https needs a certificate (device enroll issues one, or --tls-cert)");
+        };
+        let config = crate::tls::server_config(cert, key)?;
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding HTTPS on {addr}"))?;
+        Ok(Some(crate::tls::TlsListener::new(tcp, config)?))
     }
 }
 

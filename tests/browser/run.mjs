@@ -247,7 +247,37 @@ async function pausedScenario() {
   return out;
 }
 
-const scenarios = { scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
+// A steward's phone on the venue network: the node's page over HTTPS at its LAN address,
+// the event CA trusted by the browser. A secure context: the service worker takes the page,
+// a code is admitted, and the page reloads from its cache with the node unreachable.
+async function httpsScenario() {
+  const browser = await launch();
+  const out = {};
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const page = await ctx.newPage();
+    await setUp(page, args.a, "north");
+    out.secure = await page.evaluate(() => window.isSecureContext);
+    out.protocol = await page.evaluate(() => location.protocol);
+    out.camera_api = await page.evaluate(() => !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia));
+    await page.waitForFunction(() => navigator.serviceWorker && navigator.serviceWorker.controller, null, { timeout: STEP_MS });
+    out.controlled = true;
+    out.admit = await wedge(page, args.code);
+    await shot(page, "https-admit");
+    await dismiss(page);
+    await ctx.setOffline(true);
+    await page.reload();
+    await page.waitForSelector("#scanner:not([hidden])", { timeout: STEP_MS });
+    await page.waitForFunction(() => document.getElementById("link").classList.contains("down"), null, { timeout: STEP_MS });
+    out.offline_reload = true;
+    await shot(page, "https-offline");
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const scenarios = { https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
 try {
   const out = await scenarios[scenario]();
   console.log(JSON.stringify({ ok: true, ...out }));
