@@ -6,28 +6,7 @@
 //! Three network namespaces on one bridge; nftables on each gate drops its traffic to the other
 //! gate (what an access point with client isolation does), mDNS off.
 
-use gatemesh_tests::{make_event, Lan, NodeProc};
-use std::process::Command;
-
-fn nft(netns: &str, script: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(script.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("nft runs");
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use gatemesh_tests::{make_event, nft, Lan, NodeProc};
 
 /// Drop everything this host sends to or gets from `other` (client isolation).
 fn isolate(netns: &str, other: &str) {

@@ -6,25 +6,32 @@ use procs::{NodeProcess, NodeSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod venue;
+
 /// The `gatemesh` binary of this build (built on demand when the test runs alone).
 pub fn gatemesh_bin() -> PathBuf {
+    built_bin("gatemesh", "gatemesh-node")
+}
+
+/// A binary of this workspace next to the running one, built when missing.
+pub fn built_bin(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // Test binaries live in <profile>/deps, benchmark binaries in <profile>.
     let mut dir = exe.parent().expect("binary dir").to_path_buf();
     if dir.file_name().is_some_and(|n| n == "deps") {
         dir.pop();
     }
-    let bin = dir.join("gatemesh");
+    let bin = dir.join(name);
     if !bin.exists() {
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "gatemesh-node", "--bin", "gatemesh"]);
+        cmd.args(["build", "-p", package, "--bin", name]);
         if release {
             cmd.arg("--release");
         }
         assert!(
             cmd.status().expect("cargo runs").success(),
-            "building gatemesh failed"
+            "building {name} failed"
         );
     }
     bin
@@ -208,13 +215,19 @@ impl NodeProc {
     }
 
     /// Wait until this node applied the record `scan_id` from a peer.
+    /// Wait until the node has applied the record `scan_id` (or find that it already had,
+    /// while earlier waits read its output).
     pub fn wait_applied(&mut self, scan_id: &str) -> serde_json::Value {
-        self.wait_for(&format!("record {scan_id}"), |v| {
+        let applied = |v: &serde_json::Value| {
             v["event"] == "applied"
                 && v["records"]
                     .as_array()
                     .is_some_and(|r| r.iter().any(|s| s == scan_id))
-        })
+        };
+        if let Some(v) = self.seen.iter().find(|v| applied(v)) {
+            return v.clone();
+        }
+        self.wait_for(&format!("record {scan_id}"), applied)
     }
 
     pub fn scan(&mut self, code: &str) -> serde_json::Value {
@@ -317,7 +330,30 @@ impl Drop for Lan {
     }
 }
 
-fn ip(args: &[&str]) {
+/// Load an nftables script into network namespace `netns`.
+pub fn nft(netns: &str, script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft (nftables) is installed");
+    child
+        .stdin
+        .take()
+        .expect("nft stdin")
+        .write_all(script.as_bytes())
+        .expect("nft takes the script");
+    let out = child.wait_with_output().expect("nft runs");
+    assert!(
+        out.status.success(),
+        "nft in {netns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .output()
