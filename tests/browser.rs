@@ -379,7 +379,12 @@ fn a_paused_gate_covers_the_scanner_and_undo_and_exit_work_from_the_page() {
 fn a_phone_on_the_venue_network_gets_a_secure_installable_page_over_https() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
-    let codes = make_event(&ev, 2, &[], false);
+    let codes = make_event(&ev, 2, &[], true);
+    let video = tmp.path().join("qr.y4m");
+    y4m_of(
+        &ev.join("tickets/qr").join(format!("{}.png", codes[1].0)),
+        &video,
+    );
     // Host 0 runs the node at 10.77.0.1; host 1 is the phone.
     let lan = gatemesh_tests::Lan::new(2);
     let ev_s = ev.to_str().unwrap();
@@ -443,7 +448,7 @@ fn a_phone_on_the_venue_network_gets_a_secure_installable_page_over_https() {
         &lan.host(1),
         &home,
         "https",
-        json!({"a": "https://10.77.0.1:8443", "token": "staff", "code": codes[0].1, "shots": shots()}),
+        json!({"a": "https://10.77.0.1:8443", "token": "staff", "code": codes[0].1, "video": video, "shots": shots()}),
     );
     assert_eq!(
         (&v["secure"], &v["protocol"]),
@@ -459,6 +464,11 @@ fn a_phone_on_the_venue_network_gets_a_secure_installable_page_over_https() {
         (&v["admit"]["class"], &v["admit"]["reason"]),
         (&json!("admit"), &json!("ok")),
         "{v}"
+    );
+    assert_eq!(
+        (&v["camera"]["class"], &v["camera"]["via"]),
+        (&json!("admit"), &json!("camera")),
+        "the camera admits the second ticket: {v}"
     );
     assert_eq!(v["offline_reload"], true, "{v}");
     // The CA is offered for download, and plain TCP gets no page.

@@ -81,9 +81,10 @@ function chart(minutes) {
   ctx.fillStyle = "#aaa"; ctx.fillText("max " + max, 4, 12);
 }
 
-// What must not be missed: a pause in force, a zone over capacity.
+// What must not be missed: double entries, a pause in force, a zone over capacity.
 function banner(s) {
   const lines = [];
+  if (s.conflicts.doubleEntries) lines.push(`${t("double_entries")}: ${s.conflicts.doubleEntries}`);
   for (const p of s.paused || []) {
     const what = p.scope === "event" ? t("the_event") : `${t(p.scope)} ${p.name}`;
     lines.push(`${t("paused_banner")} ${what} (${t("since")} ${time(p.since_ms)})`);

@@ -13,3 +13,4 @@ pub mod report;
 pub mod searchbench;
 pub mod sim;
 pub mod statsbench;
+pub mod venuebench;

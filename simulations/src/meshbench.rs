@@ -30,18 +30,18 @@ pub struct MeshBench {
     pub heal_scans: usize,
 }
 
-struct Mesh {
-    nodes: Vec<NodeProc>,
+pub(crate) struct Mesh {
+    pub(crate) nodes: Vec<NodeProc>,
     codes: Vec<String>,
     next_code: usize,
     /// scan id → (node index, commit time µs)
-    admits: HashMap<String, (usize, u64)>,
+    pub(crate) admits: HashMap<String, (usize, u64)>,
     /// scan id → arrival times (µs) on other nodes
-    arrivals: HashMap<String, Vec<u64>>,
+    pub(crate) arrivals: HashMap<String, Vec<u64>>,
 }
 
 impl Mesh {
-    fn collect(&mut self) {
+    pub(crate) fn collect(&mut self) {
         for (i, n) in self.nodes.iter_mut().enumerate() {
             for v in n.drain() {
                 let at = v["at_us"].as_u64().unwrap_or(0);
@@ -67,7 +67,7 @@ impl Mesh {
     }
 
     /// Feed `count` fresh codes round-robin at `rate` per second (or as fast as possible at 0).
-    fn feed(&mut self, count: usize, rate: u32, only: Option<&[usize]>) {
+    pub(crate) fn feed(&mut self, count: usize, rate: u32, only: Option<&[usize]>) {
         let start = Instant::now();
         let targets: Vec<usize> = only
             .map(<[usize]>::to_vec)
@@ -88,6 +88,23 @@ impl Mesh {
         }
     }
 
+    /// Send the next code to node `i` (nothing read back).
+    pub(crate) fn send_next(&mut self, i: usize) {
+        let code = self.codes[self.next_code].clone();
+        self.next_code += 1;
+        self.nodes[i].send(&code);
+    }
+
+    /// Go back `count` codes (the next feed sends codes already sent: the same tickets again).
+    pub(crate) fn rewind(&mut self, count: usize) {
+        self.next_code = self.next_code.saturating_sub(count);
+    }
+
+    /// Skip `count` codes.
+    pub(crate) fn skip(&mut self, count: usize) {
+        self.next_code += count;
+    }
+
     /// Propagation samples (ms) of the admits in `ids`, and how many (admit, node) pairs are
     /// still missing.
     fn propagation(&self, ids: &[String]) -> (Vec<f64>, usize) {
@@ -105,7 +122,7 @@ impl Mesh {
         (samples, missing)
     }
 
-    fn admits_since(&self, t0_us: u64) -> Vec<String> {
+    pub(crate) fn admits_since(&self, t0_us: u64) -> Vec<String> {
         self.admits
             .iter()
             .filter(|(_, (_, at))| *at >= t0_us)
@@ -115,7 +132,12 @@ impl Mesh {
 
     /// Wait until `expected` admits since `t0` are answered and everywhere, up to `limit`.
     /// Returns the samples and the missing count (unanswered admits count for every node).
-    fn settle(&mut self, t0_us: u64, expected: usize, limit: Duration) -> (Vec<f64>, usize) {
+    pub(crate) fn settle(
+        &mut self,
+        t0_us: u64,
+        expected: usize,
+        limit: Duration,
+    ) -> (Vec<f64>, usize) {
         let deadline = Instant::now() + limit;
         loop {
             self.collect();
@@ -130,7 +152,7 @@ impl Mesh {
     }
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -139,22 +161,47 @@ fn now_us() -> u64 {
 
 /// Start `b.nodes` nodes on a fresh event with codes enough for every phase.
 fn start(b: &MeshBench, dir: &std::path::Path) -> anyhow::Result<Mesh> {
-    let ev = dir.join("event");
-    let names: Vec<String> = (0..b.nodes).map(|i| format!("n{i}")).collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let steady = (b.rate_per_s * b.seconds) as usize;
     let sustain: usize = SUSTAIN_RATES
         .iter()
         .map(|r| (*r as f64 * SUSTAIN_STEP.as_secs_f64()) as usize)
         .sum();
-    let total = steady + sustain + 2 * b.heal_scans;
-    let codes = make_event(&ev, total as u32, &name_refs, false)
+    start_mesh(b.nodes, steady + sustain + 2 * b.heal_scans, dir, None)
+}
+
+/// Start `count` nodes on a fresh event with `codes` tickets, on loopback or one per host of
+/// `lan`, and wait until every node sees every other.
+pub(crate) fn start_mesh(
+    count: usize,
+    codes: usize,
+    dir: &std::path::Path,
+    lan: Option<&gatemesh_tests::Lan>,
+) -> anyhow::Result<Mesh> {
+    let ev = dir.join("event");
+    let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let codes = make_event(&ev, codes as u32, &name_refs, false)
         .into_iter()
         .map(|(_, c)| c)
         .collect();
     let nodes: Vec<NodeProc> = names
         .iter()
-        .map(|n| NodeProc::start(&ev, &format!("device-{n}"), &dir.join(n), "north", &[]))
+        .enumerate()
+        .map(|(i, n)| {
+            let device = format!("device-{n}");
+            match lan {
+                None => NodeProc::start(&ev, &device, &dir.join(n), "north", &[]),
+                Some(lan) => NodeProc::start_in(
+                    Some(&lan.host(i)),
+                    &format!("/ip4/10.77.0.{}/udp/0/quic-v1", i + 1),
+                    &ev,
+                    &device,
+                    &dir.join(n),
+                    "north",
+                    &[],
+                ),
+            }
+        })
         .collect();
     let mut mesh = Mesh {
         nodes,
@@ -164,7 +211,7 @@ fn start(b: &MeshBench, dir: &std::path::Path) -> anyhow::Result<Mesh> {
         arrivals: HashMap::new(),
     };
     for n in mesh.nodes.iter_mut() {
-        n.wait_peers(b.nodes - 1);
+        n.wait_peers(count - 1);
     }
     for n in mesh.nodes.iter_mut() {
         n.drain();
@@ -297,7 +344,7 @@ fn heal(mesh: &mut Mesh, per_side: usize) -> anyhow::Result<Heal> {
 }
 
 /// Time (ms) until every node reports the same heads; `None` past [`HEAL_WAIT_MAX`].
-fn converge(mesh: &mut Mesh) -> Option<f64> {
+pub(crate) fn converge(mesh: &mut Mesh) -> Option<f64> {
     let healed = Instant::now();
     let mut last_report = Instant::now();
     let all: Vec<usize> = (0..mesh.nodes.len()).collect();
@@ -324,7 +371,7 @@ fn converge(mesh: &mut Mesh) -> Option<f64> {
     }
 }
 
-fn same_heads(mesh: &mut Mesh, which: &[usize]) -> bool {
+pub(crate) fn same_heads(mesh: &mut Mesh, which: &[usize]) -> bool {
     let heads: Vec<Value> = which
         .iter()
         .map(|&i| mesh.nodes[i].status()["heads"].clone())

@@ -251,10 +251,16 @@ async function pausedScenario() {
 // the event CA trusted by the browser. A secure context: the service worker takes the page,
 // a code is admitted, and the page reloads from its cache with the node unreachable.
 async function httpsScenario() {
-  const browser = await launch();
+  const browser = await launch([
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    `--use-file-for-fake-video-capture=${args.video}`,
+  ]);
   const out = {};
   try {
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const ctx = await browser.newContext({
+      viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, permissions: ["camera"],
+    });
     const page = await ctx.newPage();
     await setUp(page, args.a, "north");
     out.secure = await page.evaluate(() => window.isSecureContext);
@@ -265,6 +271,11 @@ async function httpsScenario() {
     out.admit = await wedge(page, args.code);
     await shot(page, "https-admit");
     await dismiss(page);
+    // The phone's camera (Chromium's fake device playing the ticket's QR image).
+    await page.click("#camera");
+    out.camera = await answer(page);
+    await shot(page, "https-camera");
+    await page.click("#camera").catch(() => {});
     await ctx.setOffline(true);
     await page.reload();
     await page.waitForSelector("#scanner:not([hidden])", { timeout: STEP_MS });

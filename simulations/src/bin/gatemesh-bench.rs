@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|catchup|bridge|sim|baseline|all [--json] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|sim|baseline|all [--json] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -74,6 +74,18 @@ fn main() -> anyhow::Result<()> {
         Some("search") => {
             simulations::searchbench::run(number("--tickets")?.unwrap_or(500_000), live_bytes)?
         }
+        Some("venue") => simulations::venuebench::run(&simulations::venuebench::VenueBench {
+            profile: args
+                .iter()
+                .position(|a| a == "--profile")
+                .and_then(|i| args.get(i + 1).cloned())
+                .unwrap_or_else(|| "busy-wifi".into()),
+            nodes: number("--nodes")?.unwrap_or(10),
+            scans: number("--scans")?.unwrap_or(200),
+            rate_per_s: number("--rate")?.unwrap_or(10) as u32,
+            split_seconds: number("--split-seconds")?.unwrap_or(60) as u64,
+            split_scans: number("--heal-scans")?.unwrap_or(40),
+        })?,
         Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
         Some("sim") => {
