@@ -261,7 +261,10 @@ pub struct Lan {
 
 impl Lan {
     pub fn new(hosts: usize) -> Lan {
-        let prefix = format!("gm{}", std::process::id() % 100_000);
+        // Unique per LAN: tests of one binary run in parallel in one process.
+        static LANS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let prefix = format!("gm{}x{n}", std::process::id() % 100_000);
         let lan = Lan { prefix, hosts };
         let sw = lan.switch();
         ip(&["netns", "add", &sw]);
