@@ -88,21 +88,7 @@ fn main() -> anyhow::Result<()> {
         })?,
         Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
-        Some("sim") => {
-            let seeds = number("--seeds")?.unwrap_or(1_000) as u64;
-            let r = simulations::sim::sweep(0, seeds, None);
-            let mut out = serde_json::Map::new();
-            out.insert("bench".into(), serde_json::json!("sim"));
-            out.insert("seeds".into(), serde_json::json!(r.seeds));
-            out.insert("violations".into(), serde_json::json!(r.failing.len()));
-            out.insert(
-                "seeds_per_s".into(),
-                serde_json::json!(r.seeds as f64 / r.seconds),
-            );
-            out.insert("scans".into(), serde_json::json!(r.scans));
-            out.insert("double_entries".into(), serde_json::json!(r.double_entries));
-            out
-        }
+        Some("sim") => sim(number("--seeds")?.unwrap_or(1_000) as u64),
         Some("baseline") => simulations::baseline::run(&simulations::baseline::Baseline {
             nodes: number("--nodes")?.unwrap_or(3),
             concurrency: number("--concurrency")?.unwrap_or(8),
@@ -113,4 +99,20 @@ fn main() -> anyhow::Result<()> {
     };
     simulations::report::print(&result, json);
     Ok(())
+}
+
+/// `sim`: a sweep of simulator seeds, summed up.
+fn sim(seeds: u64) -> serde_json::Map<String, serde_json::Value> {
+    let r = simulations::sim::sweep(0, seeds, None);
+    let mut out = serde_json::Map::new();
+    out.insert("bench".into(), serde_json::json!("sim"));
+    out.insert("seeds".into(), serde_json::json!(r.seeds));
+    out.insert("violations".into(), serde_json::json!(r.failing.len()));
+    out.insert(
+        "seeds_per_s".into(),
+        serde_json::json!(r.seeds as f64 / r.seconds),
+    );
+    out.insert("scans".into(), serde_json::json!(r.scans));
+    out.insert("double_entries".into(), serde_json::json!(r.double_entries));
+    out
 }
