@@ -57,6 +57,7 @@ proptest! {
         let first = pictures[0].picture();
         for r in &pictures {
             prop_assert_eq!(&r.picture(), &first);
+            prop_assert_eq!(&r.reopen().picture(), &first, "a restart judges the same");
         }
         // At most one legit entry per ticket per day, at most three in all; every other admit
         // is a reported double entry.
