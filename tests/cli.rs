@@ -89,6 +89,35 @@ fn organizer_secret_is_private_and_devices_need_a_valid_certificate() {
         "Again",
     ]);
     assert!(err.contains("refusing to overwrite"), "{err}");
+    // A TLS name the event CA may not vouch for is refused before anything is written.
+    let err = gatemesh_fails(&[
+        "device",
+        "enroll",
+        "--event",
+        ev.to_str().unwrap(),
+        "--name",
+        "gate-b",
+        "--tls-name",
+        "tickets.example.com",
+    ]);
+    assert!(err.contains("vouches only for local"), "{err}");
+    assert!(!ev.join("device-gate-b").exists(), "nothing half enrolled");
+    // The default names come from the device name, made a host label.
+    let out = gatemesh(&[
+        "device",
+        "enroll",
+        "--event",
+        ev.to_str().unwrap(),
+        "--name",
+        "Gate B_2",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("gate-b-2.local, localhost, 127.0.0.1"),
+        "{said}"
+    );
+    let pem = std::fs::read_to_string(ev.join("device-Gate B_2/tls.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
 }
 
 #[test]

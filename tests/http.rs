@@ -579,3 +579,74 @@ fn sigterm_answers_what_was_asked_and_loses_nothing() {
         );
     }
 }
+
+/// A TCP connection to `addr` from the loopback address `from` (127.0.0.x), blocking, with a
+/// read limit.
+fn connect_from(from: &str, addr: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let stream = s.connect(addr.parse().unwrap()).await.unwrap();
+        stream.into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// A request on `conn`; the status, or `None` when the node closed it without answering.
+fn ready_on(conn: &mut std::net::TcpStream) -> Option<u16> {
+    let _ = conn.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out);
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+}
+
+#[test]
+fn one_address_cannot_take_every_connection() {
+    use gatemesh_node::conns::CONNECTIONS_PER_IP_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("event");
+    make_event(&ev, 1, &["a"], false);
+    let (mut node, addr) = http_node(&ev, "device-a", &dir.path().join("a"));
+    // One address opens as many connections as it may and says nothing on them.
+    let mut held: Vec<_> = (0..CONNECTIONS_PER_IP_MAX)
+        .map(|_| connect_from("127.0.0.1", &addr))
+        .collect();
+    assert_eq!(
+        ready_on(&mut held[0]),
+        Some(200),
+        "a held connection is served"
+    );
+    held.remove(0);
+    held.push(connect_from("127.0.0.1", &addr));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // One more from that address is closed unanswered; another address is still served.
+    let mut over = connect_from("127.0.0.1", &addr);
+    assert_eq!(ready_on(&mut over), None, "over the per-address limit");
+    let mut other = connect_from("127.0.0.2", &addr);
+    assert_eq!(ready_on(&mut other), Some(200), "another address");
+    // Closing the held connections gives the room back.
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = connect_from("127.0.0.1", &addr);
+        match ready_on(&mut again) {
+            Some(200) => break,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            s => panic!("the address never got its room back: {s:?}"),
+        }
+    }
+    node.drain();
+}

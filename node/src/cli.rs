@@ -535,6 +535,17 @@ fn enroll(
         }
     };
     let out = out.unwrap_or_else(|| event.join(format!("device-{name}")));
+    let names = if tls_names.is_empty() {
+        vec![
+            gatemesh_node::tls::default_name(name),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
+    } else {
+        tls_names
+    };
+    // Checked before the device is written: a bad name leaves nothing half enrolled.
+    gatemesh_node::tls::check_names(&names)?;
     let cert = organizer::device_enroll(&event, name, role, &out)?;
     println!(
         "device {name} ({}) enrolled as {:?} in {}",
@@ -542,19 +553,10 @@ fn enroll(
         role,
         out.display()
     );
-    let names = if tls_names.is_empty() {
-        vec![
-            format!("{name}.local"),
-            "localhost".into(),
-            "127.0.0.1".into(),
-        ]
-    } else {
-        tls_names
-    };
     let config = gatemesh_node::package::load(&event)?.config;
     let tls = gatemesh_node::tls::issue_device_cert(
         &event,
-        &config.event_id,
+        &config,
         &out,
         &names,
         gatemesh_node::now_ms(),

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod bridge;
+pub mod conns;
 pub mod device;
 pub mod events;
 pub mod guestlist;

@@ -551,8 +551,8 @@ impl Node {
         let _ = self.stream.send(Arc::new(v));
     }
 
-    /// Bind the HTTP API and serve it until `stop`; report the address and the tokens.
-    /// Serve the API and the pages on `--http` (plain) and `--https` (TLS), both if given.
+    /// Serve the API and the pages on `--http` (plain) and `--https` (TLS), both if given,
+    /// until `stop`; report the addresses and the tokens.
     async fn start_http(
         &self,
         calls: mpsc::Sender<ApiCall>,
@@ -569,13 +569,16 @@ impl Node {
             ),
             None => None,
         };
-        let tls = self.tls_listener().await?;
+        // Plain and TLS connections count in one budget.
+        let budget = crate::conns::Budget::default();
+        let plain = plain.map(|l| crate::conns::PlainListener::new(l, budget.clone()));
+        let tls = self.tls_listener(budget).await?;
         let mut shown = json!({"event": "http"});
+        use axum::serve::Listener;
         if let Some(l) = &plain {
             shown["addr"] = json!(l.local_addr()?.to_string());
         }
         if let Some(l) = &tls {
-            use axum::serve::Listener;
             shown["https"] = json!(l.local_addr()?.to_string());
         }
         if self.opts.staff_token.is_none() {
@@ -617,7 +620,10 @@ impl Node {
     }
 
     /// The `--https` listener, with the node's certificate (`--tls-cert`, `--tls-key`).
-    async fn tls_listener(&self) -> anyhow::Result<Option<crate::tls::TlsListener>> {
+    async fn tls_listener(
+        &self,
+        budget: crate::conns::Budget,
+    ) -> anyhow::Result<Option<crate::tls::TlsListener>> {
         let Some(addr) = self.opts.https else {
             return Ok(None);
         };
@@ -628,7 +634,7 @@ impl Node {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding HTTPS on {addr}"))?;
-        Ok(Some(crate::tls::TlsListener::new(tcp, config)?))
+        Ok(Some(crate::tls::TlsListener::new(tcp, config, budget)?))
     }
 }
 

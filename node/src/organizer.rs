@@ -123,7 +123,7 @@ pub fn event_create_with_key(
         &serde_json::to_vec_pretty(&secrets)?,
     )?;
     std::fs::write(out.join(EVENT_FILE), serde_json::to_vec_pretty(&config)?)?;
-    crate::tls::ensure_event_ca(out, &id)?;
+    crate::tls::ensure_event_ca(out, &config, crate::now_ms())?;
     Ok(CreatedEvent {
         event_id: id,
         public: out.join(EVENT_FILE),
