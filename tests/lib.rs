@@ -318,6 +318,34 @@ impl Lan {
             &format!("br{bridge}"),
         ]);
     }
+
+    /// Take host `i`'s port off every bridge: it reaches no other host until attached again.
+    pub fn detach(&self, i: usize) {
+        ip(&[
+            "-n",
+            &self.switch(),
+            "link",
+            "set",
+            &format!("p{i}"),
+            "nomaster",
+        ]);
+    }
+
+    /// Run `f` on a thread inside host `i`'s network namespace: the sockets it opens are that
+    /// host's (a scanner or a server on it); the rest of the process stays where it is.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        i: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/var/run/netns/{}", self.host(i));
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("the host's network namespace");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .expect("the thread joins the host's network namespace");
+            f()
+        })
+    }
 }
 
 impl Drop for Lan {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn each_profile_shapes_the_lan_as_named() {
     let lan = Lan::new(2);
-    for p in &PROFILES[1..] {
+    for p in &PROFILES {
         let shaping = lan.shape(p, 60);
         let s = shaping.check(&lan, p).unwrap_or_else(|e| panic!("{e}"));
         eprintln!(
@@ -29,7 +29,7 @@ fn on_bad_wifi_every_admit_reaches_every_gate_and_nothing_is_lost() {
     let codes = make_event(&ev, 8, &names, false);
     let lan = Lan::new(4);
     let p = profile("bad-wifi").unwrap();
-    let shaping = lan.shape(&p, 240);
+    let mut shaping = lan.shape(&p, 240);
     shaping.check(&lan, &p).unwrap_or_else(|e| panic!("{e}"));
     let mut nodes: Vec<NodeProc> = names
         .iter()
@@ -77,5 +77,6 @@ fn on_bad_wifi_every_admit_reaches_every_gate_and_nothing_is_lost() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    shaping.alive().unwrap_or_else(|e| panic!("{e}"));
     drop(shaping);
 }

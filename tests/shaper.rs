@@ -1,6 +1,6 @@
 //! `gatemesh-shaper`: a venue network in userspace, for the test harness and `gatemesh-bench
 //! venue`. This kernel has no netem qdisc, so each namespaced host queues its outgoing LAN
-//! packets to NFQUEUE (nftables `queue`), and this program holds each packet for a delay drawn
+//! packets to NFQUEUE (iptables' target), and this program holds each packet for a delay drawn
 //! from the profile (normal, mean ± jitter, never negative) and drops a share LOSS of them in
 //! the long run, in bursts: after a drop the next packet is dropped with probability BURST.
 //!
@@ -14,8 +14,13 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Most packets held at once; past it a packet passes undelayed (the count is printed).
-const HELD_MAX: usize = 100_000;
+/// The kernel's queue for this program: a held packet stays in it until its verdict.
+const QUEUE_LEN: u32 = 65_536;
+/// Most packets held at once, under [`QUEUE_LEN`] (the kernel would drop past it); past it a
+/// packet passes undelayed (the count is printed).
+const HELD_MAX: usize = 60_000;
+/// Most packets taken from the queue before the due ones are released.
+const RECV_BATCH_MAX: usize = 256;
 
 struct Profile {
     delay_ms: f64,
@@ -76,50 +81,64 @@ fn main() {
     }
 }
 
-fn run(num: u16, p: &Profile, seconds: u64, seed: u64) -> std::io::Result<()> {
-    let mut q = Queue::open()?;
-    q.bind(num)?;
-    q.set_copy_range(num, 0)?;
-    q.set_queue_max_len(num, 65_536)?;
-    q.set_nonblocking(true);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let end = Instant::now() + Duration::from_secs(seconds);
-    // Release time (and an arrival number, to keep equal times apart) → packet.
-    let mut held: BTreeMap<(Instant, u64), nfq::Message> = BTreeMap::new();
-    let (mut arrived, mut dropped, mut overflow, mut last_dropped) = (0u64, 0u64, 0u64, false);
-    println!("{{\"event\":\"shaping\",\"queue\":{num}}}");
-    while Instant::now() < end {
-        loop {
+/// What passes through, and what is held: release time (and an arrival number, to keep equal
+/// times apart) → packet.
+struct Shaper<'p> {
+    p: &'p Profile,
+    rng: rand::rngs::StdRng,
+    held: BTreeMap<(Instant, u64), nfq::Message>,
+    last_dropped: bool,
+    arrived: u64,
+    dropped: u64,
+    overflow: u64,
+    enobufs: u64,
+}
+
+impl Shaper<'_> {
+    /// Take what arrived (at most [`RECV_BATCH_MAX`]): drop it, hold it, or pass it.
+    fn take(&mut self, q: &mut Queue) -> std::io::Result<()> {
+        for _ in 0..RECV_BATCH_MAX {
             let mut msg = match q.recv() {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // The socket's buffer overflowed: the kernel dropped some; go on.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.enobufs += 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
-            arrived += 1;
-            let chance = if last_dropped {
+            self.arrived += 1;
+            let p = self.p;
+            let chance = if self.last_dropped {
                 p.burst.max(p.loss)
             } else {
                 p.base_loss()
             };
-            last_dropped = rng.gen_bool(chance.clamp(0.0, 1.0));
-            if last_dropped {
-                dropped += 1;
+            self.last_dropped = self.rng.gen_bool(chance.clamp(0.0, 1.0));
+            if self.last_dropped {
+                self.dropped += 1;
                 msg.set_verdict(Verdict::Drop);
                 q.verdict(msg)?;
                 continue;
             }
-            let ms = (p.delay_ms + p.jitter_ms * normal(&mut rng)).max(0.0);
-            if held.len() >= HELD_MAX || ms == 0.0 {
-                overflow += u64::from(held.len() >= HELD_MAX);
+            let ms = (p.delay_ms + p.jitter_ms * normal(&mut self.rng)).max(0.0);
+            let full = self.held.len() >= HELD_MAX;
+            if full || ms == 0.0 {
+                self.overflow += u64::from(full);
                 msg.set_verdict(Verdict::Accept);
                 q.verdict(msg)?;
                 continue;
             }
             let at = Instant::now() + Duration::from_secs_f64(ms / 1000.0);
-            held.insert((at, arrived), msg);
+            self.held.insert((at, self.arrived), msg);
         }
-        let now = Instant::now();
-        while let Some(entry) = held.first_entry() {
+        Ok(())
+    }
+
+    /// Pass every held packet due by `now`; the next release time.
+    fn release(&mut self, q: &mut Queue, now: Instant) -> std::io::Result<Instant> {
+        while let Some(entry) = self.held.first_entry() {
             if entry.key().0 > now {
                 break;
             }
@@ -127,19 +146,46 @@ fn run(num: u16, p: &Profile, seconds: u64, seed: u64) -> std::io::Result<()> {
             msg.set_verdict(Verdict::Accept);
             q.verdict(msg)?;
         }
-        let next = held
+        Ok(self
+            .held
             .keys()
             .next()
-            .map_or(now + Duration::from_millis(1), |k| k.0);
+            .map_or(now + Duration::from_millis(1), |k| k.0))
+    }
+}
+
+fn run(num: u16, p: &Profile, seconds: u64, seed: u64) -> std::io::Result<()> {
+    let mut q = Queue::open()?;
+    q.bind(num)?;
+    q.set_copy_range(num, 0)?;
+    q.set_queue_max_len(num, QUEUE_LEN)?;
+    q.set_nonblocking(true);
+    let mut s = Shaper {
+        p,
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        held: BTreeMap::new(),
+        last_dropped: false,
+        arrived: 0,
+        dropped: 0,
+        overflow: 0,
+        enobufs: 0,
+    };
+    let end = Instant::now() + Duration::from_secs(seconds);
+    println!("{{\"event\":\"shaping\",\"queue\":{num}}}");
+    while Instant::now() < end {
+        s.take(&mut q)?;
+        let now = Instant::now();
+        let next = s.release(&mut q, now)?;
         std::thread::sleep(
             next.saturating_duration_since(now)
                 .min(Duration::from_micros(500)),
         );
     }
-    for (_, mut msg) in std::mem::take(&mut held) {
-        msg.set_verdict(Verdict::Accept);
-        q.verdict(msg)?;
-    }
-    println!("{{\"event\":\"shaped\",\"packets\":{arrived},\"dropped\":{dropped},\"overflow\":{overflow}}}");
+    // Time is up: pass everything still held.
+    s.release(&mut q, Instant::now() + Duration::from_secs(3600))?;
+    println!(
+        "{{\"event\":\"shaped\",\"packets\":{},\"dropped\":{},\"overflow\":{},\"enobufs\":{}}}",
+        s.arrived, s.dropped, s.overflow, s.enobufs
+    );
     Ok(())
 }

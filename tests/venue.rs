@@ -147,6 +147,17 @@ pub struct PingSample {
 }
 
 impl Shaping {
+    /// Every shaper still runs. One that stopped lets its host's packets pass unshaped (the
+    /// queue is bypassed), so a figure measured since then would flatter the network.
+    pub fn alive(&mut self) -> Result<(), String> {
+        for (c, h) in self.shapers.iter_mut().zip(&self.hosts) {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Err(format!("the shaper of {h} stopped: {status}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Ping `to` from `from` (`count` probes, 10 ms apart) and return what it saw.
     pub fn ping(&self, lan: &Lan, from: usize, to: &str, count: u32) -> PingSample {
         let out = Command::new("ip")

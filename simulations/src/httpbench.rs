@@ -7,8 +7,8 @@ use crate::report::percentile;
 use gatemesh_tests::{make_event, NodeProc};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Instant;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 pub struct HttpBench {
     pub concurrency: usize,
@@ -30,6 +30,19 @@ impl Conn {
     pub fn open(addr: &str) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
+        Ok(Conn {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        })
+    }
+
+    /// Like [`Conn::open`], with the connect, every read and every write bounded by `limit`.
+    pub fn open_within(addr: &str, limit: Duration) -> anyhow::Result<Conn> {
+        let at: SocketAddr = addr.parse()?;
+        let stream = TcpStream::connect_timeout(&at, limit)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(limit))?;
+        stream.set_write_timeout(Some(limit))?;
         Ok(Conn {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
@@ -88,6 +101,58 @@ pub fn client_at(addr: &str, path: &str, codes: &[String]) -> anyhow::Result<(Ve
         }
     }
     Ok((latencies, failed))
+}
+
+/// What a paced scanner saw: the latency of every admit (ms) and the scans that got none.
+#[derive(Debug, Default)]
+pub struct Paced {
+    pub admit_ms: Vec<f64>,
+    /// Refused, answered with an error, or unanswered within the limit (no connection, lost).
+    pub failed: usize,
+}
+
+/// A scanner at a steady pace (one scan every `every`, the first after `offset`) posting
+/// `{"code"}` to `path`, as a gate's scanner does: one keep-alive connection, opened before the
+/// first scan and again (inside the timed scan) after one broke; each scan waits at most
+/// `limit`.
+pub fn paced_client(
+    addr: &str,
+    path: &str,
+    codes: &[String],
+    (every, offset): (Duration, Duration),
+    limit: Duration,
+) -> Paced {
+    let start = Instant::now() + offset;
+    let mut conn = Conn::open_within(addr, limit).ok();
+    let mut out = Paced::default();
+    for (k, code) in codes.iter().enumerate() {
+        if let Some(wait) = (start + every * k as u32).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t0 = Instant::now();
+        let answer = (|| {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(Conn::open_within(addr, limit)?),
+            };
+            let body = serde_json::to_vec(&json!({"code": code}))?;
+            let (status, answer) = exchange(c, addr, "POST", path, &body)?;
+            anyhow::Ok(
+                status == 200
+                    && serde_json::from_slice::<Value>(&answer)
+                        .is_ok_and(|v| v["verdict"] == "admit"),
+            )
+        })();
+        match answer {
+            Ok(true) => out.admit_ms.push(t0.elapsed().as_secs_f64() * 1000.0),
+            Ok(false) => out.failed += 1,
+            Err(_) => {
+                conn = None;
+                out.failed += 1;
+            }
+        }
+    }
+    out
 }
 
 pub fn run(b: &HttpBench) -> anyhow::Result<Map<String, Value>> {

@@ -32,32 +32,43 @@ pub struct MeshBench {
 
 pub(crate) struct Mesh {
     pub(crate) nodes: Vec<NodeProc>,
-    codes: Vec<String>,
+    /// Every ticket's id and code, in the order the codes are handed out.
+    pub(crate) tickets: Vec<(String, String)>,
     next_code: usize,
+    /// Each node's HTTP address (`host:port`, inside its host's namespace), when it serves one.
+    pub(crate) http: Vec<String>,
     /// scan id → (node index, commit time µs)
     pub(crate) admits: HashMap<String, (usize, u64)>,
     /// scan id → arrival times (µs) on other nodes
     pub(crate) arrivals: HashMap<String, Vec<u64>>,
+    /// scan id → the nodes that hold the record (bit i: node i), for the admits.
+    pub(crate) holders: HashMap<String, u64>,
+    /// Decisions the nodes answered (every one a record).
+    pub(crate) decisions: usize,
 }
 
 impl Mesh {
     pub(crate) fn collect(&mut self) {
         for (i, n) in self.nodes.iter_mut().enumerate() {
-            for v in n.drain() {
+            // What waits for a status read on the way is in `seen`: count it too.
+            let mut events = std::mem::take(&mut n.seen);
+            events.extend(n.drain());
+            for v in events {
                 let at = v["at_us"].as_u64().unwrap_or(0);
                 match v["event"].as_str() {
-                    Some("scan") if v["verdict"] == "admit" => {
-                        self.admits.insert(
-                            v["scan_id"].as_str().unwrap_or_default().to_string(),
-                            (i, at),
-                        );
+                    Some("scan") => {
+                        self.decisions += 1;
+                        if v["verdict"] == "admit" {
+                            let id = v["scan_id"].as_str().unwrap_or_default().to_string();
+                            *self.holders.entry(id.clone()).or_default() |= 1 << i;
+                            self.admits.insert(id, (i, at));
+                        }
                     }
                     Some("applied") => {
                         for r in v["records"].as_array().into_iter().flatten() {
-                            self.arrivals
-                                .entry(r.as_str().unwrap_or_default().to_string())
-                                .or_default()
-                                .push(at);
+                            let id = r.as_str().unwrap_or_default().to_string();
+                            *self.holders.entry(id.clone()).or_default() |= 1 << i;
+                            self.arrivals.entry(id).or_default().push(at);
                         }
                     }
                     _ => {}
@@ -79,7 +90,7 @@ impl Mesh {
                     std::thread::sleep(wait);
                 }
             }
-            let code = self.codes[self.next_code].clone();
+            let code = self.tickets[self.next_code].1.clone();
             self.next_code += 1;
             self.nodes[targets[k % targets.len()]].send(&code);
             if k % 64 == 0 {
@@ -88,11 +99,15 @@ impl Mesh {
         }
     }
 
-    /// Send the next code to node `i` (nothing read back).
-    pub(crate) fn send_next(&mut self, i: usize) {
-        let code = self.codes[self.next_code].clone();
-        self.next_code += 1;
-        self.nodes[i].send(&code);
+    /// Hand out the next `count` codes (to send some other way than the nodes' input).
+    pub(crate) fn take(&mut self, count: usize) -> Vec<String> {
+        let end = self.next_code + count;
+        let codes = self.tickets[self.next_code..end]
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        self.next_code = end;
+        codes
     }
 
     /// Go back `count` codes (the next feed sends codes already sent: the same tickets again).
@@ -180,35 +195,40 @@ pub(crate) fn start_mesh(
     let ev = dir.join("event");
     let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let codes = make_event(&ev, codes as u32, &name_refs, false)
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect();
-    let nodes: Vec<NodeProc> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let device = format!("device-{n}");
-            match lan {
-                None => NodeProc::start(&ev, &device, &dir.join(n), "north", &[]),
-                Some(lan) => NodeProc::start_in(
+    let tickets = make_event(&ev, codes as u32, &name_refs, false);
+    // On a LAN each node also serves HTTP on its host's own loopback, for that gate's scanner.
+    let http = ["--http", "127.0.0.1:0", "--staff-token", "staff"];
+    let mut addrs = Vec::new();
+    let mut nodes = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let device = format!("device-{n}");
+        nodes.push(match lan {
+            None => NodeProc::start(&ev, &device, &dir.join(n), "north", &[]),
+            Some(lan) => {
+                let mut node = NodeProc::start_in(
                     Some(&lan.host(i)),
                     &format!("/ip4/10.77.0.{}/udp/0/quic-v1", i + 1),
                     &ev,
                     &device,
                     &dir.join(n),
                     "north",
-                    &[],
-                ),
+                    &http,
+                );
+                let at = node.wait_for("http", |v| v["event"] == "http");
+                addrs.push(at["addr"].as_str().unwrap_or_default().to_string());
+                node
             }
-        })
-        .collect();
+        });
+    }
     let mut mesh = Mesh {
         nodes,
-        codes,
+        tickets,
         next_code: 0,
+        http: addrs,
         admits: HashMap::new(),
         arrivals: HashMap::new(),
+        holders: HashMap::new(),
+        decisions: 0,
     };
     for n in mesh.nodes.iter_mut() {
         n.wait_peers(count - 1);

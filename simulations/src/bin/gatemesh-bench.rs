@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|sim|baseline|all [--json] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|sim|all [--json] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -89,12 +89,6 @@ fn main() -> anyhow::Result<()> {
         Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
         Some("sim") => sim(number("--seeds")?.unwrap_or(1_000) as u64),
-        Some("baseline") => simulations::baseline::run(&simulations::baseline::Baseline {
-            nodes: number("--nodes")?.unwrap_or(3),
-            concurrency: number("--concurrency")?.unwrap_or(8),
-            requests: number("--requests")?.unwrap_or(4_000),
-            down_scans: 300,
-        })?,
         _ => anyhow::bail!("{USAGE}"),
     };
     simulations::report::print(&result, json);
