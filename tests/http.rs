@@ -650,3 +650,55 @@ fn one_address_cannot_take_every_connection() {
     }
     node.drain();
 }
+
+#[test]
+fn a_node_without_standard_input_serves_until_sigterm() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    make_event(&ev, 1, &["a"], false);
+    // As a service runs it: standard input at its end from the start.
+    let mut child = std::process::Command::new(gatemesh_tests::gatemesh_bin())
+        .args(["node", "run", "--event"])
+        .arg(&ev)
+        .arg("--device")
+        .arg(ev.join("device-a"))
+        .arg("--data")
+        .arg(tmp.path().join("a"))
+        .args([
+            "--gate",
+            "north",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ])
+        .args([
+            "--no-mdns",
+            "--http",
+            "127.0.0.1:0",
+            "--staff-token",
+            "staff",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let http: Value = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .find(|v| v["event"] == "http")
+        .expect("the node serves HTTP");
+    let addr = http["addr"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(child.try_wait().unwrap(), None, "still running");
+    assert_eq!(request(&addr, "GET", "/health/ready", None, b"").0, 200);
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
+}

@@ -188,17 +188,18 @@ impl Node {
         Ok(())
     }
 
-    /// The actor's loop, until input ends or a signal comes.
+    /// The actor's loop, until SIGTERM or Ctrl-C. The end of standard input is not a stop: a
+    /// node run as a service has none.
     async fn serve(
         &mut self,
         net_events: &mut mpsc::Receiver<NetEvent>,
         api_rx: &mut mpsc::Receiver<ApiCall>,
     ) -> anyhow::Result<()> {
-        let (_no_input_tx, no_input) = mpsc::channel(1);
-        let mut input = if self.opts.read_stdin {
+        let mut reading = self.opts.read_stdin;
+        let mut input = if reading {
             crate::input::spawn_reader()
         } else {
-            no_input
+            mpsc::channel(1).1
         };
         let mut terminate = terminate_signal()?;
         let mut tick = tokio::time::interval(TICK_INTERVAL);
@@ -206,9 +207,9 @@ impl Node {
         loop {
             tokio::select! {
                 Some(ev) = net_events.recv() => self.on_net(ev).await,
-                line = input.recv() => match line {
+                line = input.recv(), if reading => match line {
                     Some(line) => self.on_line(&line).await,
-                    None => return Ok(()),
+                    None => reading = false,
                 },
                 Some(call) = api_rx.recv() => {
                     let mut calls = vec![call];
