@@ -140,10 +140,20 @@ fn garbage_truncated_and_oversized_messages_are_rejected_and_the_node_keeps_serv
     );
 }
 
+/// A message's id from its bytes, as the nodes make it (an anonymous message has no author and
+/// sequence number to make one from).
+fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.data.hash(&mut h);
+    gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
+}
+
 async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String) {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(secret).unwrap();
     let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(content_id)
         .max_transmit_size(1 << 20) // bigger than the node accepts
         .heartbeat_interval(Duration::from_millis(100))
         .build()
@@ -151,10 +161,10 @@ async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String) {
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_quic()
-        .with_behaviour(|key| {
+        .with_behaviour(|_| {
             Ok(Attacker {
                 gossip: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossipsub::MessageAuthenticity::Anonymous,
                     gossip_config,
                 )
                 .unwrap(),
@@ -443,17 +453,18 @@ async fn attack_with_changes(secret: [u8; 32], addr: Multiaddr, event_id: String
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(secret).unwrap();
     let mallory = ed25519_dalek::SigningKey::from_bytes(&secret);
     let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(content_id)
         .heartbeat_interval(Duration::from_millis(100))
         .build()
         .unwrap();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_quic()
-        .with_behaviour(|key| {
+        .with_behaviour(|_| {
             Ok(Attacker {
                 gossip: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossipsub::MessageAuthenticity::Anonymous,
                     gossip_config,
                 )
                 .unwrap(),

@@ -307,14 +307,12 @@ impl Driver {
         } else {
             None
         };
+        // The enrolled peer that sent it; the records inside carry their own signatures.
         let from = self.device_of.get(&propagation_source).copied();
-        let source_ok = message
-            .source
-            .is_some_and(|s| self.device_of.contains_key(&s));
-        let (Some(topic), Some(from), true) = (topic, from, source_ok) else {
+        let (Some(topic), Some(from)) = (topic, from) else {
             self.validate(&message_id, &propagation_source, Acceptance::Reject);
             let from = self.name(&propagation_source);
-            let reason = "source not enrolled or unknown topic".to_string();
+            let reason = "sender not enrolled or unknown topic".to_string();
             return self.tell(NetEvent::RejectedMessage { from, reason }).await;
         };
         let token = self.token();
