@@ -26,9 +26,11 @@ use std::collections::VecDeque;
 /// How often every connected peer is offered a sync round (repair of anything gossip missed).
 pub const SYNC_INTERVAL_MS: u64 = 3_000;
 /// Sync rounds of our own in flight at once. After a split every peer of the other side holds
-/// the same missing records; asking one or two at a time means the later rounds find us
-/// already current and carry almost nothing.
-pub const SYNC_SESSIONS_MAX: usize = 2;
+/// the same missing records; asking one at a time means the later rounds find us already
+/// current and carry almost nothing. (Measured by `gatemesh-bench mesh`, 10,000 records of
+/// ~270 B per side: two at once, each node received 21 MB to heal and the heal took 3.3–5.2 s;
+/// one at once, 9–10 MB and 2.1–2.7 s.)
+pub const SYNC_SESSIONS_MAX: usize = 1;
 /// Local answers waiting for their write at once; beyond it new requests are refused `busy`.
 pub const WAITING_MAX: usize = 4096;
 

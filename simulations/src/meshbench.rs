@@ -302,6 +302,11 @@ pub fn run(b: &MeshBench) -> anyhow::Result<Map<String, Value>> {
     m.insert("heal_scans_per_side".into(), json!(b.heal_scans));
     m.insert("split_settle_ms".into(), json!(healing.settle_ms));
     m.insert("heal_ms".into(), json!(healing.heal_ms));
+    m.insert("heal_reconnect_ms".into(), json!(healing.reconnect_ms));
+    m.insert(
+        "heal_sync_bytes_in_per_node".into(),
+        json!(healing.sync_bytes_in / b.nodes as u64),
+    );
     m.insert("heal_converged".into(), json!(healing.heal_ms.is_some()));
     Ok(m)
 }
@@ -312,6 +317,10 @@ struct Heal {
     settle_ms: f64,
     /// From the heal until every node reports the same heads; `None` if not within the limit.
     heal_ms: Option<f64>,
+    /// From the heal until every node is connected to every other again.
+    reconnect_ms: Option<f64>,
+    /// Sync bytes the nodes received during the heal, together.
+    sync_bytes_in: u64,
 }
 
 /// Split into halves, scan `per_side` on each, let each side settle, heal, time until all heads
@@ -353,35 +362,56 @@ fn heal(mesh: &mut Mesh, per_side: usize) -> anyhow::Result<Heal> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let settle_ms = answered.elapsed().as_secs_f64() * 1000.0;
+    let sync_in_before = sync_bytes_in(mesh);
     for i in 0..n {
         let line = format!("!unblock {}", names(if a.contains(&i) { &b } else { &a }));
         mesh.nodes[i].send(&line);
     }
+    let (heal_ms, reconnect_ms) = converge_timed(mesh);
     Ok(Heal {
         settle_ms,
-        heal_ms: converge(mesh),
+        heal_ms,
+        reconnect_ms,
+        sync_bytes_in: sync_bytes_in(mesh) - sync_in_before,
     })
+}
+
+/// Sync bytes received by every node so far, together.
+fn sync_bytes_in(mesh: &mut Mesh) -> u64 {
+    mesh.nodes
+        .iter_mut()
+        .map(|n| n.status()["mesh"]["sync_bytes_in"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// Time (ms) until every node reports the same heads; `None` past [`HEAL_WAIT_MAX`].
 pub(crate) fn converge(mesh: &mut Mesh) -> Option<f64> {
+    converge_timed(mesh).0
+}
+
+/// Like [`converge`], with the time (ms) until every node was connected to every other again
+/// (the part of a heal that is reconnection, not sync).
+fn converge_timed(mesh: &mut Mesh) -> (Option<f64>, Option<f64>) {
     let healed = Instant::now();
     let mut last_report = Instant::now();
-    let all: Vec<usize> = (0..mesh.nodes.len()).collect();
+    let mut reconnected = None;
+    let others = mesh.nodes.len() - 1;
     loop {
-        if same_heads(mesh, &all) {
-            return Some(healed.elapsed().as_secs_f64() * 1000.0);
+        let status: Vec<Value> = mesh.nodes.iter_mut().map(|n| n.status()).collect();
+        let ms = healed.elapsed().as_secs_f64() * 1000.0;
+        let connected = |s: &Value| s["peers"].as_array().map_or(0, Vec::len) >= others;
+        if reconnected.is_none() && status.iter().all(connected) {
+            reconnected = Some(ms);
+        }
+        if status.windows(2).all(|w| w[0]["heads"] == w[1]["heads"]) {
+            return (Some(ms), reconnected);
         }
         if healed.elapsed() > HEAL_WAIT_MAX {
-            return None;
+            return (None, reconnected);
         }
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
-            let records: Vec<Value> = mesh
-                .nodes
-                .iter_mut()
-                .map(|n| n.status()["records"].clone())
-                .collect();
+            let records: Vec<&Value> = status.iter().map(|s| &s["records"]).collect();
             eprintln!(
                 "heal: {:.0} s, records per node {records:?}",
                 healed.elapsed().as_secs_f64()
