@@ -258,13 +258,16 @@ fn the_organizer_pauses_a_gate_and_a_full_zone_waits_for_exits() {
     let mut config: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     config["capacity"] = json!({"main": 2});
     std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let (_node, addr) = NodeProc::start_http(
-        &ev,
-        "device-a",
-        &tmp.path().join("a"),
-        "north",
-        &["--no-mdns"],
-    );
+    let start = || {
+        NodeProc::start_http(
+            &ev,
+            "device-a",
+            &tmp.path().join("a"),
+            "north",
+            &["--no-mdns"],
+        )
+    };
+    let (node, addr) = start();
     let bulletin = |args: &[&str]| -> Vec<u8> {
         let mut all = vec!["bulletin", "--event", ev_s];
         all.extend_from_slice(args);
@@ -289,6 +292,11 @@ fn the_organizer_pauses_a_gate_and_a_full_zone_waits_for_exits() {
     assert_eq!(v["reason"], "ok", "another gate still works: {v}");
     let (_, v) = get(&addr, "/api/stats");
     assert_eq!(v["paused"][0]["name"], "north", "{v}");
+    // A scanner restarted during the pause is still paused.
+    drop(node);
+    let (node, addr) = start();
+    let (_, v) = post(&addr, "/api/scan", json!({"code": codes[1].1}));
+    assert_eq!(v["reason"], "paused", "after a restart: {v}");
     let err = gatemesh_fails(&["bulletin", "--event", ev_s, "--pause-gate", "nowhere"]);
     assert!(err.contains("nowhere"), "{err}");
     let resume = bulletin(&["--resume-gate", "north"]);
@@ -313,6 +321,11 @@ fn the_organizer_pauses_a_gate_and_a_full_zone_waits_for_exits() {
     );
     let (_, v) = post(&addr, "/api/scan", json!({"code": codes[4].1}));
     assert_eq!(v["reason"], "ok", "{v}");
+    // After a restart the zone is still full: who is inside comes from the ledger.
+    drop(node);
+    let (_node, addr) = start();
+    let (_, v) = post(&addr, "/api/scan", json!({"code": codes[5].1}));
+    assert_eq!(v["reason"], "zone_full", "after a restart: {v}");
     let (_, v) = get(&addr, "/api/stats");
     let main = v["insideNow"]
         .as_array()
