@@ -582,11 +582,7 @@ fn sigterm_answers_what_was_asked_and_loses_nothing() {
 
 /// A TCP connection to `addr` from the loopback address `from` (127.0.0.x), blocking, with a
 /// read limit.
-fn connect_from(from: &str, addr: &str) -> std::net::TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+fn connect_from(rt: &tokio::runtime::Runtime, from: &str, addr: &str) -> std::net::TcpStream {
     let stream = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind(format!("{from}:0").parse().unwrap()).unwrap();
@@ -618,9 +614,13 @@ fn one_address_cannot_take_every_connection() {
     let ev = dir.path().join("event");
     make_event(&ev, 1, &["a"], false);
     let (mut node, addr) = http_node(&ev, "device-a", &dir.path().join("a"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // One address opens as many connections as it may and says nothing on them.
     let mut held: Vec<_> = (0..CONNECTIONS_PER_IP_MAX)
-        .map(|_| connect_from("127.0.0.1", &addr))
+        .map(|_| connect_from(&rt, "127.0.0.1", &addr))
         .collect();
     assert_eq!(
         ready_on(&mut held[0]),
@@ -628,18 +628,18 @@ fn one_address_cannot_take_every_connection() {
         "a held connection is served"
     );
     held.remove(0);
-    held.push(connect_from("127.0.0.1", &addr));
+    held.push(connect_from(&rt, "127.0.0.1", &addr));
     std::thread::sleep(std::time::Duration::from_millis(300));
     // One more from that address is closed unanswered; another address is still served.
-    let mut over = connect_from("127.0.0.1", &addr);
+    let mut over = connect_from(&rt, "127.0.0.1", &addr);
     assert_eq!(ready_on(&mut over), None, "over the per-address limit");
-    let mut other = connect_from("127.0.0.2", &addr);
+    let mut other = connect_from(&rt, "127.0.0.2", &addr);
     assert_eq!(ready_on(&mut other), Some(200), "another address");
     // Closing the held connections gives the room back.
     drop(held);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let mut again = connect_from("127.0.0.1", &addr);
+        let mut again = connect_from(&rt, "127.0.0.1", &addr);
         match ready_on(&mut again) {
             Some(200) => break,
             _ if std::time::Instant::now() < deadline => {

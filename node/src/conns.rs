@@ -78,11 +78,12 @@ impl Drop for Ticket {
 }
 
 /// A connection holding its ticket, closed (an error on its next read or write) after `idle`
-/// without traffic.
+/// without traffic. Traffic only notes the time; the timer is moved when it fires early.
 #[derive(Debug)]
 pub struct Guarded<I> {
     io: I,
     idle: Duration,
+    last: Instant,
     deadline: Pin<Box<Sleep>>,
     _ticket: Ticket,
 }
@@ -92,32 +93,32 @@ impl<I> Guarded<I> {
         Guarded {
             io,
             idle,
+            last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
             _ticket: ticket,
         }
     }
 
-    fn touch(&mut self) {
-        let next = Instant::now() + self.idle;
-        self.deadline.as_mut().reset(next);
-    }
-
-    /// Pending until the deadline, then the idle error.
+    /// Pending until `idle` has passed since the last traffic, then the idle error.
     fn expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection idle too long",
-            ))),
-            Poll::Pending => Poll::Pending,
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.idle;
+            if due <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle too long",
+                )));
+            }
+            self.deadline.as_mut().reset(due);
         }
+        Poll::Pending
     }
 
-    /// Restart the clock on traffic; when the inner side waits, wait on the clock too.
+    /// Note traffic; when the inner side waits, wait on the clock too.
     fn watch<T>(&mut self, cx: &mut Context<'_>, p: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match p {
             Poll::Ready(r) => {
-                self.touch();
+                self.last = Instant::now();
                 Poll::Ready(r)
             }
             Poll::Pending => self.expired(cx),

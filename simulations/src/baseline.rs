@@ -75,20 +75,9 @@ pub struct CentralServer {
 }
 
 impl CentralServer {
-    /// Start the server on `bind` with every ticket of `ticket_ids` valid in PostgreSQL at
-    /// `pg_url`.
-    pub async fn start(
-        pg_url: &str,
-        bind: &str,
-        package: EventPackage,
-        ticket_ids: &[&str],
-    ) -> anyhow::Result<CentralServer> {
-        let listener = std::net::TcpListener::bind(bind)?;
-        CentralServer::serve(pg_url, listener, package, ticket_ids).await
-    }
-
-    /// Like [`CentralServer::start`], on a listener already bound (in another network
-    /// namespace, say: the socket stays in the one it was made in).
+    /// Serve on `listener` (bound by the caller, in a host's network namespace: the socket
+    /// stays in the one it was made in) with every ticket of `ticket_ids` valid in PostgreSQL
+    /// at `pg_url`.
     pub async fn serve(
         pg_url: &str,
         listener: std::net::TcpListener,

@@ -28,7 +28,18 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: &str) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr)?;
+        Conn::over(TcpStream::connect(addr)?)
+    }
+
+    /// Like [`Conn::open`], with the connect, every read and every write bounded by `limit`.
+    pub fn open_within(addr: &str, limit: Duration) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect_timeout(&addr.parse::<SocketAddr>()?, limit)?;
+        stream.set_read_timeout(Some(limit))?;
+        stream.set_write_timeout(Some(limit))?;
+        Conn::over(stream)
+    }
+
+    fn over(stream: TcpStream) -> anyhow::Result<Conn> {
         stream.set_nodelay(true)?;
         Ok(Conn {
             reader: BufReader::new(stream.try_clone()?),
@@ -36,17 +47,12 @@ impl Conn {
         })
     }
 
-    /// Like [`Conn::open`], with the connect, every read and every write bounded by `limit`.
-    pub fn open_within(addr: &str, limit: Duration) -> anyhow::Result<Conn> {
-        let at: SocketAddr = addr.parse()?;
-        let stream = TcpStream::connect_timeout(&at, limit)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(limit))?;
-        stream.set_write_timeout(Some(limit))?;
-        Ok(Conn {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
-        })
+    /// Post `{"code"}` to `path`: whether the answer is a 200 admit.
+    fn scan(&mut self, addr: &str, path: &str, code: &str) -> anyhow::Result<bool> {
+        let body = serde_json::to_vec(&json!({ "code": code }))?;
+        let (status, answer) = exchange(self, addr, "POST", path, &body)?;
+        Ok(status == 200
+            && serde_json::from_slice::<Value>(&answer).is_ok_and(|v| v["verdict"] == "admit"))
     }
 }
 
@@ -90,15 +96,10 @@ pub fn client_at(addr: &str, path: &str, codes: &[String]) -> anyhow::Result<(Ve
     let mut latencies = Vec::with_capacity(codes.len());
     let mut failed = 0;
     for code in codes {
-        let body = serde_json::to_vec(&json!({"code": code}))?;
         let t0 = Instant::now();
-        let (status, answer) = exchange(&mut conn, addr, "POST", path, &body)?;
+        let admitted = conn.scan(addr, path, code)?;
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let ok = status == 200
-            && serde_json::from_slice::<Value>(&answer).is_ok_and(|v| v["verdict"] == "admit");
-        if !ok {
-            failed += 1;
-        }
+        failed += usize::from(!admitted);
     }
     Ok((latencies, failed))
 }
@@ -130,19 +131,12 @@ pub fn paced_client(
             std::thread::sleep(wait);
         }
         let t0 = Instant::now();
-        let answer = (|| {
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => conn.insert(Conn::open_within(addr, limit)?),
-            };
-            let body = serde_json::to_vec(&json!({"code": code}))?;
-            let (status, answer) = exchange(c, addr, "POST", path, &body)?;
-            anyhow::Ok(
-                status == 200
-                    && serde_json::from_slice::<Value>(&answer)
-                        .is_ok_and(|v| v["verdict"] == "admit"),
-            )
-        })();
+        let answer = match conn.as_mut() {
+            Some(c) => c.scan(addr, path, code),
+            None => {
+                Conn::open_within(addr, limit).and_then(|c| conn.insert(c).scan(addr, path, code))
+            }
+        };
         match answer {
             Ok(true) => out.admit_ms.push(t0.elapsed().as_secs_f64() * 1000.0),
             Ok(false) => out.failed += 1,

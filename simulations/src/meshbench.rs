@@ -39,10 +39,8 @@ pub(crate) struct Mesh {
     pub(crate) http: Vec<String>,
     /// scan id → (node index, commit time µs)
     pub(crate) admits: HashMap<String, (usize, u64)>,
-    /// scan id → arrival times (µs) on other nodes
-    pub(crate) arrivals: HashMap<String, Vec<u64>>,
-    /// scan id → the nodes that hold the record (bit i: node i), for the admits.
-    pub(crate) holders: HashMap<String, u64>,
+    /// scan id → (node index, arrival time µs) on the other nodes
+    pub(crate) arrivals: HashMap<String, Vec<(usize, u64)>>,
     /// Decisions the nodes answered (every one a record).
     pub(crate) decisions: usize,
 }
@@ -60,15 +58,13 @@ impl Mesh {
                         self.decisions += 1;
                         if v["verdict"] == "admit" {
                             let id = v["scan_id"].as_str().unwrap_or_default().to_string();
-                            *self.holders.entry(id.clone()).or_default() |= 1 << i;
                             self.admits.insert(id, (i, at));
                         }
                     }
                     Some("applied") => {
                         for r in v["records"].as_array().into_iter().flatten() {
                             let id = r.as_str().unwrap_or_default().to_string();
-                            *self.holders.entry(id.clone()).or_default() |= 1 << i;
-                            self.arrivals.entry(id).or_default().push(at);
+                            self.arrivals.entry(id).or_default().push((i, at));
                         }
                     }
                     _ => {}
@@ -132,9 +128,22 @@ impl Mesh {
             };
             let arr = self.arrivals.get(id).map(Vec::as_slice).unwrap_or_default();
             missing += others.saturating_sub(arr.len());
-            samples.extend(arr.iter().map(|a| a.saturating_sub(at) as f64 / 1000.0));
+            samples.extend(
+                arr.iter()
+                    .map(|(_, a)| a.saturating_sub(at) as f64 / 1000.0),
+            );
         }
         (samples, missing)
+    }
+
+    /// Whether every node holds the admit `id` (the one that made it, the rest by arrival).
+    pub(crate) fn held_everywhere(&self, id: &str) -> bool {
+        let Some(&(maker, _)) = self.admits.get(id) else {
+            return false;
+        };
+        let mut holders = std::collections::HashSet::from([maker]);
+        holders.extend(self.arrivals.get(id).into_iter().flatten().map(|(n, _)| *n));
+        holders.len() == self.nodes.len()
     }
 
     pub(crate) fn admits_since(&self, t0_us: u64) -> Vec<String> {
@@ -227,7 +236,6 @@ pub(crate) fn start_mesh(
         http: addrs,
         admits: HashMap::new(),
         arrivals: HashMap::new(),
-        holders: HashMap::new(),
         decisions: 0,
     };
     for n in mesh.nodes.iter_mut() {
