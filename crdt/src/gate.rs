@@ -190,6 +190,30 @@ pub struct GateLogic {
     ledger: Ledger,
 }
 
+/// A bulletin's part in the roster: its revocations, then its added scanners (the roster keeps
+/// a revocation that came before its device, so the order bulletins come in does not matter).
+/// One rule for the running node and the restart. Returns the devices revoked and the records
+/// each lost.
+fn apply_roster(ledger: &mut Ledger, b: &Bulletin) -> Vec<(crate::DeviceId, u64)> {
+    let mut revoked = Vec::new();
+    for r in &b.body.revoke_devices {
+        let (Some(id), Some(cut)) = (crate::DeviceId::parse(&r.device_id), r.cut()) else {
+            continue;
+        };
+        revoked.push((id, ledger.revoke(id, &cut)));
+    }
+    for c in &b.added {
+        if let (Role::Scanner, Ok(key)) = (c.role, c.verifying_key()) {
+            ledger.add_device(RosterDevice {
+                key,
+                name: c.name.clone(),
+                cut: None,
+            });
+        }
+    }
+    revoked
+}
+
 impl GateLogic {
     /// Gate logic over an already opened ledger.
     pub fn new(
@@ -211,12 +235,18 @@ impl GateLogic {
 
     /// Open the ledger for this package and device (writing on `chain`), with the changes and
     /// fork proofs a store holds. Returns the ledger and how many stored changes it refused.
+    /// The ledger a device had: the roster its bulletins made (devices added, devices revoked)
+    /// comes first, then its fork proofs, then its store, restored at `now_ms` with the same
+    /// clock bound as the running node; so a restart trusts exactly what the running node did.
+    /// The bulletins are applied in full to the gate logic afterwards ([`Self::apply_bulletin`]).
     pub fn open_ledger<'a>(
         package: &EventPackage,
         device: Option<&DeviceIdentity>,
         chain: ChainId,
+        bulletins: &[Bulletin],
         forks: &[ForkProof],
         stored: impl IntoIterator<Item = &'a [u8]>,
+        now_ms: u64,
     ) -> Result<(Ledger, u64), GateError> {
         let roster = roster_from(&package.certificates)?;
         let local = device.map(|d| LocalDevice {
@@ -229,10 +259,13 @@ impl GateLogic {
             package.config.entry_rules(),
             local,
         );
+        for b in bulletins {
+            apply_roster(&mut ledger, b);
+        }
         for (a, b) in forks {
             let _ = ledger.accept_fork(a, b);
         }
-        let refused = ledger.restore(stored);
+        let refused = ledger.restore(now_ms, stored);
         Ok((ledger, refused))
     }
 
@@ -278,25 +311,12 @@ impl GateLogic {
             self.revoke_ticket(t);
             effect.revoked_tickets += 1;
         }
-        for r in &b.body.revoke_devices {
-            let (Some(id), Some(cut)) = (crate::DeviceId::parse(&r.device_id), r.cut()) else {
-                continue;
-            };
-            let dropped = self.ledger.revoke(id, &cut);
-            effect.revoked_devices.push((id, dropped));
-        }
+        effect.revoked_devices = apply_roster(&mut self.ledger, b);
         for order in &b.body.pauses {
             self.pauses.apply(order, b.body.issued_ms, b.hash());
             effect.pauses += 1;
         }
         for c in &b.added {
-            if let (Role::Scanner, Ok(key)) = (c.role, c.verifying_key()) {
-                self.ledger.add_device(RosterDevice {
-                    key,
-                    name: c.name.clone(),
-                    cut: None,
-                });
-            }
             effect.added_devices.push((c.clone(), 0));
         }
         self.bulletins.insert(b.hash(), b.clone());

@@ -283,6 +283,20 @@ impl Ledger {
         self.own_durable = Some(seq);
     }
 
+    /// A write of our own changes failed: forget every local position past `durable`, as a
+    /// restart would (the store does not hold them, and the device will write those positions
+    /// again). Returns how many records went.
+    pub fn take_back_local(&mut self, durable: u32) -> u64 {
+        let Some(key) = self.local_chain() else {
+            return 0;
+        };
+        if self.chains.len_of(key) <= durable {
+            return 0;
+        }
+        self.chains.entry(key).truncate(durable + 1);
+        self.index.drop_chain_from(key, durable + 1)
+    }
+
     /// How far peers may see a chain: the local one up to what is durable.
     fn shown_len(&self, key: ChainKey, len: u32) -> u32 {
         match self.own_durable {
@@ -296,13 +310,26 @@ impl Ledger {
     /// chain's tip; then each chain's tip is read in full and its signature checked
     /// ([`Self::cut_unsigned_tips`]), which vouches for the changes under it. Returns how many
     /// were refused (a store written by another version, damaged or edited on disk).
-    pub fn restore<'a>(&mut self, stored: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    ///
+    /// The clock follows the restored records as it followed them when they arrived: our own
+    /// records always (we stamped them), others' only up to [`crate::hlc::MAX_FORWARD_DRIFT_MS`]
+    /// ahead of `now_ms`, so a peer's clock from the future is no more adopted after a restart
+    /// than before it.
+    pub fn restore<'a>(&mut self, now_ms: u64, stored: impl IntoIterator<Item = &'a [u8]>) -> u64 {
         let mut refused = 0;
+        let own = self.local_chain();
         for bytes in stored {
             let ok = change::read_stored(bytes)
                 .ok()
                 .filter(|c| self.standing(c).is_ok() && self.links_to_tip(c))
-                .map(|c| self.push(&c, bytes, u64::MAX / 2));
+                .map(|c| {
+                    let at = if Some(c.chain()) == own {
+                        u64::MAX / 2
+                    } else {
+                        now_ms
+                    };
+                    self.push(&c, bytes, at)
+                });
             if ok.is_none() {
                 refused += 1;
             }
@@ -533,16 +560,26 @@ impl Ledger {
                 continue;
             }
             match kind {
-                0 | 1 => self.fork_against_ours(c, out),
+                0 | 1 => self.fork_against_ours(c, from, now_ms, out),
                 _ => self.hold(c, from, now_ms, out),
             }
         }
     }
 
-    /// A signed change that disagrees with the chain we hold proves a fork.
-    fn fork_against_ours(&mut self, c: Candidate, out: &mut Admitted) {
+    /// A signed change that disagrees with the chain we hold proves a fork. Only a change whose
+    /// own signature verified comes here, and only one that truly disagrees proves anything: a
+    /// change that extends the chain after all (its rival at that position came first in the
+    /// batch and failed its signature) is taken, one further on is held.
+    fn fork_against_ours(&mut self, c: Candidate, from: PeerTag, now_ms: u64, out: &mut Admitted) {
         let key = c.chain();
         let held = self.chains.len_of(key);
+        if c.seq() > held + 1 {
+            return self.hold(c, from, now_ms, out);
+        }
+        if c.seq() == held + 1 && self.links_to_tip(&c) {
+            self.take(c, now_ms, out);
+            return self.extend_from_pending(key, now_ms, out);
+        }
         let (from, ours_at) = if c.seq() <= held {
             (c.seq(), c.seq())
         } else {
@@ -577,7 +614,7 @@ impl Ledger {
                 self.take(c, now_ms, out);
                 self.extend_from_pending(key, now_ms, out);
             } else {
-                self.fork_against_ours(c, out);
+                self.fork_against_ours(c, from, now_ms, out);
             }
             return;
         }
@@ -601,7 +638,7 @@ impl Ledger {
                 continue;
             }
             if !self.links_to_tip(&c) {
-                self.fork_against_ours(c, out);
+                self.fork_against_ours(c, 0, now_ms, out);
                 return;
             }
             self.take(c, now_ms, out);

@@ -261,7 +261,14 @@ impl Replica {
         }
     }
 
+    /// A write failed: its answers say so, and our own changes that never became durable are
+    /// taken back, so the position is neither served nor published, and the next write at it
+    /// is the only one there ever was (a restart gives the same).
     fn persist_failed(&mut self, upto: PersistId, message: &str) {
+        self.done_upto = self.done_upto.max(upto);
+        if self.gate.ledger_mut().take_back_local(self.own_durable) > 0 {
+            self.records_changed();
+        }
         while self.waiting.front().is_some_and(|w| w.persist <= upto) {
             let Some(w) = self.waiting.pop_front() else {
                 break;

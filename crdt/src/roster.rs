@@ -51,6 +51,10 @@ pub struct RosterDevice {
 #[derive(Clone, Debug, Default)]
 pub struct Roster {
     devices: HashMap<DeviceId, RosterDevice>,
+    /// Revocations of devices not (yet) added: the addition takes them, so a revocation that
+    /// arrives before its device's addition is not lost (the order bulletins arrive in does not
+    /// matter). Bounded like the devices.
+    early_cuts: HashMap<DeviceId, Cut>,
 }
 
 /// Whether a device may have written a record.
@@ -64,13 +68,19 @@ pub enum Standing {
 impl Roster {
     /// Add a device (a second insert of the same key keeps the first). Returns false when the
     /// roster is full.
-    pub fn insert(&mut self, device: RosterDevice) -> bool {
+    pub fn insert(&mut self, mut device: RosterDevice) -> bool {
         let id = DeviceId::from_public_key(&device.key);
         if self.devices.contains_key(&id) {
             return true;
         }
         if self.devices.len() >= ROSTER_DEVICES_MAX {
             return false;
+        }
+        if let Some(early) = self.early_cuts.remove(&id) {
+            device.cut = Some(match &device.cut {
+                Some(c) => c.meet(&early),
+                None => early,
+            });
         }
         self.devices.insert(id, device);
         true
@@ -80,18 +90,26 @@ impl Roster {
         self.devices.get(&id)
     }
 
-    /// Revoke a device, keeping what `cut` keeps. Returns false for an unknown device.
+    /// Revoke a device, keeping what `cut` keeps. Returns false for a device not added yet:
+    /// its cut is kept for the addition.
     pub fn revoke(&mut self, id: DeviceId, cut: &Cut) -> bool {
-        match self.devices.get_mut(&id) {
-            Some(d) => {
-                d.cut = Some(match &d.cut {
-                    Some(old) => old.meet(cut),
-                    None => cut.clone(),
-                });
-                true
+        let slot = match self.devices.get_mut(&id) {
+            Some(d) => &mut d.cut,
+            None if self.early_cuts.len() < ROSTER_DEVICES_MAX
+                || self.early_cuts.contains_key(&id) =>
+            {
+                let early = self.early_cuts.remove(&id);
+                self.early_cuts
+                    .insert(id, early.map_or_else(|| cut.clone(), |e| e.meet(cut)));
+                return false;
             }
-            None => false,
-        }
+            None => return false,
+        };
+        *slot = Some(match slot.as_ref() {
+            Some(old) => old.meet(cut),
+            None => cut.clone(),
+        });
+        true
     }
 
     /// The standing of a record's author for this record.

@@ -382,7 +382,9 @@ fn a_store_with_forged_changes_appended_is_cut_back_to_what_its_author_signed_on
         tampered.push(bytes);
     }
     let mut reopened = Replica::with_chain(2, 3, b.chain);
-    let refused = reopened.ledger.restore(tampered.iter().map(Vec::as_slice));
+    let refused = reopened
+        .ledger
+        .restore(NOW, tampered.iter().map(Vec::as_slice));
     assert_eq!(
         refused, 25,
         "every forged change is refused, no genuine one"
@@ -401,6 +403,102 @@ fn a_store_with_forged_changes_appended_is_cut_back_to_what_its_author_signed_on
     tip_body.ticket_id = "EDITED".into();
     edited[last] = canonical(&signed(tip_body, 3));
     let mut reopened = Replica::with_chain(2, 3, b.chain);
-    assert_eq!(reopened.ledger.restore(edited.iter().map(Vec::as_slice)), 1);
+    assert_eq!(
+        reopened
+            .ledger
+            .restore(NOW, edited.iter().map(Vec::as_slice)),
+        1
+    );
     assert!(reopened.ledger.index().records("EDITED").is_empty());
+}
+
+/// A change at a chain's next position that fails its signature, placed before the genuine one
+/// (in a sync message or an export), is no fork evidence: fork evidence is two changes that
+/// both verify under the device's key (issue 20, item 1).
+#[test]
+fn a_forged_rival_of_a_genuine_change_is_refused_and_the_chain_is_kept() {
+    let mut a = Replica::new(1, 3);
+    for i in 0..10 {
+        a.record(T0 + i, admit(&format!("A{i}"), Direction::In));
+    }
+    let genuine = change::read(&a.store[5]).unwrap().record.body;
+    let mut rival = genuine.clone();
+    rival.ticket_id = "FORGED".into();
+    let forged = canonical(&signed(rival, 3));
+    for (name, at) in [("export", 5), ("after its predecessors", 6), ("first", 0)] {
+        let mut batch = a.store.clone();
+        batch.insert(at, forged.clone());
+        let mut b = Replica::new(2, 3);
+        let got = b.admit(T0 + 20, 1, &batch);
+        assert_eq!(got.rejected, vec![Rejection::BadSignature], "{name}");
+        assert!(b.ledger.forks().next().is_none(), "{name}: no fork");
+        assert_eq!(b.ledger.index().len(), 10, "{name}: every genuine record");
+        assert!(b.ledger.index().records("FORGED").is_empty());
+        assert_agree_and_reopen(&[&a, &b]);
+    }
+    // In two deliveries: the forged one alone at the next position, then the genuine chain.
+    let mut b = Replica::new(2, 3);
+    b.admit(T0 + 20, 1, &a.store[..5]);
+    assert_eq!(
+        b.admit(T0 + 21, 3, &[forged]).rejected,
+        vec![Rejection::BadSignature]
+    );
+    b.admit(T0 + 22, 1, &a.store[5..]);
+    assert_eq!(b.ledger.index().len(), 10);
+    assert_agree_and_reopen(&[&a, &b]);
+}
+
+/// Issue 20, item 2: a peer's clock from the future is no more adopted after a restart than by
+/// the running node (the clock bound is the same on both paths).
+#[test]
+fn a_restart_does_not_adopt_a_peers_clock_from_the_future() {
+    let (mut a, mut b) = (Replica::new(1, 3), Replica::new(2, 3));
+    let three_days = 3 * 86_400_000;
+    let ahead = signed(
+        body(
+            3,
+            5,
+            1,
+            gatemesh_crdt::anchor(EVENT),
+            "FUTURE",
+            NOW + three_days,
+        ),
+        3,
+    );
+    a.record(T0, admit("A0", Direction::In));
+    assert_eq!(a.admit(NOW, 3, &[canonical(&ahead)]).persist.len(), 1);
+    let running = a.ledger.clock();
+    assert!(
+        running.wall_ms() < NOW + 600_000,
+        "the running node caps it"
+    );
+    let mut back = a.reopen();
+    assert_eq!(
+        back.ledger.clock(),
+        running,
+        "the restart has the same clock"
+    );
+    let (r, _) = back.record(NOW + 1, admit("A1", Direction::In));
+    assert!(Hlc(r.body.hlc).wall_ms() < NOW + 600_000);
+    sync(&mut back, &mut b, NOW + 2);
+    assert_agree_and_reopen(&[&back, &b]);
+}
+
+/// Issue 20, item 6: a local change whose write failed is taken back, so the position the
+/// device writes next is the only one there ever was: no peer sees two signed changes there.
+#[test]
+fn a_failed_write_takes_its_position_back() {
+    let (mut a, mut b) = (Replica::new(1, 3), Replica::new(2, 3));
+    a.record(T0, admit("A0", Direction::In));
+    a.ledger.set_own_durable(1);
+    // The write of A1 fails: the store never holds it.
+    let (lost, _) = a.ledger.record(T0 + 1, admit("A1", Direction::In)).unwrap();
+    assert_eq!(a.ledger.take_back_local(1), 1);
+    assert!(a.ledger.index().records("A1").is_empty());
+    let (next, _) = a.record(T0 + 2, admit("A2", Direction::In));
+    assert_eq!(next.body.seq, lost.body.seq, "the position is written once");
+    a.ledger.set_own_durable(2);
+    sync(&mut a, &mut b, T0 + 3);
+    assert!(b.ledger.forks().next().is_none());
+    assert_agree_and_reopen(&[&a, &b]);
 }

@@ -108,7 +108,9 @@ fn gate_logic_for(p: EventPackage, dev: u8, secret: bool) -> GateLogic {
         Some(&d),
         gatemesh_crdt::ChainId(u32::from(dev)),
         &[],
+        &[],
         std::iter::empty(),
+        0,
     )
     .unwrap();
     let secret = secret.then(|| LegacySecret {
@@ -1138,4 +1140,130 @@ fn a_pause_stops_entries_but_never_exits() {
     let out = scan_at(&mut g, NOW + 10_000, &code, "exit", false);
     assert_eq!((out.verdict, out.reason), (Verdict::Admit, Reason::Ok));
     assert_eq!(g.ledger().index().inside("main"), 0);
+}
+
+/// A bulletin adding device 3 and one revoking it (keeping nothing), signed by the organizer.
+fn roster_bulletins() -> (
+    gatemesh_crdt::bulletin::Bulletin,
+    gatemesh_crdt::bulletin::Bulletin,
+) {
+    use gatemesh_crdt::bulletin::{Bulletin, BulletinBody, DeviceRevocation};
+    let sign = |body: &BulletinBody| {
+        let text = serde_json::to_string(body).unwrap();
+        let signed = gatemesh_crdt::signed::Signed::sign_text(text, "k1", &org(1));
+        let keys = config().organizer_verifying_keys().unwrap();
+        Bulletin::from_bytes(&serde_json::to_vec(&signed).unwrap(), "fest", &keys).unwrap()
+    };
+    let cert = serde_json::to_string(&device(3).certificate).unwrap();
+    let mut body = BulletinBody {
+        event_id: "fest".into(),
+        version: NOW - 20,
+        issued_ms: NOW - 20,
+        revoke_tickets: Vec::new(),
+        revoke_devices: Vec::new(),
+        add_devices: vec![gatemesh_crdt::signed::Signed::sign_text(
+            cert,
+            "k1",
+            &org(1),
+        )],
+        pauses: Vec::new(),
+    };
+    let add = sign(&body);
+    body.version = NOW - 10;
+    body.issued_ms = NOW - 10;
+    body.add_devices.clear();
+    body.revoke_devices = vec![DeviceRevocation {
+        device_id: device(3).certificate.device_id.clone(),
+        keep: Vec::new(),
+    }];
+    (add, sign(&body))
+}
+
+/// Gate logic of device 1 reopened from `stored` with `bulletins`, as `device::open` does.
+fn reopened(bulletins: &[gatemesh_crdt::bulletin::Bulletin], stored: &[Vec<u8>]) -> GateLogic {
+    let (ledger, refused) = GateLogic::open_ledger(
+        &package(),
+        Some(&device(1)),
+        gatemesh_crdt::ChainId(1),
+        bulletins,
+        &[],
+        stored.iter().map(Vec::as_slice),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(refused, 0);
+    let mut g = GateLogic::new(&package(), ledger, None).unwrap();
+    for b in bulletins {
+        g.apply_bulletin(b).unwrap();
+    }
+    g
+}
+
+/// Issue 20, item 3: the records of a device added by bulletin survive a restart (the roster
+/// the bulletins made comes before the store), so its admit still counts.
+#[test]
+fn a_device_added_by_bulletin_keeps_its_records_through_a_restart() {
+    let (add, _) = roster_bulletins();
+    let mut with_three = package();
+    with_three.certificates.push(device(3).certificate);
+    let mut g3 = gate_logic_for(with_three, 3, false);
+    let code = gm1_long("ADDED-1", "general");
+    let first = g3
+        .scan(
+            NOW,
+            ScanRequest {
+                code: &code,
+                gate: "north",
+                direction: None,
+                manual: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(first.decision.verdict, Verdict::Admit);
+    let change = first.change.unwrap();
+    let mut g1 = gate_logic(1, false);
+    g1.apply_bulletin(&add).unwrap();
+    let got = g1.ledger_mut().admit(NOW, 3, std::slice::from_ref(&change));
+    assert_eq!(got.persist.len(), 1, "{:?}", got.rejected);
+    let mut back = reopened(&[add], &got.persist);
+    assert_eq!(back.ledger().index().records("ADDED-1").len(), 1);
+    assert_eq!(back.ledger().changes().count(), 1, "the export holds it");
+    let again = scan_at(&mut back, NOW + 10_000, &code, "north", false);
+    assert_eq!(again.reason, Reason::AlreadyRedeemed, "{}", again.message);
+}
+
+/// Issue 20, item 4: a revocation that arrives before its device's addition is kept: in either
+/// order the revoked device's records are refused, on the running node and after a restart.
+#[test]
+fn a_revocation_before_its_devices_addition_is_not_lost() {
+    let (add, revoke) = roster_bulletins();
+    let mut with_three = package();
+    with_three.certificates.push(device(3).certificate);
+    let mut g3 = gate_logic_for(with_three, 3, false);
+    let code = gm1_long("REVOKED-1", "general");
+    let req = ScanRequest {
+        code: &code,
+        gate: "north",
+        direction: None,
+        manual: false,
+    };
+    let change = g3.scan(NOW, req).unwrap().change.unwrap();
+    for order in [[&add, &revoke], [&revoke, &add]] {
+        let mut g1 = gate_logic(1, false);
+        for b in order {
+            g1.apply_bulletin(b).unwrap();
+        }
+        let got = g1.ledger_mut().admit(NOW, 3, std::slice::from_ref(&change));
+        assert!(got.persist.is_empty(), "{:?}", got.rejected);
+        assert_eq!(got.rejected, vec![gatemesh_crdt::Rejection::RevokedDevice]);
+        let mut back = reopened(&[order[0].clone(), order[1].clone()], &[]);
+        let again = back
+            .ledger_mut()
+            .admit(NOW, 3, std::slice::from_ref(&change));
+        assert_eq!(
+            again.rejected,
+            vec![gatemesh_crdt::Rejection::RevokedDevice],
+            "a restart refuses it too"
+        );
+    }
 }

@@ -132,7 +132,7 @@ fn changes(data: &[u8]) {
     assert_restart_takes_back(&w, &live, &admitted.persist);
     // The same bytes handed to a restart as a store: never more than admission takes.
     let mut restored = w.ledger(1);
-    restored.restore(blobs.iter().map(Vec::as_slice));
+    restored.restore(NOW, blobs.iter().map(Vec::as_slice));
     let admitted: HashSet<&[u8]> = live.changes().collect();
     for c in restored.changes() {
         assert!(
@@ -145,7 +145,7 @@ fn changes(data: &[u8]) {
 /// A ledger reopened from what it persisted holds what the running ledger held.
 fn assert_restart_takes_back(w: &World, live: &Ledger, persisted: &[Vec<u8>]) {
     let mut back = w.ledger(1);
-    let refused = back.restore(persisted.iter().map(Vec::as_slice));
+    let refused = back.restore(NOW, persisted.iter().map(Vec::as_slice));
     assert_eq!(refused, 0, "a restart refused what admission persisted");
     assert_eq!(back.summary(), live.summary());
     assert_eq!(back.index().len(), live.index().len());

@@ -161,7 +161,9 @@ impl World {
             Some(&identity(n)),
             ChainId(u32::from(n)),
             &[],
+            &[],
             std::iter::empty(),
+            0,
         )
         .expect("the fuzz ledger opens")
         .0

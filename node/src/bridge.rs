@@ -177,7 +177,7 @@ fn row_of(r: &RecordRef) -> ScanRow {
         }
         .to_string(),
         reason: r.reason.clone(),
-        hlc: r.hlc as i64,
+        hlc: i64::try_from(r.hlc).unwrap_or(i64::MAX),
         device_time_ms: r.wall_ms,
         annuls: r.annuls.clone(),
         origin: r.origin.clone(),
@@ -385,7 +385,9 @@ fn admit_export(
         None,
         gatemesh_crdt::ChainId(0),
         &[],
+        &[],
         std::iter::empty(),
+        crate::now_ms(),
     )?;
     let mut gate = gatemesh_crdt::gate::GateLogic::new(package, ledger, None)?;
     let keys = package.config.organizer_verifying_keys()?;
@@ -455,7 +457,7 @@ fn batch_of_page(page: &Value) -> Batch {
             direction: str_of(r, "direction"),
             verdict: str_of(r, "verdict"),
             reason: str_of(r, "reason"),
-            hlc: r["hlc"].as_u64().unwrap_or(0) as i64,
+            hlc: i64::try_from(r["hlc"].as_u64().unwrap_or(0)).unwrap_or(i64::MAX),
             device_time_ms: r["wall_ms"].as_u64().unwrap_or(0),
             annuls: r["annuls"].as_str().map(str::to_string),
             origin: r["origin"].as_str().map(str::to_string),

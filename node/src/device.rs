@@ -55,24 +55,29 @@ pub fn open(
         .transpose()?;
     let store = Store::open(data).with_context(|| format!("opening store {}", data.display()))?;
     let forks = store.forks()?;
+    let mut bad_bulletins = Vec::new();
+    let mut bulletins = Vec::new();
+    for dir in [event_dir, data] {
+        let (found, bad) = package::load_bulletins(dir, &package.config.event_id, &keys);
+        bad_bulletins.extend(bad);
+        bulletins.extend(found);
+    }
     let changes: Vec<Vec<u8>> = store.changes().collect::<Result<_, _>>()?;
+    // The roster the bulletins made comes before the store, as it was for the running node.
     let (ledger, refused) = GateLogic::open_ledger(
         &package,
         device.as_ref(),
         store.chain(),
+        &bulletins,
         &forks,
         changes.iter().map(Vec::as_slice),
+        crate::now_ms(),
     )?;
     drop(changes);
     let mut gate = GateLogic::new(&package, ledger, package::legacy_secret(hmac_file)?)?;
-    let mut bad_bulletins = Vec::new();
-    for dir in [event_dir, data] {
-        let (found, bad) = package::load_bulletins(dir, &package.config.event_id, &keys);
-        bad_bulletins.extend(bad);
-        for b in found {
-            if let Err(e) = gate.apply_bulletin(&b) {
-                bad_bulletins.push(format!("{}: {e}", b.label()));
-            }
+    for b in bulletins {
+        if let Err(e) = gate.apply_bulletin(&b) {
+            bad_bulletins.push(format!("{}: {e}", b.label()));
         }
     }
     Ok(OpenDevice {

@@ -64,7 +64,10 @@ fn reopen_rebuilds_the_identical_ledger_and_continues_the_chain() {
     );
     let mut back = ledger(store.chain());
     let stored: Vec<_> = store.changes().collect::<Result<_, _>>().unwrap();
-    assert_eq!(back.restore(stored.iter().map(|c| c.as_ref())), 0);
+    assert_eq!(
+        back.restore(gatemesh_node::now_ms(), stored.iter().map(|c| c.as_ref())),
+        0
+    );
     assert_eq!(back.summary(), tips);
     assert_eq!(back.index().len(), 30);
     for i in 0..30 {

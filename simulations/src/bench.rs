@@ -116,7 +116,7 @@ fn reload(dir: &std::path::Path, roster: Roster, n: usize) -> anyhow::Result<(f6
     let stored: Vec<Vec<u8>> = store.changes().collect::<Result<_, _>>()?;
     let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
     let mut reloaded = Ledger::new(EVENT, roster, rules, None);
-    let refused = reloaded.restore(stored.iter().map(Vec::as_slice));
+    let refused = reloaded.restore(gatemesh_node::now_ms(), stored.iter().map(Vec::as_slice));
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(refused == 0, "reload refused {refused} changes");
     anyhow::ensure!(reloaded.index().len() == n as u64, "reload lost records");

@@ -44,7 +44,9 @@ pub fn run(scans: usize) -> anyhow::Result<Map<String, Value>> {
         Some(&identity),
         gatemesh_crdt::ChainId(7),
         &[],
+        &[],
         std::iter::empty(),
+        gatemesh_node::now_ms(),
     )?;
     let started = Instant::now();
     let t0 = gatemesh_node::now_ms();

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 
 /// A time inside every test event (2026-05-28).
 pub const T0: u64 = 1_780_000_000_000;
+/// The time a reopened replica restarts at (after every test's scans).
+pub const NOW: u64 = T0 + 86_400_000;
 pub const EVENT: &str = "test-event";
 /// Where a festival day starts in these tests: 06:00 at UTC+2.
 pub const DAY_START_MS: u64 = 4 * 3_600_000;
@@ -136,7 +138,7 @@ impl Replica {
     /// A restart: a new ledger from the stored bytes alone.
     pub fn reopen(&self) -> Replica {
         let mut r = Replica::with_chain(self.device, self.devices, self.chain);
-        let refused = r.ledger.restore(self.store.iter().map(Vec::as_slice));
+        let refused = r.ledger.restore(NOW, self.store.iter().map(Vec::as_slice));
         assert_eq!(refused, 0, "the store holds only admitted changes");
         for f in self.ledger.forks() {
             r.ledger.accept_fork(&f.a, &f.b).unwrap();

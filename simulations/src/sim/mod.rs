@@ -277,12 +277,19 @@ impl Sim {
         let w = world();
         let now = self.node_now(n);
         let node = &mut self.nodes[n];
+        let bulletins: &[Bulletin] = if self.fault == Some(Fault::BulletinsIgnored) {
+            &[]
+        } else {
+            &node.bulletins
+        };
         let (ledger, _refused) = GateLogic::open_ledger(
             &w.package,
             Some(&w.identities[n]),
             node.chain,
+            bulletins,
             &node.forks,
             node.durable.iter().map(Vec::as_slice),
+            now,
         )
         .expect("a node's durable log opens");
         let mut gate = GateLogic::new(&w.package, ledger, None).expect("gate logic");
