@@ -233,12 +233,12 @@ impl GateLogic {
         })
     }
 
-    /// Open the ledger for this package and device (writing on `chain`), with the changes and
-    /// fork proofs a store holds. Returns the ledger and how many stored changes it refused.
-    /// The ledger a device had: the roster its bulletins made (devices added, devices revoked)
-    /// comes first, then its fork proofs, then its store, restored at `now_ms` with the same
-    /// clock bound as the running node; so a restart trusts exactly what the running node did.
-    /// The bulletins are applied in full to the gate logic afterwards ([`Self::apply_bulletin`]).
+    /// Open the ledger for this package and device (writing on `chain`) as the device had it:
+    /// the roster its bulletins made (devices added, devices revoked) first, then its fork
+    /// proofs, then its store, restored at `now_ms` with the running node's clock bound; so a
+    /// restart trusts exactly what the running node did. The bulletins are applied in full to
+    /// the gate logic afterwards ([`Self::apply_bulletin`]). Returns the ledger and how many
+    /// stored changes it refused.
     pub fn open_ledger<'a>(
         package: &EventPackage,
         device: Option<&DeviceIdentity>,

@@ -323,6 +323,7 @@ impl Ledger {
                 .ok()
                 .filter(|c| self.standing(c).is_ok() && self.links_to_tip(c))
                 .map(|c| {
+                    // Our own records: no bound (the clock stamped them, it must stay past them).
                     let at = if Some(c.chain()) == own {
                         u64::MAX / 2
                     } else {
@@ -570,11 +571,11 @@ impl Ledger {
     /// own signature verified comes here, and only one that truly disagrees proves anything: a
     /// change that extends the chain after all (its rival at that position came first in the
     /// batch and failed its signature) is taken, one further on is held.
-    fn fork_against_ours(&mut self, c: Candidate, from: PeerTag, now_ms: u64, out: &mut Admitted) {
+    fn fork_against_ours(&mut self, c: Candidate, peer: PeerTag, now_ms: u64, out: &mut Admitted) {
         let key = c.chain();
         let held = self.chains.len_of(key);
         if c.seq() > held + 1 {
-            return self.hold(c, from, now_ms, out);
+            return self.hold(c, peer, now_ms, out);
         }
         if c.seq() == held + 1 && self.links_to_tip(&c) {
             self.take(c, now_ms, out);

@@ -41,6 +41,11 @@ impl Cut {
     }
 }
 
+/// A device's cut once `cut` is applied on top of the one it had, if any.
+fn narrowed(old: Option<&Cut>, cut: &Cut) -> Cut {
+    old.map_or_else(|| cut.clone(), |o| o.meet(cut))
+}
+
 #[derive(Clone, Debug)]
 pub struct RosterDevice {
     pub key: VerifyingKey,
@@ -77,10 +82,7 @@ impl Roster {
             return false;
         }
         if let Some(early) = self.early_cuts.remove(&id) {
-            device.cut = Some(match &device.cut {
-                Some(c) => c.meet(&early),
-                None => early,
-            });
+            device.cut = Some(narrowed(device.cut.as_ref(), &early));
         }
         self.devices.insert(id, device);
         true
@@ -93,23 +95,15 @@ impl Roster {
     /// Revoke a device, keeping what `cut` keeps. Returns false for a device not added yet:
     /// its cut is kept for the addition.
     pub fn revoke(&mut self, id: DeviceId, cut: &Cut) -> bool {
-        let slot = match self.devices.get_mut(&id) {
-            Some(d) => &mut d.cut,
-            None if self.early_cuts.len() < ROSTER_DEVICES_MAX
-                || self.early_cuts.contains_key(&id) =>
-            {
-                let early = self.early_cuts.remove(&id);
-                self.early_cuts
-                    .insert(id, early.map_or_else(|| cut.clone(), |e| e.meet(cut)));
-                return false;
-            }
-            None => return false,
-        };
-        *slot = Some(match slot.as_ref() {
-            Some(old) => old.meet(cut),
-            None => cut.clone(),
-        });
-        true
+        if let Some(d) = self.devices.get_mut(&id) {
+            d.cut = Some(narrowed(d.cut.as_ref(), cut));
+            return true;
+        }
+        if self.early_cuts.len() < ROSTER_DEVICES_MAX || self.early_cuts.contains_key(&id) {
+            let early = narrowed(self.early_cuts.get(&id), cut);
+            self.early_cuts.insert(id, early);
+        }
+        false
     }
 
     /// The standing of a record's author for this record.

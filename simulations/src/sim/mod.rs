@@ -293,10 +293,8 @@ impl Sim {
         )
         .expect("a node's durable log opens");
         let mut gate = GateLogic::new(&w.package, ledger, None).expect("gate logic");
-        if self.fault != Some(Fault::BulletinsIgnored) {
-            for b in &node.bulletins {
-                let _ = gate.apply_bulletin(b);
-            }
+        for b in bulletins {
+            let _ = gate.apply_bulletin(b);
         }
         let config = ReplicaConfig {
             gate: "north".into(),
