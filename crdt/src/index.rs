@@ -5,8 +5,8 @@
 //! same verdict on which admits were legitimate and which were double entries. The index is
 //! never stored: it is rebuilt from the document on load and updated on every applied record.
 
-use crate::hlc::Hlc;
 use crate::record::{ChainKey, DeviceId, Direction, ScanBody, ScanRef, Verdict};
+use crate::replay::{Entry, Replay};
 use crate::roster::Cut;
 use crate::tally::{Seen, Tally, TicketState};
 use std::collections::{BTreeMap, HashMap};
@@ -99,29 +99,67 @@ impl Names {
     }
 }
 
-/// One record as the index keeps it: compact, strings interned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Entry {
-    hlc: u64,
-    wall_ms: u64,
-    scan: ScanRef,
-    annuls: Option<ScanRef>,
-    gate: u16,
-    zone: u16,
-    tier: u16,
-    reason: u16,
-    direction: Direction,
-    verdict: Verdict,
-    /// Hash of the record's origin (reconciled offline scans), 0 for none.
-    origin: u64,
+/// One ticket's records: the admits and annuls the replay reads, the denials beside them (a
+/// camera held on one bad code adds denials only, and they never cost a replay), and the replay
+/// of the admits under the ticket's rule, kept up to date.
+#[derive(Clone, Debug, Default)]
+struct TicketLog {
+    /// Admits and annuls in ledger order.
+    admits: Vec<Entry>,
+    /// Denials in ledger order.
+    denials: Vec<Entry>,
+    replay: Replay,
+    /// Origins (hashed) of the ticket's reconciled records.
+    origins: FastMap<u64, ()>,
 }
 
-impl Entry {
-    fn order_key(&self) -> (u64, ScanRef) {
-        (self.hlc, self.scan)
+impl TicketLog {
+    fn list(&self, replayed: bool) -> &Vec<Entry> {
+        if replayed {
+            &self.admits
+        } else {
+            &self.denials
+        }
     }
-    fn device(&self) -> DeviceId {
-        self.scan.chain.device
+
+    /// Where `e` goes in its list, or None if that record is there already.
+    fn place(&self, e: &Entry) -> Option<usize> {
+        let list = self.list(e.replayed());
+        list.binary_search_by(|x| x.order_key().cmp(&e.order_key()))
+            .err()
+    }
+
+    fn len(&self) -> usize {
+        self.admits.len() + self.denials.len()
+    }
+
+    /// Every record in ledger order (the two lists merged).
+    fn merged(&self) -> Vec<&Entry> {
+        let mut all: Vec<&Entry> = self.admits.iter().chain(&self.denials).collect();
+        all.sort_unstable_by_key(|e| e.order_key());
+        all
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.admits.iter().chain(&self.denials)
+    }
+
+    /// The tier (interned) of the ticket's first admit.
+    fn tier(&self) -> Option<u16> {
+        self.admits
+            .iter()
+            .find(|e| e.verdict == Verdict::Admit)
+            .map(|e| e.tier)
+    }
+
+    /// The ticket's contribution to the per-ticket figures.
+    fn state(&self) -> TicketState {
+        let r = &self.replay;
+        let last = r.legit.last().map(|&i| &self.admits[i as usize]);
+        TicketState {
+            checked_in: r.legit.first().and(self.tier()),
+            inside: last.filter(|_| r.inside).map(|e| e.zone),
+        }
     }
 }
 
@@ -191,11 +229,11 @@ pub struct Conflict {
 
 #[derive(Clone, Debug, Default)]
 pub struct Index {
-    tickets: FastMap<Box<str>, Vec<Entry>>,
+    tickets: FastMap<Box<str>, TicketLog>,
     names: Names,
     rules: HashMap<String, EntryRule>,
-    /// Tickets with at least one double entry → the double entries.
-    conflicts: BTreeMap<Box<str>, Vec<ScanRef>>,
+    /// Tickets with at least one double entry → how many.
+    conflicts: BTreeMap<Box<str>, usize>,
     records: u64,
     /// Origins of reconciled records (few), by scan.
     origins: FastMap<ScanRef, Box<str>>,
@@ -224,23 +262,47 @@ impl Index {
         self.tickets.len()
     }
 
-    pub fn contains(&self, ticket_id: &str, scan: ScanRef) -> bool {
-        self.tickets
-            .get(ticket_id)
-            .is_some_and(|v| v.iter().any(|e| e.scan == scan))
+    /// Insert one record. Returns false if it was already there. The ticket's replay moves by
+    /// one step when the record is its latest admit; a denial leaves it as it is.
+    pub fn insert(&mut self, body: &ScanBody) -> bool {
+        let entry = self.entry(body);
+        let log = self
+            .tickets
+            .entry(body.ticket_id.as_str().into())
+            .or_default();
+        let Some(at) = log.place(&entry) else {
+            return false;
+        };
+        let before = log.state();
+        if entry.origin != 0 {
+            log.origins.insert(entry.origin, ());
+        }
+        if !entry.replayed() {
+            log.denials.insert(at, entry);
+        } else {
+            log.admits.insert(at, entry);
+            let rule = rule_of(&self.rules, &self.names, log.tier());
+            log.replay.extend(&log.admits, at, rule);
+        }
+        let after = log.state();
+        let doubles = log.replay.double.len();
+        self.records += 1;
+        if let Some(o) = &body.origin {
+            self.origins.insert(entry.scan, o.as_str().into());
+        }
+        self.tally.record(self.seen(&entry));
+        if entry.replayed() {
+            self.note_conflicts(&body.ticket_id, doubles);
+            self.tally.ticket(before, after);
+        }
+        true
     }
 
-    /// Insert one record. Returns false if it was already there. Conflicts of the ticket are
-    /// recomputed.
-    pub fn insert(&mut self, body: &ScanBody) -> bool {
-        let scan = body.scan_ref();
-        if self.contains(&body.ticket_id, scan) {
-            return false;
-        }
-        let entry = Entry {
+    fn entry(&mut self, body: &ScanBody) -> Entry {
+        Entry {
             hlc: body.hlc,
             wall_ms: body.wall_ms,
-            scan,
+            scan: body.scan_ref(),
             annuls: body.annuls.as_deref().and_then(ScanRef::parse),
             gate: self.names.intern(&body.gate),
             zone: self.names.intern(&body.zone),
@@ -254,22 +316,7 @@ impl Index {
                 .as_deref()
                 .filter(|o| !o.starts_with(crate::record::MANUAL_ORIGIN_PREFIX))
                 .map_or(0, origin_hash),
-        };
-        let before = self.ticket_state(&body.ticket_id);
-        let list = self
-            .tickets
-            .entry(body.ticket_id.as_str().into())
-            .or_default();
-        let at = list.partition_point(|e| e.order_key() < entry.order_key());
-        list.insert(at, entry);
-        self.records += 1;
-        if let Some(o) = &body.origin {
-            self.origins.insert(scan, o.as_str().into());
         }
-        self.tally.record(self.seen(&entry));
-        let after = self.refresh_conflicts(&body.ticket_id);
-        self.tally.ticket(before, after);
-        true
     }
 
     fn seen(&self, e: &Entry) -> Seen {
@@ -303,37 +350,12 @@ impl Index {
         self.names.get(id)
     }
 
-    /// A ticket's contribution to the per-ticket figures, from its replay.
-    fn ticket_state(&self, ticket_id: &str) -> TicketState {
-        let Some(list) = self.tickets.get(ticket_id) else {
-            return TicketState::default();
-        };
-        let (tier, rule) = self.tier_rule(list);
-        let r = replay_entries(list, rule);
-        TicketState {
-            checked_in: r.legit.first().and(tier),
-            inside: r.legit.last().filter(|_| r.inside).map(|e| e.zone),
-        }
-    }
-
-    /// The tier (interned) of a ticket's first admit and its entry rule.
-    fn tier_rule(&self, list: &[Entry]) -> (Option<u16>, EntryRule) {
-        let tier = list
-            .iter()
-            .find(|e| e.verdict == Verdict::Admit)
-            .map(|e| e.tier);
-        let rule = tier
-            .and_then(|t| self.rules.get(self.names.get(t)).copied())
-            .unwrap_or_default();
-        (tier, rule)
-    }
-
     /// Whether a record with this origin (a reconciled offline scan) is on the ticket.
     pub fn has_origin(&self, ticket_id: &str, origin: &str) -> bool {
         let h = origin_hash(origin);
         self.tickets
             .get(ticket_id)
-            .is_some_and(|v| v.iter().any(|e| e.origin == h))
+            .is_some_and(|t| t.origins.contains_key(&h))
     }
 
     /// Drop a chain's records from position `from` on (a fork was proven there). Returns how
@@ -356,11 +378,12 @@ impl Index {
     fn drop_where(&mut self, doomed: impl Fn(&Entry) -> bool) -> u64 {
         let mut touched = Vec::new();
         let mut gone = Vec::new();
-        for (ticket, list) in self.tickets.iter_mut() {
-            let before = list.len();
-            gone.extend(list.iter().filter(|e| doomed(e)).map(|e| e.scan));
-            list.retain(|e| !doomed(e));
-            if list.len() != before {
+        for (ticket, log) in self.tickets.iter_mut() {
+            let before = log.len();
+            gone.extend(log.iter().filter(|e| doomed(e)).map(|e| e.scan));
+            log.admits.retain(|e| !doomed(e));
+            log.denials.retain(|e| !doomed(e));
+            if log.len() != before {
                 touched.push(ticket.clone());
             }
         }
@@ -369,41 +392,69 @@ impl Index {
         for scan in gone {
             self.origins.remove(&scan);
         }
+        for t in touched {
+            self.replay_again(&t);
+        }
         if dropped > 0 {
             self.rebuild_tally();
         }
-        for t in touched {
-            if self.tickets.get(&t).is_some_and(Vec::is_empty) {
-                self.tickets.remove(&t);
-            }
-            self.refresh_conflicts(&t);
-        }
         dropped
+    }
+
+    /// Replay a ticket from its first record (after records were dropped from it).
+    fn replay_again(&mut self, ticket_id: &str) {
+        let Some(log) = self.tickets.get(ticket_id) else {
+            return;
+        };
+        if log.len() == 0 {
+            self.tickets.remove(ticket_id);
+            self.conflicts.remove(ticket_id);
+            return;
+        }
+        let replay = Replay::run(&log.admits, rule_of(&self.rules, &self.names, log.tier()));
+        let origins = log.iter().filter(|e| e.origin != 0).map(|e| (e.origin, ()));
+        let origins = origins.collect();
+        let doubles = replay.double.len();
+        if let Some(log) = self.tickets.get_mut(ticket_id) {
+            log.replay = replay;
+            log.origins = origins;
+        }
+        self.note_conflicts(ticket_id, doubles);
     }
 
     /// All records of a ticket, in ledger order.
     pub fn records(&self, ticket_id: &str) -> Vec<RecordRef> {
         self.tickets
             .get(ticket_id)
-            .map(|list| list.iter().map(|e| self.to_ref(ticket_id, e)).collect())
+            .map(|log| {
+                let all = log.merged();
+                all.iter().map(|e| self.to_ref(ticket_id, e)).collect()
+            })
             .unwrap_or_default()
     }
 
     /// Replay the entry policy of `tier` over the ticket's records. The tier given by the caller
     /// wins over the tiers written in records (they are the same unless the organizer changed
-    /// it).
+    /// it). Under the ticket's own rule this reads the replay the index keeps.
     pub fn replay(&self, ticket_id: &str, tier: &str) -> TicketReplay {
         let rule = self.rules.get(tier).copied().unwrap_or_default();
-        let Some(list) = self.tickets.get(ticket_id) else {
+        let Some(log) = self.tickets.get(ticket_id) else {
             return TicketReplay {
                 credits: rule.max_entries,
                 ..TicketReplay::default()
             };
         };
-        let r = replay_entries(list, rule);
+        let fresh;
+        let r = if log.replay.rule == rule {
+            &log.replay
+        } else {
+            fresh = Replay::run(&log.admits, rule);
+            &fresh
+        };
+        let at = |i: &u32| self.to_ref(ticket_id, &log.admits[*i as usize]);
         TicketReplay {
-            entries: r.legit.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
-            double_entries: r.double.iter().map(|e| self.to_ref(ticket_id, e)).collect(),
+            entries: r.legit.iter().map(at).collect(),
+            double_entries: r.double.iter().map(at).collect(),
             inside: r.inside,
             credits: r.credits,
             last_day: r.day,
@@ -432,13 +483,13 @@ impl Index {
     }
 
     pub fn conflict_count(&self) -> usize {
-        self.conflicts.values().map(Vec::len).sum()
+        self.conflicts.values().sum()
     }
 
     /// Visit every record (for statistics), ticket by ticket in no particular order.
     pub fn for_each_record(&self, mut f: impl FnMut(&RecordRef)) {
-        for (ticket, list) in &self.tickets {
-            for e in list {
+        for (ticket, log) in &self.tickets {
+            for e in log.iter() {
                 f(&self.to_ref(ticket, e));
             }
         }
@@ -454,41 +505,30 @@ impl Index {
     pub fn ticket_tier(&self, ticket_id: &str) -> String {
         self.tickets
             .get(ticket_id)
-            .and_then(|l| l.iter().find(|e| e.verdict == Verdict::Admit))
-            .map(|e| self.names.get(e.tier).to_string())
+            .and_then(TicketLog::tier)
+            .map(|t| self.names.get(t).to_string())
             .unwrap_or_default()
     }
 
-    /// Recompute a ticket's double entries; returns its per-ticket figures.
-    fn refresh_conflicts(&mut self, ticket_id: &str) -> TicketState {
-        let (double, state) = match self.tickets.get(ticket_id) {
-            Some(list) => {
-                let (tier, rule) = self.tier_rule(list);
-                let r = replay_entries(list, rule);
-                let state = TicketState {
-                    checked_in: r.legit.first().and(tier),
-                    inside: r.legit.last().filter(|_| r.inside).map(|e| e.zone),
-                };
-                (r.double.iter().map(|e| e.scan).collect::<Vec<_>>(), state)
-            }
-            None => (Vec::new(), TicketState::default()),
-        };
-        if double.is_empty() {
+    /// Note how many double entries a ticket has now.
+    fn note_conflicts(&mut self, ticket_id: &str, doubles: usize) {
+        if doubles == 0 {
             self.conflicts.remove(ticket_id);
+        } else if let Some(n) = self.conflicts.get_mut(ticket_id) {
+            *n = doubles;
         } else {
-            self.conflicts.insert(ticket_id.into(), double);
+            self.conflicts.insert(ticket_id.into(), doubles);
         }
-        state
     }
 
     /// Recount every total (after records were dropped: rare).
     fn rebuild_tally(&mut self) {
         let mut tally = Tally::default();
-        for (ticket, list) in &self.tickets {
-            for e in list {
+        for log in self.tickets.values() {
+            for e in log.iter() {
                 tally.record(self.seen(e));
             }
-            tally.ticket(TicketState::default(), self.ticket_state(ticket));
+            tally.ticket(TicketState::default(), log.state());
         }
         self.tally = tally;
     }
@@ -512,89 +552,15 @@ impl Index {
     }
 }
 
+/// The entry rule of a ticket whose first admit is of `tier` (interned).
+fn rule_of(rules: &HashMap<String, EntryRule>, names: &Names, tier: Option<u16>) -> EntryRule {
+    tier.and_then(|t| rules.get(names.get(t)).copied())
+        .unwrap_or_default()
+}
+
 /// A reconciled scan's origin as the index keeps it (never 0).
 fn origin_hash(origin: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(origin.as_bytes());
     u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]).max(1)
-}
-
-/// What the policy replay finds on one ticket.
-struct Replayed<'a> {
-    legit: Vec<&'a Entry>,
-    double: Vec<&'a Entry>,
-    inside: bool,
-    credits: u32,
-    /// Festival day of the last legit `in` and the `in` admits it counts.
-    day: Option<(u64, u32)>,
-}
-
-/// The policy replay: the one place that says which admits a ticket was entitled to. Records
-/// come in HLC order, so festival days only move forward along the list; a daily limit counts
-/// the legit admits of the record's own day (its HLC time, the same on every replica).
-fn replay_entries(list: &[Entry], rule: EntryRule) -> Replayed<'_> {
-    // One undo per ticket: the first annul (in ledger order) that annuls an admit is honoured,
-    // later ones are not (admit, undo, admit, undo... would let a crowd in on one ticket).
-    let undone = list.iter().find_map(|a| {
-        list.iter()
-            .find(|e| e.verdict == Verdict::Admit && annuls(a, e))
-            .map(|e| e.scan)
-    });
-    let annulled = |e: &Entry| undone == Some(e.scan);
-    let mut r = Replayed {
-        legit: Vec::new(),
-        double: Vec::new(),
-        inside: false,
-        credits: rule.max_entries,
-        day: None,
-    };
-    let mut origins = Vec::new();
-    for e in list.iter().filter(|e| e.verdict == Verdict::Admit) {
-        if annulled(e) {
-            continue;
-        }
-        // A reconciled offline scan posted to several nodes counts once (its first record).
-        if e.origin != 0 {
-            if origins.contains(&e.origin) {
-                continue;
-            }
-            origins.push(e.origin);
-        }
-        let day = festival_day(Hlc(e.hlc).wall_ms(), rule.day_start_ms);
-        let today = match r.day {
-            Some((d, n)) if d == day => n,
-            _ => 0,
-        };
-        match e.direction {
-            Direction::In if r.credits > 0 && (rule.per_day == 0 || today < rule.per_day) => {
-                r.credits -= 1;
-                r.inside = true;
-                r.day = Some((day, today + 1));
-                r.legit.push(e);
-            }
-            Direction::In => r.double.push(e),
-            Direction::Out => {
-                if r.inside && rule.reentry {
-                    r.credits += 1;
-                    // Re-entry the same day is not a new day's entry.
-                    if let Some((d, n)) = r.day.filter(|(d, _)| *d == day) {
-                        r.day = Some((d, n.saturating_sub(1)));
-                    }
-                }
-                r.inside = false;
-            }
-        }
-    }
-    r
-}
-
-/// Whether `a` annuls admit `e`: an annul record naming it, by the device that admitted, after
-/// it and within [`ANNUL_WINDOW_MS`] of it. Judged here, on records alone, so every replica
-/// honours the same annuls whoever wrote them.
-fn annuls(a: &Entry, e: &Entry) -> bool {
-    a.verdict == Verdict::Annul
-        && a.annuls == Some(e.scan)
-        && a.device() == e.device()
-        && a.order_key() > e.order_key()
-        && Hlc(a.hlc).wall_ms().saturating_sub(Hlc(e.hlc).wall_ms()) <= ANNUL_WINDOW_MS
 }

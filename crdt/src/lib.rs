@@ -62,6 +62,7 @@ pub mod policy;
 pub mod protocol;
 pub mod query;
 pub mod record;
+mod replay;
 pub mod replica;
 pub mod roster;
 pub mod search;

@@ -188,7 +188,42 @@ pub fn ledger(n: usize, heap: HeapBytes) -> anyhow::Result<Map<String, Value>> {
     put("load_ms", json!(load_ms));
     put("store_bytes", json!(store_bytes));
     put("remote_cpu_us_per_record", json!(remote_cpu));
+    let (hot_admits_ms, hot_denials_ms) = (
+        hot_ticket(HOT_RECORDS, Verdict::Admit)?,
+        hot_ticket(HOT_RECORDS, Verdict::Deny)?,
+    );
+    put("hot_ticket_records", json!(HOT_RECORDS));
+    put("hot_ticket_admits_restore_ms", json!(hot_admits_ms));
+    put("hot_ticket_denials_restore_ms", json!(hot_denials_ms));
     Ok(m)
+}
+
+/// Records on one ticket in the hot-ticket measure (a camera held on one code; a stolen scanner
+/// writing admits of one ticket).
+const HOT_RECORDS: usize = 40_000;
+
+/// A restart of a ledger holding `n` records of one verdict on one ticket (ms): every change
+/// restored and indexed, as a node opening its store does.
+fn hot_ticket(n: usize, verdict: Verdict) -> anyhow::Result<f64> {
+    let roster = bench_roster();
+    let mut a = replica(1, &roster);
+    let t0 = 1_800_000_000_000u64;
+    let mut changes = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut d = draft("HOT".into(), "north");
+        d.verdict = verdict;
+        changes.push(a.record(t0 + i as u64, d)?.1);
+    }
+    let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
+    let start = Instant::now();
+    let mut back = Ledger::new(EVENT, roster, rules, None);
+    let refused = back.restore(t0 + n as u64, changes.iter().map(Vec::as_slice));
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(
+        refused == 0 && back.index().len() == n as u64,
+        "hot ticket lost records"
+    );
+    Ok(ms)
 }
 
 /// `decide`: the full path for one scan (parse, verify, policy, record, durable write) on a real
