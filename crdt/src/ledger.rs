@@ -89,7 +89,8 @@ pub struct Draft {
     pub seen: Vec<String>,
     pub annuls: Option<String>,
     pub origin: Option<String>,
-    /// When the scan was made, if not now (a reconciled offline scan).
+    /// When the scan was made, if not now (a reconciled offline scan): the record is ordered
+    /// at that time, not at the time it is written.
     pub wall_ms: Option<u64>,
 }
 
@@ -409,7 +410,12 @@ impl Ledger {
         let local = self.local.as_ref().ok_or(LedgerError::ReadOnly)?;
         let key = local.chain_key();
         let now_ms = clamp_time(now_ms);
-        let hlc = self.clock.tick(now_ms);
+        let hlc = match draft.wall_ms.map(clamp_time) {
+            // A scan made earlier (an offline scan reconciled now) is ordered when it was made,
+            // so the replay judges it there: its day, its place among the ticket's entries.
+            Some(at) if at < now_ms => Hlc::new(at, 0),
+            _ => self.clock.tick(now_ms),
+        };
         let body = ScanBody {
             version: RECORD_VERSION,
             device: key.device,

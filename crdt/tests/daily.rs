@@ -104,3 +104,29 @@ fn a_second_entry_the_same_day_is_double_and_the_next_day_is_fine() {
     }
     assert_eq!(a.picture(), b.picture());
 }
+
+#[test]
+fn an_offline_scan_reconciled_the_next_day_counts_for_the_day_it_was_made() {
+    let start = (T0 / DAY_MS) * DAY_MS + DAY_START_MS;
+    let mut a = Replica::new(1, 2);
+    // Friday 20:00 local a phone admits offline; it reconciles on Saturday at 10:00.
+    let friday = start + 14 * 3_600_000;
+    let offline = Draft {
+        origin: Some(format!("phone-7@{friday}")),
+        wall_ms: Some(friday),
+        ..daypass(0)
+    };
+    a.record(start + DAY_MS + 4 * 3_600_000, offline);
+    // Saturday 11:00: the holder comes back; Saturday's entry is still theirs.
+    a.record(start + DAY_MS + 5 * 3_600_000, daypass(0));
+    let replay = a.ledger.index().replay("P0", "daypass");
+    assert_eq!((replay.entries.len(), replay.double_entries.len()), (2, 0));
+    let friday_day = festival_day(friday, DAY_START_MS as i64);
+    assert_eq!(
+        festival_day(
+            gatemesh_crdt::Hlc(replay.entries[0].hlc).wall_ms(),
+            DAY_START_MS as i64
+        ),
+        friday_day
+    );
+}
