@@ -47,14 +47,17 @@ fn a_sweep_of_mixed_scenarios_keeps_every_invariant() {
 
 /// Seeds a longer sweep once broke, kept as regressions: 2809 (a device revoked after some
 /// replicas had admitted its later changes: they kept them and the chains never agreed) and 3625
-/// (50 nodes: the periodic round always chose the same first peers, and one admit never
-/// crossed to most of the mesh). 3625 takes a while in a debug build; it runs in release sweeps.
+/// (50 nodes, split: a re-entry scan came 3 ms before the check, which ran at a fixed time
+/// instead of a quiet period after the last scan; seen as an admit missing on 44 nodes).
+const FOUND: [u64; 2] = [2809, 3625];
+
 #[test]
 fn seeds_a_longer_sweep_broke_keep_every_invariant() {
-    let seed = 2809;
-    let (nodes, scenario) = sim::sweep_case(seed);
-    let o = sim::run(seed, nodes, scenario, None);
-    assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
+    for seed in FOUND {
+        let (nodes, scenario) = sim::sweep_case(seed);
+        let o = sim::run(seed, nodes, scenario, None);
+        assert!(o.violations.is_empty(), "seed {seed}: {:?}", o.violations);
+    }
 }
 
 #[test]

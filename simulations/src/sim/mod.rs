@@ -177,7 +177,11 @@ fn run_inner(seed: u64, nodes: usize, scenario: &str, fault: Option<Fault>) -> O
     for n in 0..nodes {
         events.push((ACTIVE_MS, Event::Restart { node: n }));
     }
-    sim.run_until(events, ACTIVE_MS + QUIET_MS);
+    // Follow-ups of scans (a screenshot at another gate, a re-entry) may come after the heal:
+    // the quiet period starts after the last of them, so an admit made just before the check
+    // has had its time to spread.
+    let last = events.iter().map(|(t, _)| *t).max().unwrap_or(ACTIVE_MS);
+    sim.run_until(events, last.max(ACTIVE_MS) + QUIET_MS);
     sim.check("");
     // Every node restarts from what was durable; after another quiet period, the same.
     let doubles = sim.outcome.double_entries;
