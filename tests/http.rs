@@ -690,6 +690,15 @@ fn a_node_without_standard_input_serves_until_sigterm() {
         .find(|v| v["event"] == "http")
         .expect("the node serves HTTP");
     let addr = http["addr"].as_str().unwrap().to_string();
+    // The admin token it made is in an owner-only file, not in what it prints.
+    assert!(http.get("admin_token").is_none(), "{http}");
+    let tokens = std::path::PathBuf::from(http["tokens_file"].as_str().expect("tokens_file"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&tokens).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the tokens file is the owner's only");
+    let kept: Value = serde_json::from_slice(&std::fs::read(&tokens).unwrap()).unwrap();
+    let admin = kept["admin_token"].as_str().unwrap();
+    assert_eq!(request(&addr, "GET", "/api/status", Some(admin), b"").0, 200);
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(child.try_wait().unwrap(), None, "still running");
     assert_eq!(request(&addr, "GET", "/health/ready", None, b"").0, 200);
@@ -701,4 +710,95 @@ fn a_node_without_standard_input_serves_until_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success());
     assert!(rest.iter().any(|l| l.contains("\"stopped\"")), "{rest:?}");
+}
+
+/// A request with a body on a kept-alive connection; the status, or `None` when the node closed
+/// it without answering.
+fn keep_alive(conn: &mut std::net::TcpStream, head: &str, body: &str) -> Option<u16> {
+    let req = format!(
+        "{head}\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read the status line and headers, then the body its length says.
+    loop {
+        let n = conn.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        let Some(end) = text.find("\r\n\r\n") else {
+            continue;
+        };
+        let len: usize = text[..end]
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_string)
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if got.len() >= end + 4 + len {
+            return text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+        }
+    }
+}
+
+#[test]
+fn clients_without_a_token_cannot_keep_a_steward_out() {
+    use gatemesh_node::conns::{CONNECTIONS_MAX, CONNECTIONS_PER_IP_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("event");
+    let codes = make_event(&ev, 3, &["a"], false);
+    let (mut node, addr) = http_node(&ev, "device-a", &dir.path().join("a"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scan = |conn: &mut std::net::TcpStream, code: &str| {
+        let body = serde_json::json!({"code": code}).to_string();
+        keep_alive(
+            conn,
+            "POST /api/scan HTTP/1.1\r\nAuthorization: Bearer staff",
+            &body,
+        )
+    };
+    // A steward's connection, vouched for by its first scan, before the flood.
+    let mut steward = connect_from(&rt, "127.0.0.100", &addr);
+    assert_eq!(scan(&mut steward, &codes[0].1), Some(200));
+    // The whole budget, from 16 addresses, each connection kept alive with health checks.
+    let addresses = CONNECTIONS_MAX / CONNECTIONS_PER_IP_MAX;
+    let mut flood = Vec::new();
+    for a in 0..addresses {
+        for _ in 0..CONNECTIONS_PER_IP_MAX {
+            let mut c = connect_from(&rt, &format!("127.0.1.{}", a + 1), &addr);
+            c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            keep_alive(&mut c, "GET /health/live HTTP/1.1", "");
+            flood.push(c);
+        }
+    }
+    // The steward's kept connection still scans, and a new one from a new address gets in.
+    assert_eq!(
+        scan(&mut steward, &codes[1].1),
+        Some(200),
+        "the kept steward"
+    );
+    let mut newcomer = connect_from(&rt, "127.0.0.101", &addr);
+    assert_eq!(scan(&mut newcomer, &codes[2].1), Some(200), "a new steward");
+    // The flood was cut to the strangers' share: its first connections were closed.
+    let answered = flood
+        .iter_mut()
+        .map(|c| keep_alive(c, "GET /health/live HTTP/1.1", ""))
+        .filter(|s| *s == Some(200))
+        .count();
+    assert!(
+        answered <= gatemesh_node::conns::STRANGERS_MAX,
+        "{answered} tokenless connections kept"
+    );
+    node.drain();
 }

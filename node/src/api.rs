@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::conns::ConnHandle;
 use crate::openapi::{ErrorBody, OfflineErrorBody};
 use tokio::sync::{mpsc, oneshot};
 
@@ -189,7 +190,31 @@ pub fn router(state: ApiState) -> Router {
         // The limit is checked by the handlers (to answer with a JSON error); this layer stops
         // anything much larger before it is read.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX + 1))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), vouch))
         .with_state(state)
+}
+
+/// A request that shows a valid token (header, or the stream's `token` parameter) vouches for
+/// its connection: no longer a stranger, it is never closed to make room
+/// ([`crate::conns`]).
+async fn vouch(
+    State(state): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::extract::ConnectInfo;
+    if let Some(ConnectInfo(conn)) = req.extensions().get::<ConnectInfo<ConnHandle>>() {
+        let query_token = req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .map(str::to_string)
+        });
+        let token = bearer(req.headers()).map(str::to_string).or(query_token);
+        if !conn.vouched() && authorize_token(&state, token.as_deref(), Access::Staff).is_ok() {
+            conn.vouch();
+        }
+    }
+    next.run(req).await
 }
 
 fn authorize(state: &ApiState, headers: &HeaderMap, need: Access) -> Result<Access, ApiError> {

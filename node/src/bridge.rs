@@ -93,19 +93,27 @@ pub fn write_export(
 /// `export_not_gatemesh`, `export_wrong_event`, `export_corrupt`).
 pub fn read_export(path: &Path, event_id: &str) -> anyhow::Result<(ExportHeader, Vec<u8>)> {
     let unreadable = || format!("export_unreadable: {}", path.display());
-    let file = std::fs::File::open(path).with_context(unreadable)?;
+    let mut file = std::fs::File::open(path).with_context(unreadable)?;
     let file_bytes = file.metadata().with_context(unreadable)?.len();
     let cap = EXPORT_LEDGER_BYTES_MAX + 2 * EXPORT_HEADER_BYTES_MAX as u64 + 2;
     if file_bytes > cap {
         bail!("export_corrupt: a file of {file_bytes} bytes is over the limit of {cap}");
     }
-    let mut bytes = Vec::with_capacity(file_bytes as usize);
-    file.take(cap)
+    // The head first (bounded), checked, before anything the size of the ledger is read.
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(2 * EXPORT_HEADER_BYTES_MAX as u64 + 2)
         .read_to_end(&mut bytes)
         .with_context(unreadable)?;
     let coded = |e: export::ExportError| anyhow::anyhow!("{}: {e}", e.code());
     let head = export::read_head(&bytes, event_id).map_err(coded)?;
     bytes.drain(..head.len);
+    let claimed = head.header.ledger_bytes;
+    // Memory for what the file holds, at most what the checked header claims (+1 to see more).
+    let room = claimed.saturating_sub(bytes.len() as u64);
+    file.take(room + 1)
+        .read_to_end(&mut bytes)
+        .with_context(unreadable)?;
     export::check_ledger(&head.header, &bytes).map_err(coded)?;
     Ok((head.header, bytes))
 }

@@ -3,15 +3,22 @@
 //!
 //! - at most [`CONNECTIONS_MAX`] open at once, and [`CONNECTIONS_PER_IP_MAX`] from one address
 //!   (a connection over either is closed as it is accepted; the others are still served);
+//! - a connection is a stranger until a request on it presents a valid token; strangers hold at
+//!   most [`STRANGERS_MAX`] of the room and are the first closed: a new connection when the room
+//!   is full, or when strangers hold their whole share, closes the oldest stranger. So clients
+//!   with no token cannot keep a steward out: a steward's connection always gets in, and once
+//!   its first request shows the token it is never closed for room;
 //! - a connection with nothing read or written for [`IDLE_MAX`] is closed (the live stream
 //!   writes a keep-alive every 15 s, so a dashboard stays connected).
 
 use axum::serve::Listener;
-use std::collections::HashMap;
+use futures::task::AtomicWaker;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,36 +30,93 @@ use tokio::time::{Instant, Sleep};
 pub const CONNECTIONS_MAX: usize = 512;
 /// Open HTTP connections from one IP address at most.
 pub const CONNECTIONS_PER_IP_MAX: usize = 32;
+/// Open connections that have not shown a valid token (strangers) at most.
+pub const STRANGERS_MAX: usize = 64;
 /// A connection silent this long in both directions is closed.
 pub const IDLE_MAX: Duration = Duration::from_secs(60);
 
-/// The open connections, counted by address; shared by a node's listeners.
+/// The open connections, counted by address, strangers oldest first; shared by a node's
+/// listeners.
 #[derive(Clone, Debug, Default)]
 pub struct Budget {
-    open: Arc<Mutex<(usize, HashMap<IpAddr, usize>)>>,
+    open: Arc<Mutex<Open>>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+    strangers: VecDeque<Arc<Standing>>,
+}
+
+impl Open {
+    /// Give one connection's room back (once: a closed connection's is given when it closes).
+    fn release(&mut self, s: &Arc<Standing>) {
+        if s.released.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_ip.get_mut(&s.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_ip.remove(&s.ip);
+            }
+        }
+        self.strangers.retain(|x| !Arc::ptr_eq(x, s));
+    }
+
+    /// Close the oldest stranger and take its room back.
+    fn close_oldest_stranger(&mut self) {
+        if let Some(s) = self.strangers.pop_front() {
+            self.release(&s);
+            s.waker.wake();
+        }
+    }
+}
+
+/// What a connection is to the budget: its address, whether it showed a valid token, whether
+/// it was closed to make room.
+#[derive(Debug)]
+pub struct Standing {
+    ip: IpAddr,
+    proven: AtomicBool,
+    released: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl Budget {
-    /// Room for one more connection from `ip`, or `None` when the node or that address is at its
-    /// limit. The room is given back when the ticket is dropped.
+    /// Room for one more connection from `ip`, or `None` when that address is at its limit or
+    /// the node is full of connections that showed a token. Strangers are closed first to make
+    /// room. The room is given back when the ticket is dropped.
     pub fn take(&self, ip: IpAddr) -> Option<Ticket> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, by_ip) = &mut *open;
-        let mine = by_ip.entry(ip).or_default();
-        if *total >= CONNECTIONS_MAX || *mine >= CONNECTIONS_PER_IP_MAX {
+        if open.by_ip.get(&ip).copied().unwrap_or(0) >= CONNECTIONS_PER_IP_MAX {
             return None;
         }
-        *mine += 1;
-        *total += 1;
+        if open.strangers.len() >= STRANGERS_MAX || open.total >= CONNECTIONS_MAX {
+            open.close_oldest_stranger();
+        }
+        if open.total >= CONNECTIONS_MAX {
+            return None;
+        }
+        let standing = Arc::new(Standing {
+            ip,
+            proven: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        });
+        *open.by_ip.entry(ip).or_default() += 1;
+        open.total += 1;
+        open.strangers.push_back(standing.clone());
         Some(Ticket {
             budget: self.clone(),
-            ip,
+            standing,
         })
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 }
 
@@ -60,20 +124,59 @@ impl Budget {
 #[derive(Debug)]
 pub struct Ticket {
     budget: Budget,
-    ip: IpAddr,
+    standing: Arc<Standing>,
+}
+
+impl Ticket {
+    /// What a request handler needs to vouch for the connection.
+    pub fn handle(&self) -> ConnHandle {
+        ConnHandle {
+            budget: self.budget.clone(),
+            standing: self.standing.clone(),
+        }
+    }
+
+    /// Whether the connection was closed to make room.
+    fn closed(&self) -> bool {
+        self.standing.released.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut open = self.budget.open.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, by_ip) = &mut *open;
-        *total = total.saturating_sub(1);
-        if let Some(n) = by_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                by_ip.remove(&self.ip);
-            }
+        open.release(&self.standing);
+    }
+}
+
+/// A connection as request handlers see it (axum's connect info): once a request on it shows a
+/// valid token, [`ConnHandle::vouch`] takes it out of the strangers.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    budget: Budget,
+    standing: Arc<Standing>,
+}
+
+impl ConnHandle {
+    pub fn vouch(&self) {
+        if self.standing.proven.swap(true, Ordering::SeqCst) {
+            return;
         }
+        let mut open = self.budget.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.strangers.retain(|x| !Arc::ptr_eq(x, &self.standing));
+    }
+
+    /// Whether a request on it showed a valid token.
+    pub fn vouched(&self) -> bool {
+        self.standing.proven.load(Ordering::SeqCst)
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PlainListener>>
+    for ConnHandle
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PlainListener>) -> ConnHandle {
+        stream.io().handle()
     }
 }
 
@@ -85,7 +188,7 @@ pub struct Guarded<I> {
     idle: Duration,
     last: Instant,
     deadline: Pin<Box<Sleep>>,
-    _ticket: Ticket,
+    ticket: Ticket,
 }
 
 impl<I> Guarded<I> {
@@ -95,12 +198,25 @@ impl<I> Guarded<I> {
             idle,
             last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
-            _ticket: ticket,
+            ticket,
         }
     }
 
-    /// Pending until `idle` has passed since the last traffic, then the idle error.
+    /// The connection's standing, for request handlers.
+    pub fn handle(&self) -> ConnHandle {
+        self.ticket.handle()
+    }
+
+    /// Pending until `idle` has passed since the last traffic (the idle error) or the
+    /// connection is closed to make room.
     fn expired<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        self.ticket.standing.waker.register(cx.waker());
+        if self.ticket.closed() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for connections with a token",
+            )));
+        }
         while self.deadline.as_mut().poll(cx).is_ready() {
             let due = self.last + self.idle;
             if due <= Instant::now() {
@@ -116,6 +232,9 @@ impl<I> Guarded<I> {
 
     /// Note traffic; when the inner side waits, wait on the clock too.
     fn watch<T>(&mut self, cx: &mut Context<'_>, p: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if self.ticket.closed() {
+            return self.expired(cx);
+        }
         match p {
             Poll::Ready(r) => {
                 self.last = Instant::now();
@@ -225,17 +344,72 @@ mod tests {
         drop(o);
     }
 
+    fn ip(i: usize) -> IpAddr {
+        IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8])
+    }
+
     #[test]
-    fn the_budget_bounds_the_node() {
+    fn the_budget_bounds_the_node_and_closes_strangers_first() {
         let b = Budget::default();
         let mut held = Vec::new();
         for i in 0..CONNECTIONS_MAX {
-            let ip = IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
-            held.push(b.take(ip).expect("room"));
+            let t = b.take(ip(i)).expect("room");
+            // All but the last STRANGERS_MAX show a token.
+            if i < CONNECTIONS_MAX - STRANGERS_MAX {
+                t.handle().vouch();
+            }
+            held.push(t);
         }
-        assert!(b.take("10.9.9.9".parse().unwrap()).is_none());
+        assert_eq!(b.open(), CONNECTIONS_MAX);
+        // A newcomer closes the oldest stranger, never a vouched connection.
+        let newcomer = b
+            .take("10.9.9.9".parse().unwrap())
+            .expect("room for a newcomer");
+        let oldest_stranger = CONNECTIONS_MAX - STRANGERS_MAX;
+        assert!(held[oldest_stranger].closed());
+        assert!(held[..oldest_stranger].iter().all(|t| !t.closed()));
+        assert!(held[oldest_stranger + 1..].iter().all(|t| !t.closed()));
+        assert_eq!(b.open(), CONNECTIONS_MAX);
+        // The closed one gives its room back once only.
+        held.remove(oldest_stranger);
+        assert_eq!(b.open(), CONNECTIONS_MAX);
+        newcomer.handle().vouch();
+        // Vouched all through: no room, and nothing is closed for it.
+        for t in held.iter().skip(oldest_stranger) {
+            t.handle().vouch();
+        }
+        assert!(b.take("10.9.9.8".parse().unwrap()).is_none());
+        assert!(held.iter().all(|t| !t.closed()));
         held.pop();
-        assert!(b.take("10.9.9.9".parse().unwrap()).is_some());
+        assert!(b.take("10.9.9.8".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn strangers_hold_a_share_and_the_oldest_goes_first() {
+        let b = Budget::default();
+        let held: Vec<Ticket> = (0..STRANGERS_MAX + 3)
+            .map(|i| b.take(ip(i)).unwrap())
+            .collect();
+        assert_eq!(b.open(), STRANGERS_MAX);
+        assert!(held[..3].iter().all(Ticket::closed));
+        assert!(held[3..].iter().all(|t| !t.closed()));
+    }
+
+    #[tokio::test]
+    async fn a_stranger_closed_for_room_fails_its_next_read() {
+        let b = Budget::default();
+        let (near, _far) = tokio::io::duplex(64);
+        let mut g = Guarded::new(near, b.take(ip(0)).unwrap(), IDLE_MAX);
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 1];
+            g.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _others: Vec<Ticket> = (1..=STRANGERS_MAX)
+            .map(|i| b.take(ip(i)).unwrap())
+            .collect();
+        let e = reading.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
     }
 
     #[tokio::test]

@@ -552,6 +552,30 @@ impl Node {
         let _ = self.stream.send(Arc::new(v));
     }
 
+    /// The staff and admin tokens: as given, else the ones kept in the data directory's
+    /// tokens file, else new ones written there (0600). The file's path when it is used.
+    fn tokens(&self) -> anyhow::Result<(String, String, Option<PathBuf>)> {
+        let (staff, admin) = (&self.opts.staff_token, &self.opts.admin_token);
+        if let (Some(s), Some(a)) = (staff, admin) {
+            return Ok((s.clone(), a.clone(), None));
+        }
+        let path = self.opts.data.join(TOKENS_FILE);
+        let (kept_staff, kept_admin) = match kept_tokens(&path) {
+            Some(kept) => kept,
+            None => {
+                let new = (new_token(), new_token());
+                let body = json!({"staff_token": new.0, "admin_token": new.1});
+                crate::package::write_secret_file(&path, body.to_string().as_bytes())?;
+                new
+            }
+        };
+        Ok((
+            staff.clone().unwrap_or(kept_staff),
+            admin.clone().unwrap_or(kept_admin),
+            Some(path),
+        ))
+    }
+
     /// Serve the API and the pages on `--http` (plain) and `--https` (TLS), both if given,
     /// until `stop`; report the addresses and the tokens.
     async fn start_http(
@@ -560,8 +584,7 @@ impl Node {
         stop: tokio::sync::watch::Receiver<bool>,
         ready: Arc<AtomicBool>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let staff_token = self.opts.staff_token.clone().unwrap_or_else(new_token);
-        let admin_token = self.opts.admin_token.clone().unwrap_or_else(new_token);
+        let (staff_token, admin_token, tokens_file) = self.tokens()?;
         let plain = match self.opts.http {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -582,11 +605,8 @@ impl Node {
         if let Some(l) = &tls {
             shown["https"] = json!(l.local_addr()?.to_string());
         }
-        if self.opts.staff_token.is_none() {
-            shown["staff_token"] = json!(staff_token);
-        }
-        if self.opts.admin_token.is_none() {
-            shown["admin_token"] = json!(admin_token);
+        if let Some(f) = tokens_file {
+            shown["tokens_file"] = json!(f.display().to_string());
         }
         emit(&shown);
         let app = crate::api::router(crate::api::ApiState {
@@ -603,11 +623,16 @@ impl Node {
         let stopping = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
         };
+        use crate::conns::ConnHandle;
         let plain = plain.map(|l| {
-            let serve = axum::serve(l, app.clone()).with_graceful_shutdown(stopping(stop.clone()));
+            let app = app
+                .clone()
+                .into_make_service_with_connect_info::<ConnHandle>();
+            let serve = axum::serve(l, app).with_graceful_shutdown(stopping(stop.clone()));
             tokio::spawn(async move { serve.await })
         });
         let tls = tls.map(|l| {
+            let app = app.into_make_service_with_connect_info::<ConnHandle>();
             let serve = axum::serve(l, app).with_graceful_shutdown(stopping(stop));
             tokio::spawn(async move { serve.await })
         });
@@ -662,6 +687,31 @@ fn answer_of(reply: Reply) -> Result<Value, ApiError> {
             message,
         )),
     }
+}
+
+/// The file in the data directory that keeps the tokens a node generated (owner-only), so a
+/// restart keeps the stewards' pages working and no token is printed where a service journal
+/// keeps it.
+pub const TOKENS_FILE: &str = "tokens.json";
+/// Longest tokens file read.
+const TOKENS_FILE_MAX: u64 = 4096;
+
+/// Tokens generated earlier and kept in the tokens file, if it holds two well-formed ones.
+fn kept_tokens(path: &std::path::Path) -> Option<(String, String)> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(TOKENS_FILE_MAX)
+        .read_to_string(&mut text)
+        .ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let token = |k: &str| {
+        v[k].as_str()
+            .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_string)
+    };
+    Some((token("staff_token")?, token("admin_token")?))
 }
 
 fn new_token() -> String {

@@ -297,6 +297,14 @@ impl TlsListener {
     }
 }
 
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for crate::conns::ConnHandle
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        stream.io().get_ref().0.handle()
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsConn;
     type Addr = std::net::SocketAddr;
