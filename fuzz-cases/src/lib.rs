@@ -204,19 +204,64 @@ fn drive(replica: &mut gatemesh_crdt::Replica, input: Input) -> Vec<Vec<u8>> {
     written
 }
 
-/// A bulletin: read alone, and handed over by a peer.
+/// A bulletin: read alone, and handed over by a peer. A genuine one reads back the same from
+/// its own bytes; taking it twice is taking it once; and it gives the same state whether it
+/// comes before or after the seed bulletin (bulletins commute).
 fn bulletin(data: &[u8]) {
     let w = World::new();
-    let _ = Bulletin::from_bytes(data, world::EVENT, &w.organizer_keys());
-    let mut replica = w.replica(1);
-    drive(
-        &mut replica,
-        Input::Bulletin {
-            id: None,
-            from: Some(device_id(2)),
-            bytes: data.to_vec(),
-        },
+    if let Ok(b) = Bulletin::from_bytes(data, world::EVENT, &w.organizer_keys()) {
+        let again = Bulletin::from_bytes(b.bytes(), world::EVENT, &w.organizer_keys());
+        assert_eq!(again.map(|a| a.body).ok(), Some(b.body));
+    }
+    let take = |replica: &mut gatemesh_crdt::Replica, bytes: &[u8]| {
+        drive(
+            replica,
+            Input::Bulletin {
+                id: None,
+                from: Some(device_id(2)),
+                bytes: bytes.to_vec(),
+            },
+        )
+    };
+    let seed = world::bulletin_bytes(&w);
+    let mut first = w.replica(1);
+    take(&mut first, data);
+    let once = picture(&first);
+    take(&mut first, data);
+    assert_eq!(
+        picture(&first),
+        once,
+        "a bulletin taken twice differs from once"
     );
+    take(&mut first, &seed);
+    let mut second = w.replica(1);
+    take(&mut second, &seed);
+    take(&mut second, data);
+    assert_eq!(
+        picture(&first),
+        picture(&second),
+        "bulletins do not commute"
+    );
+}
+
+/// What bulletins change in a replica: its roster (keys, cuts), pauses, revoked tickets and
+/// chains held.
+fn picture(r: &gatemesh_crdt::Replica) -> String {
+    let g = r.gate();
+    let mut roster: Vec<String> = (g.ledger().roster().iter())
+        .map(|(id, d)| format!("{id}:{}:{:?}:{:?}", d.name, d.key.as_bytes(), d.cut))
+        .collect();
+    roster.sort();
+    let revoked: Vec<&str> = (g.manifest().tickets().iter())
+        .map(|t| t.ticket_id.as_str())
+        .filter(|t| g.is_revoked(t))
+        .collect();
+    let mut pauses: Vec<String> = g.pauses().iter().map(|p| format!("{p:?}")).collect();
+    pauses.sort();
+    format!(
+        "{roster:?}\n{pauses:?}\n{revoked:?}\n{:?}",
+        g.ledger().summary()
+    )
 }
 
 /// An export file taken through the bridge's reading and the ledger's admission.
@@ -290,6 +335,11 @@ fn json_doc(data: &[u8]) {
     let Ok(value) = json::parse(text) else {
         return;
     };
+    // What the parser accepts is JSON (a second, well-kept parser agrees).
+    assert!(
+        serde_json::from_str::<serde_json::Value>(text).is_ok(),
+        "accepted what is not JSON: {text:?}"
+    );
     let _ = json::from_value::<gatemesh_crdt::signed::Signed>(value.clone());
     let _ = json::from_value::<gatemesh_crdt::certificate::DeviceCertificate>(value.clone());
     let _ = json::from_value::<gatemesh_crdt::bulletin::BulletinBody>(value.clone());

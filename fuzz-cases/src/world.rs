@@ -244,7 +244,7 @@ fn device_2_changes(w: &World) -> (Ledger, Vec<Vec<u8>>) {
     (gate.into_ledger(), changes)
 }
 
-fn bulletin_bytes(w: &World) -> Vec<u8> {
+pub fn bulletin_bytes(w: &World) -> Vec<u8> {
     let signed_cert = |n: u8| {
         let text = serde_json::to_string(&certificate(n)).expect("a certificate serialises");
         Signed::sign_text(text, KEY_ID, &organizer())
