@@ -324,12 +324,13 @@ fn a_paused_gate_covers_the_scanner_and_undo_and_exit_work_from_the_page() {
     let tmp = tempfile::tempdir().unwrap();
     let ev = tmp.path().join("event");
     let codes = make_event(&ev, 2, &["a"], false);
+    // Alone, and told to say it is catching up for the whole test: the page shows it.
     let (mut a, addr) = NodeProc::start_http(
         &ev,
         "device-a",
         &tmp.path().join("a"),
         "north",
-        &["--no-mdns"],
+        &["--no-mdns", "--catch-up-ms", "600000"],
     );
     let ev_s = ev.to_str().unwrap();
     let bulletin = |flag: &str| {
@@ -359,6 +360,17 @@ fn a_paused_gate_covers_the_scanner_and_undo_and_exit_work_from_the_page() {
     let text = v["paused_text"].as_str().unwrap();
     assert!(text.contains("PAUSE") && text.contains("north"), "{v}");
     assert_eq!(v["admit"]["reason"], "ok", "{v}");
+    assert_eq!(v["admit"]["catching_up"], true, "an amber frame: {v}");
+    let sync = v["admit"]["sync_words"].as_str().unwrap();
+    assert!(sync.contains("Synchronisation"), "{v}");
+    let (s, ready) = gatemesh_tests::http_request(&addr, "GET", "/health/ready", None, b"");
+    assert_eq!(
+        (s, &ready["status"]),
+        (200, &json!("catching_up")),
+        "{ready}"
+    );
+    let metrics = gatemesh_tests::http_get_text(&addr, "/metrics", "staff");
+    assert!(metrics.contains("gatemesh_synced 0"), "{metrics}");
     assert_eq!(v["undo_shown"], true, "{v}");
     assert_eq!(v["undone"]["class"], "undone", "{v}");
     assert_eq!(

@@ -103,7 +103,7 @@ fn garbage_truncated_and_oversized_messages_are_rejected_and_the_node_keeps_serv
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(attack(secret, addr, event_id));
+    rt.block_on(attack(secret, addr, event_id, hello(&ev)));
     // The node is still serving: it answers a scan and reports what it refused.
     assert_eq!(a.scan(&codes[0].1)["reason"], "ok");
     let status = a.status();
@@ -149,7 +149,7 @@ fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
 }
 
-async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String) {
+async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String, hello: Vec<u8>) {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(secret).unwrap();
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
@@ -189,6 +189,8 @@ async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String) {
             break peer_id;
         }
     };
+    // The hello any member sends: the event configuration, public in event.json.
+    swarm.behaviour_mut().sync.send_request(&peer, hello);
     // Let subscriptions cross, then send everything.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut sent = false;
@@ -215,6 +217,15 @@ async fn attack(secret: [u8; 32], addr: Multiaddr, event_id: String) {
 }
 
 /// Read a sync answer written by the node's codec: a u32 length, then a kind-less message.
+/// A member's hello, framed: the fingerprint of the event configuration in `ev`.
+fn hello(ev: &std::path::Path) -> Vec<u8> {
+    let config = gatemesh_node::package::load_config(ev).expect("event.json");
+    framed(
+        Some(gatemesh_crdt::protocol::KIND_HELLO),
+        &config.fingerprint(),
+    )
+}
+
 fn answer(bytes: &[u8]) -> Option<gatemesh_crdt::SyncMessage> {
     gatemesh_crdt::SyncMessage::decode(bytes.get(4..)?).ok()
 }
@@ -393,7 +404,7 @@ fn crafted_changes_over_gossip_and_sync_are_refused_and_restarted_nodes_still_ag
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(attack_with_changes(secret, addr, event_id));
+    rt.block_on(attack_with_changes(secret, addr, event_id, hello(&ev)));
     // a refused and counted everything crafted; mallory's fork is proven and its chain dropped.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let ledger = loop {
@@ -449,7 +460,7 @@ fn crafted_changes_over_gossip_and_sync_are_refused_and_restarted_nodes_still_ag
     }
 }
 
-async fn attack_with_changes(secret: [u8; 32], addr: Multiaddr, event_id: String) {
+async fn attack_with_changes(secret: [u8; 32], addr: Multiaddr, event_id: String, hello: Vec<u8>) {
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(secret).unwrap();
     let mallory = ed25519_dalek::SigningKey::from_bytes(&secret);
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -489,6 +500,8 @@ async fn attack_with_changes(secret: [u8; 32], addr: Multiaddr, event_id: String
             break peer_id;
         }
     };
+    // The hello any member sends: the event configuration, public in event.json.
+    swarm.behaviour_mut().sync.send_request(&peer, hello);
     // A sync request as any member may send: it brings a's changes back.
     let ask = gatemesh_crdt::SyncMessage {
         version: 1,
@@ -505,7 +518,10 @@ async fn attack_with_changes(secret: [u8; 32], addr: Multiaddr, event_id: String
             ..
         })) = swarm.select_next_some().await
         {
-            break answer(&response).expect("a's sync answer").changes;
+            // The hello's answer is empty; the sync answer carries a's changes.
+            if let Some(m) = answer(&response) {
+                break m.changes;
+            }
         }
     };
     assert!(!real.is_empty(), "a answered with its changes");

@@ -698,7 +698,10 @@ fn a_node_without_standard_input_serves_until_sigterm() {
     assert_eq!(mode & 0o777, 0o600, "the tokens file is the owner's only");
     let kept: Value = serde_json::from_slice(&std::fs::read(&tokens).unwrap()).unwrap();
     let admin = kept["admin_token"].as_str().unwrap();
-    assert_eq!(request(&addr, "GET", "/api/status", Some(admin), b"").0, 200);
+    assert_eq!(
+        request(&addr, "GET", "/api/status", Some(admin), b"").0,
+        200
+    );
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(child.try_wait().unwrap(), None, "still running");
     assert_eq!(request(&addr, "GET", "/health/ready", None, b"").0, 200);

@@ -679,3 +679,19 @@ pub fn make_guest_event(dir: &Path, devices: &[&str]) -> Vec<(String, String)> {
     }
     read_codes(&dir.join("tickets/codes.csv"))
 }
+
+/// A GET answered as text (the whole response, status line and headers included).
+pub fn http_get_text(addr: &str, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the node accepts");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("a read timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("the request is sent");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}

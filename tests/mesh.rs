@@ -300,3 +300,81 @@ fn a_bulletin_given_to_one_node_revokes_a_ticket_and_a_device_on_every_node() {
         );
     }
 }
+
+#[test]
+fn a_node_that_just_started_says_it_is_catching_up_until_it_has() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2, &["a", "b"], false);
+    // b's peer is not there: b cannot know what a admitted while it was down.
+    let mut b = NodeProc::start(
+        &ev,
+        "device-b",
+        &tmp.path().join("b"),
+        "north",
+        &["--no-mdns"],
+    );
+    let started = Instant::now();
+    let first = b.scan(&codes[0].1);
+    assert_eq!(first["reason"], "ok");
+    if started.elapsed() < Duration::from_millis(gatemesh_crdt::catchup::CATCH_UP_MAX_MS) {
+        assert_eq!(first["synced"], false, "{first}");
+    }
+    // Past the bound (counted from the node's own start, before its first answer) it answers
+    // as caught up (no `synced` field).
+    let answered = Instant::now();
+    let bound = Duration::from_millis(gatemesh_crdt::catchup::CATCH_UP_MAX_MS);
+    std::thread::sleep((bound + Duration::from_millis(100)).saturating_sub(answered.elapsed()));
+    let later = b.scan(&codes[1].1);
+    assert_eq!(later["reason"], "ok");
+    assert!(later.get("synced").is_none(), "{later}");
+}
+
+#[test]
+fn two_scanners_with_different_event_files_refuse_each_other_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2, &["a", "b"], false);
+    // b's copy of the event lets each general ticket in twice.
+    let other = tmp.path().join("event-other");
+    let cp = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&ev)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let file = other.join("event.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for tier in config["tiers"].as_array_mut().unwrap() {
+        if tier["name"] == "general" {
+            tier["max_entries"] = serde_json::json!(2);
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let mut a = NodeProc::start(&ev, "device-a", &tmp.path().join("a"), "north", &[]);
+    let mut b = NodeProc::start(&other, "device-b", &tmp.path().join("b"), "north", &[]);
+    for n in [&mut a, &mut b] {
+        let refused = n.wait_for("event_mismatch", |v| v["event"] == "event_mismatch");
+        assert_eq!(refused["reason"], "event_mismatch", "{refused}");
+        assert_ne!(refused["theirs"], refused["ours"], "{refused}");
+    }
+    // Each judges by its own file, and neither takes the other's records.
+    assert_eq!(a.scan(&codes[0].1)["reason"], "ok");
+    assert_eq!(b.scan(&codes[0].1)["reason"], "ok");
+    let (sa, sb) = (a.status(), b.status());
+    assert_ne!(sa["event_config"], sb["event_config"]);
+    assert_eq!(
+        (sa["records"].as_u64(), sb["records"].as_u64()),
+        (Some(1), Some(1))
+    );
+    for s in [&sa, &sb] {
+        assert!(s["mesh"]["event_mismatch"].as_u64() >= Some(1), "{s}");
+        assert_eq!(
+            s["conflicts"],
+            serde_json::json!([]),
+            "no silent double entry: {s}"
+        );
+    }
+}

@@ -277,6 +277,18 @@ impl EventConfig {
             .collect()
     }
 
+    /// What identifies the configuration a node judges by: SHA-256 of the configuration's
+    /// canonical encoding (postcard: fields in order, lists and maps in their order), so two
+    /// copies of `event.json` that differ only in layout agree, and any rule that differs does
+    /// not. Nodes exchange it when they connect and refuse a peer on another one.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"gatemesh event configuration 1\n");
+        h.update(postcard::to_allocvec(self).unwrap_or_default());
+        h.finalize().into()
+    }
+
     /// The entry rules the ledger's replay uses, per tier.
     pub fn entry_rules(&self) -> HashMap<String, EntryRule> {
         self.tiers

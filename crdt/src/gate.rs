@@ -98,6 +98,14 @@ pub struct Decision {
     /// Checked in by hand (found by search), not from a scanned code.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// The node had caught up with its peers when it decided ([`crate::catchup`]); shown as
+    /// `"synced": false` while it is catching up after a start.
+    #[serde(skip_serializing_if = "is_true")]
+    pub synced: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Decision {
@@ -510,6 +518,7 @@ impl GateLogic {
             direction: at.direction,
             attention,
             manual: at.manual,
+            synced: true,
         };
         Ok(ScanOutcome {
             decision,
@@ -699,6 +708,7 @@ impl GateLogic {
             direction,
             attention: None,
             manual: false,
+            synced: true,
         };
         ScanOutcome {
             decision,
@@ -737,6 +747,7 @@ impl GateLogic {
             direction: at.direction,
             attention: None,
             manual: at.manual,
+            synced: true,
         };
         Ok(ScanOutcome {
             decision,

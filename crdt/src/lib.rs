@@ -42,6 +42,7 @@
 //! - [`query`]: typed answers (ticket, status, statistics, journal).
 
 pub mod bulletin;
+pub mod catchup;
 pub mod certificate;
 pub mod chain;
 pub mod change;

@@ -28,6 +28,11 @@ pub struct Peer {
     pub in_flight: bool,
     /// A bulletin hand-over to it failed: retried on the next sync tick.
     pub bulletin_retry: bool,
+    /// Its hello since it connected named our event configuration: until then its gossip is
+    /// not taken (sync fetches it once it is).
+    pub same_config: bool,
+    /// The other configuration its last refused hello named (reported once per new one).
+    pub other_config: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -69,6 +74,8 @@ impl Peers {
                 tips: None,
                 in_flight: false,
                 bulletin_retry: false,
+                same_config: false,
+                other_config: None,
             },
         );
         true

@@ -17,6 +17,9 @@ use ed25519_dalek::VerifyingKey;
 /// First byte of a sync-protocol request: what follows.
 pub const KIND_SYNC: u8 = 0;
 pub const KIND_BULLETIN: u8 = 1;
+/// The event configuration a node judges by ([`crate::event::EventConfig::fingerprint`]),
+/// handed to every peer as it connects.
+pub const KIND_HELLO: u8 = 2;
 
 /// A local request awaiting its answer.
 pub type RequestId = u64;
@@ -220,6 +223,12 @@ pub enum Event {
     Rejected {
         from: Option<DeviceId>,
         reason: String,
+    },
+    /// A peer judges by another event configuration: refused (`event_mismatch`).
+    EventMismatch {
+        peer: DeviceId,
+        theirs: String,
+        ours: String,
     },
     /// Changes of a batch refused, with their reasons.
     RejectedChanges {

@@ -46,6 +46,11 @@ pub struct ConflictBrief {
 pub struct Status {
     pub event_id: String,
     pub event_name: String,
+    /// The event configuration this node judges by (`EventConfig::fingerprint`, hex): nodes
+    /// pair only with peers on the same one.
+    pub event_config: String,
+    /// Caught up with its peers since it started (answers say `synced: false` until then).
+    pub synced: bool,
     pub device: Option<String>,
     pub gate: String,
     pub gates: Vec<GateConfig>,
@@ -183,6 +188,8 @@ impl Replica {
         Status {
             event_id: config.event_id.clone(),
             event_name: config.name.clone(),
+            event_config: self.event_config(),
+            synced: self.caught_up(),
             device: ledger.local_device().map(|d| d.to_string()),
             gate: self.config.gate.clone(),
             gates: config.gates.clone(),

@@ -42,6 +42,10 @@ pub struct ReplicaConfig {
     pub direction: Option<Direction>,
     /// Keep every record in arrival order for [`Replica::journal_page`] (the bridge).
     pub journal: bool,
+    /// How long after its start the node says it is catching up (answers `synced: false`)
+    /// unless every peer it reaches finished a sync session first
+    /// ([`crate::catchup::CATCH_UP_MAX_MS`] on a mesh); 0 for a device on its own.
+    pub catch_up_ms: u64,
 }
 
 /// Counters of the mesh side, as `!status` and `/metrics` report them.
@@ -58,6 +62,8 @@ pub struct Counters {
     pub peers_penalized: u64,
     pub sync_frames_refused: u64,
     pub reconciled: u64,
+    /// Peers refused because they judge by another event configuration.
+    pub event_mismatch: u64,
 }
 
 /// An answer waiting for its write.
@@ -93,6 +99,9 @@ pub struct Replica {
     doubles_reported: usize,
     /// Records changed since [`Replica::take_changed`] was last asked.
     changed: bool,
+    pub(crate) catch_up: crate::catchup::CatchUp,
+    /// The event configuration this node judges by ([`crate::event::EventConfig::fingerprint`]).
+    pub(crate) fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for Replica {
@@ -135,7 +144,14 @@ impl Replica {
                 }
             }
         }
+        let catch_up = match config.catch_up_ms {
+            0 => crate::catchup::CatchUp::none(),
+            _ => crate::catchup::CatchUp::default(),
+        };
+        let fingerprint = gate.config().fingerprint();
         Replica {
+            catch_up,
+            fingerprint,
             peers,
             gate,
             config,
@@ -157,6 +173,7 @@ impl Replica {
     /// Take one input at `now_ms`; what the driver must do, in order.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
         self.now_ms = now_ms;
+        self.catch_up.start(now_ms);
         match input {
             Input::Scan {
                 id,
@@ -187,6 +204,7 @@ impl Replica {
     /// The outputs that allow every enrolled device a connection may come from now (at start).
     pub fn start(&mut self, now_ms: u64) -> Vec<Output> {
         self.now_ms = now_ms;
+        self.catch_up.start(now_ms);
         let allowed: Vec<_> = self
             .peers
             .all()
@@ -325,7 +343,24 @@ impl Replica {
         }
     }
 
-    fn decided(&mut self, id: RequestId, d: Decision, publish: Vec<Vec<u8>>) {
+    /// Whether the node has caught up since it started ([`crate::catchup`]).
+    pub fn synced(&mut self) -> bool {
+        let online = self.peers.online();
+        (self.catch_up).synced(self.now_ms, self.config.catch_up_ms, online)
+    }
+
+    /// The event configuration this node judges by, as hex (`/api/status`).
+    pub fn event_config(&self) -> String {
+        hex::encode(self.fingerprint)
+    }
+
+    /// [`Self::synced`] as last found, without looking again.
+    pub fn caught_up(&self) -> bool {
+        self.catch_up.is_done()
+    }
+
+    fn decided(&mut self, id: RequestId, mut d: Decision, publish: Vec<Vec<u8>>) {
+        d.synced = self.synced();
         let event = Event::Scan(Box::new(d.clone()));
         self.answer_after_writes(Some(id), Reply::Decision(Box::new(d)), publish, Some(event));
     }

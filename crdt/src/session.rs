@@ -5,7 +5,9 @@
 
 use crate::ledger::{Admitted, Single, Tip};
 use crate::pending::PeerTag;
-use crate::protocol::{Acceptance, Event, Input, Output, Token, Topic, KIND_BULLETIN, KIND_SYNC};
+use crate::protocol::{
+    Acceptance, Event, Input, Output, Token, Topic, KIND_BULLETIN, KIND_HELLO, KIND_SYNC,
+};
 use crate::record::DeviceId;
 use crate::replica::{Replica, SYNC_INTERVAL_MS, SYNC_SESSIONS_MAX};
 use crate::sync::SyncMessage;
@@ -49,7 +51,9 @@ impl Replica {
         p.last_seen_ms = self.now_ms;
         p.tips = None;
         p.in_flight = false;
+        p.same_config = false;
         self.event(Event::PeerConnected(peer));
+        self.send_hello(peer);
         self.send_bulletins(peer);
         self.start_sync(peer, true);
     }
@@ -63,6 +67,7 @@ impl Replica {
         p.last_seen_ms = self.now_ms;
         p.tips = None;
         p.in_flight = false;
+        p.same_config = false;
         if was_online {
             self.event(Event::PeerDisconnected(peer));
             self.sync_needy();
@@ -74,6 +79,8 @@ impl Replica {
         let acceptance = match topic {
             Topic::Control if self.take_bulletin(data, Some(from)) => Acceptance::Accept,
             Topic::Control => Acceptance::Reject,
+            // Not before its hello named our configuration: sync fetches it then.
+            Topic::Ledger if !self.same_config(from) => Acceptance::Ignore,
             Topic::Ledger => {
                 let single = self.admit(from, &[data.to_vec()], "gossip");
                 self.acceptance(single, from)
@@ -147,6 +154,8 @@ impl Replica {
 
     fn sync_request(&mut self, from: DeviceId, token: Token, data: &[u8]) {
         let reply = match data.split_first() {
+            // Not before its hello named our configuration (it will ask again).
+            Some((&KIND_SYNC, _)) if !self.same_config(from) => Vec::new(),
             Some((&KIND_SYNC, msg)) => match self.receive_sync(from, msg) {
                 Some((theirs, _)) => {
                     SyncMessage::from_ledger(self.gate.ledger(), Some(&theirs)).encode()
@@ -155,6 +164,10 @@ impl Replica {
             },
             Some((&KIND_BULLETIN, b)) => {
                 self.take_bulletin(b, Some(from));
+                Vec::new()
+            }
+            Some((&KIND_HELLO, fp)) => {
+                self.hello(from, fp);
                 Vec::new()
             }
             _ => {
@@ -215,7 +228,7 @@ impl Replica {
         if let Some(p) = self.peers.get_mut(from) {
             p.in_flight = false;
         }
-        if bytes.is_empty() {
+        if bytes.is_empty() || !self.same_config(from) {
             return self.sync_needy();
         }
         let Some((theirs, more)) = self.receive_sync(from, bytes) else {
@@ -225,6 +238,7 @@ impl Replica {
         if more || next.carries_changes() {
             self.send_sync(from, &next);
         } else {
+            self.catch_up.session_done(from);
             self.sync_needy();
         }
     }
@@ -287,6 +301,52 @@ impl Replica {
         }
     }
 
+    /// Tell `peer` which event configuration we judge by (it checks, as we check its own).
+    fn send_hello(&mut self, peer: DeviceId) {
+        let mut data = vec![KIND_HELLO];
+        data.extend_from_slice(&self.fingerprint);
+        self.out.push(Output::Send {
+            to: peer,
+            data,
+            bulletin: true,
+        });
+    }
+
+    /// A peer's hello: the same configuration lets its gossip and sync in; another one
+    /// refuses the peer (`event_mismatch`: counted, reported once per configuration it names,
+    /// disconnected; it may come back with the right file), so two nodes that would judge the
+    /// same records differently never pair silently.
+    fn hello(&mut self, from: DeviceId, fingerprint: &[u8]) {
+        let Some(p) = self.peers.get_mut(from) else {
+            return;
+        };
+        if fingerprint == self.fingerprint {
+            p.same_config = true;
+            p.other_config = None;
+            // What it gossiped before its hello: sync fetches it now.
+            self.start_sync(from, true);
+            return;
+        }
+        let theirs = &fingerprint[..fingerprint.len().min(32)];
+        let new = p.other_config.as_deref() != Some(theirs);
+        p.other_config = Some(theirs.to_vec());
+        p.same_config = false;
+        self.counters.event_mismatch += 1;
+        if new {
+            self.event(Event::EventMismatch {
+                peer: from,
+                theirs: hex::encode(theirs),
+                ours: hex::encode(self.fingerprint),
+            });
+        }
+        self.out.push(Output::Disconnect { peer: from });
+    }
+
+    /// Whether `peer`'s hello named our configuration since it connected.
+    fn same_config(&self, peer: DeviceId) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.same_config)
+    }
+
     /// Hand every bulletin we know to `peer` (it may have been off when they went out).
     fn send_bulletins(&mut self, peer: DeviceId) {
         let known: Vec<Vec<u8>> = self.gate.bulletins().map(|b| b.bytes().to_vec()).collect();
@@ -325,6 +385,7 @@ impl Replica {
                 .get_mut(peer)
                 .is_some_and(|p| std::mem::take(&mut p.bulletin_retry));
             if retry {
+                self.send_hello(peer);
                 self.send_bulletins(peer);
             }
             self.start_sync(peer, true);

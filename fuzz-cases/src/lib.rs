@@ -19,7 +19,7 @@ use gatemesh_crdt::export;
 use gatemesh_crdt::gate::ScanRequest;
 use gatemesh_crdt::json;
 use gatemesh_crdt::offline::ReconcileRequest;
-use gatemesh_crdt::protocol::{Input, Output, Topic, KIND_SYNC};
+use gatemesh_crdt::protocol::{Input, Output, Topic, KIND_HELLO, KIND_SYNC};
 use gatemesh_crdt::{Ledger, ScanRecord, SyncMessage};
 use std::collections::HashSet;
 use world::{device_id, World};
@@ -161,6 +161,16 @@ fn sync(data: &[u8]) {
     let w = World::new();
     let mut replica = w.replica(1);
     let from = device_id(2);
+    // An enrolled peer on the same event configuration (its hello first, as a node sends it).
+    let fingerprint = replica.gate().config().fingerprint();
+    drive(
+        &mut replica,
+        Input::SyncRequest {
+            from,
+            token: 6,
+            data: [&[KIND_HELLO][..], &fingerprint].concat(),
+        },
+    );
     let input = match kind % 4 {
         0 => Input::SyncRequest {
             from,

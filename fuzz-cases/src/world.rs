@@ -180,6 +180,7 @@ impl World {
             gate: "north".into(),
             direction: None,
             journal: false,
+            catch_up_ms: 0,
         };
         let mut r = Replica::new(self.gate(n), &self.package.certificates, config);
         r.start(NOW);

@@ -128,6 +128,8 @@ pub struct ApiState {
     pub streams_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Set by the node's loop while it runs.
     pub ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set by the node's loop once it has caught up with its peers since the start.
+    pub synced: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The event CA's certificate, offered at `/ca.pem` for phones to trust.
     pub ca_pem: Option<std::sync::Arc<Vec<u8>>>,
 }
@@ -588,15 +590,21 @@ pub(crate) async fn bulletin(
     .await
 }
 
-/// Ready: the node's loop runs (store open, event loaded) and is not stopping. Answered from a
-/// flag the loop sets, so probes (which need no token) never queue work on the loop.
+/// Ready: the node's loop runs (store open, event loaded) and is not stopping; `synced` says
+/// whether it has caught up with its peers since it started (`status` `catching_up` until
+/// then: it serves, and its answers carry `"synced": false`). Answered from flags the loop
+/// sets, so probes (which need no token) never queue work on the loop.
 #[utoipa::path(get, path = "/health/ready",
     responses(
-        (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+        (status = 200, description = "`{\"status\": \"ready\" | \"catching_up\", \"synced\": bool}`", body = Object),
         (status = 503, description = "`not_ready`", body = ErrorBody)))]
 pub(crate) async fn ready(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    if state.ready.load(std::sync::atomic::Ordering::Relaxed) {
-        Ok(Json(json!({"status": "ready"})))
+    use std::sync::atomic::Ordering;
+    if state.ready.load(Ordering::Relaxed) {
+        // Serving while it catches up (answers say `synced: false`), or caught up.
+        let synced = state.synced.load(Ordering::Relaxed);
+        let status = if synced { "ready" } else { "catching_up" };
+        Ok(Json(json!({"status": status, "synced": synced})))
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -175,12 +175,17 @@ pub struct NodeRunArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Token for scanning and reading (default: generated and printed).
+    /// Token for scanning and reading (default: generated once, kept in the data directory's
+    /// tokens.json).
     #[arg(long)]
     pub staff_token: Option<String>,
-    /// Token for bulletins (default: generated and printed).
+    /// Token for bulletins (default: generated once, kept in tokens.json beside the staff one).
     #[arg(long)]
     pub admin_token: Option<String>,
+    /// After a start, how long answers say "catching up" (`synced: false`) at most, unless the
+    /// node finished a sync with every peer it reaches first.
+    #[arg(long, default_value_t = gatemesh_crdt::catchup::CATCH_UP_MAX_MS)]
+    pub catch_up_ms: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -650,6 +655,7 @@ fn node_run(a: NodeRunArgs) -> anyhow::Result<()> {
         admin_token: a.admin_token,
         read_stdin: true,
         journal: false,
+        catch_up_ms: a.catch_up_ms,
     };
     runtime()?.block_on(gatemesh_node::node::run(opts))
 }
@@ -699,6 +705,7 @@ fn bridge(cmd: BridgeCmd) -> anyhow::Result<()> {
                 admin_token: None,
                 read_stdin: false,
                 journal: true,
+                catch_up_ms: gatemesh_crdt::catchup::CATCH_UP_MAX_MS,
             };
             runtime()?.block_on(gatemesh_node::bridge::run(opts, &database_url))
         }
@@ -736,6 +743,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
         gate: d.gate.clone(),
         direction: d.direction.map(DirectionArg::direction),
         journal: false,
+        catch_up_ms: 0,
     });
     let mut scan_one = |id: u64, code: &[u8]| -> anyhow::Result<()> {
         let input = Input::Scan {
@@ -799,6 +807,7 @@ fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
         gate: String::new(),
         direction: None,
         journal: false,
+        catch_up_ms: 0,
     });
     let index = replica.gate().ledger().index();
     let value = if let Some(t) = &args.ticket {

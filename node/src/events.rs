@@ -60,6 +60,12 @@ pub fn event(e: &Event, peers: &Peers) -> (Value, bool) {
                 false,
             )
         }
+        Event::EventMismatch { peer, theirs, ours } => (
+            json!({"event": "event_mismatch", "peer": name(peer), "theirs": theirs, "ours": ours,
+                "reason": "event_mismatch",
+                "message": "this scanner has another event.json: it judges by other rules and is refused until both have the same file"}),
+            true,
+        ),
         Event::RejectedChanges { from, via, reasons } => (
             json!({"event": "rejected_changes", "peer": name(from), "via": via, "reasons": reasons}),
             false,

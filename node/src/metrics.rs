@@ -43,7 +43,7 @@ impl std::fmt::Debug for Metrics {
 }
 
 /// Counters mirrored from the replica and the transport: name (without `_total`), help.
-const MIRRORED: [(&str, &str); 11] = [
+const MIRRORED: [(&str, &str); 12] = [
     ("gatemesh_gossip_received_bytes", "Gossip payload bytes received."),
     ("gatemesh_gossip_sent_bytes", "Gossip payload bytes published."),
     ("gatemesh_sync_received_bytes", "Sync message bytes received."),
@@ -55,9 +55,17 @@ const MIRRORED: [(&str, &str); 11] = [
     ("gatemesh_sync_frames_refused", "Sync frames refused by the codec (oversized, cut short)."),
     ("gatemesh_reconciled", "Offline scans reconciled into the ledger."),
     ("gatemesh_forks_proven", "Chains a device forked, proven and dropped from the fork on."),
+    (
+        "gatemesh_event_mismatch",
+        "Peers refused because they judge by another event configuration.",
+    ),
 ];
 
-const GAUGES: [(&str, &str); 4] = [
+const GAUGES: [(&str, &str); 5] = [
+    (
+        "gatemesh_synced",
+        "1 once the node has caught up with its peers since it started, 0 while it catches up.",
+    ),
     ("gatemesh_peers_connected", "Enrolled peers connected now."),
     (
         "gatemesh_ledger_records",
@@ -135,6 +143,7 @@ impl Metrics {
             c.sync_frames_refused,
             c.reconciled,
             ledger.stats().forks_proven,
+            c.event_mismatch,
         ];
         for ((_, counter), v) in self.mirrored.iter().zip(values) {
             let now = counter.get();
@@ -143,6 +152,7 @@ impl Metrics {
             }
         }
         let gauges = [
+            i64::from(replica.caught_up()),
             replica.peers().online().count() as i64,
             ledger.index().len() as i64,
             ledger.index().conflict_count() as i64,

@@ -56,6 +56,9 @@ pub struct NodeOptions {
     pub read_stdin: bool,
     /// Keep a journal of every record in arrival order (the bridge reads it).
     pub journal: bool,
+    /// How long after the start answers say `synced: false` at most
+    /// ([`gatemesh_crdt::catchup`]).
+    pub catch_up_ms: u64,
 }
 
 /// Where an answer goes.
@@ -79,6 +82,8 @@ struct Node {
     next_request: RequestId,
     metrics: Metrics,
     transport: TransportCounters,
+    /// Whether the replica has caught up since the start, for `/health/ready`.
+    synced: Arc<AtomicBool>,
 }
 
 /// Run a node until standard input closes (when it reads it), SIGTERM or Ctrl-C.
@@ -109,6 +114,7 @@ pub async fn run_with(
         gate: opts.gate.clone(),
         direction: opts.direction,
         journal: opts.journal,
+        catch_up_ms: opts.catch_up_ms,
     });
     let (net_tx, mut net_events, transport) = spawn_transport(&opts, &identity, event_id);
     let mut node = Node {
@@ -121,6 +127,7 @@ pub async fn run_with(
         next_request: 1,
         metrics: Metrics::default(),
         transport: TransportCounters::default(),
+        synced: Arc::new(AtomicBool::new(false)),
     };
     node.replica.prepare();
     let started = node.replica.start(crate::now_ms());
@@ -233,6 +240,8 @@ impl Node {
     async fn handle(&mut self, input: Input) {
         let outs = self.replica.handle(crate::now_ms(), input);
         self.carry_out(outs).await;
+        let synced = self.replica.synced();
+        self.synced.store(synced, Ordering::Relaxed);
     }
 
     /// Carry out outputs: writes first (one store write, durable if any of them must be), then
@@ -616,6 +625,7 @@ impl Node {
             stream: self.stream.clone(),
             streams_open: Default::default(),
             ready,
+            synced: self.synced.clone(),
             ca_pem: std::fs::read(self.opts.event.join(crate::tls::CA_CERT_FILE))
                 .ok()
                 .map(Arc::new),

@@ -154,6 +154,7 @@ function connect() {
   });
   source.addEventListener("conflicts", (e) => conflicts(JSON.parse(e.data).conflicts));
   source.addEventListener("peer_connected", (e) => { const d = JSON.parse(e.data); upsertPeer(d.peer, true); });
+  source.addEventListener("event_mismatch", (e) => { const d = JSON.parse(e.data); alert(`${t("event_mismatch")} ${d.peer}`, true); });
   source.addEventListener("peer_disconnected", (e) => { const d = JSON.parse(e.data); upsertPeer(d.peer, false); alert(`${t("lost_peer")} ${d.peer}`); });
   source.addEventListener("scan", (e) => {
     const d = JSON.parse(e.data);

@@ -6,6 +6,7 @@
 const WORDS = {
   en: {
     welcome: "WELCOME", goodbye: "GOODBYE", stop: "STOP", attention: "ATTENTION", not_checked: "NOT CHECKED",
+    catching_up: "Catching up: this scanner just started and may not know of entries at other gates yet",
     paused: "PAUSED — let nobody in", the_event: "the whole event", zone: "zone", since: "since",
     confirm: "Checked — let in", hint: "tap or scan the next ticket", search: "Search",
     search_placeholder: "Code will not scan? Search a name or order", check_in: "Check in",
@@ -27,12 +28,13 @@ const WORDS = {
     col_reason: "reason", col_count: "count", col_tier: "tier", col_admitted: "admitted", col_checked: "checked in",
     col_peer: "peer", col_state: "state", col_last_seen: "last seen", col_ticket: "ticket", col_first: "first entry", col_doubles: "double entries",
     online: "online", offline: "offline", live: "live", reconnecting: "reconnecting…", of: "of",
-    phones_ca: "Stewards' phones over HTTPS: install the event certificate once", new_doubles: "new double entries", manual_at: "checked in by hand at gate", lost_peer: "lost contact with", forged_at: "forged or unknown code at gate",
+    phones_ca: "Stewards' phones over HTTPS: install the event certificate once", new_doubles: "new double entries", manual_at: "checked in by hand at gate", lost_peer: "lost contact with", event_mismatch: "refused: another event.json (other rules) on", forged_at: "forged or unknown code at gate",
     over_capacity: "over capacity by", paused_banner: "PAUSED by the organizer:", enter_token: "Enter the staff token.",
     cannot_reach: "The node cannot be reached.", open: "Open", staff_token: "Staff token",
   },
   fr: {
     welcome: "BIENVENUE", goodbye: "AU REVOIR", stop: "STOP", attention: "ATTENTION", not_checked: "NON VÉRIFIÉ",
+    catching_up: "Synchronisation : ce scanner vient de démarrer et peut ignorer des entrées faites à d'autres portes",
     paused: "PAUSE — ne laissez entrer personne", the_event: "tout l'événement", zone: "zone", since: "depuis",
     confirm: "Vérifié — laisser entrer", hint: "touchez ou scannez le billet suivant", search: "Chercher",
     search_placeholder: "Code illisible ? Chercher un nom ou une commande", check_in: "Faire entrer",
@@ -54,7 +56,7 @@ const WORDS = {
     col_reason: "motif", col_count: "nombre", col_tier: "type", col_admitted: "admis", col_checked: "entrés",
     col_peer: "pair", col_state: "état", col_last_seen: "vu à", col_ticket: "billet", col_first: "première entrée", col_doubles: "doubles entrées",
     online: "en ligne", offline: "hors ligne", live: "en direct", reconnecting: "reconnexion…", of: "sur",
-    phones_ca: "Téléphones des agents en HTTPS : installez une fois le certificat de l'événement", new_doubles: "nouvelles doubles entrées", manual_at: "entrée manuelle à la porte", lost_peer: "contact perdu avec", forged_at: "code falsifié ou inconnu à la porte",
+    phones_ca: "Téléphones des agents en HTTPS : installez une fois le certificat de l'événement", new_doubles: "nouvelles doubles entrées", manual_at: "entrée manuelle à la porte", lost_peer: "contact perdu avec", event_mismatch: "refusé : un autre event.json (d'autres règles) sur", forged_at: "code falsifié ou inconnu à la porte",
     over_capacity: "au-delà de la capacité de", paused_banner: "EN PAUSE par l'organisateur :", enter_token: "Saisissez le jeton du personnel.",
     cannot_reach: "Le nœud est injoignable.", open: "Ouvrir", staff_token: "Jeton du personnel",
   },

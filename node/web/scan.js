@@ -327,6 +327,10 @@ function show(d, via) {
   const prev = (d.previous || [])[0];
   $("result-previous").textContent = prev ? `${t("first_used")} ${prev.gate}, ${time(prev.wall_ms)}` : "";
   $("confirm").hidden = !attention;
+  // A node that just started and has not caught up with its peers: amber frame, and it says so.
+  const catchingUp = d.synced === false;
+  el.classList.toggle("catching-up", catchingUp);
+  $("result-sync").textContent = catchingUp ? t("catching_up") : "";
   el.hidden = false;
   el.dataset.ms = Math.round(performance.now() - asked);
   if (attention) alertSound(); else feedback(admit);
@@ -342,6 +346,7 @@ $("confirm").addEventListener("click", (e) => { e.stopPropagation(); hideResult(
 function showProblem(message, code) {
   const el = $("result");
   el.className = "unreachable";
+  $("result-sync").textContent = "";
   el.dataset.reason = code || "error";
   $("result-title").textContent = t("not_checked");
   $("result-reason").textContent = message;

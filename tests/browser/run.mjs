@@ -42,7 +42,10 @@ async function answer(page) {
   return page.evaluate(() => {
     const r = document.getElementById("result");
     return {
-      class: r.className,
+      // A node still catching up after its start frames the answer in amber (its own flag).
+      class: [...r.classList].filter((c) => c !== "catching-up").join(" "),
+      catching_up: r.classList.contains("catching-up"),
+      sync_words: document.getElementById("result-sync").textContent,
       reason: r.dataset.reason,
       via: r.dataset.via,
       title: document.getElementById("result-title").textContent,
@@ -231,6 +234,7 @@ async function pausedScenario() {
     await shot(page, "steward-paused");
     await page.waitForSelector("#paused", { state: "hidden", timeout: 30000 });
     out.admit = await wedge(page, args.code);
+    await shot(page, "steward-catching-up");
     await dismiss(page);
     out.undo_shown = await page.isVisible("#undo");
     await page.click("#undo");

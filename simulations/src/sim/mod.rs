@@ -304,6 +304,7 @@ impl Sim {
             gate: "north".into(),
             direction: None,
             journal: false,
+            catch_up_ms: gatemesh_crdt::catchup::CATCH_UP_MAX_MS,
         };
         let mut replica = Replica::new(gate, &w.package.certificates, config);
         let _ = replica.start(now);
