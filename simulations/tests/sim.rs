@@ -110,6 +110,16 @@ fn the_self_check_catches_bulletins_that_are_never_applied() {
 }
 
 #[test]
+fn the_self_check_catches_a_restart_that_trusts_a_clock_from_the_future() {
+    assert!(caught(Fault::RestoreTrustsClocks) > 0);
+}
+
+#[test]
+fn the_self_check_catches_a_failed_write_reported_done() {
+    assert!(caught(Fault::FailedWriteReported) > 0);
+}
+
+#[test]
 fn a_seed_replays_the_same_run_in_another_process() {
     let run = || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatemesh-sim"))

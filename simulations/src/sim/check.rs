@@ -58,12 +58,49 @@ impl Sim {
         let all = tickets();
         converged(&ledgers, &all, &mut v);
         let doubles = beyond_policy(&ledgers, &all, &mut v);
+        self.restart_equivalent(&all, &mut v);
         if when.is_empty() {
             self.outcome.double_entries = doubles;
         }
         self.outcome
             .violations
             .extend(v.into_iter().map(|s| format!("{when}{s}")));
+    }
+
+    /// 5. Restart equivalence: each node reopened from its store (what it wrote, durable or
+    ///    not, fork proofs, bulletins) holds the same records, conflicts, roster and revoked
+    ///    tickets as the running node; and no clock, running or reopened, follows a time beyond
+    ///    [`MAX_FORWARD_DRIFT_MS`] past the node's own.
+    fn restart_equivalent(&self, tickets: &[String], v: &mut Vec<String>) {
+        use gatemesh_crdt::hlc::MAX_FORWARD_DRIFT_MS;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(running) = node.replica.as_ref() else {
+                continue;
+            };
+            let now = self.node_now(i);
+            let stored: Vec<Vec<u8>> = node.durable.iter().chain(&node.relaxed).cloned().collect();
+            let back = self.reopened(i, &stored, now);
+            let (r, b) = (running.gate(), back.gate());
+            if picture(r.ledger(), tickets) != picture(b.ledger(), tickets) {
+                v.push(format!(
+                    "node {i} reopened from its store holds other records"
+                ));
+            }
+            if standing(r) != standing(b) {
+                v.push(format!(
+                    "node {i} reopened has another roster or revoked tickets"
+                ));
+            }
+            for (what, g) in [("running", r), ("reopened", b)] {
+                let clock = g.ledger().clock().wall_ms();
+                if clock > now + MAX_FORWARD_DRIFT_MS {
+                    v.push(format!(
+                        "node {i} {what} follows a clock {} s ahead of its own",
+                        (clock - now) / 1000
+                    ));
+                }
+            }
+        }
     }
 
     /// 1. No acknowledged admit lost.
@@ -84,6 +121,16 @@ impl Sim {
             }
         }
     }
+}
+
+/// What the bulletins made of a node: its roster (devices and their cuts) and revoked tickets.
+fn standing(g: &gatemesh_crdt::gate::GateLogic) -> (Vec<String>, Vec<String>) {
+    let mut roster: Vec<String> = (g.ledger().roster().iter())
+        .map(|(id, d)| format!("{id}:{:?}", d.cut))
+        .collect();
+    roster.sort();
+    let revoked = tickets().into_iter().filter(|t| g.is_revoked(t)).collect();
+    (roster, revoked)
 }
 
 /// 2. Convergence.

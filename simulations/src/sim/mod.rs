@@ -46,6 +46,11 @@ const BASE_MS: u64 = 1_780_272_000_000;
 const TICK_MS: u64 = 250;
 /// Quiet time after the heal (and after the final restart) before the invariants are checked.
 const QUIET_MS: u64 = 15_000;
+/// How far ahead the clock of the "skew" scenario's last node runs: three days.
+const FAR_AHEAD_MS: i64 = 3 * 86_400_000;
+/// Of the local writes of a node with a flaky disk, the share that fail.
+const WRITE_FAILURE_P: f64 = 0.1;
+
 /// In a whole, loss-free network a record reaches every node within this (gossip latency, a
 /// sync round, with margin).
 pub const PROPAGATION_BOUND_MS: u64 = 2_000;
@@ -63,6 +68,12 @@ pub enum Fault {
     StaleIndex,
     /// The harness keeps and passes on bulletins but never hands them to its replica.
     BulletinsIgnored,
+    /// A restart follows every clock in the store, however far ahead (a restart trusting
+    /// more than the running node: a peer's clock from the future becomes the node's own).
+    RestoreTrustsClocks,
+    /// A write that failed is reported done (a position that was never durable goes on the
+    /// wire, and the device writes it again with other content after a restart).
+    FailedWriteReported,
 }
 
 /// What a run found.
@@ -93,6 +104,8 @@ struct Node {
     late: Vec<(u64, usize, Vec<u8>)>,
     /// The refund reached this node (it holds the revocation).
     has_refund: bool,
+    /// Its disk fails some local writes (an error, then success on a later write).
+    flaky_disk: bool,
 }
 
 struct Acked {
@@ -219,8 +232,20 @@ impl Sim {
                 },
                 late: Vec::new(),
                 has_refund: false,
+                flaky_disk: false,
             })
-            .collect();
+            .collect::<Vec<Node>>();
+        let mut nodes = nodes;
+        // "skew": the last node's clock runs three days ahead (its records carry that time; no
+        // other node may follow it). "crash", "mixed": the first node's disk fails some writes.
+        if scenario == "skew" {
+            if let Some(last) = nodes.last_mut() {
+                last.skew_ms = FAR_AHEAD_MS;
+            }
+        }
+        if scenario == "crash" || scenario == "mixed" {
+            nodes[0].flaky_disk = true;
+        }
         Sim {
             rng,
             nodes,
@@ -278,13 +303,24 @@ impl Sim {
 
     /// A node's replica from what its store held: durable changes, fork proofs, bulletins.
     fn open(&mut self, n: usize) {
-        let w = world();
         let now = self.node_now(n);
-        let node = &mut self.nodes[n];
+        let replica = self.reopened(n, &self.nodes[n].durable, now);
+        self.nodes[n].replica = Some(replica);
+    }
+
+    /// Node `n`'s replica as a restart at `now` builds it from `stored`, its fork proofs and
+    /// bulletins: the very path a node opening its store takes.
+    pub(super) fn reopened(&self, n: usize, stored: &[Vec<u8>], now: u64) -> Replica {
+        let w = world();
+        let node = &self.nodes[n];
         let bulletins: &[Bulletin] = if self.fault == Some(Fault::BulletinsIgnored) {
             &[]
         } else {
             &node.bulletins
+        };
+        let bound = match self.fault {
+            Some(Fault::RestoreTrustsClocks) => u64::MAX / 2,
+            _ => now,
         };
         let (ledger, _refused) = GateLogic::open_ledger(
             &w.package,
@@ -292,8 +328,8 @@ impl Sim {
             node.chain,
             bulletins,
             &node.forks,
-            node.durable.iter().map(Vec::as_slice),
-            now,
+            stored.iter().map(Vec::as_slice),
+            bound,
         )
         .expect("a node's durable log opens");
         let mut gate = GateLogic::new(&w.package, ledger, None).expect("gate logic");
@@ -308,7 +344,7 @@ impl Sim {
         };
         let mut replica = Replica::new(gate, &w.package.certificates, config);
         let _ = replica.start(now);
-        node.replica = Some(replica);
+        replica
     }
 
     /// Node `n` connects to every node that is up (and they to it).
@@ -337,6 +373,7 @@ impl Sim {
     fn carry_out(&mut self, n: usize, outs: Vec<Output>) {
         let mut written = None;
         let mut rest = Vec::new();
+        let mut writes = Vec::new();
         for o in outs {
             match o {
                 Output::Persist {
@@ -344,17 +381,33 @@ impl Sim {
                     changes,
                     durable,
                 } => {
-                    self.write(n, changes, durable);
+                    writes.push((changes, durable));
                     written = Some(id);
                 }
                 other => rest.push(other),
             }
         }
+        // One store write for the batch, as the node makes it: a flaky disk fails it whole
+        // (local writes only: received changes come again by sync).
+        let fails = self.nodes[n].flaky_disk
+            && writes.iter().all(|(_, durable)| *durable)
+            && !writes.is_empty()
+            && self.rng.gen_bool(WRITE_FAILURE_P);
+        if !fails {
+            for (changes, durable) in writes {
+                self.write(n, changes, durable);
+            }
+        }
         for o in rest {
             self.carry_out_one(n, o);
         }
-        if let Some(upto) = written {
-            self.input(n, Input::Persisted { upto });
+        match written {
+            Some(upto) if fails && self.fault != Some(Fault::FailedWriteReported) => {
+                let message = "the disk is full".to_string();
+                self.input(n, Input::PersistFailed { upto, message });
+            }
+            Some(upto) => self.input(n, Input::Persisted { upto }),
+            None => {}
         }
     }
 
