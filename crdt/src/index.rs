@@ -99,18 +99,22 @@ impl Names {
     }
 }
 
+/// Admits and annuls from which a ticket keeps its replay; below, a replay from scratch costs
+/// less than keeping one (most tickets hold one or two records: the memory goes to the records).
+const KEEP_REPLAY_FROM: usize = 8;
+
 /// One ticket's records: the admits and annuls the replay reads, the denials beside them (a
-/// camera held on one bad code adds denials only, and they never cost a replay), and the replay
-/// of the admits under the ticket's rule, kept up to date.
+/// camera held on one bad code adds denials only, and they never cost a replay), and, once it
+/// has [`KEEP_REPLAY_FROM`] admits, the replay of them under the ticket's rule, kept up to date.
 #[derive(Clone, Debug, Default)]
 struct TicketLog {
     /// Admits and annuls in ledger order.
     admits: Vec<Entry>,
     /// Denials in ledger order.
     denials: Vec<Entry>,
-    replay: Replay,
-    /// Origins (hashed) of the ticket's reconciled records.
-    origins: FastMap<u64, ()>,
+    /// Origins (hashed) of the ticket's reconciled records, sorted.
+    origins: Vec<u64>,
+    kept: Option<Box<Replay>>,
 }
 
 impl TicketLog {
@@ -152,14 +156,42 @@ impl TicketLog {
             .map(|e| e.tier)
     }
 
-    /// The ticket's contribution to the per-ticket figures.
-    fn state(&self) -> TicketState {
-        let r = &self.replay;
+    /// The replay under `rule`: the kept one when it is that rule's, else one from scratch.
+    fn replay(&self, rule: EntryRule) -> std::borrow::Cow<'_, Replay> {
+        match &self.kept {
+            Some(r) if r.rule == rule => std::borrow::Cow::Borrowed(&**r),
+            _ => std::borrow::Cow::Owned(Replay::run(&self.admits, rule)),
+        }
+    }
+
+    /// Bring the kept replay up to date after an admit or annul was placed at `at`.
+    fn replayed_at(&mut self, at: usize, rule: EntryRule) {
+        if self.admits.len() < KEEP_REPLAY_FROM {
+            self.kept = None;
+            return;
+        }
+        match &mut self.kept {
+            Some(r) => r.extend(&self.admits, at, rule),
+            None => self.kept = Some(Box::new(Replay::run(&self.admits, rule))),
+        }
+    }
+
+    fn note_origin(&mut self, origin: u64) {
+        if let Err(at) = self.origins.binary_search(&origin) {
+            self.origins.insert(at, origin);
+        }
+    }
+
+    /// The ticket's contribution to the per-ticket figures under `rule`, and its double
+    /// entries.
+    fn state(&self, rule: EntryRule) -> (TicketState, usize) {
+        let r = self.replay(rule);
         let last = r.legit.last().map(|&i| &self.admits[i as usize]);
-        TicketState {
+        let state = TicketState {
             checked_in: r.legit.first().and(self.tier()),
             inside: last.filter(|_| r.inside).map(|e| e.zone),
-        }
+        };
+        (state, r.double.len())
     }
 }
 
@@ -273,25 +305,26 @@ impl Index {
         let Some(at) = log.place(&entry) else {
             return false;
         };
-        let before = log.state();
         if entry.origin != 0 {
-            log.origins.insert(entry.origin, ());
+            log.note_origin(entry.origin);
         }
-        if !entry.replayed() {
-            log.denials.insert(at, entry);
-        } else {
+        // A denial changes no replay: only the totals move.
+        let replayed = if entry.replayed() {
+            let (before, _) = log.state(rule_of(&self.rules, &self.names, log.tier()));
             log.admits.insert(at, entry);
             let rule = rule_of(&self.rules, &self.names, log.tier());
-            log.replay.extend(&log.admits, at, rule);
-        }
-        let after = log.state();
-        let doubles = log.replay.double.len();
+            log.replayed_at(at, rule);
+            Some((before, log.state(rule)))
+        } else {
+            log.denials.insert(at, entry);
+            None
+        };
         self.records += 1;
         if let Some(o) = &body.origin {
             self.origins.insert(entry.scan, o.as_str().into());
         }
         self.tally.record(self.seen(&entry));
-        if entry.replayed() {
+        if let Some((before, (after, doubles))) = replayed {
             self.note_conflicts(&body.ticket_id, doubles);
             self.tally.ticket(before, after);
         }
@@ -355,7 +388,7 @@ impl Index {
         let h = origin_hash(origin);
         self.tickets
             .get(ticket_id)
-            .is_some_and(|t| t.origins.contains_key(&h))
+            .is_some_and(|t| t.origins.binary_search(&h).is_ok())
     }
 
     /// Drop a chain's records from position `from` on (a fork was proven there). Returns how
@@ -411,14 +444,17 @@ impl Index {
             self.conflicts.remove(ticket_id);
             return;
         }
-        let replay = Replay::run(&log.admits, rule_of(&self.rules, &self.names, log.tier()));
-        let origins = log.iter().filter(|e| e.origin != 0).map(|e| (e.origin, ()));
-        let origins = origins.collect();
-        let doubles = replay.double.len();
-        if let Some(log) = self.tickets.get_mut(ticket_id) {
-            log.replay = replay;
-            log.origins = origins;
-        }
+        let rule = rule_of(&self.rules, &self.names, log.tier());
+        let Some(log) = self.tickets.get_mut(ticket_id) else {
+            return;
+        };
+        log.kept = None;
+        log.replayed_at(0, rule);
+        let mut origins: Vec<u64> = log.iter().map(|e| e.origin).filter(|o| *o != 0).collect();
+        origins.sort_unstable();
+        origins.dedup();
+        log.origins = origins;
+        let (_, doubles) = log.state(rule);
         self.note_conflicts(ticket_id, doubles);
     }
 
@@ -444,13 +480,7 @@ impl Index {
                 ..TicketReplay::default()
             };
         };
-        let fresh;
-        let r = if log.replay.rule == rule {
-            &log.replay
-        } else {
-            fresh = Replay::run(&log.admits, rule);
-            &fresh
-        };
+        let r = log.replay(rule);
         let at = |i: &u32| self.to_ref(ticket_id, &log.admits[*i as usize]);
         TicketReplay {
             entries: r.legit.iter().map(at).collect(),
@@ -528,7 +558,8 @@ impl Index {
             for e in log.iter() {
                 tally.record(self.seen(e));
             }
-            tally.ticket(TicketState::default(), log.state());
+            let (state, _) = log.state(rule_of(&self.rules, &self.names, log.tier()));
+            tally.ticket(TicketState::default(), state);
         }
         self.tally = tally;
     }
