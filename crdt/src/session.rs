@@ -51,7 +51,6 @@ impl Replica {
         p.last_seen_ms = self.now_ms;
         p.tips = None;
         p.in_flight = false;
-        p.same_config = false;
         self.event(Event::PeerConnected(peer));
         self.send_hello(peer);
         self.send_bulletins(peer);
@@ -166,9 +165,10 @@ impl Replica {
                 self.take_bulletin(b, Some(from));
                 Vec::new()
             }
+            // The answer is our own hello: each side learns the other's from one exchange.
             Some((&KIND_HELLO, fp)) => {
                 self.hello(from, fp);
-                Vec::new()
+                self.hello_bytes()
             }
             _ => {
                 self.counters.sync_failures += 1;
@@ -225,6 +225,10 @@ impl Replica {
     /// The answer to our sync message: take it in, then go on while either side has something
     /// for the other; else the session ends and waiting peers get the slot.
     fn sync_answer(&mut self, from: DeviceId, bytes: &[u8]) {
+        // The answer to our hello is the peer's: not a sync session's.
+        if let Some(fp) = bytes.strip_prefix(&[KIND_HELLO]).filter(|f| f.len() == 32) {
+            return self.hello(from, fp);
+        }
         if let Some(p) = self.peers.get_mut(from) {
             p.in_flight = false;
         }
@@ -303,13 +307,19 @@ impl Replica {
 
     /// Tell `peer` which event configuration we judge by (it checks, as we check its own).
     fn send_hello(&mut self, peer: DeviceId) {
-        let mut data = vec![KIND_HELLO];
-        data.extend_from_slice(&self.fingerprint);
+        let data = self.hello_bytes();
         self.out.push(Output::Send {
             to: peer,
             data,
             bulletin: true,
         });
+    }
+
+    /// `KIND_HELLO` and our fingerprint (a SyncMessage never starts so: its version is 1).
+    fn hello_bytes(&self) -> Vec<u8> {
+        let mut data = vec![KIND_HELLO];
+        data.extend_from_slice(&self.fingerprint);
+        data
     }
 
     /// A peer's hello: the same configuration lets its gossip and sync in; another one
@@ -385,8 +395,10 @@ impl Replica {
                 .get_mut(peer)
                 .is_some_and(|p| std::mem::take(&mut p.bulletin_retry));
             if retry {
-                self.send_hello(peer);
                 self.send_bulletins(peer);
+            }
+            if retry || !self.same_config(peer) {
+                self.send_hello(peer);
             }
             self.start_sync(peer, true);
         }
