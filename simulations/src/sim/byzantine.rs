@@ -75,7 +75,10 @@ impl Byzantine {
             (Attack::Flood, _) => self.flood(ticket, now_ms),
             (Attack::Fork, _) => self.fork(now_ms),
             (_, None) => Vec::new(),
-            (Attack::ForgedActor, Some(t)) => self.forged_actor(&t, ticket, now_ms),
+            (Attack::ForgedActor, Some(t)) => {
+                let genuine = honest.last().cloned().unwrap_or_default();
+                self.forged_actor(&t, &genuine, ticket, now_ms)
+            }
             (Attack::Hijack, Some(t)) => self.hijack(&t, ticket, now_ms),
             (a, Some(t)) => crafted_edit(a, &t),
         }
@@ -125,14 +128,28 @@ impl Byzantine {
             .unwrap_or_default()
     }
 
-    /// A record claiming the honest device's next position, signed with its own key.
-    fn forged_actor(&self, t: &Candidate, ticket: &str, now_ms: u64) -> Vec<Vec<u8>> {
-        let mut body = self.body(BYZ_CHAIN, t.seq() + 1, t.hash, ticket, now_ms);
-        body.device = t.chain().device;
-        body.chain = t.chain().chain;
-        Self::sign(body)
-            .map(|r| vec![change::build_bytes(&r).0])
-            .unwrap_or_default()
+    /// A record claiming the honest device's next position, signed with its own key; then a
+    /// forged rival of the honest change `t` at its own position, placed before the genuine
+    /// change in the same message (forged fork evidence: it must not cut the honest chain).
+    fn forged_actor(
+        &self,
+        t: &Candidate,
+        genuine: &[u8],
+        ticket: &str,
+        now_ms: u64,
+    ) -> Vec<Vec<u8>> {
+        let claim = |seq, link| {
+            let mut body = self.body(BYZ_CHAIN, seq, link, ticket, now_ms);
+            body.device = t.chain().device;
+            body.chain = t.chain().chain;
+            Self::sign(body).map(|r| change::build_bytes(&r).0)
+        };
+        let next = claim(t.seq() + 1, t.hash);
+        let rival = claim(t.seq(), t.record.body.link);
+        next.into_iter()
+            .chain(rival)
+            .chain((!genuine.is_empty()).then(|| genuine.to_vec()))
+            .collect()
     }
 
     /// Its own record wrapped under the honest device's actor, that device's next sequence

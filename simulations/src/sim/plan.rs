@@ -26,7 +26,8 @@ pub const SCENARIOS: [&str; 8] = [
 pub enum Attack {
     /// Its next honest-looking record (withheld from all but one node).
     Own,
-    /// A record claiming an honest device's next position, signed with its own key.
+    /// A record claiming an honest device's next position, signed with its own key, and a
+    /// forged rival of that device's last change sent before the genuine one.
     ForgedActor,
     /// Its record wrapped under an honest device's actor with that device's next sequence
     /// number and a dependency nobody has.
