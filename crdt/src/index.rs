@@ -110,20 +110,38 @@ const KEEP_REPLAY_FROM: usize = 8;
 struct TicketLog {
     /// Admits and annuls in ledger order.
     admits: Vec<Entry>,
+    /// What few tickets have (boxed: the ticket map's slots stay small).
+    more: Option<Box<More>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct More {
     /// Denials in ledger order.
     denials: Vec<Entry>,
     /// Origins (hashed) of the ticket's reconciled records, sorted.
     origins: Vec<u64>,
-    kept: Option<Box<Replay>>,
+    kept: Option<Replay>,
 }
 
 impl TicketLog {
-    fn list(&self, replayed: bool) -> &Vec<Entry> {
+    fn list(&self, replayed: bool) -> &[Entry] {
         if replayed {
             &self.admits
         } else {
-            &self.denials
+            self.denials()
         }
+    }
+
+    fn denials(&self) -> &[Entry] {
+        self.more.as_ref().map_or(&[], |m| &m.denials)
+    }
+
+    fn origins(&self) -> &[u64] {
+        self.more.as_ref().map_or(&[], |m| &m.origins)
+    }
+
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
     }
 
     /// Where `e` goes in its list, or None if that record is there already.
@@ -134,18 +152,18 @@ impl TicketLog {
     }
 
     fn len(&self) -> usize {
-        self.admits.len() + self.denials.len()
+        self.admits.len() + self.denials().len()
     }
 
     /// Every record in ledger order (the two lists merged).
     fn merged(&self) -> Vec<&Entry> {
-        let mut all: Vec<&Entry> = self.admits.iter().chain(&self.denials).collect();
+        let mut all: Vec<&Entry> = self.admits.iter().chain(self.denials()).collect();
         all.sort_unstable_by_key(|e| e.order_key());
         all
     }
 
     fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.admits.iter().chain(&self.denials)
+        self.admits.iter().chain(self.denials())
     }
 
     /// The tier (interned) of the ticket's first admit.
@@ -158,8 +176,8 @@ impl TicketLog {
 
     /// The replay under `rule`: the kept one when it is that rule's, else one from scratch.
     fn replay(&self, rule: EntryRule) -> std::borrow::Cow<'_, Replay> {
-        match &self.kept {
-            Some(r) if r.rule == rule => std::borrow::Cow::Borrowed(&**r),
+        match self.more.as_ref().and_then(|m| m.kept.as_ref()) {
+            Some(r) if r.rule == rule => std::borrow::Cow::Borrowed(r),
             _ => std::borrow::Cow::Owned(Replay::run(&self.admits, rule)),
         }
     }
@@ -167,18 +185,23 @@ impl TicketLog {
     /// Bring the kept replay up to date after an admit or annul was placed at `at`.
     fn replayed_at(&mut self, at: usize, rule: EntryRule) {
         if self.admits.len() < KEEP_REPLAY_FROM {
-            self.kept = None;
+            if let Some(m) = self.more.as_mut() {
+                m.kept = None;
+            }
             return;
         }
-        match &mut self.kept {
-            Some(r) => r.extend(&self.admits, at, rule),
-            None => self.kept = Some(Box::new(Replay::run(&self.admits, rule))),
+        let admits = &self.admits;
+        let more = self.more.get_or_insert_with(Box::default);
+        match &mut more.kept {
+            Some(r) => r.extend(admits, at, rule),
+            None => more.kept = Some(Replay::run(admits, rule)),
         }
     }
 
     fn note_origin(&mut self, origin: u64) {
-        if let Err(at) = self.origins.binary_search(&origin) {
-            self.origins.insert(at, origin);
+        let origins = &mut self.more().origins;
+        if let Err(at) = origins.binary_search(&origin) {
+            origins.insert(at, origin);
         }
     }
 
@@ -310,13 +333,16 @@ impl Index {
         }
         // A denial changes no replay: only the totals move.
         let replayed = if entry.replayed() {
-            let (before, _) = log.state(rule_of(&self.rules, &self.names, log.tier()));
+            let (before, _) = match log.admits.is_empty() {
+                true => (TicketState::default(), 0),
+                false => log.state(rule_of(&self.rules, &self.names, log.tier())),
+            };
             log.admits.insert(at, entry);
             let rule = rule_of(&self.rules, &self.names, log.tier());
             log.replayed_at(at, rule);
             Some((before, log.state(rule)))
         } else {
-            log.denials.insert(at, entry);
+            log.more().denials.insert(at, entry);
             None
         };
         self.records += 1;
@@ -388,7 +414,7 @@ impl Index {
         let h = origin_hash(origin);
         self.tickets
             .get(ticket_id)
-            .is_some_and(|t| t.origins.binary_search(&h).is_ok())
+            .is_some_and(|t| t.origins().binary_search(&h).is_ok())
     }
 
     /// Drop a chain's records from position `from` on (a fork was proven there). Returns how
@@ -415,7 +441,9 @@ impl Index {
             let before = log.len();
             gone.extend(log.iter().filter(|e| doomed(e)).map(|e| e.scan));
             log.admits.retain(|e| !doomed(e));
-            log.denials.retain(|e| !doomed(e));
+            if let Some(m) = log.more.as_mut() {
+                m.denials.retain(|e| !doomed(e));
+            }
             if log.len() != before {
                 touched.push(ticket.clone());
             }
@@ -448,12 +476,14 @@ impl Index {
         let Some(log) = self.tickets.get_mut(ticket_id) else {
             return;
         };
-        log.kept = None;
-        log.replayed_at(0, rule);
         let mut origins: Vec<u64> = log.iter().map(|e| e.origin).filter(|o| *o != 0).collect();
         origins.sort_unstable();
         origins.dedup();
-        log.origins = origins;
+        if let Some(m) = log.more.as_mut() {
+            m.kept = None;
+            m.origins = origins;
+        }
+        log.replayed_at(0, rule);
         let (_, doubles) = log.state(rule);
         self.note_conflicts(ticket_id, doubles);
     }

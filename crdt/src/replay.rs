@@ -57,9 +57,9 @@ pub(crate) struct Replay {
     pub credits: u32,
     /// Festival day of the last legit `in` and the `in` admits it counts.
     pub day: Option<(u64, u32)>,
-    /// Origins of the reconciled admits counted: one offline scan posted to several nodes
-    /// counts once (its first record).
-    origins: FastMap<u64, ()>,
+    /// Origins of the reconciled admits counted, sorted: one offline scan posted to several
+    /// nodes counts once (its first record).
+    origins: Vec<u64>,
     /// The one admit an annul undid.
     undone: Option<ScanRef>,
     /// How many entries of the list it has read.
@@ -83,7 +83,7 @@ impl Replay {
             inside: false,
             credits: rule.max_entries,
             day: None,
-            origins: FastMap::default(),
+            origins: Vec::new(),
             undone: undone(list),
             read: 0,
         };
@@ -116,8 +116,11 @@ impl Replay {
         if e.verdict != Verdict::Admit || self.undone == Some(e.scan) {
             return;
         }
-        if e.origin != 0 && self.origins.insert(e.origin, ()).is_some() {
-            return;
+        if e.origin != 0 {
+            match self.origins.binary_search(&e.origin) {
+                Ok(_) => return,
+                Err(at) => self.origins.insert(at, e.origin),
+            }
         }
         let rule = self.rule;
         let day = festival_day(Hlc(e.hlc).wall_ms(), rule.day_start_ms);
@@ -151,6 +154,9 @@ impl Replay {
 /// One undo per ticket: the first annul (in ledger order) that annuls an admit is honoured,
 /// later ones are not (admit, undo, admit, undo... would let a crowd in on one ticket).
 fn undone(list: &[Entry]) -> Option<ScanRef> {
+    if !list.iter().any(|e| e.verdict == Verdict::Annul) {
+        return None;
+    }
     let admits: FastMap<ScanRef, &Entry> = list
         .iter()
         .filter(|e| e.verdict == Verdict::Admit)
