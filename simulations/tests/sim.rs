@@ -1,4 +1,4 @@
-//! The simulator in the test suite: a sweep of 1,000 seeds (about 6 minutes on this machine)
+//! The simulator in the test suite: a sweep of 1,000 seeds (about 3 minutes on this machine)
 //! over the scenarios (Byzantine device, 20- and 50-node runs included) must keep every
 //! invariant, and each test-only fault must be caught (the self-check). A longer sweep:
 //! `cargo run --release -p simulations --bin gatemesh-sim -- sweep --seeds 5000`.
