@@ -342,18 +342,23 @@ fn a_paused_gate_covers_the_scanner_and_undo_and_exit_work_from_the_page() {
     let (s, _) =
         gatemesh_tests::http_request(&addr, "POST", "/api/bulletins", Some("admin"), &pause);
     assert_eq!(s, 200);
-    // Lift the pause once the page has shown it (the page asks every 3 s).
+    // Lift the pause once the page has shown it (the page asks every 3 s and says when it
+    // has seen it, however long the browser took to start).
     let resume = bulletin("--resume-gate");
+    let seen = tmp.path().join("pause-seen");
     let lifter = {
-        let addr = addr.clone();
+        let (addr, seen) = (addr.clone(), seen.clone());
         std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_secs(8));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !seen.exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
             gatemesh_tests::http_request(&addr, "POST", "/api/bulletins", Some("admin"), &resume).0
         })
     };
     let v = browser(
         "paused",
-        json!({"a": format!("http://{addr}"), "token": "staff", "code": codes[0].1, "shots": shots()}),
+        json!({"a": format!("http://{addr}"), "token": "staff", "code": codes[0].1, "shots": shots(), "seen": seen}),
     );
     assert_eq!(lifter.join().unwrap(), 200);
     assert_eq!(v["lang"], "fr", "a French browser gets French: {v}");

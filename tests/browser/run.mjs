@@ -2,6 +2,7 @@
 // Usage: node run.mjs SCENARIO '{"json": "arguments"}'. Prints one JSON line with what the
 // pages showed; the Rust test decides pass or fail. Screenshots go to args.shots.
 import { chromium } from "playwright-core";
+import { writeFileSync } from "node:fs";
 
 const [scenario, raw] = process.argv.slice(2);
 const args = JSON.parse(raw);
@@ -232,6 +233,8 @@ async function pausedScenario() {
     out.paused_text = await page.textContent("#paused");
     out.lang = await page.evaluate(() => document.documentElement.lang);
     await shot(page, "steward-paused");
+    // Tell the Rust side the pause was seen: it lifts it now.
+    if (args.seen) writeFileSync(args.seen, "seen");
     await page.waitForSelector("#paused", { state: "hidden", timeout: 30000 });
     out.admit = await wedge(page, args.code);
     await shot(page, "steward-catching-up");
