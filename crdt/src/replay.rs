@@ -66,13 +66,6 @@ pub(crate) struct Replay {
     read: usize,
 }
 
-impl Default for Replay {
-    /// The replay of no admits under the default rule.
-    fn default() -> Replay {
-        Replay::run(&[], EntryRule::default())
-    }
-}
-
 impl Replay {
     /// Replay the whole list under `rule`.
     pub fn run(list: &[Entry], rule: EntryRule) -> Replay {
