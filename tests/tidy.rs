@@ -235,6 +235,30 @@ fn no_module_imports_the_cli() {
     );
 }
 
+/// A bug planted in the ledger ([`gatemesh_crdt::ledger::Planted`]) is for the simulator's
+/// self-check only: no other crate names it.
+#[test]
+fn only_the_simulator_plants_bugs() {
+    let mut offenders = Vec::new();
+    for krate in CRATES.iter().filter(|k| **k != "simulations") {
+        for file in sources(krate) {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for (i, line) in text.lines().enumerate() {
+                let l = line.trim();
+                let defines = file.ends_with("crdt/src/ledger.rs");
+                if (l.contains(".plant(") || l.contains("Planted::")) && !defines {
+                    offenders.push(format!("{}:{}: {l}", file.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "planted bugs outside the simulator:\n{}",
+        offenders.join("\n")
+    );
+}
+
 #[test]
 fn the_pure_crate_calls_no_io() {
     let mut offenders = Vec::new();

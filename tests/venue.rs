@@ -62,6 +62,9 @@ pub fn profile(name: &str) -> Option<Profile> {
     PROFILES.iter().copied().find(|p| p.name == name)
 }
 
+/// What two passes through the userspace shaper may add to a round trip on a loaded machine.
+const USERSPACE_MS: f64 = 2.0;
+
 /// The shapers of a LAN; they stop when this is dropped (and by themselves after their time).
 pub struct Shaping {
     shapers: Vec<Child>,
@@ -200,10 +203,14 @@ impl Shaping {
     /// The profile holds on this LAN: the round trip's mean within a tolerance of twice the
     /// one-way delay (the draws are cut at 0 ms, which raises the mean under heavy jitter), and
     /// the round-trip loss near 1 - (1 - loss)². Returns the sample.
+    ///
+    /// The upper bound adds [`USERSPACE_MS`]: a round trip passes the userspace shaper twice, and
+    /// on a loaded 2-core machine each pass waits for a core (1.4 ms seen on `wired` during the
+    /// test suite). The bounds still tell `wired` (≤ 2.3 ms) from `good-wifi` (≥ 3.0 ms).
     pub fn check(&self, lan: &Lan, p: &Profile) -> Result<PingSample, String> {
         let s = self.ping(lan, 0, "10.77.0.2", 400);
         let rtt = 2.0 * p.delay_ms;
-        let (lo, hi) = (rtt * 0.7 - 0.5, rtt * 1.6 + 1.0);
+        let (lo, hi) = (rtt * 0.7 - 0.5, rtt * 1.6 + USERSPACE_MS);
         let expected = 1.0 - (1.0 - p.loss).powi(2);
         // Below ~2 % a 400-probe sample may lose nothing at all: no lower bound there.
         let llo = if expected < 0.02 { 0.0 } else { expected * 0.4 };

@@ -235,6 +235,18 @@ pub struct Ledger {
     /// How much of the local chain is durable: summaries and answers to peers stop there (a
     /// position lost in a crash is written again, differently). `None`: all of it.
     own_durable: Option<u32>,
+    planted: Option<Planted>,
+}
+
+/// A bug the simulator's self-check plants in a ledger, to show that its sweep finds it.
+/// Nothing but the simulator sets one (`tests/tidy.rs` holds every other crate to that).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planted {
+    /// The ledger before fork evidence had to be two verified changes: a change whose rival at
+    /// its position came first in the batch (and failed its signature) is taken as evidence
+    /// against the chain instead of extending it.
+    RivalTakenAsEvidence,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -276,7 +288,14 @@ impl Ledger {
             forks: BTreeMap::new(),
             stats: LedgerStats::default(),
             own_durable: None,
+            planted: None,
         }
+    }
+
+    /// Plant a bug (the simulator's self-check only).
+    #[doc(hidden)]
+    pub fn plant(&mut self, bug: Planted) {
+        self.planted = Some(bug);
     }
 
     /// How much of the local chain is durable (see the field).
@@ -580,10 +599,11 @@ impl Ledger {
     fn fork_against_ours(&mut self, c: Candidate, peer: PeerTag, now_ms: u64, out: &mut Admitted) {
         let key = c.chain();
         let held = self.chains.len_of(key);
-        if c.seq() > held + 1 {
+        let planted = self.planted == Some(Planted::RivalTakenAsEvidence);
+        if c.seq() > held + 1 && !planted {
             return self.hold(c, peer, now_ms, out);
         }
-        if c.seq() == held + 1 && self.links_to_tip(&c) {
+        if c.seq() == held + 1 && self.links_to_tip(&c) && !planted {
             self.take(c, now_ms, out);
             return self.extend_from_pending(key, now_ms, out);
         }

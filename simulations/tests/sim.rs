@@ -39,6 +39,11 @@ fn a_sweep_of_mixed_scenarios_keeps_every_invariant() {
         r.double_entries > 0,
         "the workload makes double entries to report"
     );
+    // Its attacks must reach the ledger (they did not while the device sent no hello).
+    assert!(
+        r.byzantine_records > 0,
+        "the Byzantine device gets records into the ledger"
+    );
     eprintln!(
         "{} seeds, {} scans, {} double entries, {:.1} s",
         r.seeds, r.scans, r.double_entries, r.seconds
@@ -117,6 +122,21 @@ fn the_self_check_catches_a_restart_that_trusts_a_clock_from_the_future() {
 #[test]
 fn the_self_check_catches_a_failed_write_reported_done() {
     assert!(caught(Fault::FailedWriteReported) > 0);
+}
+
+#[test]
+fn the_self_check_catches_a_restart_that_reads_the_store_before_the_bulletins() {
+    assert!(caught(Fault::RosterAfterStore) > 0);
+}
+
+#[test]
+fn the_self_check_catches_a_revocation_lost_because_it_came_before_the_addition() {
+    assert!(caught(Fault::EarlyRevocationLost) > 0);
+}
+
+#[test]
+fn the_self_check_catches_a_forged_rival_taken_as_fork_evidence() {
+    assert!(caught(Fault::RivalTakenAsEvidence) > 0);
 }
 
 #[test]

@@ -61,6 +61,12 @@ impl Sim {
         self.restart_equivalent(&all, &mut v);
         if when.is_empty() {
             self.outcome.double_entries = doubles;
+            let byz = world().byzantine().id().to_string();
+            let mut held = 0;
+            ledgers[0]
+                .index()
+                .for_each_record(|r| held += usize::from(r.device == byz));
+            self.outcome.byzantine_records = held;
         }
         self.outcome
             .violations

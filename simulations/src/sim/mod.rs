@@ -1,9 +1,10 @@
 //! The deterministic mesh simulator: N nodes, each the real [`Replica`] (the very protocol
 //! `gatemesh node run` drives), over a simulated network with latency, loss, duplication,
 //! reordering, symmetric and one-way partitions, crashes with restart from what was durable,
-//! clock skew and jumps, and an enrolled Byzantine device. The harness here plays the transport,
-//! the disk and the clock: it carries out each replica's outputs as the node would. Everything
-//! comes from the seed: the same seed replays the same run.
+//! clock skew and jumps, bulletins in any order, and a Byzantine device added by bulletin. The
+//! harness here plays the transport, the disk and the clock: it carries out each replica's
+//! outputs as the node would. Everything comes from the seed: the same seed replays the same
+//! run.
 //!
 //! Invariants checked after the heal and a quiet period, and again after every node restarted
 //! from what was durable and another quiet period (`check`):
@@ -30,7 +31,7 @@ pub use world::NODES_MAX;
 use byzantine::Byzantine;
 use gatemesh_crdt::bulletin::Bulletin;
 use gatemesh_crdt::gate::GateLogic;
-use gatemesh_crdt::protocol::{Input, Output, Reply, RequestId, Topic, KIND_SYNC};
+use gatemesh_crdt::protocol::{Input, Output, Reply, RequestId, Topic, KIND_HELLO, KIND_SYNC};
 use gatemesh_crdt::replica::{Replica, ReplicaConfig};
 use gatemesh_crdt::{ChainId, DeviceId, Direction, ForkProof, SyncMessage, Verdict};
 use net::{Msg, Net, Payload};
@@ -74,6 +75,15 @@ pub enum Fault {
     /// A write that failed is reported done (a position that was never durable goes on the
     /// wire, and the device writes it again with other content after a restart).
     FailedWriteReported,
+    /// A restart reads the store before it applies the bulletins: the records of a device
+    /// added by bulletin are refused as an unknown device's.
+    RosterAfterStore,
+    /// A restart forgets a revocation that came before its device's addition: the device
+    /// comes back with no cut.
+    EarlyRevocationLost,
+    /// Planted in the ledger ([`gatemesh_crdt::ledger::Planted`]): a forged rival placed
+    /// before the genuine change is taken as fork evidence against the honest chain.
+    RivalTakenAsEvidence,
 }
 
 /// What a run found.
@@ -84,6 +94,9 @@ pub struct Outcome {
     pub admits: usize,
     pub double_entries: usize,
     pub messages: u64,
+    /// Records of the Byzantine device node 0 holds at the first check (its attacks reach the
+    /// ledger: an attacker whose messages were all ignored would test nothing).
+    pub byzantine_records: usize,
 }
 
 struct Node {
@@ -313,27 +326,34 @@ impl Sim {
     pub(super) fn reopened(&self, n: usize, stored: &[Vec<u8>], now: u64) -> Replica {
         let w = world();
         let node = &self.nodes[n];
-        let bulletins: &[Bulletin] = if self.fault == Some(Fault::BulletinsIgnored) {
-            &[]
-        } else {
-            &node.bulletins
+        let bulletins: Vec<Bulletin> = match self.fault {
+            Some(Fault::BulletinsIgnored) => Vec::new(),
+            Some(Fault::EarlyRevocationLost) => without_early_revocations(&node.bulletins),
+            _ => node.bulletins.clone(),
+        };
+        let before_store = match self.fault {
+            Some(Fault::RosterAfterStore) => &[][..],
+            _ => &bulletins[..],
         };
         let bound = match self.fault {
             Some(Fault::RestoreTrustsClocks) => u64::MAX / 2,
             _ => now,
         };
-        let (ledger, _refused) = GateLogic::open_ledger(
+        let (mut ledger, _refused) = GateLogic::open_ledger(
             &w.package,
             Some(&w.identities[n]),
             node.chain,
-            bulletins,
+            before_store,
             &node.forks,
             stored.iter().map(Vec::as_slice),
             bound,
         )
         .expect("a node's durable log opens");
+        if self.fault == Some(Fault::RivalTakenAsEvidence) {
+            ledger.plant(gatemesh_crdt::ledger::Planted::RivalTakenAsEvidence);
+        }
         let mut gate = GateLogic::new(&w.package, ledger, None).expect("gate logic");
-        for b in bulletins {
+        for b in &bulletins {
             let _ = gate.apply_bulletin(b);
         }
         let config = ReplicaConfig {
@@ -590,6 +610,17 @@ impl Sim {
         let now = self.node_now(n);
         let changes = self.byz.craft(attack, ticket, &self.published, now);
         let from = world().byzantine().id();
+        // It says hello first, as any member does: without one its gossip is ignored.
+        let mut hello = vec![KIND_HELLO];
+        hello.extend_from_slice(&world().package.config.fingerprint());
+        self.input(
+            n,
+            Input::SyncRequest {
+                from,
+                token: 0,
+                data: hello,
+            },
+        );
         if sync {
             let msg = SyncMessage {
                 version: 1,
@@ -717,6 +748,7 @@ impl Sim {
             Event::Heal => self.heal(),
             Event::ClockJump { node, by_ms } => self.nodes[node].skew_ms += by_ms,
             Event::Refund { node } => self.hand_bulletin(node, &w.refund),
+            Event::AddByzantine { node } => self.hand_bulletin(node, &w.byz_addition),
             Event::RevokeByzantine { node } => self.hand_bulletin(node, &w.byz_revocation),
             Event::Byzantine {
                 node,
@@ -753,6 +785,25 @@ impl Sim {
     }
 }
 
+/// Fault EarlyRevocationLost: the bulletins as a restart that forgets early revocations sees
+/// them, in the order they came: a revocation of a device neither in the package nor added by
+/// an earlier bulletin goes.
+fn without_early_revocations(bulletins: &[Bulletin]) -> Vec<Bulletin> {
+    let mut known: HashSet<String> = (world().package.certificates.iter())
+        .map(|c| c.device_id.clone())
+        .collect();
+    let mut kept = Vec::new();
+    for b in bulletins {
+        let mut b = b.clone();
+        b.body
+            .revoke_devices
+            .retain(|r| known.contains(&r.device_id));
+        known.extend(b.added.iter().map(|c| c.device_id.clone()));
+        kept.push(b);
+    }
+    kept
+}
+
 /// The scenario of seed `s` in a sweep, and its node count: mostly 3 to 5 nodes, one seed in
 /// fifty with 20 and one in two hundred with 50.
 pub fn sweep_case(seed: u64) -> (usize, &'static str) {
@@ -778,6 +829,7 @@ pub struct SweepReport {
     pub failing: Vec<(u64, usize, &'static str, Vec<String>)>,
     pub scans: usize,
     pub double_entries: usize,
+    pub byzantine_records: usize,
     pub seconds: f64,
 }
 
@@ -791,6 +843,7 @@ pub fn sweep(from: u64, count: u64, fault: Option<Fault>) -> SweepReport {
         report.seeds += 1;
         report.scans += o.scans;
         report.double_entries += o.double_entries;
+        report.byzantine_records += o.byzantine_records;
         if !o.violations.is_empty() {
             report.failing.push((seed, nodes, scenario, o.violations));
         }

@@ -85,6 +85,10 @@ pub enum Event {
     Refund {
         node: usize,
     },
+    /// The organizer hands the bulletin adding the Byzantine device to one node.
+    AddByzantine {
+        node: usize,
+    },
     /// The organizer hands the Byzantine device's revocation to one node.
     RevokeByzantine {
         node: usize,
@@ -248,11 +252,29 @@ fn byzantine(rng: &mut StdRng, nodes: usize, ev: &mut Vec<(u64, Event)>) {
         };
         ev.push((rng.gen_range(0..ACTIVE_MS), e));
     }
-    if rng.gen_bool(0.5) {
-        let node = rng.gen_range(0..nodes);
+    // The device joins by bulletin, handed to one node (peers pass it on), sometimes again
+    // later to another. Its revocation, when it comes, may come first: nodes then hold a cut
+    // for a device they do not know yet.
+    ev.push((
+        rng.gen_range(0..ACTIVE_MS / 2),
+        Event::AddByzantine {
+            node: rng.gen_range(0..nodes),
+        },
+    ));
+    if rng.gen_bool(0.3) {
         ev.push((
             rng.gen_range(ACTIVE_MS / 2..ACTIVE_MS),
-            Event::RevokeByzantine { node },
+            Event::AddByzantine {
+                node: rng.gen_range(0..nodes),
+            },
         ));
+    }
+    if rng.gen_bool(0.5) {
+        let node = rng.gen_range(0..nodes);
+        let at = match rng.gen_bool(0.5) {
+            true => rng.gen_range(0..ACTIVE_MS / 4),
+            false => rng.gen_range(ACTIVE_MS / 2..ACTIVE_MS),
+        };
+        ev.push((at, Event::RevokeByzantine { node }));
     }
 }

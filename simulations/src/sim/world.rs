@@ -27,6 +27,9 @@ pub struct World {
     pub package: EventPackage,
     /// An organizer bulletin revoking the last general ticket (a refund mid-event).
     pub refund: Bulletin,
+    /// An organizer bulletin adding the Byzantine device (it is not in the package's roster:
+    /// a scanner enrolled after the devices went out).
+    pub byz_addition: Bulletin,
     /// An organizer bulletin revoking the Byzantine device, keeping its first records.
     pub byz_revocation: Bulletin,
     /// Honest devices, then the Byzantine one (enrolled like the others).
@@ -73,6 +76,24 @@ fn device_name(i: usize) -> String {
     }
 }
 
+/// Enroll every device; returns the package the nodes got, which the Byzantine device,
+/// enrolled last, is not in (it joins by bulletin).
+fn enroll(
+    ev: &std::path::Path,
+    key: &mut impl FnMut() -> ed25519_dalek::SigningKey,
+) -> anyhow::Result<EventPackage> {
+    for i in 0..NODES_MAX {
+        let name = device_name(i);
+        let dir = ev.join(format!("device-{name}"));
+        device_enroll_with_key(ev, &name, Role::Scanner, &dir, key())?;
+    }
+    let package = package::load(ev)?;
+    let name = device_name(NODES_MAX);
+    let dir = ev.join(format!("device-{name}"));
+    device_enroll_with_key(ev, &name, Role::Scanner, &dir, key())?;
+    Ok(package)
+}
+
 fn make_world() -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
     let ev = dir.path().join("event");
@@ -88,36 +109,32 @@ fn make_world() -> anyhow::Result<World> {
     )?;
     let general = issue(&ev, GENERAL_TICKETS, "general")?;
     let vip = issue(&ev, VIP_TICKETS, "vip")?;
-    for i in 0..=NODES_MAX {
-        let name = device_name(i);
-        device_enroll_with_key(
-            &ev,
-            &name,
-            Role::Scanner,
-            &ev.join(format!("device-{name}")),
-            key(),
-        )?;
-    }
-    let package = package::load(&ev)?;
+    let package = enroll(&ev, &mut key)?;
     let keys = package.config.organizer_verifying_keys()?;
-    let read = |path: std::path::PathBuf| -> anyhow::Result<Bulletin> {
+    let read = |b: BulletinRequest| -> anyhow::Result<Bulletin> {
+        let path = organizer::bulletin(&BulletinRequest {
+            event: ev.clone(),
+            ..b
+        })?;
         Ok(Bulletin::from_bytes(
             &std::fs::read(path)?,
             &package.config.event_id,
             &keys,
         )?)
     };
-    let refund = read(organizer::bulletin(&BulletinRequest {
-        event: ev.clone(),
+    let refund = read(BulletinRequest {
         revoke_ticket: vec![general[GENERAL_TICKETS - 1].0.clone()],
         ..BulletinRequest::default()
-    })?)?;
-    let byz_revocation = read(organizer::bulletin(&BulletinRequest {
-        event: ev.clone(),
+    })?;
+    let byz_addition = read(BulletinRequest {
+        add_device: vec!["byz".into()],
+        ..BulletinRequest::default()
+    })?;
+    let byz_revocation = read(BulletinRequest {
         revoke_device: vec!["byz".into()],
         keep: vec![format!("{BYZ_CHAIN:08x}:{BYZ_KEPT}")],
         ..BulletinRequest::default()
-    })?)?;
+    })?;
     let identities = (0..=NODES_MAX)
         .map(|i| {
             let name = device_name(i);
@@ -131,6 +148,7 @@ fn make_world() -> anyhow::Result<World> {
     Ok(World {
         package,
         refund,
+        byz_addition,
         byz_revocation,
         identities,
         general,
