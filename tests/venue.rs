@@ -63,7 +63,7 @@ pub fn profile(name: &str) -> Option<Profile> {
 }
 
 /// What two passes through the userspace shaper may add to a round trip on a loaded machine.
-const USERSPACE_MS: f64 = 2.0;
+const USERSPACE_MS: f64 = 3.0;
 
 /// The shapers of a LAN; they stop when this is dropped (and by themselves after their time).
 pub struct Shaping {
@@ -205,8 +205,9 @@ impl Shaping {
     /// the round-trip loss near 1 - (1 - loss)². Returns the sample.
     ///
     /// The upper bound adds [`USERSPACE_MS`]: a round trip passes the userspace shaper twice, and
-    /// on a loaded 2-core machine each pass waits for a core (1.4 ms seen on `wired` during the
-    /// test suite). The bounds still tell `wired` (≤ 2.3 ms) from `good-wifi` (≥ 3.0 ms).
+    /// each pass waits for a core: `wired` measures 1.2 ms on an idle 2-core machine and 1.4 ms
+    /// was seen during the test suite. `wired` (≤ 3.3 ms) is still told from `good-wifi`
+    /// (6.3 ms measured).
     pub fn check(&self, lan: &Lan, p: &Profile) -> Result<PingSample, String> {
         let s = self.ping(lan, 0, "10.77.0.2", 400);
         let rtt = 2.0 * p.delay_ms;
