@@ -67,6 +67,9 @@ pub struct BulletinBody {
     /// Pause or resume gates, zones or the event (the latest order per target wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pauses: Vec<crate::pause::PauseOrder>,
+    /// Change tiers' entry rules (laid over the package's in bulletin order: `rules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::rules::RuleChange>,
 }
 
 /// A verified bulletin.
@@ -155,7 +158,9 @@ impl Bulletin {
         });
         let pauses_ok = body.pauses.len() <= crate::pause::PAUSE_ORDERS_MAX
             && body.pauses.iter().all(crate::pause::PauseOrder::is_valid);
-        if !ids_ok || !cuts_ok || !pauses_ok {
+        let rules_ok = body.rules.len() <= crate::rules::RULE_CHANGES_MAX
+            && body.rules.iter().all(crate::rules::RuleChange::is_valid);
+        if !ids_ok || !cuts_ok || !pauses_ok || !rules_ok {
             return Err(BulletinError::BadItem);
         }
         let added = body

@@ -184,6 +184,9 @@ pub struct BulletinEffect {
     pub added_devices: Vec<(DeviceCertificate, u64)>,
     /// Pause and resume orders taken.
     pub pauses: usize,
+    /// Rule changes taken, and how many tickets were judged again under the rules in force.
+    pub rules: usize,
+    pub rejudged: usize,
 }
 
 pub struct GateLogic {
@@ -264,7 +267,7 @@ impl GateLogic {
         let mut ledger = Ledger::new(
             &package.config.event_id,
             roster,
-            package.config.entry_rules(),
+            crate::rules::in_force(&package.config, bulletins),
             local,
         );
         for b in bulletins {
@@ -328,6 +331,11 @@ impl GateLogic {
             effect.added_devices.push((c.clone(), 0));
         }
         self.bulletins.insert(b.hash(), b.clone());
+        if !b.body.rules.is_empty() {
+            effect.rules = b.body.rules.len();
+            let rules = crate::rules::in_force(&self.config, self.bulletins.values());
+            effect.rejudged = self.ledger.set_rules(rules);
+        }
         Ok(Some(effect))
     }
 
@@ -397,7 +405,7 @@ impl GateLogic {
                 let info = self.ticket_info(&cred, &tier.name);
                 return Ok(self.repeat(earlier, info, &gate, at.direction));
             }
-            let per_day = tier.max_entries_per_day.unwrap_or(0);
+            let per_day = self.ledger.index().rule(&tier.name).per_day;
             let today = self.config.festival_day(now_ms);
             if let Err(d) = policy::check_entry(&replay, per_day, today) {
                 let mut out = self.deny(at, &cred.ticket_id, &tier.name, Some(&cred), d)?;

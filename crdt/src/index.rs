@@ -304,6 +304,35 @@ impl Index {
         }
     }
 
+    /// The entry rule a tier is judged by now.
+    pub fn rule(&self, tier: &str) -> EntryRule {
+        self.rules.get(tier).copied().unwrap_or_default()
+    }
+
+    /// The entry rules changed (an organizer's bulletin): every ticket whose tier's rule is
+    /// another one now is replayed from its records, as if they had all come in under the new
+    /// rules. Returns how many tickets were judged again.
+    pub fn set_rules(&mut self, rules: HashMap<String, EntryRule>) -> usize {
+        if rules == self.rules {
+            return 0;
+        }
+        let old = std::mem::replace(&mut self.rules, rules);
+        let changed: Vec<Box<str>> = (self.tickets.iter())
+            .filter(|(_, log)| {
+                let tier = log.tier();
+                rule_of(&old, &self.names, tier) != rule_of(&self.rules, &self.names, tier)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in &changed {
+            self.replay_again(t);
+        }
+        if !changed.is_empty() {
+            self.rebuild_tally();
+        }
+        changed.len()
+    }
+
     /// Number of records held (all verdicts).
     pub fn len(&self) -> u64 {
         self.records
@@ -503,7 +532,7 @@ impl Index {
     /// wins over the tiers written in records (they are the same unless the organizer changed
     /// it). Under the ticket's own rule this reads the replay the index keeps.
     pub fn replay(&self, ticket_id: &str, tier: &str) -> TicketReplay {
-        let rule = self.rules.get(tier).copied().unwrap_or_default();
+        let rule = self.rule(tier);
         let Some(log) = self.tickets.get(ticket_id) else {
             return TicketReplay {
                 credits: rule.max_entries,

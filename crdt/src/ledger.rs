@@ -952,6 +952,12 @@ impl Ledger {
         &self.chains
     }
 
+    /// The entry rules in force changed (see [`crate::rules`]): returns how many tickets were
+    /// judged again.
+    pub fn set_rules(&mut self, rules: HashMap<String, EntryRule>) -> usize {
+        self.index.set_rules(rules)
+    }
+
     pub fn index(&self) -> &Index {
         &self.index
     }

@@ -66,6 +66,7 @@ pub mod record;
 mod replay;
 pub mod replica;
 pub mod roster;
+pub mod rules;
 pub mod search;
 mod session;
 pub mod signed;

@@ -150,8 +150,9 @@ pub fn manifest(gate: &GateLogic, now_ms: u64) -> Option<OfflineManifest> {
         .iter()
         .map(|t| TierPolicy {
             tier: t.name.clone(),
-            max_entries: t.max_entries,
-            reentry: t.reentry,
+            // The rules in force: the package's as bulletins changed them.
+            max_entries: index.rule(&t.name).max_entries,
+            reentry: index.rule(&t.name).reentry,
             zones: t.zones.clone(),
             duplicate_window_ms: t.double_scan_grace_ms,
         })

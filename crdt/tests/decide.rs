@@ -968,6 +968,7 @@ fn pause_bulletin(
         revoke_tickets: Vec::new(),
         revoke_devices: Vec::new(),
         add_devices: Vec::new(),
+        rules: Vec::new(),
         pauses: orders
             .iter()
             .map(|(scope, name, paused)| PauseOrder {
@@ -1167,6 +1168,7 @@ fn roster_bulletins() -> (
             &org(1),
         )],
         pauses: Vec::new(),
+        rules: Vec::new(),
     };
     let add = sign(&body);
     body.version = NOW - 10;
@@ -1266,4 +1268,81 @@ fn a_revocation_before_its_devices_addition_is_not_lost() {
             "a restart refuses it too"
         );
     }
+}
+
+fn rules_bulletin(version: u64, tier: &str, max_entries: u32) -> gatemesh_crdt::bulletin::Bulletin {
+    use gatemesh_crdt::bulletin::{Bulletin, BulletinBody};
+    use gatemesh_crdt::rules::RuleChange;
+    let body = BulletinBody {
+        event_id: "fest".into(),
+        version,
+        issued_ms: NOW - 100,
+        revoke_tickets: Vec::new(),
+        revoke_devices: Vec::new(),
+        add_devices: Vec::new(),
+        pauses: Vec::new(),
+        rules: vec![RuleChange {
+            tier: tier.into(),
+            max_entries: Some(max_entries),
+            ..RuleChange::default()
+        }],
+    };
+    let text = serde_json::to_string(&body).unwrap();
+    let signed = gatemesh_crdt::signed::Signed::sign_text(text, "k1", &org(1));
+    let bytes = serde_json::to_vec(&signed).unwrap();
+    let keys = config().organizer_verifying_keys().unwrap();
+    Bulletin::from_bytes(&bytes, "fest", &keys).unwrap()
+}
+
+/// Issue 20, item 5: the rules change after the devices went out only by organizer bulletin,
+/// and every node applies it alike: what is held is judged again, in any order of the
+/// bulletins, and a restart judges as the running node did.
+#[test]
+fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() {
+    let code = gm1_long("TWICE-1", "general");
+    let req = |code| ScanRequest {
+        code,
+        gate: "north",
+        direction: None,
+        manual: false,
+    };
+    // A split: device 2 and device 1 each admit the ticket, which allows one entry.
+    let c2 = gate_logic(2, false)
+        .scan(NOW, req(&code))
+        .unwrap()
+        .change
+        .unwrap();
+    let mut g1 = gate_logic(1, false);
+    let first = g1.scan(NOW + 1_000, req(&code)).unwrap();
+    assert_eq!(first.decision.verdict, Verdict::Admit);
+    assert!(g1
+        .ledger_mut()
+        .admit(NOW + 2_000, 2, std::slice::from_ref(&c2))
+        .rejected
+        .is_empty());
+    assert_eq!(g1.ledger().index().conflict_count(), 1);
+    let two = rules_bulletin(10, "general", 2);
+    let one = rules_bulletin(11, "general", 1);
+    // Two entries from now on: the held pair is no double entry, a third scan is refused.
+    let effect = g1.apply_bulletin(&two).unwrap().unwrap();
+    assert_eq!((effect.rules, effect.rejudged), (1, 1));
+    assert_eq!(g1.ledger().index().conflict_count(), 0);
+    assert_eq!(g1.ledger().index().rule("general").max_entries, 2);
+    let third = scan_at(&mut g1, NOW + 60_000, &code, "south", false);
+    assert_eq!(third.reason, Reason::AlreadyRedeemed, "{}", third.message);
+    let stored: Vec<Vec<u8>> = g1.ledger().changes().map(<[u8]>::to_vec).collect();
+    let back = reopened(std::slice::from_ref(&two), &stored);
+    assert_eq!(
+        back.ledger().index().conflicts(),
+        g1.ledger().index().conflicts(),
+        "a restart judges by the rules the running node had"
+    );
+    // The later bulletin wins, whichever came first; the running node follows.
+    for order in [[two.clone(), one.clone()], [one.clone(), two.clone()]] {
+        let g = reopened(&order, &stored);
+        assert_eq!(g.ledger().index().rule("general").max_entries, 1);
+        assert_eq!(g.ledger().index().conflict_count(), 1, "{order:?}");
+    }
+    g1.apply_bulletin(&one).unwrap();
+    assert_eq!(g1.ledger().index().conflict_count(), 1);
 }

@@ -254,8 +254,8 @@ fn bulletin(data: &[u8]) {
     );
 }
 
-/// What bulletins change in a replica: its roster (keys, cuts), pauses, revoked tickets and
-/// chains held.
+/// What bulletins change in a replica: its roster (keys, cuts), pauses, revoked tickets,
+/// entry rules in force, conflicts and chains held.
 fn picture(r: &gatemesh_crdt::Replica) -> String {
     let g = r.gate();
     let mut roster: Vec<String> = (g.ledger().roster().iter())
@@ -268,8 +268,12 @@ fn picture(r: &gatemesh_crdt::Replica) -> String {
         .collect();
     let mut pauses: Vec<String> = g.pauses().iter().map(|p| format!("{p:?}")).collect();
     pauses.sort();
+    let rules: Vec<String> = (g.config().tiers.iter())
+        .map(|t| format!("{}:{:?}", t.name, g.ledger().index().rule(&t.name)))
+        .collect();
     format!(
-        "{roster:?}\n{pauses:?}\n{revoked:?}\n{:?}",
+        "{roster:?}\n{pauses:?}\n{revoked:?}\n{rules:?}\n{:?}\n{:?}",
+        g.ledger().index().conflicts(),
         g.ledger().summary()
     )
 }

@@ -258,6 +258,11 @@ pub fn bulletin_bytes(w: &World) -> Vec<u8> {
         revoke_tickets: vec!["G2".into()],
         revoke_devices: Vec::new(),
         add_devices: vec![signed_cert(3)],
+        rules: vec![gatemesh_crdt::rules::RuleChange {
+            tier: "general".into(),
+            max_entries: Some(2),
+            ..Default::default()
+        }],
     };
     let text = serde_json::to_string(&body).expect("a bulletin serialises");
     let bytes = serde_json::to_vec(&Signed::sign_text(text, KEY_ID, &organizer()))

@@ -118,6 +118,11 @@ pub struct BulletinArgs {
     pub resume_zone: Vec<String>,
     #[arg(long)]
     pub resume_event: bool,
+    /// Change a tier's entry rule for every node, `TIER:FIELD=VALUE` with FIELD `max_entries`,
+    /// `reentry` or `max_entries_per_day` (0 lifts the daily limit); repeatable. Every ticket of
+    /// the tier is judged again under the new rule.
+    #[arg(long)]
+    pub rule: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -600,6 +605,7 @@ fn bulletin_request(a: BulletinArgs) -> BulletinRequest {
         ledger: a.ledger,
         add_device: a.add_device,
         pauses,
+        rules: a.rule,
     }
 }
 

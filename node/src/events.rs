@@ -120,6 +120,8 @@ fn bulletin(version: u64, label: &str, effect: &gatemesh_crdt::gate::BulletinEff
         "label": label,
         "revoked_tickets": effect.revoked_tickets,
         "pauses": effect.pauses,
+        "rules": effect.rules,
+        "rejudged": effect.rejudged,
         "revoked_devices": revoked,
         "added_devices": added,
     })

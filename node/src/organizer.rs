@@ -532,17 +532,21 @@ pub struct BulletinRequest {
     pub add_device: Vec<String>,
     /// Pause or resume gates, zones or the event.
     pub pauses: Vec<gatemesh_crdt::pause::PauseOrder>,
+    /// Entry rule changes, `TIER:FIELD=VALUE` (`max_entries`, `reentry`,
+    /// `max_entries_per_day`).
+    pub rules: Vec<String>,
 }
 
 /// Write the next bulletin of the event; returns its path.
 pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
     let package = package::load(&a.event)?;
     let (revoke_devices, add_devices) = bulletin_devices(a, &package)?;
-    let nothing = a.revoke_ticket.is_empty() && revoke_devices.is_empty();
+    let rules = rule_changes(&package.config, &a.rules)?;
+    let nothing = a.revoke_ticket.is_empty() && revoke_devices.is_empty() && rules.is_empty();
     if nothing && add_devices.is_empty() && a.pauses.is_empty() {
         bail!(
             "a bulletin needs at least one --revoke-ticket, --revoke-device, --add-device, \
-             --pause-* or --resume-*"
+             --rule, --pause-* or --resume-*"
         );
     }
     check_pauses(&package.config, &a.pauses)?;
@@ -561,6 +565,7 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
         revoke_devices,
         add_devices,
         pauses: a.pauses.clone(),
+        rules,
     };
     let (key_id, key) = package::organizer_signing_key(&a.event, None)?;
     std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;
@@ -574,6 +579,50 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
         .join(format!("{}.json", made.label()));
     std::fs::write(&path, &bytes)?;
     Ok(path)
+}
+
+/// `TIER:FIELD=VALUE` flags as one change per tier (in the order tiers are first named).
+/// The tier must be the event's; `max_entries` is 1..=10000, `max_entries_per_day` 0..=10000
+/// (0 lifts the daily limit), `reentry` true or false.
+pub fn rule_changes(
+    config: &EventConfig,
+    flags: &[String],
+) -> anyhow::Result<Vec<gatemesh_crdt::rules::RuleChange>> {
+    use gatemesh_crdt::rules::RuleChange;
+    let mut changes: Vec<RuleChange> = Vec::new();
+    for flag in flags {
+        let (tier, setting) = flag
+            .split_once(':')
+            .with_context(|| format!("--rule {flag}: want TIER:FIELD=VALUE"))?;
+        let (field, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--rule {flag}: want TIER:FIELD=VALUE"))?;
+        if config.tier(tier).is_none() {
+            bail!("--rule {flag}: no tier {tier} in this event");
+        }
+        let at = match changes.iter().position(|c| c.tier == tier) {
+            Some(i) => i,
+            None => {
+                changes.push(RuleChange {
+                    tier: tier.to_string(),
+                    ..RuleChange::default()
+                });
+                changes.len() - 1
+            }
+        };
+        let c = &mut changes[at];
+        let number = || value.parse::<u32>().ok();
+        let ok = match field {
+            "max_entries" => number().map(|n| c.max_entries = Some(n)),
+            "max_entries_per_day" => number().map(|n| c.max_entries_per_day = Some(n)),
+            "reentry" => value.parse::<bool>().ok().map(|r| c.reentry = Some(r)),
+            _ => bail!("--rule {flag}: the fields are max_entries, reentry, max_entries_per_day"),
+        };
+        if ok.is_none() || !c.is_valid() {
+            bail!("--rule {flag}: {value} is not a {field} (entries 1..=10000, a day 0..=10000, reentry true or false)");
+        }
+    }
+    Ok(changes)
 }
 
 /// Pause orders name gates and zones of the event.
