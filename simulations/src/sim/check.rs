@@ -2,12 +2,13 @@
 
 use super::world::world;
 use super::Sim;
-use gatemesh_crdt::{Direction, Ledger, Verdict};
+use gatemesh_crdt::{Direction, EntryRule, Ledger, Verdict};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 type Picture = (
     Vec<gatemesh_crdt::Tip>,
     BTreeMap<String, Vec<String>>,
+    String,
     String,
 );
 
@@ -32,10 +33,12 @@ fn picture(l: &Ledger, tickets: &[String]) -> Picture {
             (t.clone(), rs.collect())
         })
         .collect();
+    let rules = format!("{:?}", l.index().rule("general"));
     (
         l.summary(),
         records,
         serde_json::to_string(&l.index().conflicts()).unwrap_or_default(),
+        rules,
     )
 }
 
@@ -129,14 +132,17 @@ impl Sim {
     }
 }
 
-/// What the bulletins made of a node: its roster (devices and their cuts) and revoked tickets.
-fn standing(g: &gatemesh_crdt::gate::GateLogic) -> (Vec<String>, Vec<String>) {
+/// What the bulletins made of a node: its roster (devices and their cuts), revoked tickets and
+/// the entry rules in force.
+fn standing(g: &gatemesh_crdt::gate::GateLogic) -> (Vec<String>, Vec<String>, String) {
     let mut roster: Vec<String> = (g.ledger().roster().iter())
         .map(|(id, d)| format!("{id}:{:?}", d.cut))
         .collect();
     roster.sort();
     let revoked = tickets().into_iter().filter(|t| g.is_revoked(t)).collect();
-    (roster, revoked)
+    let index = g.ledger().index();
+    let rules = format!("{:?} {:?}", index.rule("general"), index.rule("vip"));
+    (roster, revoked, rules)
 }
 
 /// 2. Convergence.
@@ -162,6 +168,9 @@ fn converged(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) {
         if p.2 != first.2 {
             v.push(format!("node {i} reports other conflicts than node 0"));
         }
+        if p.3 != first.3 {
+            v.push(format!("node {i} judges by other entry rules than node 0"));
+        }
     }
 }
 
@@ -184,7 +193,8 @@ fn beyond_policy(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) -
             })
             .collect();
         for t in tickets {
-            let beyond = replay(l, t, vip.contains(t));
+            let tier = if vip.contains(t) { "vip" } else { "general" };
+            let beyond = replay(l, t, l.index().rule(tier));
             let reported = conflicts.get(t).cloned().unwrap_or_default();
             if i == 0 {
                 first += beyond.len();
@@ -206,7 +216,7 @@ fn beyond_policy(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) -
     first
 }
 
-fn replay(l: &Ledger, ticket: &str, reentry: bool) -> Vec<String> {
+fn replay(l: &Ledger, ticket: &str, rule: EntryRule) -> Vec<String> {
     let records = l.index().records(ticket);
     let device_of = |id: &str| id.split('-').next().unwrap_or_default().to_string();
     let annulled: HashSet<&str> = records
@@ -219,7 +229,7 @@ fn replay(l: &Ledger, ticket: &str, reentry: bool) -> Vec<String> {
         })
         .filter_map(|r| r.annuls.as_deref())
         .collect();
-    let (mut inside, mut credits) = (false, 1u32);
+    let (mut inside, mut credits) = (false, rule.max_entries);
     let mut beyond = Vec::new();
     for r in records.iter().filter(|r| r.verdict == Verdict::Admit) {
         if annulled.contains(r.scan_id.as_str()) {
@@ -232,7 +242,7 @@ fn replay(l: &Ledger, ticket: &str, reentry: bool) -> Vec<String> {
             }
             Direction::In => beyond.push(r.scan_id.clone()),
             Direction::Out => {
-                if inside && reentry {
+                if inside && rule.reentry {
                     credits += 1;
                 }
                 inside = false;

@@ -10,12 +10,16 @@
 //! from what was durable and another quiet period (`check`):
 //! 1. no acknowledged admit is lost: every node holds every admit it or another node answered;
 //! 2. every replica converged: the same chain tips, the same records per ticket, the same
-//!    conflicts;
-//! 3. every admit beyond policy is in the conflict list on every node (an independent replay);
-//! 4. while the network is whole and quiet, no ticket is admitted twice once the first admit
-//!    had time to propagate ([`PROPAGATION_BOUND_MS`]);
-//! 5. no node admits a revoked ticket once it holds the revocation;
-//! 6. no panic.
+//!    conflicts, the same entry rules (bulletins that change them came in any order);
+//! 3. every admit beyond policy is in the conflict list on every node (an independent replay
+//!    under the rules in force);
+//! 4. while the network is whole and quiet, no ticket is admitted beyond its rule once the
+//!    earlier admits had time to propagate ([`PROPAGATION_BOUND_MS`]);
+//! 5. restart equivalence: every node reopened from its store holds what the running one
+//!    holds (records, conflicts, roster, revoked tickets, rules), and no clock follows a time
+//!    beyond the drift bound;
+//! 6. no node admits a revoked ticket once it holds the revocation;
+//! 7. no panic.
 //!
 //! [`Fault`]s are the harness mishandling outputs; the sweep must catch each (the self-check).
 
@@ -191,6 +195,8 @@ fn run_inner(seed: u64, nodes: usize, scenario: &str, fault: Option<Fault>) -> O
     );
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events = plan::plan(&mut rng, nodes, scenario);
+    events.extend(plan::rule_changes(seed, nodes));
+    events.sort_by_key(|(t, _)| *t);
     let mut sim = Sim::new(rng, nodes, scenario, fault);
     for n in 0..nodes {
         sim.open(n);
@@ -523,21 +529,30 @@ impl Sim {
         });
     }
 
-    /// Invariant 4: a whole, quiet network lets no second entry through once the first had
-    /// time to propagate (tickets the Byzantine device touched excepted: it tells whom it
-    /// likes).
+    /// Invariant 4: a whole, quiet network lets no entry beyond the rule through once the
+    /// earlier ones had time to propagate (tickets the Byzantine device touched excepted: it
+    /// tells whom it likes). The rule is the one node `n` judges by now.
     fn calm_double_entry(&mut self, n: usize, ticket: &str) {
         let Some(since) = self.calm_since else { return };
         if self.byz.tickets.contains(ticket) {
             return;
         }
-        let earlier = self.acked.iter().find(|a| {
-            a.ticket == ticket
-                && !self.annulled.contains(&a.scan_id)
-                && a.at >= since
-                && self.now >= a.at + PROPAGATION_BOUND_MS
+        let allowed = self.nodes[n].replica.as_ref().map_or(1, |r| {
+            let rule = r.gate().ledger().index().rule("general");
+            rule.max_entries as usize
         });
-        if let Some(e) = earlier {
+        let earlier: Vec<&Acked> = (self.acked.iter())
+            .filter(|a| {
+                a.ticket == ticket
+                    && !self.annulled.contains(&a.scan_id)
+                    && a.at >= since
+                    && self.now >= a.at + PROPAGATION_BOUND_MS
+            })
+            .collect();
+        if earlier.len() < allowed {
+            return;
+        }
+        if let Some(e) = earlier.first() {
             self.outcome.violations.push(format!(
                 "double entry while whole and quiet: ticket {ticket} admitted by node {} at {} ms and by node {n} at {} ms",
                 e.node, e.at, self.now
@@ -749,6 +764,8 @@ impl Sim {
             Event::ClockJump { node, by_ms } => self.nodes[node].skew_ms += by_ms,
             Event::Refund { node } => self.hand_bulletin(node, &w.refund),
             Event::AddByzantine { node } => self.hand_bulletin(node, &w.byz_addition),
+            Event::Rule { node, two: true } => self.hand_bulletin(node, &w.rule_two),
+            Event::Rule { node, two: false } => self.hand_bulletin(node, &w.rule_one),
             Event::RevokeByzantine { node } => self.hand_bulletin(node, &w.byz_revocation),
             Event::Byzantine {
                 node,

@@ -85,6 +85,12 @@ pub enum Event {
     Refund {
         node: usize,
     },
+    /// The organizer hands a rule bulletin to one node: general tickets get two entries
+    /// (`two`), or one again (a later bulletin, which wins whichever comes first).
+    Rule {
+        node: usize,
+        two: bool,
+    },
     /// The organizer hands the bulletin adding the Byzantine device to one node.
     AddByzantine {
         node: usize,
@@ -123,6 +129,23 @@ pub fn plan(rng: &mut StdRng, nodes: usize, scenario: &str) -> Vec<(u64, Event)>
         chaos(rng, nodes, s, &mut ev);
     }
     ev.sort_by_key(|(t, _)| *t);
+    ev
+}
+
+/// Rule changes by bulletin, drawn from their own generator (the rest of a seed's plan is as it
+/// was before rules could change): in a third of the runs general tickets get two entries, and
+/// in half of those the organizer takes it back, the two bulletins in either order.
+pub fn rule_changes(seed: u64, nodes: usize) -> Vec<(u64, Event)> {
+    let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(seed ^ 0x0417_e5c4);
+    let mut ev = Vec::new();
+    if !rng.gen_bool(1.0 / 3.0) {
+        return ev;
+    }
+    let back = rng.gen_bool(0.5);
+    for two in [true, false].into_iter().filter(|two| *two || back) {
+        let node = rng.gen_range(0..nodes);
+        ev.push((rng.gen_range(0..ACTIVE_MS), Event::Rule { node, two }));
+    }
     ev
 }
 

@@ -32,6 +32,10 @@ pub struct World {
     pub byz_addition: Bulletin,
     /// An organizer bulletin revoking the Byzantine device, keeping its first records.
     pub byz_revocation: Bulletin,
+    /// Organizer bulletins changing the general tier's rule after the devices went out: two
+    /// entries, then (a later version, which wins in any order) one again.
+    pub rule_two: Bulletin,
+    pub rule_one: Bulletin,
     /// Honest devices, then the Byzantine one (enrolled like the others).
     pub identities: Vec<DeviceIdentity>,
     pub general: Vec<(String, String)>,
@@ -135,6 +139,14 @@ fn make_world() -> anyhow::Result<World> {
         keep: vec![format!("{BYZ_CHAIN:08x}:{BYZ_KEPT}")],
         ..BulletinRequest::default()
     })?;
+    let rule_two = read(BulletinRequest {
+        rules: vec!["general:max_entries=2".into()],
+        ..BulletinRequest::default()
+    })?;
+    let rule_one = read(BulletinRequest {
+        rules: vec!["general:max_entries=1".into()],
+        ..BulletinRequest::default()
+    })?;
     let identities = (0..=NODES_MAX)
         .map(|i| {
             let name = device_name(i);
@@ -150,6 +162,8 @@ fn make_world() -> anyhow::Result<World> {
         refund,
         byz_addition,
         byz_revocation,
+        rule_two,
+        rule_one,
         identities,
         general,
         vip,
