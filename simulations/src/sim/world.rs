@@ -98,6 +98,25 @@ fn enroll(
     Ok(package)
 }
 
+/// The organizer's next bulletin of the event, as a node reads it.
+fn organizer_bulletin(
+    ev: &std::path::Path,
+    package: &EventPackage,
+    b: BulletinRequest,
+) -> anyhow::Result<Bulletin> {
+    let path = organizer::bulletin(&BulletinRequest {
+        event: ev.to_path_buf(),
+        ..b
+    })?;
+    let keys = package.config.organizer_verifying_keys()?;
+    let bytes = std::fs::read(path)?;
+    Ok(Bulletin::from_bytes(
+        &bytes,
+        &package.config.event_id,
+        &keys,
+    )?)
+}
+
 fn make_world() -> anyhow::Result<World> {
     let dir = tempfile::tempdir()?;
     let ev = dir.path().join("event");
@@ -115,16 +134,10 @@ fn make_world() -> anyhow::Result<World> {
     let vip = issue(&ev, VIP_TICKETS, "vip")?;
     let package = enroll(&ev, &mut key)?;
     let keys = package.config.organizer_verifying_keys()?;
-    let read = |b: BulletinRequest| -> anyhow::Result<Bulletin> {
-        let path = organizer::bulletin(&BulletinRequest {
-            event: ev.clone(),
-            ..b
-        })?;
-        Ok(Bulletin::from_bytes(
-            &std::fs::read(path)?,
-            &package.config.event_id,
-            &keys,
-        )?)
+    let read = |b: BulletinRequest| organizer_bulletin(&ev, &package, b);
+    let general_rule = |n: u32| BulletinRequest {
+        rules: vec![format!("general:max_entries={n}")],
+        ..BulletinRequest::default()
     };
     let refund = read(BulletinRequest {
         revoke_ticket: vec![general[GENERAL_TICKETS - 1].0.clone()],
@@ -139,14 +152,8 @@ fn make_world() -> anyhow::Result<World> {
         keep: vec![format!("{BYZ_CHAIN:08x}:{BYZ_KEPT}")],
         ..BulletinRequest::default()
     })?;
-    let rule_two = read(BulletinRequest {
-        rules: vec!["general:max_entries=2".into()],
-        ..BulletinRequest::default()
-    })?;
-    let rule_one = read(BulletinRequest {
-        rules: vec!["general:max_entries=1".into()],
-        ..BulletinRequest::default()
-    })?;
+    let rule_two = read(general_rule(2))?;
+    let rule_one = read(general_rule(1))?;
     let identities = (0..=NODES_MAX)
         .map(|i| {
             let name = device_name(i);
