@@ -31,6 +31,10 @@ pub struct Peer {
     /// Its hello since it connected named our event configuration: until then its gossip is
     /// not taken (sync fetches it once it is).
     pub same_config: bool,
+    /// Its hello came while a sync session with it was on its way: a full session is owed
+    /// once that one ends (what it gossiped before the hello is fetched then, not at the next
+    /// periodic round).
+    pub sync_owed: bool,
     /// The other configuration its last refused hello named (reported once per new one).
     pub other_config: Option<Vec<u8>>,
 }
@@ -75,6 +79,7 @@ impl Peers {
                 in_flight: false,
                 bulletin_retry: false,
                 same_config: false,
+                sync_owed: false,
                 other_config: None,
             },
         );

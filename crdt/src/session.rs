@@ -67,6 +67,7 @@ impl Replica {
         p.tips = None;
         p.in_flight = false;
         p.same_config = false;
+        p.sync_owed = false;
         if was_online {
             self.event(Event::PeerDisconnected(peer));
             self.sync_needy();
@@ -233,18 +234,28 @@ impl Replica {
             p.in_flight = false;
         }
         if bytes.is_empty() || !self.same_config(from) {
-            return self.sync_needy();
+            return self.session_ended(from);
         }
         let Some((theirs, more)) = self.receive_sync(from, bytes) else {
-            return self.sync_needy();
+            return self.session_ended(from);
         };
         let next = SyncMessage::from_ledger(self.gate.ledger(), Some(&theirs));
         if more || next.carries_changes() {
             self.send_sync(from, &next);
         } else {
             self.catch_up.session_done(from);
-            self.sync_needy();
+            self.session_ended(from);
         }
+    }
+
+    /// A session with `peer` ended: one its hello asked for meanwhile starts now; then peers
+    /// waiting for a slot get it.
+    fn session_ended(&mut self, peer: DeviceId) {
+        let owed = (self.peers.get_mut(peer)).is_some_and(|p| std::mem::take(&mut p.sync_owed));
+        if owed {
+            self.start_sync(peer, true);
+        }
+        self.sync_needy();
     }
 
     fn sync_failed(&mut self, from: DeviceId, bulletin: bool) {
@@ -263,7 +274,7 @@ impl Replica {
             code: "sync_failure",
             message: format!("a sync message to {} got no answer", self.peers.name(from)),
         });
-        self.sync_needy();
+        self.session_ended(from);
     }
 
     /// Open a sync session with `peer`, unless one is on its way or the cap is reached. Unless
@@ -289,6 +300,7 @@ impl Replica {
         self.counters.sync_bytes_out += data.len() as u64;
         if let Some(p) = self.peers.get_mut(peer) {
             p.in_flight = true;
+            p.sync_owed = false;
         }
         self.out.push(Output::Send {
             to: peer,
@@ -301,7 +313,8 @@ impl Replica {
     fn sync_needy(&mut self) {
         let online: Vec<DeviceId> = self.peers.online().collect();
         for p in online {
-            self.start_sync(p, false);
+            let owed = self.peers.get(p).is_some_and(|x| x.sync_owed);
+            self.start_sync(p, owed);
         }
     }
 
@@ -333,7 +346,9 @@ impl Replica {
         if fingerprint == self.fingerprint {
             p.same_config = true;
             p.other_config = None;
-            // What it gossiped before its hello: sync fetches it now.
+            // What it gossiped before its hello: sync fetches it now, or as soon as the
+            // session on its way ends (its answer may be a refusal: it had not had our hello).
+            p.sync_owed = true;
             self.start_sync(from, true);
             return;
         }

@@ -1346,3 +1346,64 @@ fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() 
     g1.apply_bulletin(&one).unwrap();
     assert_eq!(g1.ledger().index().conflict_count(), 1);
 }
+
+/// A peer's hello that comes while our first sync to it is on its way, and whose answer is a
+/// refusal (it had not had our hello yet), still gets its session at once: what the peer
+/// gossiped before its hello (ignored then) is fetched now, not at the next periodic round.
+/// (Seen as a restarted node's first admit reaching the others only after 3 s.)
+#[test]
+fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
+    use gatemesh_crdt::protocol::{Input, Output, KIND_HELLO, KIND_SYNC};
+    use gatemesh_crdt::replica::{Replica, ReplicaConfig};
+    let config = ReplicaConfig {
+        gate: "north".into(),
+        direction: None,
+        journal: false,
+        catch_up_ms: 0,
+    };
+    let mut a = Replica::new(gate_logic(1, false), &package().certificates, config);
+    a.start(NOW);
+    let peer = device(2).certificate.device().unwrap();
+    let syncs = |out: &[Output]| {
+        out.iter()
+            .filter(|o| {
+                matches!(o, Output::Send { to, data, .. }
+                    if *to == peer && data.first() == Some(&KIND_SYNC))
+            })
+            .count()
+    };
+    let up = a.handle(NOW, Input::PeerUp { peer });
+    assert_eq!(syncs(&up), 1, "a session starts as the peer connects");
+    let mut hello = vec![KIND_HELLO];
+    hello.extend_from_slice(&package().config.fingerprint());
+    let data = hello;
+    let on_hello = a.handle(
+        NOW + 5,
+        Input::SyncRequest {
+            from: peer,
+            token: 1,
+            data,
+        },
+    );
+    assert_eq!(syncs(&on_hello), 0, "one session at a time with a peer");
+    let refused = a.handle(
+        NOW + 10,
+        Input::SyncAnswer {
+            from: peer,
+            data: Vec::new(),
+        },
+    );
+    assert_eq!(
+        syncs(&refused),
+        1,
+        "the session the hello asked for: {refused:?}"
+    );
+    let again = a.handle(
+        NOW + 20,
+        Input::SyncAnswer {
+            from: peer,
+            data: Vec::new(),
+        },
+    );
+    assert_eq!(syncs(&again), 0, "owed once");
+}
