@@ -2,6 +2,7 @@
 //! the pure crate stays pure, libp2p and sled each stay in their one room, no module imports the
 //! CLI, no function outside tests grows past 70 lines.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -351,4 +352,200 @@ fn libp2p_and_sled_each_stay_in_their_room() {
         "out of their room:\n{}",
         offenders.join("\n")
     );
+}
+
+/// The crate's top-level modules (files and folders under `src`).
+fn modules_of(krate: &str) -> BTreeSet<String> {
+    let src = root().join(krate).join("src");
+    sources(krate)
+        .iter()
+        .map(|f| top_module(&src, f))
+        .filter(|m| m != "lib" && m != "main")
+        .collect()
+}
+
+/// `src/a.rs`, `src/a/mod.rs` and `src/a/b.rs` are all module `a`.
+fn top_module(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap_or(file);
+    let first = rel.components().next().expect("a path under src");
+    let name = first.as_os_str().to_string_lossy();
+    name.strip_suffix(".rs").unwrap_or(&name).to_string()
+}
+
+/// What the crate root re-exports: `pub use m::{A, B};` and `pub use m::A;` make `crate::A`
+/// an import of `m`.
+fn root_exports(lib: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let text = lib.replace('\n', " ");
+    for part in text.split("pub use ").skip(1) {
+        let stmt = part.split(';').next().unwrap_or_default();
+        let Some((module, rest)) = stmt.split_once("::") else {
+            continue;
+        };
+        let names = rest.trim().trim_start_matches('{').trim_end_matches('}');
+        for n in names.split(',') {
+            let n = n.trim().rsplit("::").next().unwrap_or_default();
+            if !n.is_empty() {
+                out.insert(n.to_string(), module.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The modules one file's code (comments and tests left out) names through `crate::`.
+fn imports_of(text: &str, exports: &HashMap<String, String>) -> BTreeSet<String> {
+    let code: Vec<String> = without_tests(text)
+        .into_iter()
+        .map(|l| match l.find("//") {
+            Some(i) => l[..i].to_string(),
+            None => l,
+        })
+        .collect();
+    let code = code.join(" ");
+    let mut out = BTreeSet::new();
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut name = |n: String| {
+        if n.starts_with(|c: char| c.is_ascii_uppercase()) {
+            out.extend(exports.get(&n).cloned());
+        } else if !n.is_empty() {
+            out.insert(n);
+        }
+    };
+    for part in code.split("crate::").skip(1) {
+        let Some(group) = part.strip_prefix('{') else {
+            name(ident(part));
+            continue;
+        };
+        // The heads of a group: the names at its top level.
+        let (mut depth, mut head) = (0, String::new());
+        for c in group.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => name(ident(std::mem::take(&mut head).trim())),
+                _ if depth == 0 => head.push(c),
+                _ => {}
+            }
+        }
+        name(ident(head.trim()));
+    }
+    out
+}
+
+/// Module → the crate's modules it imports.
+fn import_graph(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let src = root().join(krate).join("src");
+    let modules = modules_of(krate);
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
+    let exports = root_exports(&lib);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in sources(krate) {
+        let m = top_module(&src, &file);
+        if !modules.contains(&m) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        let uses = imports_of(&text, &exports);
+        let entry = graph.entry(m.clone()).or_default();
+        entry.extend(uses.into_iter().filter(|u| *u != m && modules.contains(u)));
+    }
+    graph
+}
+
+/// Every circle of the graph: its strongly connected parts of two modules or more (Tarjan).
+fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct Walk<'g> {
+        graph: &'g BTreeMap<String, BTreeSet<String>>,
+        index: HashMap<&'g str, (usize, usize)>,
+        stack: Vec<&'g str>,
+        found: Vec<Vec<String>>,
+    }
+    fn visit<'g>(w: &mut Walk<'g>, v: &'g str) {
+        let n = w.index.len();
+        w.index.insert(v, (n, n));
+        w.stack.push(v);
+        for u in w.graph.get(v).into_iter().flatten() {
+            let u = u.as_str();
+            let low = match w.index.get(u) {
+                None => {
+                    visit(w, u);
+                    w.index[u].1
+                }
+                Some(&(i, _)) if w.stack.contains(&u) => i,
+                Some(_) => continue,
+            };
+            let e = w.index.get_mut(v).expect("visited");
+            e.1 = e.1.min(low);
+        }
+        if w.index[v].0 == w.index[v].1 {
+            let at = w.stack.iter().rposition(|x| *x == v).expect("on the stack");
+            let part: Vec<String> = w.stack.drain(at..).map(str::to_string).collect();
+            if part.len() > 1 {
+                w.found.push(part);
+            }
+        }
+    }
+    let mut w = Walk {
+        graph,
+        index: HashMap::new(),
+        stack: Vec::new(),
+        found: Vec::new(),
+    };
+    for v in graph.keys() {
+        if !w.index.contains_key(v.as_str()) {
+            visit(&mut w, v);
+        }
+    }
+    for c in &mut w.found {
+        c.sort();
+    }
+    w.found
+}
+
+#[test]
+fn no_import_circle_between_modules() {
+    let mut found = Vec::new();
+    for krate in CRATES {
+        for c in circles(&import_graph(krate)) {
+            found.push(format!("{krate}: {}", c.join(" ↔ ")));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "modules that import each other (move what both need into a module both may \
+         import):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_circle_rule_sees_a_planted_circle() {
+    let exports = root_exports("pub use c::{Gamma, Delta};\npub use b::Beta;");
+    let texts = [
+        (
+            "a",
+            "use crate::{b::{self, X}, hlc};\n// crate::d in a comment\n",
+        ),
+        ("b", "fn f() -> crate::Gamma { todo!() }\n"),
+        (
+            "c",
+            "use crate::a::Y;\n#[cfg(test)]\nmod tests {\n    use crate::d;\n}\n",
+        ),
+        ("d", "use crate::Beta;\n"),
+    ];
+    let graph: BTreeMap<String, BTreeSet<String>> = texts
+        .iter()
+        .map(|(m, t)| (m.to_string(), imports_of(t, &exports)))
+        .collect();
+    assert_eq!(graph["a"], BTreeSet::from(["b".into(), "hlc".into()]));
+    assert_eq!(circles(&graph), vec![vec!["a", "b", "c"]]);
+    let mut broken = graph.clone();
+    broken.insert("c".into(), BTreeSet::new());
+    assert!(circles(&broken).is_empty());
 }

@@ -9,7 +9,7 @@
 use crate::event::LegacyConfig;
 use crate::json::{self, Value};
 use crate::manifest::{Manifest, TicketStatus};
-use crate::policy::{Denial, Reason};
+use crate::reason::{Denial, Reason};
 use crate::ticket::{self, Gm1Error};
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};

@@ -7,7 +7,6 @@
 //! keys (mode 0600) and never leaves the organizer's machine.
 
 use crate::certificate::{parse_public_key, DeviceCertificate, KeyError};
-use crate::index::EntryRule;
 use crate::manifest::Manifest;
 use crate::record::Direction;
 use ed25519_dalek::VerifyingKey;
@@ -172,7 +171,7 @@ impl EventConfig {
             }
         }
         for d in &self.offline_devices {
-            let ok = crate::offline::check_device_id(Some(d)).is_ok_and(|id| id == d);
+            let ok = offline_device_id_ok(d);
             if !ok {
                 return bail(format!("offline device id {d:?} is not a valid device id"));
             }
@@ -251,7 +250,7 @@ impl EventConfig {
 
     /// The festival day a time falls in.
     pub fn festival_day(&self, ms: u64) -> u64 {
-        crate::index::festival_day(ms, self.day_start_ms())
+        crate::date::festival_day(ms, self.day_start_ms())
     }
 
     /// A tier's valid days, as festival day numbers (empty: every day).
@@ -288,24 +287,19 @@ impl EventConfig {
         h.update(postcard::to_allocvec(self).unwrap_or_default());
         h.finalize().into()
     }
+}
 
-    /// The entry rules the ledger's replay uses, per tier.
-    pub fn entry_rules(&self) -> HashMap<String, EntryRule> {
-        self.tiers
-            .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    EntryRule {
-                        max_entries: t.max_entries,
-                        reentry: t.reentry,
-                        per_day: t.max_entries_per_day.unwrap_or(0),
-                        day_start_ms: self.day_start_ms(),
-                    },
-                )
-            })
-            .collect()
-    }
+/// Longest offline device id.
+pub const DEVICE_ID_LEN_MAX: usize = 64;
+
+/// An offline device's id (`offline_devices`, reconcile requests): 1..=64 bytes, no `@`, no
+/// control characters, no space around it.
+pub fn offline_device_id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.trim() == id
+        && id.len() <= DEVICE_ID_LEN_MAX
+        && !id.contains('@')
+        && !id.chars().any(char::is_control)
 }
 
 /// `HH:MM` with an optional `+HH:MM` / `-HH:MM` offset → when the day starts, in ms after its
@@ -337,7 +331,7 @@ pub fn parse_day(s: &str) -> Option<u64> {
         .ok()
         .filter(|_| ok)?;
     let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
-    Some(ms / crate::index::DAY_MS)
+    Some(ms / crate::date::DAY_MS)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

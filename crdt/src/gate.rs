@@ -201,6 +201,17 @@ pub struct GateLogic {
     ledger: Ledger,
 }
 
+/// The entry rules in force under these bulletins (see [`crate::rules`]).
+fn rules_in_force<'a>(
+    config: &EventConfig,
+    bulletins: impl IntoIterator<Item = &'a Bulletin>,
+) -> std::collections::HashMap<String, crate::EntryRule> {
+    let changes = bulletins
+        .into_iter()
+        .map(|b| ((b.version(), b.hash()), &b.body.rules[..]));
+    crate::rules::in_force(config, changes)
+}
+
 /// A bulletin's part in the roster: its revocations, then its added scanners (the roster keeps
 /// a revocation that came before its device, so the order bulletins come in does not matter).
 /// One rule for the running node and the restart. Returns the devices revoked and the records
@@ -267,7 +278,7 @@ impl GateLogic {
         let mut ledger = Ledger::new(
             &package.config.event_id,
             roster,
-            crate::rules::in_force(&package.config, bulletins),
+            rules_in_force(&package.config, bulletins),
             local,
         );
         for b in bulletins {
@@ -333,7 +344,7 @@ impl GateLogic {
         self.bulletins.insert(b.hash(), b.clone());
         if !b.body.rules.is_empty() {
             effect.rules = b.body.rules.len();
-            let rules = crate::rules::in_force(&self.config, self.bulletins.values());
+            let rules = rules_in_force(&self.config, self.bulletins.values());
             effect.rejudged = self.ledger.set_rules(rules);
         }
         Ok(Some(effect))
@@ -378,7 +389,11 @@ impl GateLogic {
         if let Some(p) = paused {
             let denial = Denial::new(
                 Reason::Paused,
-                format!("{} paused since {}", p.what(), policy::fmt_ms(p.since_ms)),
+                format!(
+                    "{} paused since {}",
+                    p.what(),
+                    crate::date::fmt_ms(p.since_ms)
+                ),
             );
             return match &cred {
                 Ok(c) => self.deny(at, &c.ticket_id, &self.known_tier(&c.tier), Some(c), denial),

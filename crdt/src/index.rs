@@ -5,58 +5,14 @@
 //! same verdict on which admits were legitimate and which were double entries. The index is
 //! never stored: it is rebuilt from the document on load and updated on every applied record.
 
+use crate::maps::FastMap;
 use crate::record::{ChainKey, DeviceId, Direction, ScanBody, ScanRef, Verdict};
+pub use crate::replay::ANNUL_WINDOW_MS;
 use crate::replay::{Entry, Replay};
 use crate::roster::Cut;
+pub use crate::rules::EntryRule;
 use crate::tally::{Seen, Tally, TicketState};
 use std::collections::{BTreeMap, HashMap};
-
-/// The index's maps: keyed by what records say (ticket ids, names, scan refs), hashed with
-/// foldhash's quality hasher, seeded per map (several times faster than SipHash on short keys;
-/// a restart re-indexes every record through these maps).
-pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
-
-/// How long after an admit the device that made it may annul it; later annuls are ignored by
-/// every replica's replay (measured between the two records' HLC times, both written by the
-/// same device).
-pub const ANNUL_WINDOW_MS: u64 = 120_000;
-
-/// What the policy allows for one tier, as far as the ledger's replay needs it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryRule {
-    /// How many `in` admits a ticket gets (credits).
-    pub max_entries: u32,
-    /// An `out` scan while inside gives one credit back.
-    pub reentry: bool,
-    /// Most `in` admits in one festival day (a weekend pass: one a day); 0, no daily limit.
-    pub per_day: u32,
-    /// When the festival day named by a date starts, in ms after that date's midnight UTC
-    /// (06:00 local at UTC+2: 4 h; 00:00 local at UTC+2: -2 h).
-    pub day_start_ms: i64,
-}
-
-impl Default for EntryRule {
-    fn default() -> Self {
-        EntryRule {
-            max_entries: 1,
-            reentry: false,
-            per_day: 0,
-            day_start_ms: 0,
-        }
-    }
-}
-
-/// One day in ms.
-pub const DAY_MS: u64 = 86_400_000;
-
-/// The festival day a time falls in, as days since 1970-01-01: the local date the day started
-/// on (`day_start_ms` as in [`EntryRule`]).
-pub fn festival_day(ms: u64, day_start_ms: i64) -> u64 {
-    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
-    ms.saturating_sub(day_start_ms)
-        .div_euclid(DAY_MS as i64)
-        .max(0) as u64
-}
 
 /// Interned short strings (gates, zones, tiers, reasons): a handful of distinct values shared by
 /// hundreds of thousands of records.

@@ -11,15 +11,14 @@
 //! Pure: typed requests and time in, the seed's response shapes and change bytes out (the HTTP
 //! edge reads and writes the JSON).
 
+use crate::date::iso;
+use crate::event::{offline_device_id_ok, DEVICE_ID_LEN_MAX};
 use crate::gate::{GateError, GateLogic, OfflineOutcome};
 use crate::manifest::TicketStatus;
-use crate::stats::iso;
 use serde::{Deserialize, Serialize};
 
 /// Most scans one reconcile request may carry.
 pub const RECONCILE_SCANS_MAX: usize = 200;
-/// Longest offline device id.
-pub const DEVICE_ID_LEN_MAX: usize = 64;
 /// How long a downloaded manifest is meant to be used.
 pub const MANIFEST_TTL_MS: u64 = 24 * 3_600_000;
 
@@ -70,9 +69,11 @@ pub fn check_device_id(id: Option<&str>) -> Result<&str, RequestError> {
             "MISSING_DEVICE_ID",
             "the device_id query parameter is required",
         )),
-        Some(id) if id.len() > DEVICE_ID_LEN_MAX || id.contains('@') || id.chars().any(char::is_control) => Err(refuse(
+        Some(id) if !offline_device_id_ok(id) => Err(refuse(
             "INVALID_DEVICE_ID",
-            format!("device_id is at most {DEVICE_ID_LEN_MAX} bytes, without '@' or control characters"),
+            format!(
+                "device_id is at most {DEVICE_ID_LEN_MAX} bytes, without '@' or control characters"
+            ),
         )),
         Some(id) => Ok(id),
     }

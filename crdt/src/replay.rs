@@ -8,9 +8,16 @@
 //! ticket's next record costs the same however many it already has; a record that lands earlier,
 //! or an annul that undoes an admit, replays the ticket again.
 
+use crate::date::festival_day;
 use crate::hlc::Hlc;
-use crate::index::{festival_day, EntryRule, FastMap, ANNUL_WINDOW_MS};
+use crate::maps::FastMap;
 use crate::record::{DeviceId, Direction, ScanRef, Verdict};
+use crate::rules::EntryRule;
+
+/// How long after an admit the device that made it may annul it; later annuls are ignored by
+/// every replica's replay (measured between the two records' HLC times, both written by the
+/// same device).
+pub const ANNUL_WINDOW_MS: u64 = 120_000;
 
 /// One record as the index keeps it: compact, strings interned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

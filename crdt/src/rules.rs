@@ -9,9 +9,7 @@
 //! ticket of its tier from its records (`Index::set_rules`): double entries are those of the
 //! rules in force, on every replica.
 
-use crate::bulletin::Bulletin;
 use crate::event::EventConfig;
-use crate::index::EntryRule;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -19,6 +17,31 @@ use std::collections::HashMap;
 pub const RULE_CHANGES_MAX: usize = 64;
 /// Most entries (and entries a day) a rule may allow.
 pub const RULE_ENTRIES_MAX: u32 = 10_000;
+
+/// What the policy allows for one tier, as far as the ledger's replay needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRule {
+    /// How many `in` admits a ticket gets (credits).
+    pub max_entries: u32,
+    /// An `out` scan while inside gives one credit back.
+    pub reentry: bool,
+    /// Most `in` admits in one festival day (a weekend pass: one a day); 0, no daily limit.
+    pub per_day: u32,
+    /// When the festival day named by a date starts, in ms after that date's midnight UTC
+    /// (06:00 local at UTC+2: 4 h; 00:00 local at UTC+2: -2 h).
+    pub day_start_ms: i64,
+}
+
+impl Default for EntryRule {
+    fn default() -> Self {
+        EntryRule {
+            max_entries: 1,
+            reentry: false,
+            per_day: 0,
+            day_start_ms: 0,
+        }
+    }
+}
 
 /// One tier's rule change: each field given replaces the one in force.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,21 +87,40 @@ impl RuleChange {
     }
 }
 
-/// The rules in force: the configuration's, with the changes of `bulletins` laid over them in
-/// bulletin order. A change naming a tier the event does not have changes nothing.
+/// The entry rules of the event file, per tier.
+pub fn of_config(config: &EventConfig) -> HashMap<String, EntryRule> {
+    config
+        .tiers
+        .iter()
+        .map(|t| {
+            let rule = EntryRule {
+                max_entries: t.max_entries,
+                reentry: t.reentry,
+                per_day: t.max_entries_per_day.unwrap_or(0),
+                day_start_ms: config.day_start_ms(),
+            };
+            (t.name.clone(), rule)
+        })
+        .collect()
+}
+
+/// Which bulletin a rule change came in: its version, then its hash.
+pub type BulletinKey = (u64, [u8; 32]);
+
+/// The rules in force: the configuration's, with `changes` (each bulletin's, keyed by the
+/// bulletin) laid over them in bulletin order. A change naming a tier the event does not have
+/// changes nothing.
 pub fn in_force<'a>(
     config: &EventConfig,
-    bulletins: impl IntoIterator<Item = &'a Bulletin>,
+    changes: impl IntoIterator<Item = (BulletinKey, &'a [RuleChange])>,
 ) -> HashMap<String, EntryRule> {
-    let mut rules = config.entry_rules();
-    let mut ordered: Vec<&Bulletin> = bulletins
-        .into_iter()
-        .filter(|b| !b.body.rules.is_empty())
-        .collect();
-    ordered.sort_by_key(|b| (b.version(), b.hash()));
-    ordered.dedup_by_key(|b| b.hash());
-    for b in ordered {
-        for change in &b.body.rules {
+    let mut rules = of_config(config);
+    let mut ordered: Vec<(BulletinKey, &[RuleChange])> =
+        changes.into_iter().filter(|(_, c)| !c.is_empty()).collect();
+    ordered.sort_by_key(|(key, _)| *key);
+    ordered.dedup_by_key(|(key, _)| *key);
+    for (_, changes) in ordered {
+        for change in changes {
             if let Some(rule) = rules.get_mut(&change.tier) {
                 change.apply(rule);
             }

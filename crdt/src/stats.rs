@@ -6,6 +6,7 @@
 //! in, check-in rate, by ticket type, by time, by location, by scanner) and add what a mesh
 //! knows: denials by reason, inside now per zone, double entries and peers.
 
+use crate::date::iso;
 use crate::index::Index;
 use crate::tally::{Count, Tally};
 use serde::Serialize;
@@ -281,12 +282,4 @@ fn minutes(by_minute: &std::collections::BTreeMap<u64, Count>, now_ms: u64) -> V
             }
         })
         .collect()
-}
-
-/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-pub fn iso(ms: u64) -> String {
-    // Past year 9999 there is no RFC 3339 date (humantime would panic): clamp.
-    let ms = ms.min(crate::record::TIME_MAX_MS);
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -757,8 +757,8 @@ fn steward_package() -> EventPackage {
 const DAY: u64 = 24 * HOUR;
 
 fn policy_day_name(ms: u64) -> String {
-    let day = gatemesh_crdt::index::festival_day(ms, 4 * HOUR as i64);
-    gatemesh_crdt::policy::day_name(day)
+    let day = gatemesh_crdt::date::festival_day(ms, 4 * HOUR as i64);
+    gatemesh_crdt::date::day_name(day)
 }
 
 fn gm1_long(ticket: &str, tier: &str) -> Vec<u8> {
@@ -1094,8 +1094,8 @@ fn a_full_zone_takes_no_one_more_until_people_leave() {
 
 #[test]
 fn festival_days_are_named_by_their_local_date_in_any_time_zone() {
+    use gatemesh_crdt::date::festival_day;
     use gatemesh_crdt::event::{parse_day, parse_day_start};
-    use gatemesh_crdt::index::festival_day;
     let day = |d: &str| parse_day(d).unwrap();
     let at = |d: &str, utc_hours: f64| day(d) * DAY + (utc_hours * HOUR as f64) as u64;
     // Days at midnight, UTC+2: 10 July 00:30 local is 9 July 22:30 UTC.

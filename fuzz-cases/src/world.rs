@@ -278,7 +278,7 @@ fn export_bytes(changes: &[Vec<u8>]) -> Vec<u8> {
     let header = ExportHeader {
         event_id: EVENT.into(),
         event_name: "Fest".into(),
-        exported_at: gatemesh_crdt::stats::iso(NOW),
+        exported_at: gatemesh_crdt::date::iso(NOW),
         records: changes.len() as u64,
         changes: changes.len() as u64,
         ledger_bytes: ledger.len() as u64,
@@ -297,9 +297,9 @@ fn reconcile_json() -> Vec<u8> {
     serde_json::json!({
         "device_id": HANDHELD,
         "scans": [
-            {"ticket_id": "M1", "scanned_at": gatemesh_crdt::stats::iso(NOW - 60_000),
+            {"ticket_id": "M1", "scanned_at": gatemesh_crdt::date::iso(NOW - 60_000),
              "result": "ALLOW", "gate": "north"},
-            {"ticket_id": "M2", "scanned_at": gatemesh_crdt::stats::iso(NOW - 30_000),
+            {"ticket_id": "M2", "scanned_at": gatemesh_crdt::date::iso(NOW - 30_000),
              "result": "DENY", "reason": "already_used", "scan_count": 2},
         ]
     })

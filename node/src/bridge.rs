@@ -66,7 +66,7 @@ pub fn write_export(
     let header = ExportHeader {
         event_id: config.event_id.clone(),
         event_name: config.name.clone(),
-        exported_at: gatemesh_crdt::stats::iso(crate::now_ms()),
+        exported_at: gatemesh_crdt::date::iso(crate::now_ms()),
         records: ledger.index().len(),
         changes,
         ledger_bytes: bytes,
@@ -335,7 +335,7 @@ async fn judge(
         // Nothing else held: the file's own replay is the whole truth.
         ledger.index().conflicts()
     } else {
-        let mut union = gatemesh_crdt::Index::new(config.entry_rules());
+        let mut union = gatemesh_crdt::Index::new(gatemesh_crdt::rules::of_config(config));
         for body in held.iter().chain(rows.iter()).filter_map(body_of) {
             union.insert(&body);
         }

@@ -22,6 +22,7 @@
 //! The command line, the demo and the process driver live in the binary (`main.rs`).
 
 pub mod api;
+pub mod apierror;
 pub mod bridge;
 pub mod conns;
 pub mod device;

@@ -629,6 +629,7 @@ impl Node {
             ca_pem: std::fs::read(self.opts.event.join(crate::tls::CA_CERT_FILE))
                 .ok()
                 .map(Arc::new),
+            openapi: crate::openapi::document,
         });
         let stopping = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
