@@ -266,6 +266,43 @@ impl Drop for Bridge {
     }
 }
 
+/// Rules changed by bulletin after the devices went out count at HQ as on the nodes: two
+/// devices that never met each admit one ticket; the organizer then allows two entries; the
+/// second import judges the union of both by the rules in force (no double entry), as the
+/// nodes do.
+#[test]
+fn hq_judges_double_entries_by_the_rules_in_force() {
+    let pg = PgCluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 2, &["a", "b"], false);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let dev = |n: &str| ev.join(format!("device-{n}")).to_str().unwrap().to_string();
+    for (d, data, gate) in [("a", &a, "north"), ("b", &b, "south")] {
+        let got = scan(&ev, &dev(d), data, gate, &[codes[0].1.as_str()]);
+        assert_eq!(got[0]["reason"], "ok", "{got:?}");
+    }
+    let ev_s = ev.to_str().unwrap();
+    gatemesh(&[
+        "bulletin",
+        "--event",
+        ev_s,
+        "--rule",
+        "general:max_entries=2",
+    ]);
+    let (ea, eb) = (tmp.path().join("a.export"), tmp.path().join("b.export"));
+    export(&ev, &a, &ea);
+    export(&ev, &b, &eb);
+    assert_eq!(import(&ev, &ea, &pg.url)["conflicts_added"], 0);
+    let second = import(&ev, &eb, &pg.url);
+    assert_eq!(second["scans_added"], 1, "{second}");
+    assert_eq!(
+        second["conflicts_added"], 0,
+        "two entries allowed: {second}"
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM conflicts"), 0);
+}
+
 /// Poll until `sql` returns `want` (a count).
 fn wait_count(pg: &PgCluster, sql: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);

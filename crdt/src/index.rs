@@ -260,6 +260,11 @@ impl Index {
         }
     }
 
+    /// The entry rules judged by now, per tier.
+    pub fn rules(&self) -> &HashMap<String, EntryRule> {
+        &self.rules
+    }
+
     /// The entry rule a tier is judged by now.
     pub fn rule(&self, tier: &str) -> EntryRule {
         self.rules.get(tier).copied().unwrap_or_default()

@@ -335,7 +335,8 @@ async fn judge(
         // Nothing else held: the file's own replay is the whole truth.
         ledger.index().conflicts()
     } else {
-        let mut union = gatemesh_crdt::Index::new(gatemesh_crdt::rules::of_config(config));
+        // The rules in force at HQ: the event file's as the package's bulletins changed them.
+        let mut union = gatemesh_crdt::Index::new(ledger.index().rules().clone());
         for body in held.iter().chain(rows.iter()).filter_map(body_of) {
             union.insert(&body);
         }
