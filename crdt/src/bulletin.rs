@@ -77,6 +77,8 @@ pub struct BulletinBody {
 pub struct Bulletin {
     pub body: BulletinBody,
     pub added: Vec<DeviceCertificate>,
+    /// SHA-256 of the signed body ([`Bulletin::hash`]).
+    id: [u8; 32],
     bytes: Vec<u8>,
 }
 
@@ -175,9 +177,11 @@ impl Bulletin {
                 Ok(cert)
             })
             .collect::<Result<_, BulletinError>>()?;
+        use sha2::Digest;
         Ok(Bulletin {
             body,
             added,
+            id: sha2::Sha256::digest(signed.body.as_bytes()).into(),
             bytes: bytes.to_vec(),
         })
     }
@@ -190,10 +194,11 @@ impl Bulletin {
         self.body.version
     }
 
-    /// The bulletin's identity: SHA-256 of its bytes.
+    /// The bulletin's identity: SHA-256 of the body the organizer signed. The envelope around
+    /// it (key order, spaces, the signature's hex case) makes no other bulletin: an enrolled
+    /// device that re-encodes one cannot fill a node's bulletins or pick a tie's winner.
     pub fn hash(&self) -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(&self.bytes).into()
+        self.id
     }
 
     /// `<version>-<first 8 hex digits of the hash>`, for files and events.

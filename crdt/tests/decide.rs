@@ -1407,3 +1407,27 @@ fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
     );
     assert_eq!(syncs(&again), 0, "owed once");
 }
+
+/// A bulletin is the body its organizer signed: the same one in another envelope (keys in
+/// another order, the signature in upper case) is taken once, so an enrolled device that
+/// re-encodes bulletins makes no new ones (it could fill a node's bulletins, or pick which of
+/// two with one version wins).
+#[test]
+fn a_reencoded_bulletin_is_the_same_bulletin() {
+    use gatemesh_crdt::bulletin::Bulletin;
+    use gatemesh_crdt::pause::Scope;
+    let b = pause_bulletin(&[(Scope::Gate, "north", true)], NOW - 10);
+    let mut envelope: serde_json::Value = serde_json::from_slice(b.bytes()).unwrap();
+    let upper = envelope["signature"].as_str().unwrap().to_uppercase();
+    envelope["signature"] = upper.into();
+    // serde_json's map writes keys sorted: body, key_id, signature.
+    let bytes = serde_json::to_vec_pretty(&envelope).unwrap();
+    assert_ne!(bytes, b.bytes());
+    let keys = config().organizer_verifying_keys().unwrap();
+    let again = Bulletin::from_bytes(&bytes, "fest", &keys).unwrap();
+    assert_eq!(again.hash(), b.hash());
+    let mut g = gate_logic(1, false);
+    assert!(g.apply_bulletin(&b).unwrap().is_some());
+    assert!(g.apply_bulletin(&again).unwrap().is_none(), "taken once");
+    assert_eq!(g.bulletins().count(), 1);
+}

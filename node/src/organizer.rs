@@ -591,8 +591,9 @@ pub fn rule_changes(
     use gatemesh_crdt::rules::RuleChange;
     let mut changes: Vec<RuleChange> = Vec::new();
     for flag in flags {
+        // Tier names may hold `:`; fields do not.
         let (tier, setting) = flag
-            .split_once(':')
+            .rsplit_once(':')
             .with_context(|| format!("--rule {flag}: want TIER:FIELD=VALUE"))?;
         let (field, value) = setting
             .split_once('=')
