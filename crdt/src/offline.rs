@@ -140,7 +140,8 @@ pub fn manifest(gate: &GateLogic, now_ms: u64) -> Option<OfflineManifest> {
                 ticket_code: t.ticket_code.clone(),
                 tier: t.tier.clone(),
                 zone: t.zone.clone(),
-                max_scans: t.max_scans,
+                // What the gate allows now (the manifest says what it allowed at issue).
+                max_scans: index.rule(&t.tier).max_entries,
                 current_scans: current.max(t.current_scans),
                 status,
             }

@@ -1330,6 +1330,15 @@ fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() 
     assert_eq!(g1.ledger().index().rule("general").max_entries, 2);
     let third = scan_at(&mut g1, NOW + 60_000, &code, "south", false);
     assert_eq!(third.reason, Reason::AlreadyRedeemed, "{}", third.message);
+    // Offline devices are told the rule in force, for the tier and for each of its tickets.
+    let offline = gatemesh_crdt::offline::manifest(&g1, NOW).unwrap();
+    let general = offline.policies.tiers.iter().find(|t| t.tier == "general");
+    assert_eq!(general.map(|t| t.max_entries), Some(2));
+    assert!(offline
+        .tickets
+        .iter()
+        .filter(|t| t.tier == "general")
+        .all(|t| t.max_scans == 2));
     let stored: Vec<Vec<u8>> = g1.ledger().changes().map(<[u8]>::to_vec).collect();
     let back = reopened(std::slice::from_ref(&two), &stored);
     assert_eq!(
