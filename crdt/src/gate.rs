@@ -322,6 +322,34 @@ impl GateLogic {
 
     /// Apply a verified bulletin. `Ok(None)`: it was applied already.
     pub fn apply_bulletin(&mut self, b: &Bulletin) -> Result<Option<BulletinEffect>, GateError> {
+        let Some(mut effect) = self.take_bulletin(b)? else {
+            return Ok(None);
+        };
+        if !b.body.rules.is_empty() {
+            effect.rules = b.body.rules.len();
+            let rules = rules_in_force(&self.config, self.bulletins.values());
+            effect.rejudged = self.ledger.set_rules(rules);
+        }
+        Ok(Some(effect))
+    }
+
+    /// Apply the bulletins a restart found, as the running node had them: each as
+    /// [`Self::apply_bulletin`] does, the rules in force set once at the end rather than once
+    /// per rule bulletin. Returns those refused, with why.
+    pub fn restore_bulletins<'a>(
+        &mut self,
+        bulletins: &'a [Bulletin],
+    ) -> Vec<(&'a Bulletin, GateError)> {
+        let refused = (bulletins.iter())
+            .filter_map(|b| self.take_bulletin(b).err().map(|e| (b, e)))
+            .collect();
+        let rules = rules_in_force(&self.config, self.bulletins.values());
+        self.ledger.set_rules(rules);
+        refused
+    }
+
+    /// A bulletin's every part but its rule changes. `Ok(None)`: taken already.
+    fn take_bulletin(&mut self, b: &Bulletin) -> Result<Option<BulletinEffect>, GateError> {
         if self.bulletins.contains_key(&b.hash()) {
             return Ok(None);
         }
@@ -342,11 +370,6 @@ impl GateLogic {
             effect.added_devices.push((c.clone(), 0));
         }
         self.bulletins.insert(b.hash(), b.clone());
-        if !b.body.rules.is_empty() {
-            effect.rules = b.body.rules.len();
-            let rules = rules_in_force(&self.config, self.bulletins.values());
-            effect.rejudged = self.ledger.set_rules(rules);
-        }
         Ok(Some(effect))
     }
 

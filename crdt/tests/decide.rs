@@ -1195,9 +1195,7 @@ fn reopened(bulletins: &[gatemesh_crdt::bulletin::Bulletin], stored: &[Vec<u8>])
     .unwrap();
     assert_eq!(refused, 0);
     let mut g = GateLogic::new(&package(), ledger, None).unwrap();
-    for b in bulletins {
-        g.apply_bulletin(b).unwrap();
-    }
+    assert!(g.restore_bulletins(bulletins).is_empty());
     g
 }
 

@@ -75,10 +75,8 @@ pub fn open(
     )?;
     drop(changes);
     let mut gate = GateLogic::new(&package, ledger, package::legacy_secret(hmac_file)?)?;
-    for b in bulletins {
-        if let Err(e) = gate.apply_bulletin(&b) {
-            bad_bulletins.push(format!("{}: {e}", b.label()));
-        }
+    for (b, e) in gate.restore_bulletins(&bulletins) {
+        bad_bulletins.push(format!("{}: {e}", b.label()));
     }
     Ok(OpenDevice {
         gate,

@@ -359,9 +359,7 @@ impl Sim {
             ledger.plant(gatemesh_crdt::ledger::Planted::RivalTakenAsEvidence);
         }
         let mut gate = GateLogic::new(&w.package, ledger, None).expect("gate logic");
-        for b in &bulletins {
-            let _ = gate.apply_bulletin(b);
-        }
+        let _refused = gate.restore_bulletins(&bulletins);
         let config = ReplicaConfig {
             gate: "north".into(),
             direction: None,
