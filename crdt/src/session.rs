@@ -344,12 +344,17 @@ impl Replica {
             return;
         };
         if fingerprint == self.fingerprint {
+            let first = !p.same_config;
             p.same_config = true;
             p.other_config = None;
-            // What it gossiped before its hello: sync fetches it now, or as soon as the
-            // session on its way ends (its answer may be a refusal: it had not had our hello).
-            p.sync_owed = true;
-            self.start_sync(from, true);
+            // What it gossiped before its first hello on this connection: sync fetches it now,
+            // or as soon as the session on its way ends (its answer may be a refusal: it had
+            // not had our hello). A hello again owes nothing (a peer sending one during every
+            // session would keep the session slot from the others).
+            if first {
+                p.sync_owed = true;
+                self.start_sync(from, true);
+            }
             return;
         }
         let theirs = &fingerprint[..fingerprint.len().min(32)];

@@ -1413,6 +1413,20 @@ fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
         },
     );
     assert_eq!(syncs(&again), 0, "owed once");
+    // A hello again on the same connection owes no session (else a peer sending one during
+    // every session would hold the slot).
+    let mut hello = vec![KIND_HELLO];
+    hello.extend_from_slice(&package().config.fingerprint());
+    let data = hello;
+    let on_again = a.handle(
+        NOW + 40,
+        Input::SyncRequest {
+            from: peer,
+            token: 2,
+            data,
+        },
+    );
+    assert_eq!(syncs(&on_again), 0, "{on_again:?}");
 }
 
 /// A bulletin is the body its organizer signed: the same one in another envelope (keys in
