@@ -81,35 +81,55 @@ impl Sim {
     ///    tickets as the running node; and no clock, running or reopened, follows a time beyond
     ///    [`MAX_FORWARD_DRIFT_MS`] past the node's own.
     fn restart_equivalent(&self, tickets: &[String], v: &mut Vec<String>) {
+        for i in 0..self.nodes.len() {
+            self.node_restart_equivalent(i, tickets, v);
+        }
+    }
+
+    /// Invariant 5 for one node, at any step of the run (the harness checks it after every
+    /// bulletin a node takes, mid-run, as well as at each check).
+    pub(super) fn node_restart_equivalent(
+        &self,
+        i: usize,
+        tickets: &[String],
+        v: &mut Vec<String>,
+    ) {
         use gatemesh_crdt::hlc::MAX_FORWARD_DRIFT_MS;
-        for (i, node) in self.nodes.iter().enumerate() {
-            let Some(running) = node.replica.as_ref() else {
-                continue;
-            };
-            let now = self.node_now(i);
-            let stored: Vec<Vec<u8>> = node.durable.iter().chain(&node.relaxed).cloned().collect();
-            let back = self.reopened(i, &stored, now);
-            let (r, b) = (running.gate(), back.gate());
-            if picture(r.ledger(), tickets) != picture(b.ledger(), tickets) {
+        let node = &self.nodes[i];
+        let Some(running) = node.replica.as_ref() else {
+            return;
+        };
+        let now = self.node_now(i);
+        let stored: Vec<Vec<u8>> = node.durable.iter().chain(&node.relaxed).cloned().collect();
+        let back = self.reopened(i, &stored, now);
+        let (r, b) = (running.gate(), back.gate());
+        if picture(r.ledger(), tickets) != picture(b.ledger(), tickets) {
+            v.push(format!(
+                "node {i} reopened from its store holds other records"
+            ));
+        }
+        if standing(r) != standing(b) {
+            v.push(format!(
+                "node {i} reopened has another roster or revoked tickets"
+            ));
+        }
+        for (what, g) in [("running", r), ("reopened", b)] {
+            let clock = g.ledger().clock().wall_ms();
+            if clock > now + MAX_FORWARD_DRIFT_MS {
                 v.push(format!(
-                    "node {i} reopened from its store holds other records"
+                    "node {i} {what} follows a clock {} s ahead of its own",
+                    (clock - now) / 1000
                 ));
-            }
-            if standing(r) != standing(b) {
-                v.push(format!(
-                    "node {i} reopened has another roster or revoked tickets"
-                ));
-            }
-            for (what, g) in [("running", r), ("reopened", b)] {
-                let clock = g.ledger().clock().wall_ms();
-                if clock > now + MAX_FORWARD_DRIFT_MS {
-                    v.push(format!(
-                        "node {i} {what} follows a clock {} s ahead of its own",
-                        (clock - now) / 1000
-                    ));
-                }
             }
         }
+    }
+
+    /// Invariant 5 checked mid-run on node `n` (after it took a bulletin).
+    pub(super) fn check_restart_now(&mut self, n: usize) {
+        let mut v = Vec::new();
+        self.node_restart_equivalent(n, &tickets(), &mut v);
+        let at = self.now;
+        (self.outcome.violations).extend(v.into_iter().map(|s| format!("at {at} ms: {s}")));
     }
 
     /// 1. No acknowledged admit lost.

@@ -17,7 +17,7 @@
 //!    earlier admits had time to propagate ([`PROPAGATION_BOUND_MS`]);
 //! 5. restart equivalence: every node reopened from its store holds what the running one
 //!    holds (records, conflicts, roster, revoked tickets, rules), and no clock follows a time
-//!    beyond the drift bound;
+//!    beyond the drift bound (also checked mid-run, on a node each time it takes a bulletin);
 //! 6. no node admits a revoked ticket once it holds the revocation;
 //! 7. no panic.
 //!
@@ -616,6 +616,7 @@ impl Sim {
                 },
             );
         }
+        self.check_restart_now(n);
     }
 
     fn byzantine(&mut self, n: usize, attack: Attack, ticket: usize, sync: bool) {
