@@ -150,13 +150,16 @@ pub fn manifest(gate: &GateLogic, now_ms: u64) -> Option<OfflineManifest> {
     let tiers = config
         .tiers
         .iter()
-        .map(|t| TierPolicy {
-            tier: t.name.clone(),
+        .map(|t| {
             // The rules in force: the package's as bulletins changed them.
-            max_entries: index.rule(&t.name).max_entries,
-            reentry: index.rule(&t.name).reentry,
-            zones: t.zones.clone(),
-            duplicate_window_ms: t.double_scan_grace_ms,
+            let rule = index.rule(&t.name);
+            TierPolicy {
+                tier: t.name.clone(),
+                max_entries: rule.max_entries,
+                reentry: rule.reentry,
+                zones: t.zones.clone(),
+                duplicate_window_ms: t.double_scan_grace_ms,
+            }
         })
         .collect();
     Some(OfflineManifest {

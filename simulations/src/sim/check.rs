@@ -33,7 +33,8 @@ fn picture(l: &Ledger, tickets: &[String]) -> Picture {
             (t.clone(), rs.collect())
         })
         .collect();
-    let rules = format!("{:?}", l.index().rule("general"));
+    let index = l.index();
+    let rules = format!("{:?} {:?}", index.rule("general"), index.rule("vip"));
     (
         l.summary(),
         records,
@@ -152,17 +153,15 @@ impl Sim {
     }
 }
 
-/// What the bulletins made of a node: its roster (devices and their cuts), revoked tickets and
-/// the entry rules in force.
-fn standing(g: &gatemesh_crdt::gate::GateLogic) -> (Vec<String>, Vec<String>, String) {
+/// What the bulletins made of a node: its roster (devices and their cuts) and revoked tickets
+/// (the rules in force are in its [`picture`]).
+fn standing(g: &gatemesh_crdt::gate::GateLogic) -> (Vec<String>, Vec<String>) {
     let mut roster: Vec<String> = (g.ledger().roster().iter())
         .map(|(id, d)| format!("{id}:{:?}", d.cut))
         .collect();
     roster.sort();
     let revoked = tickets().into_iter().filter(|t| g.is_revoked(t)).collect();
-    let index = g.ledger().index();
-    let rules = format!("{:?} {:?}", index.rule("general"), index.rule("vip"));
-    (roster, revoked, rules)
+    (roster, revoked)
 }
 
 /// 2. Convergence.
