@@ -236,3 +236,34 @@ fn legacy_codes_made_by_the_seed_javascript_are_admitted() {
         "{reason}"
     );
 }
+
+/// `gatemesh bulletin --rule`: a rule change the organizer can give, and the mistakes it
+/// refuses before anything is signed (nothing written for them).
+#[test]
+fn a_rule_bulletin_is_written_and_bad_rule_flags_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    make_event(&ev, 1, &["gate-a"], false);
+    let ev_s = ev.to_str().unwrap();
+    fn bulletin<'a>(ev: &'a str, rule: &'a str) -> [&'a str; 5] {
+        ["bulletin", "--event", ev, "--rule", rule]
+    }
+    for (rule, says) in [
+        ("nosuch:max_entries=2", "no tier nosuch"),
+        ("general:max_entries=0", "is not a max_entries"),
+        ("general:max_entries=99999", "is not a max_entries"),
+        ("general:reentry=maybe", "is not a reentry"),
+        ("general:colour=red", "the fields are"),
+        ("general", "want TIER:FIELD=VALUE"),
+    ] {
+        let err = gatemesh_fails(&bulletin(ev_s, rule));
+        assert!(err.contains(says), "{rule}: {err}");
+    }
+    let dir = ev.join("bulletins");
+    assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().count() == 0);
+    gatemesh(&bulletin(ev_s, "general:max_entries_per_day=0"));
+    let written: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(written.len(), 1);
+    let text = std::fs::read_to_string(written[0].as_ref().unwrap().path()).unwrap();
+    assert!(text.contains(r#"max_entries_per_day\":0"#), "{text}");
+}
