@@ -452,7 +452,7 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
     ]);
     assert!(listed.status.success());
     // A handheld posts the same offline scan to two nodes that never met.
-    let scanned_at = gatemesh_crdt::date::iso(gatemesh_node::now_ms());
+    let scanned_at = gatemesh_crdt::record::date::iso(gatemesh_node::now_ms());
     let body = serde_json::to_vec(&serde_json::json!({"device_id": "handheld-1", "scans": [
         {"ticket_id": codes[0].0, "scanned_at": scanned_at, "result": "ALLOW"}
     ]}))

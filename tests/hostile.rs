@@ -238,7 +238,7 @@ fn crafted_changes(
 ) -> Vec<Vec<u8>> {
     use automerge::legacy::{Key, ObjectId, OpId, OpType};
     use automerge::{ActorId, Change, ChangeHash, ScalarValue};
-    use gatemesh_crdt::change;
+    use gatemesh_crdt::record::change;
     let recs: Vec<gatemesh_crdt::Candidate> = real
         .iter()
         .map(|c| change::read(c).expect("a's change"))
@@ -348,7 +348,7 @@ fn forked_pair(mallory: &ed25519_dalek::SigningKey, event_id: &str) -> (Vec<u8>,
             origin: None,
         };
         let r = gatemesh_crdt::ScanRecord::sign(body, mallory).unwrap();
-        gatemesh_crdt::change::build_bytes(&r).0
+        gatemesh_crdt::record::change::build_bytes(&r).0
     };
     (make("FORK-A"), make("FORK-B"))
 }

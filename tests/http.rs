@@ -342,7 +342,7 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
     let event_id = a.status()["event_id"].as_str().unwrap().to_string();
     // Inside the event (it opened when it was made, a moment ago), to the second.
     let base = (gatemesh_node::now_ms() / 1000 + 1) * 1000;
-    let at = |ms: u64| gatemesh_crdt::date::iso(base + ms);
+    let at = |ms: u64| gatemesh_crdt::record::date::iso(base + ms);
 
     let (s, v) = req(
         "GET",

@@ -317,13 +317,13 @@ fn a_node_that_just_started_says_it_is_catching_up_until_it_has() {
     let started = Instant::now();
     let first = b.scan(&codes[0].1);
     assert_eq!(first["reason"], "ok");
-    if started.elapsed() < Duration::from_millis(gatemesh_crdt::catchup::CATCH_UP_MAX_MS) {
+    if started.elapsed() < Duration::from_millis(gatemesh_crdt::ledger::catchup::CATCH_UP_MAX_MS) {
         assert_eq!(first["synced"], false, "{first}");
     }
     // Past the bound (counted from the node's own start, before its first answer) it answers
     // as caught up (no `synced` field).
     let answered = Instant::now();
-    let bound = Duration::from_millis(gatemesh_crdt::catchup::CATCH_UP_MAX_MS);
+    let bound = Duration::from_millis(gatemesh_crdt::ledger::catchup::CATCH_UP_MAX_MS);
     std::thread::sleep((bound + Duration::from_millis(100)).saturating_sub(answered.elapsed()));
     let later = b.scan(&codes[1].1);
     assert_eq!(later["reason"], "ok");

@@ -7,8 +7,8 @@ mod common;
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
 use automerge::{ActorId, Change, ChangeHash, ExpandedChange, ScalarValue};
 use common::*;
-use gatemesh_crdt::change::{self, build};
-use gatemesh_crdt::pending::PENDING_PER_PEER_MAX;
+use gatemesh_crdt::ledger::pending::PENDING_PER_PEER_MAX;
+use gatemesh_crdt::record::change::{self, build};
 use gatemesh_crdt::{
     ChainId, Cut, Direction, Draft, Hlc, Rejection, ScanBody, ScanRecord, Verdict, ANNUL_WINDOW_MS,
 };

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use gatemesh_crdt::date::{festival_day, DAY_MS};
+use gatemesh_crdt::record::date::{festival_day, DAY_MS};
 use gatemesh_crdt::{Direction, Draft};
 use proptest::prelude::*;
 

@@ -1,13 +1,13 @@
 //! The decision, table-driven: every credential format, every reason code, in DESIGN §5's order.
 
 use ed25519_dalek::SigningKey;
-use gatemesh_crdt::certificate::{DeviceCertificate, DeviceIdentity, Role};
+use gatemesh_crdt::credential::ticket::{self, TicketPayload};
 use gatemesh_crdt::credential::{make_legacy_code, LegacySecret};
+use gatemesh_crdt::event::certificate::{DeviceCertificate, DeviceIdentity, Role};
+use gatemesh_crdt::event::manifest::{Manifest, ManifestBody, ManifestTicket, TicketStatus};
 use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey};
+use gatemesh_crdt::gate::policy::Reason;
 use gatemesh_crdt::gate::{GateLogic, ScanRequest};
-use gatemesh_crdt::manifest::{Manifest, ManifestBody, ManifestTicket, TicketStatus};
-use gatemesh_crdt::policy::Reason;
-use gatemesh_crdt::ticket::{self, TicketPayload};
 use gatemesh_crdt::{Direction, Verdict};
 use proptest::prelude::*;
 
@@ -719,8 +719,8 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
 /// The steward's event: a VIP-only door, a weekend pass good once per festival day (days start
 /// at 06:00 UTC+2), a Saturday-only pass, an attention tier, and guests with names.
 fn steward_package() -> EventPackage {
+    use gatemesh_crdt::event::manifest::Attendee;
     use gatemesh_crdt::event::GateConfig;
-    use gatemesh_crdt::manifest::Attendee;
     let mut p = package();
     let c = &mut p.config;
     c.day_starts = Some("06:00+02:00".into());
@@ -757,8 +757,8 @@ fn steward_package() -> EventPackage {
 const DAY: u64 = 24 * HOUR;
 
 fn policy_day_name(ms: u64) -> String {
-    let day = gatemesh_crdt::date::festival_day(ms, 4 * HOUR as i64);
-    gatemesh_crdt::date::day_name(day)
+    let day = gatemesh_crdt::record::date::festival_day(ms, 4 * HOUR as i64);
+    gatemesh_crdt::record::date::day_name(day)
 }
 
 fn gm1_long(ticket: &str, tier: &str) -> Vec<u8> {
@@ -935,7 +935,7 @@ fn a_manifest_with_a_name_that_hides_or_reorders_text_is_refused() {
 
 #[test]
 fn search_finds_names_without_accents_and_bounds_the_answer() {
-    use gatemesh_crdt::search::parse_query;
+    use gatemesh_crdt::event::search::parse_query;
     let p = steward_package();
     let m = p.manifest.as_ref().unwrap();
     let found = |q: &str| -> Vec<String> {
@@ -956,11 +956,11 @@ fn search_finds_names_without_accents_and_bounds_the_answer() {
 }
 
 fn pause_bulletin(
-    orders: &[(gatemesh_crdt::pause::Scope, &str, bool)],
+    orders: &[(gatemesh_crdt::gate::pause::Scope, &str, bool)],
     issued_ms: u64,
-) -> gatemesh_crdt::bulletin::Bulletin {
-    use gatemesh_crdt::bulletin::{Bulletin, BulletinBody};
-    use gatemesh_crdt::pause::PauseOrder;
+) -> gatemesh_crdt::gate::bulletin::Bulletin {
+    use gatemesh_crdt::gate::bulletin::{Bulletin, BulletinBody};
+    use gatemesh_crdt::gate::pause::PauseOrder;
     let body = BulletinBody {
         event_id: "fest".into(),
         version: issued_ms,
@@ -979,7 +979,7 @@ fn pause_bulletin(
             .collect(),
     };
     let text = serde_json::to_string(&body).unwrap();
-    let signed = gatemesh_crdt::signed::Signed::sign_text(text, "k1", &org(1));
+    let signed = gatemesh_crdt::event::signed::Signed::sign_text(text, "k1", &org(1));
     let bytes = serde_json::to_vec(&signed).unwrap();
     let keys = config().organizer_verifying_keys().unwrap();
     Bulletin::from_bytes(&bytes, "fest", &keys).unwrap()
@@ -987,7 +987,7 @@ fn pause_bulletin(
 
 #[test]
 fn a_paused_gate_zone_or_event_denies_every_code_until_resumed() {
-    use gatemesh_crdt::pause::Scope;
+    use gatemesh_crdt::gate::pause::Scope;
     let mut g = gate_logic_for(steward_package(), 1, false);
     let pause = pause_bulletin(&[(Scope::Gate, "north", true)], NOW - 10);
     g.apply_bulletin(&pause).unwrap();
@@ -1094,8 +1094,8 @@ fn a_full_zone_takes_no_one_more_until_people_leave() {
 
 #[test]
 fn festival_days_are_named_by_their_local_date_in_any_time_zone() {
-    use gatemesh_crdt::date::festival_day;
     use gatemesh_crdt::event::{parse_day, parse_day_start};
+    use gatemesh_crdt::record::date::festival_day;
     let day = |d: &str| parse_day(d).unwrap();
     let at = |d: &str, utc_hours: f64| day(d) * DAY + (utc_hours * HOUR as f64) as u64;
     // Days at midnight, UTC+2: 10 July 00:30 local is 9 July 22:30 UTC.
@@ -1129,7 +1129,7 @@ fn festival_days_are_named_by_their_local_date_in_any_time_zone() {
 
 #[test]
 fn a_pause_stops_entries_but_never_exits() {
-    use gatemesh_crdt::pause::Scope;
+    use gatemesh_crdt::gate::pause::Scope;
     let mut g = gate_logic_for(steward_package(), 1, false);
     let code = gm1_long("E-1", "general");
     assert_eq!(
@@ -1145,13 +1145,13 @@ fn a_pause_stops_entries_but_never_exits() {
 
 /// A bulletin adding device 3 and one revoking it (keeping nothing), signed by the organizer.
 fn roster_bulletins() -> (
-    gatemesh_crdt::bulletin::Bulletin,
-    gatemesh_crdt::bulletin::Bulletin,
+    gatemesh_crdt::gate::bulletin::Bulletin,
+    gatemesh_crdt::gate::bulletin::Bulletin,
 ) {
-    use gatemesh_crdt::bulletin::{Bulletin, BulletinBody, DeviceRevocation};
+    use gatemesh_crdt::gate::bulletin::{Bulletin, BulletinBody, DeviceRevocation};
     let sign = |body: &BulletinBody| {
         let text = serde_json::to_string(body).unwrap();
-        let signed = gatemesh_crdt::signed::Signed::sign_text(text, "k1", &org(1));
+        let signed = gatemesh_crdt::event::signed::Signed::sign_text(text, "k1", &org(1));
         let keys = config().organizer_verifying_keys().unwrap();
         Bulletin::from_bytes(&serde_json::to_vec(&signed).unwrap(), "fest", &keys).unwrap()
     };
@@ -1162,7 +1162,7 @@ fn roster_bulletins() -> (
         issued_ms: NOW - 20,
         revoke_tickets: Vec::new(),
         revoke_devices: Vec::new(),
-        add_devices: vec![gatemesh_crdt::signed::Signed::sign_text(
+        add_devices: vec![gatemesh_crdt::event::signed::Signed::sign_text(
             cert,
             "k1",
             &org(1),
@@ -1182,7 +1182,10 @@ fn roster_bulletins() -> (
 }
 
 /// Gate logic of device 1 reopened from `stored` with `bulletins`, as `device::open` does.
-fn reopened(bulletins: &[gatemesh_crdt::bulletin::Bulletin], stored: &[Vec<u8>]) -> GateLogic {
+fn reopened(
+    bulletins: &[gatemesh_crdt::gate::bulletin::Bulletin],
+    stored: &[Vec<u8>],
+) -> GateLogic {
     let (ledger, refused) = GateLogic::open_ledger(
         &package(),
         Some(&device(1)),
@@ -1268,9 +1271,13 @@ fn a_revocation_before_its_devices_addition_is_not_lost() {
     }
 }
 
-fn rules_bulletin(version: u64, tier: &str, max_entries: u32) -> gatemesh_crdt::bulletin::Bulletin {
-    use gatemesh_crdt::bulletin::{Bulletin, BulletinBody};
-    use gatemesh_crdt::rules::RuleChange;
+fn rules_bulletin(
+    version: u64,
+    tier: &str,
+    max_entries: u32,
+) -> gatemesh_crdt::gate::bulletin::Bulletin {
+    use gatemesh_crdt::event::rules::RuleChange;
+    use gatemesh_crdt::gate::bulletin::{Bulletin, BulletinBody};
     let body = BulletinBody {
         event_id: "fest".into(),
         version,
@@ -1286,7 +1293,7 @@ fn rules_bulletin(version: u64, tier: &str, max_entries: u32) -> gatemesh_crdt::
         }],
     };
     let text = serde_json::to_string(&body).unwrap();
-    let signed = gatemesh_crdt::signed::Signed::sign_text(text, "k1", &org(1));
+    let signed = gatemesh_crdt::event::signed::Signed::sign_text(text, "k1", &org(1));
     let bytes = serde_json::to_vec(&signed).unwrap();
     let keys = config().organizer_verifying_keys().unwrap();
     Bulletin::from_bytes(&bytes, "fest", &keys).unwrap()
@@ -1329,7 +1336,7 @@ fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() 
     let third = scan_at(&mut g1, NOW + 60_000, &code, "south", false);
     assert_eq!(third.reason, Reason::AlreadyRedeemed, "{}", third.message);
     // Offline devices are told the rule in force, for the tier and for each of its tickets.
-    let offline = gatemesh_crdt::offline::manifest(&g1, NOW).unwrap();
+    let offline = gatemesh_crdt::gate::offline::manifest(&g1, NOW).unwrap();
     let general = offline.policies.tiers.iter().find(|t| t.tier == "general");
     assert_eq!(general.map(|t| t.max_entries), Some(2));
     assert!(offline
@@ -1360,8 +1367,8 @@ fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() 
 /// (Seen as a restarted node's first admit reaching the others only after 3 s.)
 #[test]
 fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
+    use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
     use gatemesh_crdt::protocol::{Input, Output, KIND_HELLO, KIND_SYNC};
-    use gatemesh_crdt::replica::{Replica, ReplicaConfig};
     let config = ReplicaConfig {
         gate: "north".into(),
         direction: None,
@@ -1435,8 +1442,8 @@ fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
 /// two with one version wins).
 #[test]
 fn a_reencoded_bulletin_is_the_same_bulletin() {
-    use gatemesh_crdt::bulletin::Bulletin;
-    use gatemesh_crdt::pause::Scope;
+    use gatemesh_crdt::gate::bulletin::Bulletin;
+    use gatemesh_crdt::gate::pause::Scope;
     let b = pause_bulletin(&[(Scope::Gate, "north", true)], NOW - 10);
     let mut envelope: serde_json::Value = serde_json::from_slice(b.bytes()).unwrap();
     let upper = envelope["signature"].as_str().unwrap().to_uppercase();

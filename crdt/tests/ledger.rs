@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use gatemesh_crdt::sync::{SyncMessage, BATCH};
+use gatemesh_crdt::ledger::sync::{SyncMessage, BATCH};
 use gatemesh_crdt::{Direction, Draft, Single, Verdict};
 
 #[test]
@@ -102,7 +102,7 @@ fn a_gap_larger_than_one_message_is_repaired_in_bounded_messages() {
         let ask = SyncMessage::from_ledger(&b.ledger, theirs.as_deref());
         let answer = SyncMessage::from_ledger(&a.ledger, Some(&ask.tips));
         let bytes = answer.encode();
-        assert!(bytes.len() <= gatemesh_crdt::sync::SYNC_MESSAGE_BYTES_MAX);
+        assert!(bytes.len() <= gatemesh_crdt::ledger::sync::SYNC_MESSAGE_BYTES_MAX);
         let answer = SyncMessage::decode(&bytes).unwrap();
         assert!(answer.changes.len() <= BATCH.changes);
         b.admit(T0 + n as u64, 1, &answer.changes);

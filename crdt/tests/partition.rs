@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use gatemesh_crdt::change;
+use gatemesh_crdt::record::change;
 use gatemesh_crdt::{ChainId, Direction, Draft, Hlc, ScanBody, ScanRecord, Verdict};
 use proptest::prelude::*;
 

@@ -12,14 +12,14 @@ mod world;
 
 pub use world::{seeds, NOW};
 
-use gatemesh_crdt::bulletin::Bulletin;
-use gatemesh_crdt::change;
 use gatemesh_crdt::credential;
-use gatemesh_crdt::export;
+use gatemesh_crdt::gate::bulletin::Bulletin;
+use gatemesh_crdt::gate::offline::ReconcileRequest;
 use gatemesh_crdt::gate::ScanRequest;
 use gatemesh_crdt::json;
-use gatemesh_crdt::offline::ReconcileRequest;
+use gatemesh_crdt::ledger::export;
 use gatemesh_crdt::protocol::{Input, Output, Topic, KIND_HELLO, KIND_SYNC};
+use gatemesh_crdt::record::change;
 use gatemesh_crdt::{Ledger, ScanRecord, SyncMessage};
 use std::collections::HashSet;
 use world::{device_id, World};
@@ -310,10 +310,10 @@ fn reconcile(data: &[u8]) {
 
 /// JSON documents the core reads: the strict reader, into each type it reads.
 /// A steward's search box: any text is refused with a code or answered with at most
-/// [`gatemesh_crdt::search::SEARCH_RESULTS_MAX`] tickets, each holding every query word as a
+/// [`gatemesh_crdt::event::search::SEARCH_RESULTS_MAX`] tickets, each holding every query word as a
 /// word prefix of its name, order or id.
 fn search(data: &[u8]) {
-    use gatemesh_crdt::search;
+    use gatemesh_crdt::event::search;
     let w = World::new();
     let q = String::from_utf8_lossy(data);
     let Ok(query) = search::parse_query(&q) else {
@@ -354,8 +354,8 @@ fn json_doc(data: &[u8]) {
         serde_json::from_str::<serde_json::Value>(text).is_ok(),
         "accepted what is not JSON: {text:?}"
     );
-    let _ = json::from_value::<gatemesh_crdt::signed::Signed>(value.clone());
-    let _ = json::from_value::<gatemesh_crdt::certificate::DeviceCertificate>(value.clone());
-    let _ = json::from_value::<gatemesh_crdt::bulletin::BulletinBody>(value.clone());
+    let _ = json::from_value::<gatemesh_crdt::event::signed::Signed>(value.clone());
+    let _ = json::from_value::<gatemesh_crdt::event::certificate::DeviceCertificate>(value.clone());
+    let _ = json::from_value::<gatemesh_crdt::gate::bulletin::BulletinBody>(value.clone());
     let _ = json::from_value::<export::ExportHeader>(value);
 }

@@ -4,16 +4,16 @@
 //! bulletin, an export, a reconcile request), so the fuzzer starts from what a node accepts.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use gatemesh_crdt::bulletin::BulletinBody;
-use gatemesh_crdt::certificate::{DeviceCertificate, DeviceIdentity, Role};
+use gatemesh_crdt::credential::ticket::{self, TicketPayload};
 use gatemesh_crdt::credential::{make_legacy_code, LegacySecret, Readers};
+use gatemesh_crdt::event::certificate::{DeviceCertificate, DeviceIdentity, Role};
+use gatemesh_crdt::event::manifest::{Manifest, ManifestBody, ManifestTicket, TicketStatus};
+use gatemesh_crdt::event::signed::Signed;
 use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey};
-use gatemesh_crdt::export::{ExportHeader, EXPORT_MAGIC};
+use gatemesh_crdt::gate::bulletin::BulletinBody;
 use gatemesh_crdt::gate::{GateLogic, ScanRequest};
-use gatemesh_crdt::manifest::{Manifest, ManifestBody, ManifestTicket, TicketStatus};
+use gatemesh_crdt::ledger::export::{ExportHeader, EXPORT_MAGIC};
 use gatemesh_crdt::protocol::{Input, KIND_SYNC};
-use gatemesh_crdt::signed::Signed;
-use gatemesh_crdt::ticket::{self, TicketPayload};
 use gatemesh_crdt::{ChainId, DeviceId, Ledger, Replica, ReplicaConfig, SyncMessage};
 use std::collections::HashMap;
 
@@ -258,7 +258,7 @@ pub fn bulletin_bytes(w: &World) -> Vec<u8> {
         revoke_tickets: vec!["G2".into()],
         revoke_devices: Vec::new(),
         add_devices: vec![signed_cert(3)],
-        rules: vec![gatemesh_crdt::rules::RuleChange {
+        rules: vec![gatemesh_crdt::event::rules::RuleChange {
             tier: "general".into(),
             max_entries: Some(2),
             ..Default::default()
@@ -267,7 +267,7 @@ pub fn bulletin_bytes(w: &World) -> Vec<u8> {
     let text = serde_json::to_string(&body).expect("a bulletin serialises");
     let bytes = serde_json::to_vec(&Signed::sign_text(text, KEY_ID, &organizer()))
         .expect("a signed bulletin serialises");
-    gatemesh_crdt::bulletin::Bulletin::from_bytes(&bytes, EVENT, &w.organizer_keys())
+    gatemesh_crdt::gate::bulletin::Bulletin::from_bytes(&bytes, EVENT, &w.organizer_keys())
         .expect("the seed bulletin is genuine");
     bytes
 }
@@ -278,7 +278,7 @@ fn export_bytes(changes: &[Vec<u8>]) -> Vec<u8> {
     let header = ExportHeader {
         event_id: EVENT.into(),
         event_name: "Fest".into(),
-        exported_at: gatemesh_crdt::date::iso(NOW),
+        exported_at: gatemesh_crdt::record::date::iso(NOW),
         records: changes.len() as u64,
         changes: changes.len() as u64,
         ledger_bytes: ledger.len() as u64,
@@ -297,9 +297,9 @@ fn reconcile_json() -> Vec<u8> {
     serde_json::json!({
         "device_id": HANDHELD,
         "scans": [
-            {"ticket_id": "M1", "scanned_at": gatemesh_crdt::date::iso(NOW - 60_000),
+            {"ticket_id": "M1", "scanned_at": gatemesh_crdt::record::date::iso(NOW - 60_000),
              "result": "ALLOW", "gate": "north"},
-            {"ticket_id": "M2", "scanned_at": gatemesh_crdt::date::iso(NOW - 30_000),
+            {"ticket_id": "M2", "scanned_at": gatemesh_crdt::record::date::iso(NOW - 30_000),
              "result": "DENY", "reason": "already_used", "scan_count": 2},
         ]
     })
@@ -317,7 +317,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "record" => changes
             .iter()
             .map(|c| {
-                gatemesh_crdt::change::read(c)
+                gatemesh_crdt::record::change::read(c)
                     .expect("a seed change reads")
                     .record
                     .bytes

@@ -19,7 +19,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn the_seeds_are_what_a_node_takes_in() {
-    use gatemesh_crdt::change;
+    use gatemesh_crdt::record::change;
     let changes = pieces(&seeds("change")[0]);
     assert_eq!(changes.len(), 5, "one change per seed code");
     for c in &changes {

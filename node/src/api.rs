@@ -57,7 +57,7 @@ pub enum ApiCall {
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     Reconcile {
-        request: gatemesh_crdt::offline::ReconcileRequest,
+        request: gatemesh_crdt::gate::offline::ReconcileRequest,
         /// Asked with the admin token: device ids the organizer did not list are taken too.
         trusted: bool,
         reply: oneshot::Sender<Result<Value, ApiError>>,
@@ -673,17 +673,20 @@ pub(crate) async fn metrics(
 /// Parse and check a reconcile body.
 fn parse_reconcile(
     body: &[u8],
-) -> Result<gatemesh_crdt::offline::ReconcileRequest, gatemesh_crdt::offline::RequestError> {
-    let req: gatemesh_crdt::offline::ReconcileRequest =
-        serde_json::from_slice(body).map_err(|e| {
-            gatemesh_crdt::offline::refuse("INVALID_REQUEST", format!("reconcile body: {e}"))
+) -> Result<
+    gatemesh_crdt::gate::offline::ReconcileRequest,
+    gatemesh_crdt::gate::offline::RequestError,
+> {
+    let req: gatemesh_crdt::gate::offline::ReconcileRequest = serde_json::from_slice(body)
+        .map_err(|e| {
+            gatemesh_crdt::gate::offline::refuse("INVALID_REQUEST", format!("reconcile body: {e}"))
         })?;
-    gatemesh_crdt::offline::check_request(&req)?;
+    gatemesh_crdt::gate::offline::check_request(&req)?;
     Ok(req)
 }
 
 /// Errors of the seed's offline routes carry its `success: false` beside our fields.
-fn offline_error(status: StatusCode, e: gatemesh_crdt::offline::RequestError) -> Response {
+fn offline_error(status: StatusCode, e: gatemesh_crdt::gate::offline::RequestError) -> Response {
     (
         status,
         Json(json!({"success": false, "error": e.code, "message": e.message})),
@@ -712,7 +715,7 @@ pub(crate) async fn offline_manifest(
     let invalid = |e: String| {
         offline_error(
             StatusCode::BAD_REQUEST,
-            gatemesh_crdt::offline::refuse("INVALID_REQUEST", e),
+            gatemesh_crdt::gate::offline::refuse("INVALID_REQUEST", e),
         )
     };
     let (Path(event_id), UrlQuery(params)) = match (event_id, params) {
@@ -721,7 +724,7 @@ pub(crate) async fn offline_manifest(
         (_, Err(e)) => return Ok(invalid(e.body_text())),
     };
     if let Err(e) =
-        gatemesh_crdt::offline::check_device_id(params.get("device_id").map(String::as_str))
+        gatemesh_crdt::gate::offline::check_device_id(params.get("device_id").map(String::as_str))
     {
         return Ok(offline_error(StatusCode::BAD_REQUEST, e));
     }
@@ -730,7 +733,7 @@ pub(crate) async fn offline_manifest(
 }
 
 /// The seed's reconcile: every scan through the gate's policy, each a record with its origin.
-#[utoipa::path(post, path = "/offline/reconcile", request_body = gatemesh_crdt::offline::ReconcileRequest,
+#[utoipa::path(post, path = "/offline/reconcile", request_body = gatemesh_crdt::gate::offline::ReconcileRequest,
     responses(
         (status = 200, description = "`success`, `reconciled`, `failed`, per scan `SUCCESS` / `DUPLICATE` / `ERROR`", body = Object),
         (status = 400, description = "The seed's request errors", body = OfflineErrorBody),

@@ -29,8 +29,8 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use gatemesh_crdt::export;
-pub use gatemesh_crdt::export::{
+use gatemesh_crdt::ledger::export;
+pub use gatemesh_crdt::ledger::export::{
     ExportHeader, EXPORT_HEADER_BYTES_MAX, EXPORT_LEDGER_BYTES_MAX, EXPORT_MAGIC,
 };
 /// Connections writing an import's batches at once.
@@ -66,7 +66,7 @@ pub fn write_export(
     let header = ExportHeader {
         event_id: config.event_id.clone(),
         event_name: config.name.clone(),
-        exported_at: gatemesh_crdt::date::iso(crate::now_ms()),
+        exported_at: gatemesh_crdt::record::date::iso(crate::now_ms()),
         records: ledger.index().len(),
         changes,
         ledger_bytes: bytes,
@@ -89,7 +89,7 @@ pub fn write_export(
 }
 
 /// Read and check an export: magic, header, event, size and checksum
-/// ([`gatemesh_crdt::export`]). Errors start with a stable code (`export_unreadable`,
+/// ([`gatemesh_crdt::ledger::export`]). Errors start with a stable code (`export_unreadable`,
 /// `export_not_gatemesh`, `export_wrong_event`, `export_corrupt`).
 pub fn read_export(path: &Path, event_id: &str) -> anyhow::Result<(ExportHeader, Vec<u8>)> {
     let unreadable = || format!("export_unreadable: {}", path.display());

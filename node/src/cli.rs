@@ -4,10 +4,10 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use gatemesh_crdt::certificate::Role;
-use gatemesh_crdt::pause::{PauseOrder, Scope};
+use gatemesh_crdt::event::certificate::Role;
+use gatemesh_crdt::gate::pause::{PauseOrder, Scope};
+use gatemesh_crdt::protocol::replica::ReplicaConfig;
 use gatemesh_crdt::protocol::{Input, Output, Reply};
-use gatemesh_crdt::replica::ReplicaConfig;
 use gatemesh_crdt::Direction;
 use gatemesh_node::guestlist;
 use gatemesh_node::organizer::{self, BulletinRequest, IssueOptions, Planned};
@@ -189,7 +189,7 @@ pub struct NodeRunArgs {
     pub admin_token: Option<String>,
     /// After a start, how long answers say "catching up" (`synced: false`) at most, unless the
     /// node finished a sync with every peer it reaches first.
-    #[arg(long, default_value_t = gatemesh_crdt::catchup::CATCH_UP_MAX_MS)]
+    #[arg(long, default_value_t = gatemesh_crdt::ledger::catchup::CATCH_UP_MAX_MS)]
     pub catch_up_ms: u64,
 }
 
@@ -711,7 +711,7 @@ fn bridge(cmd: BridgeCmd) -> anyhow::Result<()> {
                 admin_token: None,
                 read_stdin: false,
                 journal: true,
-                catch_up_ms: gatemesh_crdt::catchup::CATCH_UP_MAX_MS,
+                catch_up_ms: gatemesh_crdt::ledger::catchup::CATCH_UP_MAX_MS,
             };
             runtime()?.block_on(gatemesh_node::bridge::run(opts, &database_url))
         }

@@ -5,7 +5,7 @@
 
 use crate::procs::{NodeProcess, NodeSpec};
 use anyhow::Context;
-use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::event::certificate::Role;
 use gatemesh_node::organizer::{
     device_enroll, event_create, tickets_issue, IssueOptions, Issued, TicketFormat,
 };

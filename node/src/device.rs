@@ -6,9 +6,9 @@
 use crate::package;
 use crate::store::Store;
 use anyhow::Context;
-use gatemesh_crdt::certificate::{DeviceCertificate, DeviceIdentity};
+use gatemesh_crdt::event::certificate::{DeviceCertificate, DeviceIdentity};
 use gatemesh_crdt::gate::GateLogic;
-use gatemesh_crdt::replica::{Replica, ReplicaConfig};
+use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
 use std::path::{Path, PathBuf};
 
 pub struct OpenDevice {

@@ -2,7 +2,7 @@
 //! and the same values on the live stream (`GET /api/stream`) for the ones a page follows.
 
 use gatemesh_crdt::gate::Decision;
-use gatemesh_crdt::peers::Peers;
+use gatemesh_crdt::protocol::peers::Peers;
 use gatemesh_crdt::protocol::Event;
 use gatemesh_crdt::DeviceId;
 use serde_json::{json, Value};

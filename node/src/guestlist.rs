@@ -10,8 +10,8 @@
 
 use crate::organizer::{Planned, TICKET_ID_LEN_MAX};
 use anyhow::{bail, Context};
+use gatemesh_crdt::event::manifest::Attendee;
 use gatemesh_crdt::event::EventConfig;
-use gatemesh_crdt::manifest::Attendee;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 

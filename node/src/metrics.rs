@@ -2,7 +2,7 @@
 //! `prometheus-client`. Local decisions are counted and timed as they are answered; the
 //! replica's and the transport's counters are mirrored into the registry when it is read.
 
-use gatemesh_crdt::replica::Replica;
+use gatemesh_crdt::protocol::replica::Replica;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

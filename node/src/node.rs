@@ -12,9 +12,9 @@ use crate::events::{self, emit};
 use crate::metrics::{Metrics, TransportCounters};
 use crate::store::Store;
 use anyhow::Context;
-use gatemesh_crdt::certificate::DeviceIdentity;
+use gatemesh_crdt::event::certificate::DeviceIdentity;
+use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
 use gatemesh_crdt::protocol::{Input, Output, Reply, RequestId};
-use gatemesh_crdt::replica::{Replica, ReplicaConfig};
 use gatemesh_crdt::Direction;
 use gatemesh_transport::driver::{self, DriverConfig, NetEvent};
 use gatemesh_transport::libp2p::Multiaddr;
@@ -57,7 +57,7 @@ pub struct NodeOptions {
     /// Keep a journal of every record in arrival order (the bridge reads it).
     pub journal: bool,
     /// How long after the start answers say `synced: false` at most
-    /// ([`gatemesh_crdt::catchup`]).
+    /// ([`gatemesh_crdt::ledger::catchup`]).
     pub catch_up_ms: u64,
 }
 

@@ -8,12 +8,12 @@ use crate::package::{
 };
 use anyhow::{bail, Context};
 use ed25519_dalek::SigningKey;
-use gatemesh_crdt::bulletin::{BulletinBody, DeviceRevocation, KeptChain};
-use gatemesh_crdt::certificate::{DeviceCertificate, Role};
 use gatemesh_crdt::credential::make_legacy_code;
+use gatemesh_crdt::credential::ticket::{self, TicketPayload};
+use gatemesh_crdt::event::certificate::{DeviceCertificate, Role};
+use gatemesh_crdt::event::manifest::{Attendee, ManifestBody, ManifestTicket, TicketStatus};
 use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey, TierConfig, NAME_LEN_MAX};
-use gatemesh_crdt::manifest::{Attendee, ManifestBody, ManifestTicket, TicketStatus};
-use gatemesh_crdt::ticket::{self, TicketPayload};
+use gatemesh_crdt::gate::bulletin::{BulletinBody, DeviceRevocation, KeptChain};
 use gatemesh_crdt::DeviceId;
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::collections::HashSet;
@@ -459,7 +459,7 @@ pub fn device_enroll(
 pub fn offline_device_enroll(dir: &Path, name: &str) -> anyhow::Result<()> {
     let path = dir.join(EVENT_FILE);
     let mut config: EventConfig = serde_json::from_slice(&std::fs::read(&path)?)?;
-    if gatemesh_crdt::offline::check_device_id(Some(name)).ok() != Some(name) {
+    if gatemesh_crdt::gate::offline::check_device_id(Some(name)).ok() != Some(name) {
         bail!("{name:?} is not a valid offline device id (1..=64 bytes, no '@', no spaces around)");
     }
     if !config.offline_devices.iter().any(|d| d == name) {
@@ -531,7 +531,7 @@ pub struct BulletinRequest {
     pub ledger: Option<PathBuf>,
     pub add_device: Vec<String>,
     /// Pause or resume gates, zones or the event.
-    pub pauses: Vec<gatemesh_crdt::pause::PauseOrder>,
+    pub pauses: Vec<gatemesh_crdt::gate::pause::PauseOrder>,
     /// Entry rule changes, `TIER:FIELD=VALUE` (`max_entries`, `reentry`,
     /// `max_entries_per_day`).
     pub rules: Vec<String>,
@@ -571,8 +571,11 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;
     let signed = package::sign(&body, &key_id, &key)?;
     let bytes = serde_json::to_vec_pretty(&signed)?;
-    let made =
-        gatemesh_crdt::bulletin::Bulletin::from_bytes(&bytes, &package.config.event_id, &keys)?;
+    let made = gatemesh_crdt::gate::bulletin::Bulletin::from_bytes(
+        &bytes,
+        &package.config.event_id,
+        &keys,
+    )?;
     let path = a
         .event
         .join(package::BULLETINS_DIR)
@@ -587,8 +590,8 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
 pub fn rule_changes(
     config: &EventConfig,
     flags: &[String],
-) -> anyhow::Result<Vec<gatemesh_crdt::rules::RuleChange>> {
-    use gatemesh_crdt::rules::RuleChange;
+) -> anyhow::Result<Vec<gatemesh_crdt::event::rules::RuleChange>> {
+    use gatemesh_crdt::event::rules::RuleChange;
     let mut changes: Vec<RuleChange> = Vec::new();
     for flag in flags {
         // Tier names may hold `:`; fields do not.
@@ -629,9 +632,9 @@ pub fn rule_changes(
 /// Pause orders name gates and zones of the event.
 fn check_pauses(
     config: &EventConfig,
-    pauses: &[gatemesh_crdt::pause::PauseOrder],
+    pauses: &[gatemesh_crdt::gate::pause::PauseOrder],
 ) -> anyhow::Result<()> {
-    use gatemesh_crdt::pause::Scope;
+    use gatemesh_crdt::gate::pause::Scope;
     for (i, p) in pauses.iter().enumerate() {
         if pauses[..i]
             .iter()
@@ -660,7 +663,10 @@ fn check_pauses(
 fn bulletin_devices(
     a: &BulletinRequest,
     package: &EventPackage,
-) -> anyhow::Result<(Vec<DeviceRevocation>, Vec<gatemesh_crdt::signed::Signed>)> {
+) -> anyhow::Result<(
+    Vec<DeviceRevocation>,
+    Vec<gatemesh_crdt::event::signed::Signed>,
+)> {
     let find = |who: &str| {
         package
             .certificates
@@ -699,7 +705,7 @@ fn bulletin_devices(
                 .join(format!("{}.json", cert.device_id));
             Ok(serde_json::from_slice(&std::fs::read(&path)?)?)
         })
-        .collect::<anyhow::Result<Vec<gatemesh_crdt::signed::Signed>>>()?;
+        .collect::<anyhow::Result<Vec<gatemesh_crdt::event::signed::Signed>>>()?;
     Ok((revoke_devices, add_devices))
 }
 

@@ -5,12 +5,12 @@
 
 use anyhow::{bail, Context};
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use gatemesh_crdt::bulletin::{Bulletin, BULLETINS_MAX};
-use gatemesh_crdt::certificate::{parse_secret_key, DeviceCertificate, DeviceIdentity};
 use gatemesh_crdt::credential::{LegacySecret, LEGACY_EXPIRY_HOURS_DEFAULT};
+use gatemesh_crdt::event::certificate::{parse_secret_key, DeviceCertificate, DeviceIdentity};
+use gatemesh_crdt::event::manifest::{Manifest, ManifestBody};
+use gatemesh_crdt::event::signed::Signed;
 use gatemesh_crdt::event::{EventConfig, EventPackage};
-use gatemesh_crdt::manifest::{Manifest, ManifestBody};
-use gatemesh_crdt::signed::Signed;
+use gatemesh_crdt::gate::bulletin::{Bulletin, BULLETINS_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;

@@ -21,7 +21,7 @@ const POOL: usize = 16;
 
 struct Central {
     package: EventPackage,
-    manifest: gatemesh_crdt::manifest::Manifest,
+    manifest: gatemesh_crdt::event::manifest::Manifest,
     keys: HashMap<String, ed25519_dalek::VerifyingKey>,
     pool: Vec<tokio::sync::Mutex<tokio_postgres::Client>>,
     next: AtomicUsize,

@@ -3,7 +3,7 @@
 
 use crate::report::{percentile, rss_bytes};
 use ed25519_dalek::SigningKey;
-use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::event::certificate::Role;
 use gatemesh_crdt::gate::ScanRequest;
 use gatemesh_crdt::{
     Direction, Draft, EntryRule, Ledger, LocalDevice, Roster, RosterDevice, Verdict,

@@ -5,7 +5,7 @@
 //! - `catchup_s`: from the new node's start until it holds every record.
 //! - `peak_rss_mb`: the new node's peak resident memory (`VmHWM`) when it is done.
 
-use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::event::certificate::Role;
 use gatemesh_node::organizer::device_enroll;
 use gatemesh_tests::NodeProc;
 use serde_json::{json, Map, Value};

@@ -5,8 +5,10 @@
 //! the memory the index takes.
 
 use crate::report::percentile;
-use gatemesh_crdt::manifest::{Attendee, Manifest, ManifestBody, ManifestTicket, TicketStatus};
-use gatemesh_crdt::search::{fold, parse_query};
+use gatemesh_crdt::event::manifest::{
+    Attendee, Manifest, ManifestBody, ManifestTicket, TicketStatus,
+};
+use gatemesh_crdt::event::search::{fold, parse_query};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};

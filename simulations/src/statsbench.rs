@@ -11,7 +11,7 @@
 
 use crate::httpbench::{exchange, Conn};
 use crate::report::percentile;
-use gatemesh_crdt::certificate::Role;
+use gatemesh_crdt::event::certificate::Role;
 use gatemesh_node::organizer::{
     device_enroll, event_create, tickets_issue, IssueOptions, TicketFormat,
 };

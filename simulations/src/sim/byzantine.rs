@@ -7,7 +7,7 @@ use super::plan::Attack;
 use super::world::{world, BYZ_CHAIN};
 use automerge::legacy::{Key, ObjectId, OpId, OpType};
 use automerge::{ActorId, Change, ChangeHash, ScalarValue};
-use gatemesh_crdt::change::{self, Candidate, Hash};
+use gatemesh_crdt::record::change::{self, Candidate, Hash};
 use gatemesh_crdt::record::RECORD_VERSION;
 use gatemesh_crdt::{ChainId, DeviceId, Direction, Hlc, ScanBody, ScanRecord, Verdict};
 use std::collections::HashSet;

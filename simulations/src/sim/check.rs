@@ -95,7 +95,7 @@ impl Sim {
         tickets: &[String],
         v: &mut Vec<String>,
     ) {
-        use gatemesh_crdt::hlc::MAX_FORWARD_DRIFT_MS;
+        use gatemesh_crdt::record::hlc::MAX_FORWARD_DRIFT_MS;
         let node = &self.nodes[i];
         let Some(running) = node.replica.as_ref() else {
             return;

@@ -33,10 +33,10 @@ pub use plan::{Attack, ACTIVE_MS, SCENARIOS};
 pub use world::NODES_MAX;
 
 use byzantine::Byzantine;
-use gatemesh_crdt::bulletin::Bulletin;
+use gatemesh_crdt::gate::bulletin::Bulletin;
 use gatemesh_crdt::gate::GateLogic;
+use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
 use gatemesh_crdt::protocol::{Input, Output, Reply, RequestId, Topic, KIND_HELLO, KIND_SYNC};
-use gatemesh_crdt::replica::{Replica, ReplicaConfig};
 use gatemesh_crdt::{ChainId, DeviceId, Direction, ForkProof, SyncMessage, Verdict};
 use net::{Msg, Net, Payload};
 use plan::Event;
@@ -364,7 +364,7 @@ impl Sim {
             gate: "north".into(),
             direction: None,
             journal: false,
-            catch_up_ms: gatemesh_crdt::catchup::CATCH_UP_MAX_MS,
+            catch_up_ms: gatemesh_crdt::ledger::catchup::CATCH_UP_MAX_MS,
         };
         let mut replica = Replica::new(gate, &w.package.certificates, config);
         let _ = replica.start(now);

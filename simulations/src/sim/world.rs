@@ -2,9 +2,9 @@
 //! so device ids (which break ties in the ledger's order) are the same in every process: a seed
 //! replays the same run anywhere.
 
-use gatemesh_crdt::bulletin::Bulletin;
-use gatemesh_crdt::certificate::{DeviceIdentity, Role};
+use gatemesh_crdt::event::certificate::{DeviceIdentity, Role};
 use gatemesh_crdt::event::EventPackage;
+use gatemesh_crdt::gate::bulletin::Bulletin;
 use gatemesh_node::organizer::{
     self, device_enroll_with_key, event_create_with_key, tickets_issue, BulletinRequest,
     IssueOptions, TicketFormat,

@@ -5,7 +5,7 @@
 //! replicas holding the same position of a chain hold the same change, and a summary of tips
 //! (one per chain) says everything about what a replica holds.
 
-use crate::change::{hash_of, Hash};
+use crate::record::change::{hash_of, Hash};
 use crate::record::ChainKey;
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! holds each ticket (name, order, notes): kept out of the QR code for privacy, shown to the
 //! steward at decision time and searched when a code will not scan.
 
-use crate::search::{SearchIndex, SEARCH_RESULTS_MAX};
+use crate::event::search::{SearchIndex, SEARCH_RESULTS_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -150,7 +150,7 @@ impl Manifest {
         let tickets = self.tickets();
         let words_of = |i: usize| {
             searched_texts(&tickets[i])
-                .flat_map(crate::search::words)
+                .flat_map(crate::event::search::words)
                 .collect()
         };
         self.search_index()

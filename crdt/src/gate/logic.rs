@@ -3,15 +3,17 @@
 //! Pure: bytes and `now_ms` in, a decision and the change bytes to persist out. The caller (the
 //! CLI, the HTTP API, the simulator) makes the change durable before showing the answer.
 
-use crate::bulletin::Bulletin;
-use crate::certificate::{roster_from, CertificateError, DeviceCertificate, DeviceIdentity, Role};
 use crate::credential::{self, Credential, LegacySecret, Readers};
+use crate::event::certificate::{
+    roster_from, CertificateError, DeviceCertificate, DeviceIdentity, Role,
+};
+use crate::event::manifest::Manifest;
+use crate::event::roster::RosterDevice;
 use crate::event::{EventConfig, EventPackage, GateConfig};
+use crate::gate::bulletin::Bulletin;
+use crate::gate::policy::{self, Denial, Reason};
 use crate::ledger::{Draft, ForkProof, Ledger, LedgerError, LocalDevice};
-use crate::manifest::Manifest;
-use crate::policy::{self, Denial, Reason};
 use crate::record::{ChainId, Direction, Verdict};
-use crate::roster::RosterDevice;
 use crate::RecordRef;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
@@ -41,7 +43,7 @@ pub enum GateError {
     #[error("device certificates: {0}")]
     Certificates(#[from] CertificateError),
     #[error("{0}")]
-    Key(#[from] crate::certificate::KeyError),
+    Key(#[from] crate::event::certificate::KeyError),
     #[error("store: {0}")]
     Store(String),
 }
@@ -98,7 +100,7 @@ pub struct Decision {
     /// Checked in by hand (found by search), not from a scanned code.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
-    /// The node had caught up with its peers when it decided ([`crate::catchup`]); shown as
+    /// The node had caught up with its peers when it decided ([`crate::ledger::catchup`]); shown as
     /// `"synced": false` while it is catching up after a start.
     #[serde(skip_serializing_if = "is_true")]
     pub synced: bool,
@@ -197,11 +199,11 @@ pub struct GateLogic {
     manifest: Manifest,
     legacy_secret: Option<LegacySecret>,
     revoked_tickets: HashSet<String>,
-    pauses: crate::pause::Pauses,
+    pauses: crate::gate::pause::Pauses,
     ledger: Ledger,
 }
 
-/// The entry rules in force under these bulletins (see [`crate::rules`]).
+/// The entry rules in force under these bulletins (see [`crate::event::rules`]).
 fn rules_in_force<'a>(
     config: &EventConfig,
     bulletins: impl IntoIterator<Item = &'a Bulletin>,
@@ -209,7 +211,7 @@ fn rules_in_force<'a>(
     let changes = bulletins
         .into_iter()
         .map(|b| ((b.version(), b.hash()), &b.body.rules[..]));
-    crate::rules::in_force(config, changes)
+    crate::event::rules::in_force(config, changes)
 }
 
 /// A bulletin's part in the roster: its revocations, then its added scanners (the roster keeps
@@ -353,7 +355,7 @@ impl GateLogic {
         if self.bulletins.contains_key(&b.hash()) {
             return Ok(None);
         }
-        if self.bulletins.len() >= crate::bulletin::BULLETINS_MAX {
+        if self.bulletins.len() >= crate::gate::bulletin::BULLETINS_MAX {
             return Err(GateError::TooManyBulletins(self.bulletins.len()));
         }
         let mut effect = BulletinEffect::default();
@@ -374,7 +376,7 @@ impl GateLogic {
     }
 
     /// The pauses in force.
-    pub fn pauses(&self) -> Vec<crate::pause::ActivePause> {
+    pub fn pauses(&self) -> Vec<crate::gate::pause::ActivePause> {
         self.pauses.all()
     }
 
@@ -415,7 +417,7 @@ impl GateLogic {
                 format!(
                     "{} paused since {}",
                     p.what(),
-                    crate::date::fmt_ms(p.since_ms)
+                    crate::record::date::fmt_ms(p.since_ms)
                 ),
             );
             return match &cred {
@@ -812,7 +814,10 @@ struct At<'g> {
 }
 
 /// What the manifest says of a ticket, as a credential the gate policy reads.
-fn manifest_credential(entry: &crate::manifest::ManifestTicket, event_id: &str) -> Credential {
+fn manifest_credential(
+    entry: &crate::event::manifest::ManifestTicket,
+    event_id: &str,
+) -> Credential {
     Credential {
         format: credential::Format::Manifest,
         ticket_id: entry.ticket_id.clone(),
@@ -821,7 +826,7 @@ fn manifest_credential(entry: &crate::manifest::ManifestTicket, event_id: &str) 
         valid_from_ms: None,
         valid_until_ms: None,
         zone: Some(entry.zone.clone()),
-        revoked: entry.status == crate::manifest::TicketStatus::Cancelled,
+        revoked: entry.status == crate::event::manifest::TicketStatus::Cancelled,
     }
 }
 

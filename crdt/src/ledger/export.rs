@@ -7,7 +7,7 @@
 //! ledger bytes, and, while the changes are cut out, each change's framing. What the changes
 //! say is the ledger's admission's business, as for changes from a peer.
 
-use crate::change::CHANGE_BYTES_MAX;
+use crate::record::change::CHANGE_BYTES_MAX;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -6,9 +6,9 @@
 //! one who opened the session sends again while either side had something for the other; so
 //! any gap, however large, is repaired in messages of bounded size, and a session always ends.
 
-use crate::change::CHANGE_BYTES_MAX;
+use crate::event::roster::ROSTER_DEVICES_MAX;
 use crate::ledger::{Budget, Fork, ForkProof, Ledger, Tip, FORKS_SERVED_MAX};
-use crate::roster::ROSTER_DEVICES_MAX;
+use crate::record::change::CHANGE_BYTES_MAX;
 use serde::{Deserialize, Serialize};
 
 /// Changes one message carries at most.

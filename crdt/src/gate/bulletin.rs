@@ -10,8 +10,8 @@
 //! their effects (unions of revocations and additions, the narrowest cut per device) do not
 //! depend on the order they arrive in, so every node ends in the same state.
 
-use crate::certificate::DeviceCertificate;
-use crate::signed::{Signed, SignedError};
+use crate::event::certificate::DeviceCertificate;
+use crate::event::signed::{Signed, SignedError};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ impl DeviceRevocation {
     /// The ledger's form of this revocation; `None` when a chain id does not parse.
     pub fn cut(&self) -> Option<crate::Cut> {
         let mut cut = crate::Cut::default();
-        for k in self.keep.iter().take(crate::roster::CUT_CHAINS_MAX) {
+        for k in self.keep.iter().take(crate::event::roster::CUT_CHAINS_MAX) {
             let id = crate::DeviceId::parse(&k.chain)?;
             cut.keep.insert(crate::ChainId(id.0), k.through);
         }
@@ -66,10 +66,10 @@ pub struct BulletinBody {
     pub add_devices: Vec<Signed>,
     /// Pause or resume gates, zones or the event (the latest order per target wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pauses: Vec<crate::pause::PauseOrder>,
+    pub pauses: Vec<crate::gate::pause::PauseOrder>,
     /// Change tiers' entry rules (laid over the package's in bulletin order: `rules`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<crate::rules::RuleChange>,
+    pub rules: Vec<crate::event::rules::RuleChange>,
 }
 
 /// A verified bulletin.
@@ -155,13 +155,19 @@ impl Bulletin {
             .all(|t| !t.is_empty() && crate::record::field_ok(t, crate::record::FIELD_BYTES_MAX));
         let cuts_ok = body.revoke_devices.iter().all(|r| {
             crate::DeviceId::parse(&r.device_id).is_some()
-                && r.keep.len() <= crate::roster::CUT_CHAINS_MAX
+                && r.keep.len() <= crate::event::roster::CUT_CHAINS_MAX
                 && r.cut().is_some()
         });
-        let pauses_ok = body.pauses.len() <= crate::pause::PAUSE_ORDERS_MAX
-            && body.pauses.iter().all(crate::pause::PauseOrder::is_valid);
-        let rules_ok = body.rules.len() <= crate::rules::RULE_CHANGES_MAX
-            && body.rules.iter().all(crate::rules::RuleChange::is_valid);
+        let pauses_ok = body.pauses.len() <= crate::gate::pause::PAUSE_ORDERS_MAX
+            && body
+                .pauses
+                .iter()
+                .all(crate::gate::pause::PauseOrder::is_valid);
+        let rules_ok = body.rules.len() <= crate::event::rules::RULE_CHANGES_MAX
+            && body
+                .rules
+                .iter()
+                .all(crate::event::rules::RuleChange::is_valid);
         if !ids_ok || !cuts_ok || !pauses_ok || !rules_ok {
             return Err(BulletinError::BadItem);
         }

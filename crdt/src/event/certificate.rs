@@ -4,8 +4,8 @@
 //! certificate binds event id, device public key, name, role and validity, signed by an organizer
 //! key. The roster, the set of devices whose records count, is built from these certificates.
 
+use crate::event::roster::{Roster, RosterDevice, ROSTER_DEVICES_MAX};
 use crate::record::DeviceId;
-use crate::roster::{Roster, RosterDevice, ROSTER_DEVICES_MAX};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 

@@ -322,7 +322,7 @@ mod tests {
             direction: Direction::In,
             verdict: Verdict::Admit,
             reason: "ok".into(),
-            hlc: crate::hlc::Hlc::new(1_780_000_000_000, 1).0,
+            hlc: crate::record::hlc::Hlc::new(1_780_000_000_000, 1).0,
             wall_ms: 1_780_000_000_000,
             seen: vec![],
             annuls: None,

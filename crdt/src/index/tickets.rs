@@ -5,13 +5,13 @@
 //! same verdict on which admits were legitimate and which were double entries. The index is
 //! never stored: it is rebuilt from the document on load and updated on every applied record.
 
-use crate::maps::FastMap;
+use crate::event::roster::Cut;
+pub use crate::event::rules::EntryRule;
+use crate::index::maps::FastMap;
+pub use crate::index::replay::ANNUL_WINDOW_MS;
+use crate::index::replay::{Entry, Replay};
+use crate::index::tally::{Seen, Tally, TicketState};
 use crate::record::{ChainKey, DeviceId, Direction, ScanBody, ScanRef, Verdict};
-pub use crate::replay::ANNUL_WINDOW_MS;
-use crate::replay::{Entry, Replay};
-use crate::roster::Cut;
-pub use crate::rules::EntryRule;
-use crate::tally::{Seen, Tally, TicketState};
 use std::collections::{BTreeMap, HashMap};
 
 /// Interned short strings (gates, zones, tiers, reasons): a handful of distinct values shared by

@@ -1,14 +1,14 @@
 //! Live figures for the dashboard and HQ (`GET /api/stats`), typed. They are read from the
-//! index's running totals ([`crate::tally`]), so a request costs what the answer holds, not what
+//! index's running totals ([`crate::index::tally`]), so a request costs what the answer holds, not what
 //! the ledger holds, and the same records give the same figures on every replica.
 //!
 //! The statistics follow seed `scan-validation-service.md` §Statistiques (total guests, checked
 //! in, check-in rate, by ticket type, by time, by location, by scanner) and add what a mesh
 //! knows: denials by reason, inside now per zone, double entries and peers.
 
-use crate::date::iso;
+use crate::index::tally::{Count, Tally};
 use crate::index::Index;
-use crate::tally::{Count, Tally};
+use crate::record::date::iso;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -38,7 +38,7 @@ pub struct StatsInput<'a> {
     /// Zone → capacity (the event's).
     pub capacity: &'a std::collections::BTreeMap<String, u64>,
     /// The pauses in force.
-    pub pauses: Vec<crate::pause::ActivePause>,
+    pub pauses: Vec<crate::gate::pause::ActivePause>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -63,7 +63,7 @@ pub struct Stats {
     pub conflicts: ConflictCounts,
     pub peers: PeerCounts,
     /// Gates, zones or the whole event the organizer paused.
-    pub paused: Vec<crate::pause::ActivePause>,
+    pub paused: Vec<crate::gate::pause::ActivePause>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

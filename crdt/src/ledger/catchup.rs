@@ -1,5 +1,5 @@
 //! Whether a node has caught up since it started: until it has finished one sync session with
-//! every peer it reaches, or [`ReplicaConfig::catch_up_ms`](crate::replica::ReplicaConfig) has
+//! every peer it reaches, or [`ReplicaConfig::catch_up_ms`](crate::protocol::replica::ReplicaConfig) has
 //! passed, what it answers may not know of an admit made elsewhere while it was down. Its
 //! answers then say `synced: false` (the page shows "catching up"), and so do `/health/ready`
 //! and `/metrics`.

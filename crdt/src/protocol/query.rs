@@ -3,11 +3,11 @@
 //! reads. The edges (HTTP, standard output) turn these into their formats.
 
 use crate::event::GateConfig;
+use crate::gate::offline::OfflineManifest;
 use crate::index::Conflict;
 use crate::ledger::LedgerStats;
-use crate::offline::OfflineManifest;
-use crate::replica::{Counters, Replica};
-use crate::stats::{PeerSeen, Stats, StatsInput};
+use crate::protocol::replica::{Counters, Replica};
+use crate::protocol::stats::{PeerSeen, Stats, StatsInput};
 use crate::RecordRef;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -131,9 +131,9 @@ impl Replica {
     }
 
     /// Tickets whose attendee name, order or id start with the query's words (accents and
-    /// case ignored), at most [`crate::search::SEARCH_RESULTS_MAX`], with their entries now.
+    /// case ignored), at most [`crate::event::search::SEARCH_RESULTS_MAX`], with their entries now.
     pub fn search(&self, q: &str) -> Result<Vec<SearchHit>, QueryError> {
-        let words = crate::search::parse_query(q).map_err(|e| QueryError {
+        let words = crate::event::search::parse_query(q).map_err(|e| QueryError {
             code: "invalid_query",
             message: e.to_string(),
         })?;
@@ -146,7 +146,7 @@ impl Replica {
                 name: t.attendee.name.clone(),
                 order: t.attendee.order.clone(),
                 notes: t.attendee.notes.clone(),
-                cancelled: t.status == crate::manifest::TicketStatus::Cancelled
+                cancelled: t.status == crate::event::manifest::TicketStatus::Cancelled
                     || self.gate.is_revoked(&t.ticket_id),
                 inside: replay.inside,
                 entries: replay.entries.len(),
@@ -163,7 +163,7 @@ impl Replica {
     }
 
     /// The pauses in force (gates, zones, the event).
-    pub fn pauses(&self) -> Vec<crate::pause::ActivePause> {
+    pub fn pauses(&self) -> Vec<crate::gate::pause::ActivePause> {
         self.gate.pauses()
     }
 
@@ -232,7 +232,7 @@ impl Replica {
             .collect();
         let peers = self.peers.seen();
         let total_guests = self.gate.manifest().body.as_ref().map(|b| b.tickets.len());
-        crate::stats::compute(
+        crate::protocol::stats::compute(
             self.gate.ledger().index(),
             &StatsInput {
                 event_id: &self.gate.config().event_id,
@@ -263,7 +263,7 @@ impl Replica {
                 message: format!("this node serves event {ours}"),
             });
         }
-        crate::offline::manifest(&self.gate, now_ms).ok_or_else(|| QueryError {
+        crate::gate::offline::manifest(&self.gate, now_ms).ok_or_else(|| QueryError {
             code: "NO_MANIFEST",
             message: "the event package has no ticket manifest".into(),
         })

@@ -9,7 +9,7 @@
 //! and the index, not Automerge's op set (BENCHMARKS.md: why).
 //!
 //! **Admission** (the security boundary; ARCHITECTURE.md states it): a change enters only if
-//! it is canonical for its record ([`crate::change`]), the record's device is enrolled and not
+//! it is canonical for its record ([`crate::record::change`]), the record's device is enrolled and not
 //! cut off by a revocation, the change extends its chain (its link is the chain's tip; the
 //! first links to the event's anchor), and its signature verifies, or a later change of the
 //! same chain admitted with it verifies and links back to it. The same function admits gossip,
@@ -20,16 +20,16 @@
 //! such changes are evidence every replica can check, and every replica that has seen the
 //! evidence drops the chain from the fork on. Evidence travels with sync, so replicas agree.
 
-use crate::chain::Chains;
-use crate::change::{self, Candidate, Hash, Rejection};
-use crate::hlc::{Hlc, HlcClock};
+use crate::event::roster::{Cut, Roster, RosterDevice, Standing};
 use crate::index::{EntryRule, Index, RecordRef};
-use crate::pending::{PeerTag, Pending};
+use crate::ledger::chain::Chains;
+use crate::ledger::pending::{PeerTag, Pending};
+use crate::record::change::{self, Candidate, Hash, Rejection};
+use crate::record::hlc::{Hlc, HlcClock};
 use crate::record::{
     clamp_time, ChainId, ChainKey, DeviceId, Direction, RecordError, ScanBody, ScanRecord, Verdict,
     RECORD_VERSION,
 };
-use crate::roster::{Cut, Roster, RosterDevice, Standing};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -332,7 +332,7 @@ impl Ledger {
     /// were refused (a store written by another version, damaged or edited on disk).
     ///
     /// The clock follows the restored records as it followed them when they arrived: our own
-    /// records always (we stamped them), others' only up to [`crate::hlc::MAX_FORWARD_DRIFT_MS`]
+    /// records always (we stamped them), others' only up to [`crate::record::hlc::MAX_FORWARD_DRIFT_MS`]
     /// ahead of `now_ms`, so a peer's clock from the future is no more adopted after a restart
     /// than before it.
     pub fn restore<'a>(&mut self, now_ms: u64, stored: impl IntoIterator<Item = &'a [u8]>) -> u64 {
@@ -952,7 +952,7 @@ impl Ledger {
         &self.chains
     }
 
-    /// The entry rules in force changed (see [`crate::rules`]): returns how many tickets were
+    /// The entry rules in force changed (see [`crate::event::rules`]): returns how many tickets were
     /// judged again.
     pub fn set_rules(&mut self, rules: HashMap<String, EntryRule>) -> usize {
         self.index.set_rules(rules)

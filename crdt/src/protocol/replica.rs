@@ -14,11 +14,11 @@
 //! Layout: this module holds the state, the dispatch and the local requests; `session` the
 //! network side (gossip, sync sessions, bulletins between peers, peers coming and going).
 
-use crate::bulletin::Bulletin;
+use crate::gate::bulletin::Bulletin;
+use crate::gate::offline::{self, ReconcileRequest, ReconcileResponse};
 use crate::gate::{Decision, GateError, GateLogic, ScanRequest};
 use crate::ledger::ForkProof;
-use crate::offline::{self, ReconcileRequest, ReconcileResponse};
-use crate::peers::Peers;
+use crate::protocol::peers::Peers;
 use crate::protocol::{Event, Input, Output, PersistId, Reply, RequestId, Topic};
 use crate::record::{DeviceId, Direction};
 use std::collections::VecDeque;
@@ -44,7 +44,7 @@ pub struct ReplicaConfig {
     pub journal: bool,
     /// How long after its start the node says it is catching up (answers `synced: false`)
     /// unless every peer it reaches finished a sync session first
-    /// ([`crate::catchup::CATCH_UP_MAX_MS`] on a mesh); 0 for a device on its own.
+    /// ([`crate::ledger::catchup::CATCH_UP_MAX_MS`] on a mesh); 0 for a device on its own.
     pub catch_up_ms: u64,
 }
 
@@ -99,7 +99,7 @@ pub struct Replica {
     doubles_reported: usize,
     /// Records changed since [`Replica::take_changed`] was last asked.
     changed: bool,
-    pub(crate) catch_up: crate::catchup::CatchUp,
+    pub(crate) catch_up: crate::ledger::catchup::CatchUp,
     /// The event configuration this node judges by ([`crate::event::EventConfig::fingerprint`]).
     pub(crate) fingerprint: [u8; 32],
 }
@@ -116,7 +116,7 @@ impl Replica {
     /// A replica over gate logic whose ledger holds what the store held (all of it durable).
     pub fn new(
         gate: GateLogic,
-        certificates: &[crate::certificate::DeviceCertificate],
+        certificates: &[crate::event::certificate::DeviceCertificate],
         config: ReplicaConfig,
     ) -> Replica {
         let own_durable = gate
@@ -145,8 +145,8 @@ impl Replica {
             }
         }
         let catch_up = match config.catch_up_ms {
-            0 => crate::catchup::CatchUp::none(),
-            _ => crate::catchup::CatchUp::default(),
+            0 => crate::ledger::catchup::CatchUp::none(),
+            _ => crate::ledger::catchup::CatchUp::default(),
         };
         let fingerprint = gate.config().fingerprint();
         Replica {
@@ -343,7 +343,7 @@ impl Replica {
         }
     }
 
-    /// Whether the node has caught up since it started ([`crate::catchup`]).
+    /// Whether the node has caught up since it started ([`crate::ledger::catchup`]).
     pub fn synced(&mut self) -> bool {
         let online = self.peers.online();
         (self.catch_up).synced(self.now_ms, self.config.catch_up_ms, online)

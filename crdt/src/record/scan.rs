@@ -4,7 +4,7 @@
 //! device key over the body bytes. A record is the value of one entry of the ledger document; it
 //! names its own place in its device's chain (`device`, `chain`, `seq`) and the hash of the
 //! chain's previous change (`link`), so the signature binds the whole Automerge change that
-//! carries it (see [`crate::change`]): nobody can move, replay or re-wrap a record.
+//! carries it (see [`crate::record::change`]): nobody can move, replay or re-wrap a record.
 //!
 //! Every field is checked on decode, with limits in bytes: a record that decodes is one the
 //! rest of the system can store, index, print and send to PostgreSQL.
@@ -442,7 +442,7 @@ fn check_body(b: &ScanBody) -> Result<(), RecordError> {
     {
         return Err(RecordError::BadField("origin"));
     }
-    for t in [b.wall_ms, crate::hlc::Hlc(b.hlc).wall_ms()] {
+    for t in [b.wall_ms, crate::record::hlc::Hlc(b.hlc).wall_ms()] {
         if !time_ok(t) {
             return Err(RecordError::BadTime(t));
         }
@@ -468,7 +468,7 @@ mod tests {
             direction: Direction::In,
             verdict: Verdict::Admit,
             reason: "ok".into(),
-            hlc: crate::hlc::Hlc::new(1_780_000_000_000, 0).0,
+            hlc: crate::record::hlc::Hlc::new(1_780_000_000_000, 0).0,
             wall_ms: 1_780_000_000_000,
             seen: vec![],
             annuls: None,

@@ -56,15 +56,15 @@ pub struct Seen {
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     pub total: Count,
-    pub by_tier: crate::maps::FastMap<u16, Count>,
+    pub by_tier: crate::index::maps::FastMap<u16, Count>,
     pub by_hour: BTreeMap<u64, Count>,
     pub by_minute: BTreeMap<u64, Count>,
-    pub by_gate: crate::maps::FastMap<(u16, u16), Count>,
-    pub by_device: crate::maps::FastMap<DeviceId, Count>,
-    pub by_reason: crate::maps::FastMap<u16, u64>,
+    pub by_gate: crate::index::maps::FastMap<(u16, u16), Count>,
+    pub by_device: crate::index::maps::FastMap<DeviceId, Count>,
+    pub by_reason: crate::index::maps::FastMap<u16, u64>,
     pub checked_in: u64,
-    pub checked_in_by_tier: crate::maps::FastMap<u16, u64>,
-    pub inside_by_zone: crate::maps::FastMap<u16, u64>,
+    pub checked_in_by_tier: crate::index::maps::FastMap<u16, u64>,
+    pub inside_by_zone: crate::index::maps::FastMap<u16, u64>,
     /// Admits per second of wall time, for the last [`RECENT_MS`] before the newest.
     admits_by_second: BTreeMap<u64, u32>,
 }
@@ -153,7 +153,7 @@ impl Tally {
     }
 }
 
-fn dec(map: &mut crate::maps::FastMap<u16, u64>, key: u16) {
+fn dec(map: &mut crate::index::maps::FastMap<u16, u64>, key: u16) {
     if let Some(n) = map.get_mut(&key) {
         *n = n.saturating_sub(1);
         if *n == 0 {

@@ -1,4 +1,4 @@
-//! What goes in and out of a [`crate::replica::Replica`]: the inputs a driver feeds it (local
+//! What goes in and out of a [`crate::protocol::replica::Replica`]: the inputs a driver feeds it (local
 //! requests, network events, completed writes, time) and the outputs it asks the driver to carry
 //! out (writes, answers, messages, admission decisions, events for observers).
 //!
@@ -6,10 +6,10 @@
 //! to its transport's addresses. Requests and inbound messages carry an opaque token the driver
 //! chooses, handed back in the output that answers them.
 
+use crate::gate::offline::{ReconcileRequest, ReconcileResponse};
 use crate::gate::BulletinEffect;
 use crate::gate::Decision;
 use crate::ledger::ForkProof;
-use crate::offline::{ReconcileRequest, ReconcileResponse};
 use crate::record::{ChainKey, DeviceId, Direction};
 use crate::RecordRef;
 use ed25519_dalek::VerifyingKey;

@@ -11,10 +11,10 @@
 //! Pure: typed requests and time in, the seed's response shapes and change bytes out (the HTTP
 //! edge reads and writes the JSON).
 
-use crate::date::iso;
+use crate::event::manifest::TicketStatus;
 use crate::event::{offline_device_id_ok, DEVICE_ID_LEN_MAX};
 use crate::gate::{GateError, GateLogic, OfflineOutcome};
-use crate::manifest::TicketStatus;
+use crate::record::date::iso;
 use serde::{Deserialize, Serialize};
 
 /// Most scans one reconcile request may carry.

@@ -6,8 +6,8 @@
 //! anchor derived from the event id. `organizer-keys.json` holds the organizer's secret
 //! keys (mode 0600) and never leaves the organizer's machine.
 
-use crate::certificate::{parse_public_key, DeviceCertificate, KeyError};
-use crate::manifest::Manifest;
+use crate::event::certificate::{parse_public_key, DeviceCertificate, KeyError};
+use crate::event::manifest::Manifest;
 use crate::record::Direction;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -216,7 +216,7 @@ impl EventConfig {
         }
         for t in &self.tiers {
             let bad_note = t.attention.as_ref().is_some_and(|n| {
-                n.len() > crate::manifest::NOTES_BYTES_MAX || n.chars().any(char::is_control)
+                n.len() > crate::event::manifest::NOTES_BYTES_MAX || n.chars().any(char::is_control)
             });
             if bad_note {
                 return bail(format!(
@@ -250,7 +250,7 @@ impl EventConfig {
 
     /// The festival day a time falls in.
     pub fn festival_day(&self, ms: u64) -> u64 {
-        crate::date::festival_day(ms, self.day_start_ms())
+        crate::record::date::festival_day(ms, self.day_start_ms())
     }
 
     /// A tier's valid days, as festival day numbers (empty: every day).
@@ -331,7 +331,7 @@ pub fn parse_day(s: &str) -> Option<u64> {
         .ok()
         .filter(|_| ok)?;
     let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
-    Some(ms / crate::date::DAY_MS)
+    Some(ms / crate::record::date::DAY_MS)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,13 +4,13 @@
 //! 3. manifest codes: opaque barcode text or an NFC UID looked up in the signed manifest.
 //!
 //! Reading stops at the first failure among `malformed`, `invalid_signature`, `unknown_ticket`;
-//! the later checks are [`crate::policy`]'s.
+//! the later checks are [`crate::gate::policy`]'s.
 
+use crate::credential::ticket::{self, Gm1Error};
+use crate::event::manifest::{Manifest, TicketStatus};
 use crate::event::LegacyConfig;
 use crate::json::{self, Value};
-use crate::manifest::{Manifest, TicketStatus};
 use crate::reason::{Denial, Reason};
-use crate::ticket::{self, Gm1Error};
 use ed25519_dalek::VerifyingKey;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

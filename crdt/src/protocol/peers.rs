@@ -3,15 +3,15 @@
 //! message gave them, and who may connect at all (enrolled, certificate valid, not revoked, not
 //! blocked by the operator).
 
-use crate::certificate::DeviceCertificate;
+use crate::event::certificate::DeviceCertificate;
 use crate::ledger::Tip;
+use crate::protocol::stats::PeerSeen;
 use crate::record::DeviceId;
-use crate::stats::PeerSeen;
 use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashSet};
 
 /// Most enrolled devices a replica keeps track of.
-pub const PEERS_MAX: usize = crate::roster::ROSTER_DEVICES_MAX;
+pub const PEERS_MAX: usize = crate::event::roster::ROSTER_DEVICES_MAX;
 
 /// One enrolled device as this replica knows it.
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //! brings back anything dropped; a peer flooding changes with missing links only fills its own
 //! share.
 
-use crate::change::Candidate;
+use crate::record::change::Candidate;
 use crate::record::ChainKey;
 use std::collections::{BTreeMap, HashMap};
 

@@ -8,11 +8,11 @@
 //! ticket's next record costs the same however many it already has; a record that lands earlier,
 //! or an annul that undoes an admit, replays the ticket again.
 
-use crate::date::festival_day;
-use crate::hlc::Hlc;
-use crate::maps::FastMap;
+use crate::event::rules::EntryRule;
+use crate::index::maps::FastMap;
+use crate::record::date::festival_day;
+use crate::record::hlc::Hlc;
 use crate::record::{DeviceId, Direction, ScanRef, Verdict};
-use crate::rules::EntryRule;
 
 /// How long after an admit the device that made it may annul it; later annuls are ignored by
 /// every replica's replay (measured between the two records' HLC times, both written by the

@@ -3,14 +3,14 @@
 //! at once), bulletin hand-over to every peer that connects (retried when it fails), and the
 //! periodic round that repairs what gossip missed.
 
+use crate::ledger::pending::PeerTag;
+use crate::ledger::sync::SyncMessage;
 use crate::ledger::{Admitted, Single, Tip};
-use crate::pending::PeerTag;
+use crate::protocol::replica::{Replica, SYNC_INTERVAL_MS, SYNC_SESSIONS_MAX};
 use crate::protocol::{
     Acceptance, Event, Input, Output, Token, Topic, KIND_BULLETIN, KIND_HELLO, KIND_SYNC,
 };
 use crate::record::DeviceId;
-use crate::replica::{Replica, SYNC_INTERVAL_MS, SYNC_SESSIONS_MAX};
-use crate::sync::SyncMessage;
 use crate::Rejection;
 
 /// The ledger's tag for a peer (bounds on changes held per peer).

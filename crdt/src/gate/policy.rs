@@ -8,9 +8,9 @@
 //! the rest against the event, the gate and the ledger's replay.
 
 use crate::credential::Credential;
-use crate::date::{day_name, fmt_ms};
 use crate::event::{EventConfig, GateConfig, TierConfig};
 pub use crate::reason::{Denial, Reason};
+use crate::record::date::{day_name, fmt_ms};
 use crate::TicketReplay;
 use std::collections::HashSet;
 

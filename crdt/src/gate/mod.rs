@@ -1,0 +1,15 @@
+//! Room `gate`: a device's decision at its gate, and what the organizer says during the event.
+//!
+//! Owns the gate logic (`logic`: `GateLogic`: scan, check in by hand, annul, bulletins), the
+//! policy's checks in DESIGN §5's order (`policy`), organizer bulletins (`bulletin`), pauses
+//! (`pause`) and the seed's offline manifest and reconcile (`offline`).
+//!
+//! May import: `record`, `event`, `index`, `ledger`, `credential` and the leaves.
+
+pub mod bulletin;
+mod logic;
+pub mod offline;
+pub mod pause;
+pub mod policy;
+
+pub use logic::*;
