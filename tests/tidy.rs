@@ -1,10 +1,13 @@
 //! The codebase's invariants, checked by Cargo (in the style of rust-analyzer's `tidy` test):
-//! the pure crate stays pure, libp2p and sled each stay in their one room, no module imports the
-//! CLI, no function outside tests grows past 70 lines.
+//! the pure crate stays pure and its rooms import only what ARCHITECTURE.md's room table allows,
+//! no two files import each other around a circle, libp2p and sled each stay in their one room,
+//! no module imports the CLI, no function outside tests grows past 70 lines.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod imports;
 
 /// Longest function, in lines from its signature to its closing brace, outside tests.
 const FN_LINES_MAX: usize = 70;
@@ -354,198 +357,132 @@ fn libp2p_and_sled_each_stay_in_their_room() {
     );
 }
 
-/// The crate's top-level modules (files and folders under `src`).
-fn modules_of(krate: &str) -> BTreeSet<String> {
+/// A crate's files by module path, their code with comments and tests left out.
+fn crate_code(krate: &str) -> BTreeMap<String, String> {
     let src = root().join(krate).join("src");
     sources(krate)
         .iter()
-        .map(|f| top_module(&src, f))
-        .filter(|m| m != "lib" && m != "main")
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("read source");
+            (
+                imports::module_path(&src, f),
+                imports::code_of(&without_tests(&text)),
+            )
+        })
         .collect()
 }
 
-/// `src/a.rs`, `src/a/mod.rs` and `src/a/b.rs` are all module `a`.
-fn top_module(src: &Path, file: &Path) -> String {
-    let rel = file.strip_prefix(src).unwrap_or(file);
-    let first = rel.components().next().expect("a path under src");
-    let name = first.as_os_str().to_string_lossy();
-    name.strip_suffix(".rs").unwrap_or(&name).to_string()
-}
-
-/// What the crate root re-exports: `pub use m::{A, B};` and `pub use m::A;` make `crate::A`
-/// an import of `m`.
-fn root_exports(lib: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let text = lib.replace('\n', " ");
-    for part in text.split("pub use ").skip(1) {
-        let stmt = part.split(';').next().unwrap_or_default();
-        let Some((module, rest)) = stmt.split_once("::") else {
-            continue;
-        };
-        let names = rest.trim().trim_start_matches('{').trim_end_matches('}');
-        for n in names.split(',') {
-            let n = n.trim().rsplit("::").next().unwrap_or_default();
-            if !n.is_empty() {
-                out.insert(n.to_string(), module.trim().to_string());
-            }
-        }
-    }
-    out
-}
-
-/// The modules one file's code (comments and tests left out) names through `crate::`.
-fn imports_of(text: &str, exports: &HashMap<String, String>) -> BTreeSet<String> {
-    let code: Vec<String> = without_tests(text)
-        .into_iter()
-        .map(|l| match l.find("//") {
-            Some(i) => l[..i].to_string(),
-            None => l,
-        })
-        .collect();
-    let code = code.join(" ");
-    let mut out = BTreeSet::new();
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut name = |n: String| {
-        if n.starts_with(|c: char| c.is_ascii_uppercase()) {
-            out.extend(exports.get(&n).cloned());
-        } else if !n.is_empty() {
-            out.insert(n);
-        }
-    };
-    for part in code.split("crate::").skip(1) {
-        let Some(group) = part.strip_prefix('{') else {
-            name(ident(part));
-            continue;
-        };
-        // The heads of a group: the names at its top level.
-        let (mut depth, mut head) = (0, String::new());
-        for c in group.chars() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => break,
-                '}' => depth -= 1,
-                ',' if depth == 0 => name(ident(std::mem::take(&mut head).trim())),
-                _ if depth == 0 => head.push(c),
-                _ => {}
-            }
-        }
-        name(ident(head.trim()));
-    }
-    out
-}
-
-/// Module → the crate's modules it imports.
-fn import_graph(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
-    let src = root().join(krate).join("src");
-    let modules = modules_of(krate);
-    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
-    let exports = root_exports(&lib);
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in sources(krate) {
-        let m = top_module(&src, &file);
-        if !modules.contains(&m) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).expect("read source");
-        let uses = imports_of(&text, &exports);
-        let entry = graph.entry(m.clone()).or_default();
-        entry.extend(uses.into_iter().filter(|u| *u != m && modules.contains(u)));
-    }
-    graph
-}
-
-/// Every circle of the graph: its strongly connected parts of two modules or more (Tarjan).
-fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
-    struct Walk<'g> {
-        graph: &'g BTreeMap<String, BTreeSet<String>>,
-        index: HashMap<&'g str, (usize, usize)>,
-        stack: Vec<&'g str>,
-        found: Vec<Vec<String>>,
-    }
-    fn visit<'g>(w: &mut Walk<'g>, v: &'g str) {
-        let n = w.index.len();
-        w.index.insert(v, (n, n));
-        w.stack.push(v);
-        for u in w.graph.get(v).into_iter().flatten() {
-            let u = u.as_str();
-            let low = match w.index.get(u) {
-                None => {
-                    visit(w, u);
-                    w.index[u].1
-                }
-                Some(&(i, _)) if w.stack.contains(&u) => i,
-                Some(_) => continue,
-            };
-            let e = w.index.get_mut(v).expect("visited");
-            e.1 = e.1.min(low);
-        }
-        if w.index[v].0 == w.index[v].1 {
-            let at = w.stack.iter().rposition(|x| *x == v).expect("on the stack");
-            let part: Vec<String> = w.stack.drain(at..).map(str::to_string).collect();
-            if part.len() > 1 {
-                w.found.push(part);
-            }
-        }
-    }
-    let mut w = Walk {
-        graph,
-        index: HashMap::new(),
-        stack: Vec::new(),
-        found: Vec::new(),
-    };
-    for v in graph.keys() {
-        if !w.index.contains_key(v.as_str()) {
-            visit(&mut w, v);
-        }
-    }
-    for c in &mut w.found {
-        c.sort();
-    }
-    w.found
-}
-
 #[test]
-fn no_import_circle_between_modules() {
+fn no_import_circle_between_files() {
     let mut found = Vec::new();
     for krate in CRATES {
-        for c in circles(&import_graph(krate)) {
+        for c in imports::circles(&imports::graph(&crate_code(krate))) {
             found.push(format!("{krate}: {}", c.join(" ↔ ")));
         }
     }
     assert!(
         found.is_empty(),
-        "modules that import each other (move what both need into a module both may \
-         import):\n{}",
+        "files that import each other (move what both need into a file both may import):\n{}",
         found.join("\n")
     );
 }
 
+/// The pure crate's rooms import only the rooms ARCHITECTURE.md's table lets them.
+#[test]
+fn every_room_imports_only_what_the_room_table_allows() {
+    let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let table = imports::room_table(&doc);
+    assert!(
+        table.len() >= 7,
+        "the room table in ARCHITECTURE.md: {table:?}"
+    );
+    let graph = imports::graph(&crate_code("crdt"));
+    let bad = imports::forbidden(&graph, &table);
+    assert!(
+        bad.is_empty(),
+        "imports the room table in ARCHITECTURE.md does not allow:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// Planted files: module path → code.
+fn planted(files: &[(&str, &str)]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(m, t)| (m.to_string(), imports::code_of(&without_tests(t))))
+        .collect()
+}
+
 #[test]
 fn the_circle_rule_sees_a_planted_circle() {
-    let exports = root_exports("pub use c::{Gamma, Delta};\npub use b::Beta;");
-    let texts = [
+    let files = planted(&[
+        (
+            "",
+            "pub mod a;\npub mod c;\npub use c::{Gamma, Delta};\npub use a::b::Beta;\n",
+        ),
         (
             "a",
-            "use crate::{b::{self, X}, hlc};\n// crate::d in a comment\n",
+            "pub mod b;\npub mod e;\nmod inner;\npub use inner::*;\n",
         ),
-        ("b", "fn f() -> crate::Gamma { todo!() }\n"),
+        (
+            "a::inner",
+            "use crate::{a::b::{self, X}, hlc};\n// crate::d in a comment\n",
+        ),
+        ("a::b", "fn f() -> crate::Gamma { todo!() }\n"),
         (
             "c",
             "use crate::a::Y;\n#[cfg(test)]\nmod tests {\n    use crate::d;\n}\n",
         ),
         ("d", "use crate::Beta;\n"),
-    ];
-    let graph: BTreeMap<String, BTreeSet<String>> = texts
-        .iter()
-        .map(|(m, t)| (m.to_string(), imports_of(t, &exports)))
-        .collect();
-    assert_eq!(graph["a"], BTreeSet::from(["b".into(), "hlc".into()]));
-    assert_eq!(circles(&graph), vec![vec!["a", "b", "c"]]);
+        ("a::e", "fn g() { super::Door::new() }\n"),
+        ("hlc", ""),
+    ]);
+    let graph = imports::graph(&files);
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(graph["a::inner"], set(&["a::b", "hlc"]));
+    assert_eq!(graph["a::b"], set(&["c"]));
+    assert_eq!(graph["a::e"], set(&["a::inner"]));
+    assert_eq!(graph["c"], set(&["a::inner"]));
+    assert_eq!(graph["d"], set(&["a::b"]));
+    assert_eq!(
+        imports::circles(&graph),
+        vec![vec!["a::b", "a::inner", "c"]]
+    );
     let mut broken = graph.clone();
     broken.insert("c".into(), BTreeSet::new());
-    assert!(circles(&broken).is_empty());
+    assert!(imports::circles(&broken).is_empty());
+}
+
+#[test]
+fn the_room_rule_sees_a_forbidden_import() {
+    let table = imports::room_table(
+        "| room | may import |\n|---|---|\n| `leaf` | nothing |\n| `low` | `leaf` |\n\
+         | `high` | `leaf`, `low` |\n",
+    );
+    assert_eq!(table["high"], BTreeSet::from(["leaf".into(), "low".into()]));
+    let files = planted(&[
+        (
+            "",
+            "pub mod leaf;\npub mod low;\npub mod high;\npub use high::Top;\n",
+        ),
+        ("leaf", ""),
+        ("low", "pub mod part;\n"),
+        (
+            "low::part",
+            "use crate::leaf;\nfn f() -> crate::Top { todo!() }\n",
+        ),
+        (
+            "high",
+            "use crate::low::part::{self};\nuse crate::leaf::X;\n",
+        ),
+        ("odd", "use crate::leaf;\n"),
+    ]);
+    let bad = imports::forbidden(&imports::graph(&files), &table);
+    assert_eq!(
+        bad,
+        vec![
+            "low::part imports high".to_string(),
+            "odd: room `odd` has no row in the table".to_string(),
+        ]
+    );
 }
