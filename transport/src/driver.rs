@@ -292,13 +292,22 @@ impl Driver {
     }
 
     async fn on_gossip(&mut self, e: gossipsub::Event) {
-        let gossipsub::Event::Message {
-            propagation_source,
-            message_id,
-            message,
-        } = e
-        else {
-            return;
+        let (propagation_source, message_id, message) = match e {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => (propagation_source, message_id, message),
+            // What we published before it listened did not reach it: the replica syncs.
+            gossipsub::Event::Subscribed { peer_id, topic }
+                if topic == self.ledger_topic.hash() =>
+            {
+                if let Some(device) = self.device_of.get(&peer_id).copied() {
+                    self.input(Input::PeerListening { peer: device }).await;
+                }
+                return;
+            }
+            _ => return,
         };
         let topic = if message.topic == self.ledger_topic.hash() {
             Some(Topic::Ledger)

@@ -35,6 +35,10 @@ pub struct Peer {
     /// once that one ends (what it gossiped before the hello is fetched then, not at the next
     /// periodic round).
     pub sync_owed: bool,
+    /// It refused our last sync (it has not had our hello: lost, or on a connection it
+    /// replaced): no session is offered until its hello comes or the next periodic round, and
+    /// our hello goes again.
+    pub refused: bool,
     /// The other configuration its last refused hello named (reported once per new one).
     pub other_config: Option<Vec<u8>>,
 }
@@ -80,6 +84,7 @@ impl Peers {
                 bulletin_retry: false,
                 same_config: false,
                 sync_owed: false,
+                refused: false,
                 other_config: None,
             },
         );

@@ -23,6 +23,7 @@ impl Replica {
         match input {
             Input::PeerUp { peer } => self.peer_up(peer),
             Input::PeerDown { peer } => self.peer_down(peer),
+            Input::PeerListening { peer } => self.peer_listening(peer),
             Input::Gossip {
                 from,
                 token,
@@ -51,6 +52,11 @@ impl Replica {
         p.last_seen_ms = self.now_ms;
         p.tips = None;
         p.in_flight = false;
+        // A connection replacing an older one may be a peer that restarted with another event
+        // file: its gossip counts again only after its hello on this connection.
+        p.same_config = false;
+        p.sync_owed = false;
+        p.refused = false;
         self.event(Event::PeerConnected(peer));
         self.send_hello(peer);
         self.send_bulletins(peer);
@@ -68,10 +74,22 @@ impl Replica {
         p.in_flight = false;
         p.same_config = false;
         p.sync_owed = false;
+        p.refused = false;
         if was_online {
             self.event(Event::PeerDisconnected(peer));
             self.sync_needy();
         }
+    }
+
+    /// Gossip we published before the peer listened never reached it (a peer that just
+    /// connected, or we that just started): a session now, or as soon as the one on its way
+    /// ends, carries it.
+    fn peer_listening(&mut self, peer: DeviceId) {
+        let Some(p) = self.peers.get_mut(peer).filter(|p| p.online) else {
+            return;
+        };
+        p.sync_owed = true;
+        self.start_sync(peer, true);
     }
 
     fn gossip(&mut self, from: DeviceId, token: Token, topic: Topic, data: &[u8]) {
@@ -233,7 +251,16 @@ impl Replica {
         if let Some(p) = self.peers.get_mut(from) {
             p.in_flight = false;
         }
-        if bytes.is_empty() || !self.same_config(from) {
+        // A refusal: the peer has not had our hello. Offering it sessions again at once would
+        // be refused as fast; our hello goes again, and its answer lets the sessions resume.
+        if bytes.is_empty() {
+            if let Some(p) = self.peers.get_mut(from) {
+                p.refused = true;
+            }
+            self.send_hello(from);
+            return self.session_ended(from);
+        }
+        if !self.same_config(from) {
             return self.session_ended(from);
         }
         let Some((theirs, more)) = self.receive_sync(from, bytes) else {
@@ -283,7 +310,7 @@ impl Replica {
         let Some(p) = self.peers.get(peer) else {
             return;
         };
-        if !p.online || p.in_flight || self.peers.in_flight() >= SYNC_SESSIONS_MAX {
+        if !p.online || p.in_flight || p.refused || self.peers.in_flight() >= SYNC_SESSIONS_MAX {
             return;
         }
         let ledger = self.gate.ledger();
@@ -346,12 +373,13 @@ impl Replica {
         if fingerprint == self.fingerprint {
             let first = !p.same_config;
             p.same_config = true;
+            let was_refused = std::mem::take(&mut p.refused);
             p.other_config = None;
             // What it gossiped before its first hello on this connection: sync fetches it now,
             // or as soon as the session on its way ends (its answer may be a refusal: it had
             // not had our hello). A hello again owes nothing (a peer sending one during every
             // session would keep the session slot from the others).
-            if first {
+            if first || was_refused {
                 p.sync_owed = true;
                 self.start_sync(from, true);
             }
@@ -417,7 +445,11 @@ impl Replica {
             if retry {
                 self.send_bulletins(peer);
             }
-            if retry || !self.same_config(peer) {
+            let refused = self
+                .peers
+                .get_mut(peer)
+                .is_some_and(|p| std::mem::take(&mut p.refused));
+            if retry || refused || !self.same_config(peer) {
                 self.send_hello(peer);
             }
             self.start_sync(peer, true);

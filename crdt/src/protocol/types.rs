@@ -81,7 +81,14 @@ pub enum Input {
         upto: PersistId,
         message: String,
     },
+    /// A connection with the peer is up: a new one, or one replacing its older connection (a
+    /// peer that restarted; its hello is awaited again either way).
     PeerUp {
+        peer: DeviceId,
+    },
+    /// The peer now hears our ledger gossip (the transport learned its subscription). What we
+    /// published before reached it only if it was already listening: a session brings the rest.
+    PeerListening {
         peer: DeviceId,
     },
     PeerDown {

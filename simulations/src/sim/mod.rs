@@ -59,6 +59,9 @@ const WRITE_FAILURE_P: f64 = 0.1;
 /// In a whole, loss-free network a record reaches every node within this (gossip latency, a
 /// sync round, with margin).
 pub const PROPAGATION_BOUND_MS: u64 = 2_000;
+/// Sessions a node may offer one peer that refuses them within one periodic sync round (a
+/// peer that has not had our hello): more is a loop of refused requests, not a retry.
+const REFUSED_PER_ROUND_MAX: u32 = 4;
 
 /// Test-only harness bugs; the sweep must report each of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +162,8 @@ struct Sim {
     now: u64,
     fault: Option<Fault>,
     requests: HashMap<u64, Request>,
+    /// Sync requests refused, by (asker, peer, periodic round).
+    refused: HashMap<(usize, usize, u64), u32>,
     next_token: u64,
     asked: HashMap<RequestId, Asked>,
     next_request: RequestId,
@@ -276,6 +281,7 @@ impl Sim {
             now: 0,
             fault,
             requests: HashMap::new(),
+            refused: HashMap::new(),
             next_token: 1,
             asked: HashMap::new(),
             next_request: 1,
@@ -491,10 +497,26 @@ impl Sim {
             }
             Output::Respond { token, data } => {
                 if let Some(r) = self.requests.get(&token).copied() {
+                    if data.is_empty() && !r.bulletin {
+                        self.refusal(r.from, r.to);
+                    }
                     self.send(n, r.from, Payload::Answer { token, data });
                 }
             }
             _ => {} // admission and gossip forwarding: the simulated network floods
+        }
+    }
+
+    /// Invariant: a node offers a peer that refuses its sessions only a few per round.
+    fn refusal(&mut self, asker: usize, peer: usize) {
+        let round = self.now / gatemesh_crdt::protocol::replica::SYNC_INTERVAL_MS;
+        let count = self.refused.entry((asker, peer, round)).or_default();
+        *count += 1;
+        if *count == REFUSED_PER_ROUND_MAX + 1 {
+            self.outcome.violations.push(format!(
+                "node {asker} offered node {peer} more than {REFUSED_PER_ROUND_MAX} sessions it \
+                 refused within one sync round (round {round})"
+            ));
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::world::world;
 use super::{Fault, Request, Sim};
-use gatemesh_crdt::protocol::{Input, Topic, KIND_BULLETIN};
+use gatemesh_crdt::protocol::{Input, Topic, KIND_BULLETIN, KIND_HELLO};
 use rand::Rng;
 
 /// How long a sync request waits for its answer before it fails.
@@ -85,6 +85,9 @@ impl Net {
     }
 }
 
+/// One hello request in this many is lost silently.
+const HELLO_LOST_EVERY: u64 = 7;
+
 impl Sim {
     fn push(&mut self, at: u64, from: usize, to: usize, payload: Payload) {
         if self.queue.len() >= IN_FLIGHT_MAX {
@@ -115,6 +118,14 @@ impl Sim {
 
     pub(super) fn send(&mut self, from: usize, to: usize, payload: Payload) {
         self.outcome.messages += 1;
+        // One hello in HELLO_LOST_EVERY is lost without a word, as on a connection the peer
+        // was replacing: the asker hears of no failure (picked by the token, so the seed's
+        // draws stay as they were).
+        if let Payload::Request { token, data } = &payload {
+            if data.first() == Some(&KIND_HELLO) && token % HELLO_LOST_EVERY == 0 {
+                return;
+            }
+        }
         if !self.net.passes(from, to) || self.rng.gen_bool(self.net.loss) {
             if let Payload::Request { token, .. } | Payload::Answer { token, .. } = payload {
                 self.fail_later(token);
