@@ -1564,6 +1564,160 @@ fn a_peer_refusing_our_sessions_gets_our_hello_again_not_a_loop_of_sessions() {
     assert_eq!(hellos(&round, peer), 1, "{round:?}");
 }
 
+/// A replica of device `n` at the north gate.
+fn replica_of(n: u8) -> gatemesh_crdt::Replica {
+    use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
+    let config = ReplicaConfig {
+        gate: "north".into(),
+        direction: None,
+        journal: false,
+        catch_up_ms: 0,
+    };
+    let mut r = Replica::new(gate_logic(n, false), &package().certificates, config);
+    r.start(NOW);
+    r
+}
+
+/// Scans that share one write travel as one gossip message (a bundle), published only after
+/// that write; the receiver takes them in as one batch: one write, one event, one verdict.
+/// A bundle carrying a forged change, or one that does not decode, is refused whole.
+#[test]
+fn scans_sharing_one_write_travel_as_one_bundle_and_land_as_one_write() {
+    use gatemesh_crdt::protocol::bundle;
+    use gatemesh_crdt::protocol::{Acceptance, Event, Input, Output, Topic};
+    let (mut a, mut b) = (replica_of(1), replica_of(2));
+    let from = device(1).certificate.device().unwrap();
+    b.handle(NOW, Input::PeerUp { peer: from });
+    b.handle(
+        NOW,
+        Input::SyncRequest {
+            from,
+            token: 1,
+            data: hello_of_ours(),
+        },
+    );
+    let publish = |out: &[Output]| -> Vec<Vec<u8>> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Publish {
+                    topic: Topic::Ledger,
+                    data,
+                } => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let scan_all = |a: &mut gatemesh_crdt::Replica, tickets: &[&str], at: u64| {
+        let mut outs = Vec::new();
+        for (i, t) in tickets.iter().enumerate() {
+            outs.extend(a.handle(
+                at,
+                Input::Scan {
+                    id: at + i as u64,
+                    code: gm1(t).into_bytes(),
+                    gate: None,
+                    direction: None,
+                    manual: false,
+                },
+            ));
+        }
+        assert!(
+            publish(&outs).is_empty(),
+            "nothing published before the write"
+        );
+        let upto = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist { id, .. } => Some(*id),
+                _ => None,
+            })
+            .max()
+            .expect("written");
+        a.handle(at + 1, Input::Persisted { upto })
+    };
+    let done = scan_all(&mut a, &["T000001", "T000002", "T000003"], NOW + 1);
+    let replies = done.iter().filter(|o| matches!(o, Output::Reply { .. }));
+    assert_eq!(replies.count(), 3);
+    let msgs = publish(&done);
+    assert_eq!(msgs.len(), 1, "one message for one write");
+    assert_eq!(bundle::decode(&msgs[0]).unwrap().len(), 3);
+    let got = b.handle(
+        NOW + 3,
+        Input::Gossip {
+            from,
+            token: 7,
+            topic: Topic::Ledger,
+            data: msgs[0].clone(),
+        },
+    );
+    let writes: Vec<usize> = got
+        .iter()
+        .filter_map(|o| match o {
+            Output::Persist { changes, .. } => Some(changes.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(writes, vec![3], "{got:?}");
+    let applied: Vec<usize> = got
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Applied { records, .. }) => Some(records.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, vec![3]);
+    let verdict = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
+            Output::Validate { acceptance, .. } => Some(*acceptance),
+            _ => None,
+        })
+    };
+    assert_eq!(verdict(&got), Some(Acceptance::Accept));
+    // The same message again: nothing new, not forwarded, not held against the sender.
+    let again = b.handle(
+        NOW + 4,
+        Input::Gossip {
+            from,
+            token: 8,
+            topic: Topic::Ledger,
+            data: msgs[0].clone(),
+        },
+    );
+    assert_eq!(verdict(&again), Some(Acceptance::Ignore));
+    // Two more, the second's signature forged: the message is refused whole.
+    let done = scan_all(&mut a, &["T000004", "T000005"], NOW + 10);
+    let msg = publish(&done).pop().unwrap();
+    let mut changes: Vec<Vec<u8>> = bundle::decode(&msg)
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let last = changes[1].len() - 1;
+    changes[1][last] ^= 1;
+    let forged = b.handle(
+        NOW + 12,
+        Input::Gossip {
+            from,
+            token: 9,
+            topic: Topic::Ledger,
+            data: bundle::encode(&changes),
+        },
+    );
+    assert_eq!(verdict(&forged), Some(Acceptance::Reject), "{forged:?}");
+    let cut = b.handle(
+        NOW + 13,
+        Input::Gossip {
+            from,
+            token: 10,
+            topic: Topic::Ledger,
+            data: msg[..msg.len() - 1].to_vec(),
+        },
+    );
+    assert_eq!(verdict(&cut), Some(Acceptance::Reject));
+    assert!(cut.iter().any(|o| matches!(o,
+        Output::Event(Event::Rejected { reason, .. }) if reason == "bundle_truncated")));
+}
+
 /// A bulletin is the body its organizer signed: the same one in another envelope (keys in
 /// another order, the signature in upper case) is taken once, so an enrolled device that
 /// re-encodes bulletins makes no new ones (it could fill a node's bulletins, or pick which of

@@ -117,6 +117,7 @@ fn record(data: &[u8]) {
 
 /// Changes as a peer sends them and as a damaged store holds them.
 fn changes(data: &[u8]) {
+    gossip_bundle(data);
     if let Ok(c) = change::read(data) {
         let stored = change::read_stored(data).expect("a canonical change reads from the store");
         assert_eq!((stored.record, stored.hash), (c.record, c.hash));
@@ -139,6 +140,24 @@ fn changes(data: &[u8]) {
             admitted.contains(c),
             "a restart took a change admission refused"
         );
+    }
+}
+
+/// A ledger gossip message: a bundle decodes only in its one encoding, and its changes go
+/// through admission like any other.
+fn gossip_bundle(data: &[u8]) {
+    use gatemesh_crdt::protocol::bundle;
+    let Ok(parts) = bundle::decode(data) else {
+        return;
+    };
+    let parts: Vec<Vec<u8>> = parts.into_iter().map(<[u8]>::to_vec).collect();
+    if parts.len() > 1 {
+        assert!(parts.len() <= bundle::BUNDLE_CHANGES_MAX);
+        assert_eq!(bundle::encode(&parts), data, "a bundle has one encoding");
+        let w = World::new();
+        let mut live = w.ledger(1);
+        let admitted = live.admit(NOW, 2, &parts);
+        assert_restart_takes_back(&w, &live, &admitted.persist);
     }
 }
 

@@ -326,7 +326,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "change" => {
             let mut reversed = changes.clone();
             reversed.reverse();
-            vec![crate::framed(&changes), crate::framed(&reversed)]
+            let bundle = gatemesh_crdt::protocol::bundle::encode(&changes[..changes.len().min(8)]);
+            vec![crate::framed(&changes), crate::framed(&reversed), bundle]
         }
         "sync" => vec![
             [&[KIND_SYNC][..], &message].concat(),

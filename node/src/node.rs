@@ -28,6 +28,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// How often the replica is given the time (sync rounds, retries, expiries are due on it).
 pub const TICK_INTERVAL: Duration = Duration::from_millis(250);
+/// Inputs of one kind (network events, lines of standard input) taken together when they are
+/// already waiting: their writes share one store write and their changes one gossip message.
+pub const INPUT_BATCH_MAX: usize = 64;
 /// How often the live stream gets fresh statistics (when anything changed).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Longest a stopping node waits for HTTP requests in progress.
@@ -213,9 +216,27 @@ impl Node {
         let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
         loop {
             tokio::select! {
-                Some(ev) = net_events.recv() => self.on_net(ev).await,
+                Some(ev) = net_events.recv() => {
+                    let mut evs = vec![ev];
+                    while evs.len() < INPUT_BATCH_MAX {
+                        match net_events.try_recv() {
+                            Ok(e) => evs.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_net_events(evs).await;
+                }
                 line = input.recv(), if reading => match line {
-                    Some(line) => self.on_line(&line).await,
+                    Some(line) => {
+                        let mut lines = vec![line];
+                        while lines.len() < INPUT_BATCH_MAX {
+                            match input.try_recv() {
+                                Ok(l) => lines.push(l),
+                                Err(_) => break,
+                            }
+                        }
+                        self.on_lines(lines).await;
+                    }
                     None => reading = false,
                 },
                 Some(call) = api_rx.recv() => {
@@ -234,6 +255,55 @@ impl Node {
                 _ = terminate.recv() => return Ok(()),
             }
         }
+    }
+
+    /// Inputs that arrived together, each through the replica, their writes made as one (group
+    /// commit) and the changes that write made durable published together.
+    async fn handle_all(&mut self, inputs: Vec<Input>) {
+        if inputs.is_empty() {
+            return;
+        }
+        let mut outs = Vec::new();
+        for input in inputs {
+            outs.extend(self.replica.handle(crate::now_ms(), input));
+        }
+        self.carry_out(outs).await;
+        let synced = self.replica.synced();
+        self.synced.store(synced, Ordering::Relaxed);
+    }
+
+    /// Network events that arrived together: the replica's inputs handled as one batch.
+    async fn on_net_events(&mut self, evs: Vec<NetEvent>) {
+        let mut inputs = Vec::new();
+        for ev in evs {
+            match ev {
+                NetEvent::Input(i) => inputs.push(i),
+                other => self.on_net(other).await,
+            }
+        }
+        self.handle_all(inputs).await;
+    }
+
+    /// Lines of standard input that arrived together: codes are decided one after the other and
+    /// written as one; a command waits for the codes before it.
+    async fn on_lines(&mut self, lines: Vec<Vec<u8>>) {
+        let mut scans = Vec::new();
+        for line in lines {
+            if line.first() == Some(&b'!') {
+                self.handle_all(std::mem::take(&mut scans)).await;
+                self.on_command(&String::from_utf8_lossy(&line)).await;
+                continue;
+            }
+            let id = self.request(ReplyTo::Stdout);
+            scans.push(Input::Scan {
+                id,
+                code: line,
+                gate: None,
+                direction: None,
+                manual: false,
+            });
+        }
+        self.handle_all(scans).await;
     }
 
     /// One input through the replica, its outputs carried out.
@@ -394,22 +464,6 @@ impl Node {
             }
             NetEvent::StaleClosed => self.transport.stale_connections_closed += 1,
         }
-    }
-
-    /// A line of standard input: a code, or an operator command.
-    async fn on_line(&mut self, line: &[u8]) {
-        if line.first() == Some(&b'!') {
-            return self.on_command(&String::from_utf8_lossy(line)).await;
-        }
-        let id = self.request(ReplyTo::Stdout);
-        self.handle(Input::Scan {
-            id,
-            code: line.to_vec(),
-            gate: None,
-            direction: None,
-            manual: false,
-        })
-        .await;
     }
 
     async fn on_command(&mut self, line: &str) {

@@ -25,7 +25,7 @@ use libp2p::{
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-/// Largest gossip message (one ledger change or one bulletin).
+/// Largest gossip message (one ledger change, a bundle of them, or one bulletin).
 pub const GOSSIP_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// Gossipsub heartbeat: short, so mesh repairs and IHAVE gossip happen within a fraction of a second.
 pub const GOSSIP_HEARTBEAT: Duration = Duration::from_millis(200);

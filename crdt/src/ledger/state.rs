@@ -169,6 +169,26 @@ pub struct Admitted {
 }
 
 impl Admitted {
+    /// The outcome of one gossip message (one change or a bundle), for its validation: a
+    /// change refused for what it is refuses the message (an honest sender bundles only
+    /// changes it admitted); else anything new accepts it. A record of a device we do not
+    /// know yet refuses nothing (a bulletin may enroll it).
+    pub fn of_message(&self) -> Single {
+        if let Some(r) = self
+            .rejected
+            .iter()
+            .find(|r| **r != Rejection::UnknownDevice)
+        {
+            Single::Rejected(*r)
+        } else if !self.persist.is_empty() {
+            Single::Admitted
+        } else if self.held > 0 {
+            Single::Held
+        } else {
+            Single::Duplicate
+        }
+    }
+
     /// The outcome of a batch of one change, for gossip validation.
     pub fn single(&self) -> Single {
         if !self.persist.is_empty() {

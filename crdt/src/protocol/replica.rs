@@ -18,6 +18,7 @@ use crate::gate::bulletin::Bulletin;
 use crate::gate::offline::{self, ReconcileRequest, ReconcileResponse};
 use crate::gate::{Decision, GateError, GateLogic, ScanRequest};
 use crate::ledger::ForkProof;
+use crate::protocol::bundle;
 use crate::protocol::peers::Peers;
 use crate::protocol::{Event, Input, Output, PersistId, Reply, RequestId, Topic};
 use crate::record::{DeviceId, Direction};
@@ -55,6 +56,8 @@ pub struct Counters {
     pub gossip_rejected: u64,
     pub gossip_bytes_in: u64,
     pub gossip_bytes_out: u64,
+    /// Ledger gossip messages published (each one change or a bundle of several).
+    pub gossip_messages_out: u64,
     pub sync_bytes_in: u64,
     pub sync_bytes_out: u64,
     pub sync_failures: u64,
@@ -255,8 +258,12 @@ impl Replica {
         self.persisted(self.done_upto);
     }
 
+    /// Writes up to `upto` are done: the answers waiting for them go out, and the changes
+    /// they made durable are published together, as few gossip messages as their size allows
+    /// (scans that shared one write share one message).
     fn persisted(&mut self, upto: PersistId) {
         self.done_upto = self.done_upto.max(upto);
+        let mut publish = Vec::new();
         while self.waiting.front().is_some_and(|w| w.persist <= upto) {
             let Some(w) = self.waiting.pop_front() else {
                 break;
@@ -266,17 +273,39 @@ impl Replica {
             if let Some(id) = w.id {
                 self.out.push(Output::Reply { id, reply: w.reply });
             }
-            for change in w.publish {
-                self.counters.gossip_bytes_out += change.len() as u64;
-                self.out.push(Output::Publish {
-                    topic: Topic::Ledger,
-                    data: change,
-                });
-            }
+            publish.extend(w.publish);
             if let Some(e) = w.event {
                 self.out.push(Output::Event(e));
             }
         }
+        self.publish_changes(publish);
+    }
+
+    /// Publish changes on the ledger topic, bundled within [`bundle::fits`].
+    fn publish_changes(&mut self, changes: Vec<Vec<u8>>) {
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        for change in changes {
+            if !batch.is_empty() && !bundle::fits(batch.len(), bytes, change.len()) {
+                self.publish_bundle(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += change.len();
+            batch.push(change);
+        }
+        if !batch.is_empty() {
+            self.publish_bundle(batch);
+        }
+    }
+
+    fn publish_bundle(&mut self, changes: Vec<Vec<u8>>) {
+        let data = bundle::encode(&changes);
+        self.counters.gossip_bytes_out += data.len() as u64;
+        self.counters.gossip_messages_out += 1;
+        self.out.push(Output::Publish {
+            topic: Topic::Ledger,
+            data,
+        });
     }
 
     /// A write failed: its answers say so, and our own changes that never became durable are

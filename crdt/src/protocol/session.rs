@@ -6,6 +6,7 @@
 use crate::ledger::pending::PeerTag;
 use crate::ledger::sync::SyncMessage;
 use crate::ledger::{Admitted, Single, Tip};
+use crate::protocol::bundle;
 use crate::protocol::replica::{Replica, SYNC_INTERVAL_MS, SYNC_SESSIONS_MAX};
 use crate::protocol::{
     Acceptance, Event, Input, Output, Token, Topic, KIND_BULLETIN, KIND_HELLO, KIND_SYNC,
@@ -99,15 +100,38 @@ impl Replica {
             Topic::Control => Acceptance::Reject,
             // Not before its hello named our configuration: sync fetches it then.
             Topic::Ledger if !self.same_config(from) => Acceptance::Ignore,
-            Topic::Ledger => {
-                let single = self.admit(from, &[data.to_vec()], "gossip");
-                self.acceptance(single, from)
-            }
+            Topic::Ledger => self.ledger_message(from, data),
         };
         if acceptance == Acceptance::Accept {
             self.counters.gossip_accepted += 1;
         }
         self.out.push(Output::Validate { token, acceptance });
+    }
+
+    /// A ledger message: one change or a bundle, its changes admitted as one batch (one
+    /// verification pass, one write, one event). A message that is not a bundle or whose
+    /// changes include one refused is refused whole, and counts against its sender.
+    fn ledger_message(&mut self, from: DeviceId, data: &[u8]) -> Acceptance {
+        let changes: Vec<Vec<u8>> = match bundle::decode(data) {
+            Ok(changes) => changes.into_iter().map(<[u8]>::to_vec).collect(),
+            Err(e) => {
+                self.counters.gossip_rejected += 1;
+                self.counters.rejected_messages += 1;
+                let reason = e.code().to_string();
+                self.event(Event::Rejected {
+                    from: Some(from),
+                    reason,
+                });
+                return Acceptance::Reject;
+            }
+        };
+        let admitted = self
+            .gate
+            .ledger_mut()
+            .admit(self.now_ms, tag(from), &changes);
+        let outcome = admitted.of_message();
+        self.after_admit(admitted, from, "gossip");
+        self.acceptance(outcome, from)
     }
 
     /// What gossip does with a ledger message: forward what we admitted; drop quietly what
