@@ -1551,7 +1551,8 @@ fn a_peer_refusing_our_sessions_gets_our_hello_again_not_a_loop_of_sessions() {
         },
     );
     assert_eq!(syncs(&answered), 1, "{answered:?}");
-    // Or, had that answer been lost too, the next periodic round.
+    // Refused again: its hello lifts a refusal once per round, so a peer refusing and saying
+    // hello again and again cannot hold the session slot; the next periodic round offers one.
     a.handle(
         NOW + 41,
         Input::SyncAnswer {
@@ -1559,6 +1560,14 @@ fn a_peer_refusing_our_sessions_gets_our_hello_again_not_a_loop_of_sessions() {
             data: Vec::new(),
         },
     );
+    let hello_again = a.handle(
+        NOW + 42,
+        Input::SyncAnswer {
+            from: peer,
+            data: hello_of_ours(),
+        },
+    );
+    assert_eq!(syncs(&hello_again), 0, "{hello_again:?}");
     let round = a.handle(NOW + 41 + SYNC_INTERVAL_MS, Input::Tick);
     assert_eq!(syncs(&round), 1, "{round:?}");
     assert_eq!(hellos(&round, peer), 1, "{round:?}");
@@ -1716,6 +1725,59 @@ fn scans_sharing_one_write_travel_as_one_bundle_and_land_as_one_write() {
     assert_eq!(verdict(&cut), Some(Acceptance::Reject));
     assert!(cut.iter().any(|o| matches!(o,
         Output::Event(Event::Rejected { reason, .. }) if reason == "bundle_truncated")));
+    // A bundle spanning two chains, or carrying a change of a device not known yet (its
+    // signature unchecked), is taken in but not forwarded: an honest node bundles its own.
+    let mut with_3 = package();
+    with_3.certificates.push(device(3).certificate);
+    let config = || gatemesh_crdt::ReplicaConfig {
+        gate: "north".into(),
+        direction: None,
+        journal: false,
+        catch_up_ms: 0,
+    };
+    let mut c = gatemesh_crdt::Replica::new(
+        gate_logic_for(with_3.clone(), 3, false),
+        &with_3.certificates,
+        config(),
+    );
+    c.start(NOW);
+    let from_c = publish(&scan_all(&mut c, &["T000006"], NOW + 20))
+        .pop()
+        .unwrap();
+    let from_a = publish(&scan_all(&mut a, &["T000007"], NOW + 22))
+        .pop()
+        .unwrap();
+    let mixed = bundle::encode(&[from_a, from_c]);
+    let mut knows_3 = gatemesh_crdt::Replica::new(
+        gate_logic_for(with_3.clone(), 2, false),
+        &with_3.certificates,
+        config(),
+    );
+    for (r, takes) in [(&mut b, false), (&mut knows_3, true)] {
+        r.start(NOW);
+        r.handle(NOW + 23, Input::PeerUp { peer: from });
+        r.handle(
+            NOW + 23,
+            Input::SyncRequest {
+                from,
+                token: 1,
+                data: hello_of_ours(),
+            },
+        );
+        let out = r.handle(
+            NOW + 24,
+            Input::Gossip {
+                from,
+                token: 11,
+                topic: Topic::Ledger,
+                data: mixed.clone(),
+            },
+        );
+        assert_eq!(verdict(&out), Some(Acceptance::Ignore), "{out:?}");
+        // What it can take (device 3's first change, where device 3 is known) is taken in.
+        let took = out.iter().any(|o| matches!(o, Output::Persist { .. }));
+        assert_eq!(took, takes, "{out:?}");
+    }
 }
 
 /// A bulletin is the body its organizer signed: the same one in another envelope (keys in

@@ -166,20 +166,26 @@ pub struct Admitted {
     pub held: u64,
     /// Forks newly proven.
     pub forks: Vec<ChainKey>,
+    /// Chains among the changes that read and whose device stands.
+    pub chains: usize,
 }
 
 impl Admitted {
     /// The outcome of one gossip message (one change or a bundle), for its validation: a
-    /// change refused for what it is refuses the message (an honest sender bundles only
-    /// changes it admitted); else anything new accepts it. A record of a device we do not
-    /// know yet refuses nothing (a bulletin may enroll it).
+    /// refused change refuses the message; else anything new accepts it. A change of a device
+    /// we do not know yet refuses nothing (a bulletin may enroll it), but a bundle carrying one
+    /// is not forwarded: its signature was not checked, and an honest node bundles only changes
+    /// of its own chain, which it knows.
     pub fn of_message(&self) -> Single {
+        let unknown = self.rejected.contains(&Rejection::UnknownDevice);
         if let Some(r) = self
             .rejected
             .iter()
             .find(|r| **r != Rejection::UnknownDevice)
         {
             Single::Rejected(*r)
+        } else if unknown {
+            Single::Rejected(Rejection::UnknownDevice)
         } else if !self.persist.is_empty() {
             Single::Admitted
         } else if self.held > 0 {
@@ -503,6 +509,7 @@ impl Ledger {
                 }
             }
         }
+        out.chains = by_chain.len();
         let mut runs = Vec::new();
         let mut steps = Vec::new();
         for (key, candidates) in by_chain {

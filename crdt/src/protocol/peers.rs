@@ -39,6 +39,10 @@ pub struct Peer {
     /// replaced): no session is offered until its hello comes or the next periodic round, and
     /// our hello goes again.
     pub refused: bool,
+    /// A hello lifted its refusal this round (once per round).
+    pub refusal_lifted: bool,
+    /// Its gossip subscription on this connection was taken (`Input::PeerListening`, once).
+    pub listening: bool,
     /// The other configuration its last refused hello named (reported once per new one).
     pub other_config: Option<Vec<u8>>,
 }
@@ -85,6 +89,8 @@ impl Peers {
                 same_config: false,
                 sync_owed: false,
                 refused: false,
+                refusal_lifted: false,
+                listening: false,
                 other_config: None,
             },
         );

@@ -58,6 +58,8 @@ impl Replica {
         p.same_config = false;
         p.sync_owed = false;
         p.refused = false;
+        p.refusal_lifted = false;
+        p.listening = false;
         self.event(Event::PeerConnected(peer));
         self.send_hello(peer);
         self.send_bulletins(peer);
@@ -76,6 +78,8 @@ impl Replica {
         p.same_config = false;
         p.sync_owed = false;
         p.refused = false;
+        p.refusal_lifted = false;
+        p.listening = false;
         if was_online {
             self.event(Event::PeerDisconnected(peer));
             self.sync_needy();
@@ -85,10 +89,16 @@ impl Replica {
     /// Gossip we published before the peer listened never reached it (a peer that just
     /// connected, or we that just started): a session now, or as soon as the one on its way
     /// ends, carries it.
+    /// Once per connection: a peer that subscribes again and again gets no extra sessions.
     fn peer_listening(&mut self, peer: DeviceId) {
-        let Some(p) = self.peers.get_mut(peer).filter(|p| p.online) else {
+        let Some(p) = self
+            .peers
+            .get_mut(peer)
+            .filter(|p| p.online && !p.listening)
+        else {
             return;
         };
+        p.listening = true;
         p.sync_owed = true;
         self.start_sync(peer, true);
     }
@@ -130,8 +140,14 @@ impl Replica {
             .ledger_mut()
             .admit(self.now_ms, tag(from), &changes);
         let outcome = admitted.of_message();
+        // An honest node bundles the changes of its own chain: a bundle spanning several is
+        // taken in (each change stood on its own) but not forwarded.
+        let mixed = changes.len() > 1 && admitted.chains > 1;
         self.after_admit(admitted, from, "gossip");
-        self.acceptance(outcome, from)
+        match self.acceptance(outcome, from) {
+            Acceptance::Accept if mixed => Acceptance::Ignore,
+            a => a,
+        }
     }
 
     /// What gossip does with a ledger message: forward what we admitted; drop quietly what
@@ -397,13 +413,19 @@ impl Replica {
         if fingerprint == self.fingerprint {
             let first = !p.same_config;
             p.same_config = true;
-            let was_refused = std::mem::take(&mut p.refused);
+            // A refusal is lifted by its hello once per round: a peer that refuses and says
+            // hello again and again waits for the next round (it cannot hold the session slot).
+            let lift = p.refused && !p.refusal_lifted;
+            if lift {
+                p.refused = false;
+                p.refusal_lifted = true;
+            }
             p.other_config = None;
             // What it gossiped before its first hello on this connection: sync fetches it now,
             // or as soon as the session on its way ends (its answer may be a refusal: it had
             // not had our hello). A hello again owes nothing (a peer sending one during every
             // session would keep the session slot from the others).
-            if first || was_refused {
+            if first || lift {
                 p.sync_owed = true;
                 self.start_sync(from, true);
             }
@@ -469,10 +491,10 @@ impl Replica {
             if retry {
                 self.send_bulletins(peer);
             }
-            let refused = self
-                .peers
-                .get_mut(peer)
-                .is_some_and(|p| std::mem::take(&mut p.refused));
+            let refused = self.peers.get_mut(peer).is_some_and(|p| {
+                p.refusal_lifted = false;
+                std::mem::take(&mut p.refused)
+            });
             if retry || refused || !self.same_config(peer) {
                 self.send_hello(peer);
             }
