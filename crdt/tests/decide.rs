@@ -1367,16 +1367,8 @@ fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() 
 /// (Seen as a restarted node's first admit reaching the others only after 3 s.)
 #[test]
 fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
-    use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
-    use gatemesh_crdt::protocol::{Input, Output, KIND_HELLO, KIND_SYNC};
-    let config = ReplicaConfig {
-        gate: "north".into(),
-        direction: None,
-        journal: false,
-        catch_up_ms: 0,
-    };
-    let mut a = Replica::new(gate_logic(1, false), &package().certificates, config);
-    a.start(NOW);
+    use gatemesh_crdt::protocol::{Input, Output, KIND_SYNC};
+    let mut a = replica_of(1);
     let peer = device(2).certificate.device().unwrap();
     let syncs = |out: &[Output]| {
         out.iter()
@@ -1388,9 +1380,7 @@ fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
     };
     let up = a.handle(NOW, Input::PeerUp { peer });
     assert_eq!(syncs(&up), 1, "a session starts as the peer connects");
-    let mut hello = vec![KIND_HELLO];
-    hello.extend_from_slice(&package().config.fingerprint());
-    let data = hello;
+    let data = hello_of_ours();
     let on_hello = a.handle(
         NOW + 5,
         Input::SyncRequest {
@@ -1433,9 +1423,7 @@ fn a_hello_during_a_refused_sync_gets_its_session_at_once() {
     assert_eq!(syncs(&again), 0, "owed once");
     // A hello again on the same connection owes no session (else a peer sending one during
     // every session would hold the slot).
-    let mut hello = vec![KIND_HELLO];
-    hello.extend_from_slice(&package().config.fingerprint());
-    let data = hello;
+    let data = hello_of_ours();
     let on_again = a.handle(
         NOW + 40,
         Input::SyncRequest {
@@ -1473,16 +1461,9 @@ fn hello_of_ours() -> Vec<u8> {
 /// the peer's hello answers it or the next periodic round.
 #[test]
 fn a_peer_refusing_our_sessions_gets_our_hello_again_not_a_loop_of_sessions() {
-    use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig, SYNC_INTERVAL_MS};
+    use gatemesh_crdt::protocol::replica::SYNC_INTERVAL_MS;
     use gatemesh_crdt::protocol::{Input, Output, KIND_SYNC};
-    let config = ReplicaConfig {
-        gate: "north".into(),
-        direction: None,
-        journal: false,
-        catch_up_ms: 0,
-    };
-    let mut a = Replica::new(gate_logic(1, false), &package().certificates, config);
-    a.start(NOW);
+    let mut a = replica_of(1);
     let peer = device(2).certificate.device().unwrap();
     let syncs = |out: &[Output]| {
         out.iter()
@@ -1573,8 +1554,62 @@ fn a_peer_refusing_our_sessions_gets_our_hello_again_not_a_loop_of_sessions() {
     assert_eq!(hellos(&round, peer), 1, "{round:?}");
 }
 
+/// A peer's gossip subscription owes one session per connection: what we published before it
+/// listened is carried once, and subscribing again and again earns nothing.
+#[test]
+fn a_peer_that_starts_listening_gets_one_session_per_connection() {
+    use gatemesh_crdt::protocol::{Input, Output, KIND_SYNC};
+    let mut a = replica_of(1);
+    let peer = device(2).certificate.device().unwrap();
+    let syncs = |out: &[Output]| {
+        out.iter()
+            .filter(|o| {
+                matches!(o, Output::Send { to, data, .. }
+                    if *to == peer && data.first() == Some(&KIND_SYNC))
+            })
+            .count()
+    };
+    let answer = |a: &mut gatemesh_crdt::Replica, at: u64| {
+        let msg = gatemesh_crdt::SyncMessage::from_ledger(a.gate().ledger(), None).encode();
+        a.handle(
+            at,
+            Input::SyncAnswer {
+                from: peer,
+                data: msg,
+            },
+        )
+    };
+    a.handle(NOW, Input::PeerUp { peer });
+    a.handle(
+        NOW + 1,
+        Input::SyncRequest {
+            from: peer,
+            token: 1,
+            data: hello_of_ours(),
+        },
+    );
+    // The session its connection and its hello started ends.
+    answer(&mut a, NOW + 2);
+    answer(&mut a, NOW + 3);
+    let first = a.handle(NOW + 4, Input::PeerListening { peer });
+    assert_eq!(syncs(&first), 1, "{first:?}");
+    answer(&mut a, NOW + 5);
+    let again = a.handle(NOW + 6, Input::PeerListening { peer });
+    assert_eq!(syncs(&again), 0, "{again:?}");
+    // A new connection: listening owes a session again.
+    a.handle(NOW + 7, Input::PeerUp { peer });
+    answer(&mut a, NOW + 8);
+    let reconnected = a.handle(NOW + 9, Input::PeerListening { peer });
+    assert_eq!(syncs(&reconnected), 1, "{reconnected:?}");
+}
+
 /// A replica of device `n` at the north gate.
 fn replica_of(n: u8) -> gatemesh_crdt::Replica {
+    replica_in(&package(), n)
+}
+
+/// A replica of device `n` at the north gate of package `p`, started.
+fn replica_in(p: &EventPackage, n: u8) -> gatemesh_crdt::Replica {
     use gatemesh_crdt::protocol::replica::{Replica, ReplicaConfig};
     let config = ReplicaConfig {
         gate: "north".into(),
@@ -1582,7 +1617,7 @@ fn replica_of(n: u8) -> gatemesh_crdt::Replica {
         journal: false,
         catch_up_ms: 0,
     };
-    let mut r = Replica::new(gate_logic(n, false), &package().certificates, config);
+    let mut r = Replica::new(gate_logic_for(p.clone(), n, false), &p.certificates, config);
     r.start(NOW);
     r
 }
@@ -1729,18 +1764,7 @@ fn scans_sharing_one_write_travel_as_one_bundle_and_land_as_one_write() {
     // signature unchecked), is taken in but not forwarded: an honest node bundles its own.
     let mut with_3 = package();
     with_3.certificates.push(device(3).certificate);
-    let config = || gatemesh_crdt::ReplicaConfig {
-        gate: "north".into(),
-        direction: None,
-        journal: false,
-        catch_up_ms: 0,
-    };
-    let mut c = gatemesh_crdt::Replica::new(
-        gate_logic_for(with_3.clone(), 3, false),
-        &with_3.certificates,
-        config(),
-    );
-    c.start(NOW);
+    let mut c = replica_in(&with_3, 3);
     let from_c = publish(&scan_all(&mut c, &["T000006"], NOW + 20))
         .pop()
         .unwrap();
@@ -1748,13 +1772,8 @@ fn scans_sharing_one_write_travel_as_one_bundle_and_land_as_one_write() {
         .pop()
         .unwrap();
     let mixed = bundle::encode(&[from_a, from_c]);
-    let mut knows_3 = gatemesh_crdt::Replica::new(
-        gate_logic_for(with_3.clone(), 2, false),
-        &with_3.certificates,
-        config(),
-    );
+    let mut knows_3 = replica_in(&with_3, 2);
     for (r, takes) in [(&mut b, false), (&mut knows_3, true)] {
-        r.start(NOW);
         r.handle(NOW + 23, Input::PeerUp { peer: from });
         r.handle(
             NOW + 23,

@@ -13,11 +13,11 @@ fn a_remote_admit_is_seen_and_a_second_admit_is_a_double_entry_everywhere() {
     let (_, change) = a.record(T0, admit("T1", Direction::In));
     let got = b.admit(T0 + 1, 1, std::slice::from_ref(&change));
     assert_eq!((got.records.len(), got.persist.len()), (1, 1));
-    assert_eq!(got.single(), Single::Admitted);
+    assert_eq!(got.of_message(), Single::Admitted);
     assert_eq!(b.ledger.index().replay("T1", "general").credits, 0);
     // The same change again: nothing new to store or index.
     let again = b.admit(T0 + 2, 1, &[change]);
-    assert_eq!(again.single(), Single::Duplicate);
+    assert_eq!(again.of_message(), Single::Duplicate);
     assert!(again.records.is_empty() && again.persist.is_empty());
     // b did not look and admitted anyway (as during a split): a double entry everywhere.
     let (_, c2) = b.record(T0 + 3, admit("T1", Direction::In));

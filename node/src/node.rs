@@ -217,37 +217,14 @@ impl Node {
         loop {
             tokio::select! {
                 Some(ev) = net_events.recv() => {
-                    let mut evs = vec![ev];
-                    while evs.len() < INPUT_BATCH_MAX {
-                        match net_events.try_recv() {
-                            Ok(e) => evs.push(e),
-                            Err(_) => break,
-                        }
-                    }
-                    self.on_net_events(evs).await;
+                    self.on_net_events(waiting(ev, net_events, INPUT_BATCH_MAX)).await
                 }
                 line = input.recv(), if reading => match line {
-                    Some(line) => {
-                        let mut lines = vec![line];
-                        while lines.len() < INPUT_BATCH_MAX {
-                            match input.try_recv() {
-                                Ok(l) => lines.push(l),
-                                Err(_) => break,
-                            }
-                        }
-                        self.on_lines(lines).await;
-                    }
+                    Some(line) => self.on_lines(waiting(line, &mut input, INPUT_BATCH_MAX)).await,
                     None => reading = false,
                 },
                 Some(call) = api_rx.recv() => {
-                    let mut calls = vec![call];
-                    while calls.len() < crate::api::API_BATCH_MAX {
-                        match api_rx.try_recv() {
-                            Ok(c) => calls.push(c),
-                            Err(_) => break,
-                        }
-                    }
-                    self.on_api(calls).await;
+                    self.on_api(waiting(call, api_rx, crate::api::API_BATCH_MAX)).await
                 }
                 _ = tick.tick() => self.handle(Input::Tick).await,
                 _ = stats_tick.tick() => self.stream_stats(),
@@ -308,10 +285,7 @@ impl Node {
 
     /// One input through the replica, its outputs carried out.
     async fn handle(&mut self, input: Input) {
-        let outs = self.replica.handle(crate::now_ms(), input);
-        self.carry_out(outs).await;
-        let synced = self.replica.synced();
-        self.synced.store(synced, Ordering::Relaxed);
+        self.handle_all(vec![input]).await;
     }
 
     /// Carry out outputs: writes first (one store write, durable if any of them must be), then
@@ -730,6 +704,18 @@ impl Node {
 }
 
 /// A replica's answer as the API gives it.
+/// `first` and what waits behind it in `rx`, at most `max` in all (taken without waiting).
+fn waiting<T>(first: T, rx: &mut mpsc::Receiver<T>, max: usize) -> Vec<T> {
+    let mut all = vec![first];
+    while all.len() < max {
+        match rx.try_recv() {
+            Ok(x) => all.push(x),
+            Err(_) => break,
+        }
+    }
+    all
+}
+
 fn answer_of(reply: Reply) -> Result<Value, ApiError> {
     use axum::http::StatusCode;
     match reply {

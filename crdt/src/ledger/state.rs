@@ -173,9 +173,9 @@ pub struct Admitted {
 impl Admitted {
     /// The outcome of one gossip message (one change or a bundle), for its validation: a
     /// refused change refuses the message; else anything new accepts it. A change of a device
-    /// we do not know yet refuses nothing (a bulletin may enroll it), but a bundle carrying one
-    /// is not forwarded: its signature was not checked, and an honest node bundles only changes
-    /// of its own chain, which it knows.
+    /// we do not know yet refuses nothing (a bulletin may enroll it), and neither does a
+    /// bundle spanning several chains, but neither is forwarded: the first's signature was not
+    /// checked, and an honest node bundles only changes of its own chain.
     pub fn of_message(&self) -> Single {
         let unknown = self.rejected.contains(&Rejection::UnknownDevice);
         if let Some(r) = self
@@ -184,8 +184,8 @@ impl Admitted {
             .find(|r| **r != Rejection::UnknownDevice)
         {
             Single::Rejected(*r)
-        } else if unknown {
-            Single::Rejected(Rejection::UnknownDevice)
+        } else if unknown || self.chains > 1 {
+            Single::Unvouched
         } else if !self.persist.is_empty() {
             Single::Admitted
         } else if self.held > 0 {
@@ -194,27 +194,16 @@ impl Admitted {
             Single::Duplicate
         }
     }
-
-    /// The outcome of a batch of one change, for gossip validation.
-    pub fn single(&self) -> Single {
-        if !self.persist.is_empty() {
-            Single::Admitted
-        } else if let Some(r) = self.rejected.first() {
-            Single::Rejected(*r)
-        } else if self.held > 0 {
-            Single::Held
-        } else {
-            Single::Duplicate
-        }
-    }
 }
 
-/// What became of one change.
+/// What became of one gossip message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Single {
     Admitted,
     Duplicate,
     Held,
+    /// Taken in as far as it could be, not to be forwarded (see [`Admitted::of_message`]).
+    Unvouched,
     Rejected(Rejection),
 }
 

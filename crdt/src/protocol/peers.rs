@@ -47,6 +47,22 @@ pub struct Peer {
     pub other_config: Option<Vec<u8>>,
 }
 
+impl Peer {
+    /// A connection with it opened (or replaced an older one) or closed: what we knew of the
+    /// last one is forgotten.
+    pub fn connection(&mut self, online: bool, now_ms: u64) {
+        self.online = online;
+        self.last_seen_ms = now_ms;
+        self.tips = None;
+        self.in_flight = false;
+        self.same_config = false;
+        self.sync_owed = false;
+        self.refused = false;
+        self.refusal_lifted = false;
+        self.listening = false;
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Peers {
     peers: BTreeMap<DeviceId, Peer>,

@@ -49,17 +49,9 @@ impl Replica {
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
-        p.online = true;
-        p.last_seen_ms = self.now_ms;
-        p.tips = None;
-        p.in_flight = false;
         // A connection replacing an older one may be a peer that restarted with another event
         // file: its gossip counts again only after its hello on this connection.
-        p.same_config = false;
-        p.sync_owed = false;
-        p.refused = false;
-        p.refusal_lifted = false;
-        p.listening = false;
+        p.connection(true, self.now_ms);
         self.event(Event::PeerConnected(peer));
         self.send_hello(peer);
         self.send_bulletins(peer);
@@ -67,19 +59,12 @@ impl Replica {
     }
 
     fn peer_down(&mut self, peer: DeviceId) {
+        let now = self.now_ms;
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
         let was_online = p.online;
-        p.online = false;
-        p.last_seen_ms = self.now_ms;
-        p.tips = None;
-        p.in_flight = false;
-        p.same_config = false;
-        p.sync_owed = false;
-        p.refused = false;
-        p.refusal_lifted = false;
-        p.listening = false;
+        p.connection(false, now);
         if was_online {
             self.event(Event::PeerDisconnected(peer));
             self.sync_needy();
@@ -135,19 +120,8 @@ impl Replica {
                 return Acceptance::Reject;
             }
         };
-        let admitted = self
-            .gate
-            .ledger_mut()
-            .admit(self.now_ms, tag(from), &changes);
-        let outcome = admitted.of_message();
-        // An honest node bundles the changes of its own chain: a bundle spanning several is
-        // taken in (each change stood on its own) but not forwarded.
-        let mixed = changes.len() > 1 && admitted.chains > 1;
-        self.after_admit(admitted, from, "gossip");
-        match self.acceptance(outcome, from) {
-            Acceptance::Accept if mixed => Acceptance::Ignore,
-            a => a,
-        }
+        let outcome = self.admit(from, &changes, "gossip");
+        self.acceptance(outcome, from)
     }
 
     /// What gossip does with a ledger message: forward what we admitted; drop quietly what
@@ -156,8 +130,7 @@ impl Replica {
     fn acceptance(&mut self, outcome: Single, from: DeviceId) -> Acceptance {
         match outcome {
             Single::Admitted => Acceptance::Accept,
-            Single::Duplicate | Single::Held => Acceptance::Ignore,
-            Single::Rejected(Rejection::UnknownDevice) => Acceptance::Ignore,
+            Single::Duplicate | Single::Held | Single::Unvouched => Acceptance::Ignore,
             Single::Rejected(r) => {
                 self.counters.gossip_rejected += 1;
                 self.counters.rejected_messages += 1;
@@ -170,15 +143,16 @@ impl Replica {
         }
     }
 
-    /// Admit changes from a peer, write what is new, report it. What became of the first.
+    /// Admit changes from a peer, write what is new, report it. What became of them as one
+    /// message.
     fn admit(&mut self, from: DeviceId, changes: &[Vec<u8>], via: &'static str) -> Single {
         let admitted = self
             .gate
             .ledger_mut()
             .admit(self.now_ms, tag(from), changes);
-        let single = admitted.single();
+        let outcome = admitted.of_message();
         self.after_admit(admitted, from, via);
-        single
+        outcome
     }
 
     fn after_admit(&mut self, a: Admitted, from: DeviceId, via: &'static str) {
