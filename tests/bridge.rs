@@ -449,6 +449,7 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
         "handheld-1",
         "--role",
         "offline",
+        "--list",
     ]);
     assert!(listed.status.success());
     // A handheld posts the same offline scan to two nodes that never met.

@@ -6,8 +6,8 @@
 //!
 //! Screenshots are kept in `target/test-artifacts/browser/`.
 
-use gatemesh_tests::{make_event, NodeProc};
-use serde_json::{json, Value};
+use gatemesh_tests::{browser, browser_in, make_event, NodeProc};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -18,63 +18,6 @@ fn shots() -> PathBuf {
     let dir = root().join("target/test-artifacts/browser");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Run one scenario of run.mjs; returns what it observed.
-fn browser(scenario: &str, args: Value) -> Value {
-    let script = root().join("tests/browser/run.mjs");
-    assert!(
-        root()
-            .join("tests/browser/node_modules/playwright-core")
-            .exists(),
-        "playwright-core is missing: run scripts/test-all (it installs it)"
-    );
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .arg(scenario)
-        .arg(args.to_string())
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{scenario}: no result; stdout {stdout}; stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert_eq!(v["ok"], true, "{scenario}: {v}");
-    v
-}
-
-/// Run one scenario of run.mjs inside network namespace `netns`, with `home` as the browser's
-/// home (its certificate store).
-fn browser_in(netns: &str, home: &Path, scenario: &str, args: Value) -> Value {
-    let script = root().join("tests/browser/run.mjs");
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "node"])
-        .arg(&script)
-        .arg(scenario)
-        .arg(args.to_string())
-        .env("HOME", home)
-        .output()
-        .expect("ip netns exec node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{scenario}: no result; stderr {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    assert_eq!(v["ok"], true, "{scenario}: {v}");
-    v
 }
 
 /// Two mesh nodes with HTTP (gates north and south), found by mDNS, tokens `staff`/`admin`.
@@ -438,29 +381,7 @@ fn a_phone_on_the_venue_network_gets_a_secure_installable_page_over_https() {
     assert_eq!(http["https"], "10.77.0.1:8443", "{http}");
     // The phone trusts the event CA (what README tells a steward to install).
     let home = tmp.path().join("phone");
-    let nss = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&nss).unwrap();
-    let db = format!("sql:{}", nss.display());
-    let certutil = |args: &[&str]| {
-        let st = std::process::Command::new("certutil")
-            .args(args)
-            .status()
-            .expect("certutil (libnss3-tools)");
-        assert!(st.success(), "certutil {args:?}");
-    };
-    certutil(&["-N", "-d", &db, "--empty-password"]);
-    let ca = ev.join("event-ca.pem");
-    certutil(&[
-        "-A",
-        "-d",
-        &db,
-        "-t",
-        "C,,",
-        "-n",
-        "gatemesh event",
-        "-i",
-        ca.to_str().unwrap(),
-    ]);
+    gatemesh_tests::trust_event_ca(&home, &ev.join("event-ca.pem"));
     let v = browser_in(
         &lan.host(1),
         &home,

@@ -335,6 +335,7 @@ fn offline_manifest_and_reconcile_follow_the_seed() {
         "h1",
         "--role",
         "offline",
+        "--list",
     ]);
     assert!(listed.status.success());
     let (mut a, addr) = http_node(&ev, "device-a", &tmp.path().join("a"));
@@ -804,4 +805,155 @@ fn clients_without_a_token_cannot_keep_a_steward_out() {
         "{answered} tokenless connections kept"
     );
     node.drain();
+}
+
+/// A GET whose body is bytes (the phone's snapshot).
+fn get_bytes(addr: &str, path: &str, token: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&out[9..12]).parse().unwrap();
+    (status, out[at + 4..].to_vec())
+}
+
+#[test]
+fn a_phone_is_paired_known_by_its_pass_everywhere_and_unpaired_by_bulletin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let codes = make_event(&ev, 5, &["a"], false);
+    let (a, addr) = http_node(&ev, "device-a", &tmp.path().join("a"));
+    let req = |m: &str, p: &str, t: Option<&str>, b: &[u8]| request(&addr, m, p, t, b);
+    let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+    // A supervisor pairs a phone from the dashboard: the admin token, never the staff one.
+    let pair =
+        json(serde_json::json!({"name": "phone-7", "link_base": "https://gate-a.local:8443/"}));
+    assert_eq!(req("POST", "/api/phones", Some("staff"), &pair).0, 401);
+    let (s, p) = req("POST", "/api/phones", Some("admin"), &pair);
+    assert_eq!(s, 200, "{p}");
+    let (device, pass) = (
+        p["device_id"].as_str().unwrap(),
+        p["pass"].as_str().unwrap(),
+    );
+    assert!(
+        device.starts_with("phone-7-") && pass.starts_with("GMP1."),
+        "{p}"
+    );
+    assert_eq!(
+        p["link"],
+        format!("https://gate-a.local:8443/#pair={pass}"),
+        "{p}"
+    );
+    assert!(p["qr_svg"].as_str().unwrap().starts_with("<svg"), "{p}");
+    for bad in [
+        serde_json::json!({"name": "a b"}),
+        serde_json::json!({"name": "phone", "link_base": "javascript:alert(1)"}),
+        serde_json::json!({"name": 7}),
+    ] {
+        let (s, v) = req("POST", "/api/phones", Some("admin"), &json(bad));
+        assert_eq!(s, 400, "{v}");
+    }
+    // The pass is the phone's token: the pack, the snapshot, scans.
+    let (s, v) = req("GET", "/offline/pack", Some(pass), b"");
+    assert_eq!((s, &v["pack"]["format"]), (200, &1.into()), "{v}");
+    assert!(
+        v["manifest"]["signature"].is_string(),
+        "the signed envelope: {v}"
+    );
+    let (s, snap) = get_bytes(&addr, "/offline/snapshot", pass);
+    assert_eq!((s, &snap[..4]), (200, &b"GMS1"[..]));
+    let at = gatemesh_node::now_ms();
+    let scan = json(serde_json::json!({"code": codes[0].1, "scanned_at_ms": at}));
+    let (s, d) = req("POST", "/api/scan", Some(pass), &scan);
+    assert_eq!((s, &d["reason"]), (200, &"ok".into()), "{d}");
+    let (_, t) = req(
+        "GET",
+        &format!("/api/tickets/{}", codes[0].0),
+        Some("staff"),
+        b"",
+    );
+    assert_eq!(t["records"][0]["origin"], format!("{device}@{at}"), "{t}");
+    // The answer was lost and the phone decided on its own: its reconcile is that scan.
+    let again = |dev: &str, code: &str| {
+        json(
+            serde_json::json!({"device_id": dev, "scans": [{"ticket_id": codes[0].0, "code": code,
+            "scanned_at": gatemesh_crdt::record::date::iso(at), "result": "ALLOW", "gate": "north", "direction": "in"}]}),
+        )
+    };
+    let (s, v) = req(
+        "POST",
+        "/offline/reconcile",
+        Some(pass),
+        &again(device, &codes[0].1),
+    );
+    assert_eq!(
+        (s, &v["results"][0]["status"]),
+        (200, &"DUPLICATE".into()),
+        "{v}"
+    );
+    // A code that is another ticket than the one named, and another phone's scans.
+    let (_, v) = req(
+        "POST",
+        "/offline/reconcile",
+        Some(pass),
+        &again(device, &codes[1].1),
+    );
+    assert_eq!(v["results"][0]["status"], "ERROR", "{v}");
+    let (s, v) = req(
+        "POST",
+        "/offline/reconcile",
+        Some(pass),
+        &again("phone-8-0000", &codes[0].1),
+    );
+    assert_eq!((s, v["error"].as_str()), (403, Some("WRONG_DEVICE")), "{v}");
+    // A pass altered by a byte, or made up, is refused with its reason.
+    let mut forged = pass.to_string();
+    forged.insert(10, 'A');
+    let (s, v) = req("GET", "/offline/pack", Some(&forged), b"");
+    assert_eq!(s, 401, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("pass_"), "{v}");
+    // The organizer pairs one too (the CLI); then unpairs the first by bulletin.
+    let ev_s = ev.to_str().unwrap();
+    let out = gatemesh_tests::gatemesh(&[
+        "device", "enroll", "--event", ev_s, "--role", "offline", "--name", "phone-9",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let org_pass = (text.lines().find_map(|l| l.strip_prefix("pass: ")))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        req("GET", "/api/pauses", Some(&org_pass), b"").0,
+        200,
+        "{text}"
+    );
+    let out = gatemesh_tests::gatemesh(&["bulletin", "--event", ev_s, "--unpair", device]);
+    let path = String::from_utf8(out.stdout).unwrap();
+    let bulletin = std::fs::read(path.trim().trim_start_matches("bulletin written to ")).unwrap();
+    assert_eq!(
+        req("POST", "/api/bulletins", Some("admin"), &bulletin).0,
+        200
+    );
+    let (s, v) = req("GET", "/api/pauses", Some(pass), b"");
+    assert_eq!((s, v["error"].as_str()), (401, Some("unpaired")), "{v}");
+    let (s, v) = req(
+        "POST",
+        "/offline/reconcile",
+        Some("admin"),
+        &again(device, &codes[0].1),
+    );
+    assert_eq!((s, v["error"].as_str()), (403, Some("UNPAIRED")), "{v}");
+    assert_eq!(
+        req("GET", "/api/pauses", Some(&org_pass), b"").0,
+        200,
+        "the other phone still works"
+    );
+    // A restart trusts no more: the unpaired phone stays unpaired.
+    drop(a);
+    let (_a2, addr2) = http_node(&ev, "device-a", &tmp.path().join("a"));
+    let (s, v) = request(&addr2, "GET", "/api/pauses", Some(pass), b"");
+    assert_eq!((s, v["error"].as_str()), (401, Some("unpaired")), "{v}");
 }

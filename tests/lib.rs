@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 pub mod venue;
 
+pub mod offline_world;
+
 /// The `gatemesh` binary of this build (built on demand when the test runs alone).
 pub fn gatemesh_bin() -> PathBuf {
     built_bin("gatemesh", "gatemesh-node")
@@ -292,6 +294,10 @@ impl Lan {
                 "dev",
                 "eth0",
             ]);
+            // No IPv6 link-local address appearing a moment after the link is up (after its
+            // duplicate address detection): a browser that sees it says its network changed
+            // and drops the page it was loading (ERR_NETWORK_CHANGED).
+            ip(&["-n", &h, "link", "set", "eth0", "addrgenmode", "none"]);
             ip(&["-n", &h, "link", "set", "eth0", "multicast", "on", "up"]);
             ip(&["-n", &h, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
         }
@@ -694,4 +700,82 @@ pub fn http_get_text(addr: &str, path: &str, token: &str) -> String {
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Run one scenario of run.mjs; returns what it observed.
+pub fn browser(scenario: &str, args: serde_json::Value) -> serde_json::Value {
+    assert!(
+        repo_root()
+            .join("tests/browser/node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: run scripts/test-all (it installs it)"
+    );
+    page_run(Command::new("node"), scenario, args)
+}
+
+/// Run one scenario of run.mjs inside network namespace `netns`, with `home` as the browser's
+/// home (its certificate store).
+pub fn browser_in(
+    netns: &str,
+    home: &Path,
+    scenario: &str,
+    args: serde_json::Value,
+) -> serde_json::Value {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns, "node"]).env("HOME", home);
+    page_run(cmd, scenario, args)
+}
+
+/// `cmd` (which runs Node.js) on run.mjs with the scenario: its last JSON line, which must say
+/// `ok`.
+fn page_run(mut cmd: Command, scenario: &str, args: serde_json::Value) -> serde_json::Value {
+    let out = cmd
+        .arg(repo_root().join("tests/browser/run.mjs"))
+        .arg(scenario)
+        .arg(args.to_string())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = (stdout.lines().rev())
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{scenario}: no result; stdout {stdout}; stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(v["ok"], true, "{scenario}: {v}");
+    v
+}
+
+/// A browser home (`HOME`) whose certificate store trusts the event CA, as a steward's phone
+/// does once it installed `event-ca.pem` (certutil, from libnss3-tools).
+pub fn trust_event_ca(home: &Path, ca: &Path) {
+    let nss = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nss).unwrap();
+    let db = format!("sql:{}", nss.display());
+    let certutil = |args: &[&str]| {
+        let st = Command::new("certutil")
+            .args(args)
+            .status()
+            .expect("certutil (libnss3-tools)");
+        assert!(st.success(), "certutil {args:?}");
+    };
+    certutil(&["-N", "-d", &db, "--empty-password"]);
+    certutil(&[
+        "-A",
+        "-d",
+        &db,
+        "-t",
+        "C,,",
+        "-n",
+        "gatemesh event",
+        "-i",
+        ca.to_str().unwrap(),
+    ]);
 }

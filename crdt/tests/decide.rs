@@ -160,6 +160,7 @@ fn check(gate: &mut GateLogic, code: &[u8], gate_name: &str, expect: Reason) {
                 gate: gate_name,
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -502,6 +503,7 @@ fn screenshot_at_a_second_gate_is_refused_with_the_first_entry() {
                 gate: "north",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -514,6 +516,7 @@ fn screenshot_at_a_second_gate_is_refused_with_the_first_entry() {
                 gate: "south",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -537,6 +540,7 @@ fn double_scan_grace_returns_the_earlier_admit_on_the_same_device_only() {
                 gate: "north",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap()
@@ -570,6 +574,7 @@ fn reentry_after_out_for_vip_and_three_entries_for_weekend() {
                 gate,
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap()
@@ -621,6 +626,7 @@ fn out_scan_uses_the_request_direction_over_the_gate() {
                 gate: "north",
                 direction: Some(Direction::Out),
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -636,6 +642,7 @@ fn out_scan_uses_the_request_direction_over_the_gate() {
                 gate: "nowhere",
                 direction: None,
                 manual: false,
+                origin: None,
             }
         )
         .is_err());
@@ -653,7 +660,7 @@ proptest! {
         cut in any::<prop::sample::Index>(),
     ) {
         let mut g = gate_logic(1, true);
-        let out = g.scan(NOW, ScanRequest { code: &bytes, gate: "north", direction: None, manual: false }).unwrap();
+        let out = g.scan(NOW, ScanRequest { code: &bytes, gate: "north", direction: None, manual: false, origin: None }).unwrap();
         prop_assert!(Reason::from_code(out.decision.reason.code()).is_some());
         let valid = [gm1("P1"), legacy("P2", "fest", NOW), "BARCODE-0001".to_string()][base].clone().into_bytes();
         let mut mutated = valid.clone();
@@ -661,7 +668,7 @@ proptest! {
             let i = i.index(mutated.len());
             mutated[i] ^= b | 1;
         }
-        let out = g.scan(NOW, ScanRequest { code: &mutated, gate: "north", direction: None, manual: false }).unwrap();
+        let out = g.scan(NOW, ScanRequest { code: &mutated, gate: "north", direction: None, manual: false, origin: None }).unwrap();
         // A mutation may leave the signed content intact (the legacy checksum is not verified,
         // base32 reads lower case as upper case); it must never admit another ticket.
         if out.decision.verdict == Verdict::Admit {
@@ -669,7 +676,7 @@ proptest! {
             prop_assert!(matches!(id, Some("P1" | "P2" | "M1")), "mutated code admitted as {:?}: {:?}", id, String::from_utf8_lossy(&mutated));
         }
         let truncated = &valid[..cut.index(valid.len())];
-        let out = g.scan(NOW, ScanRequest { code: truncated, gate: "north", direction: None, manual: false }).unwrap();
+        let out = g.scan(NOW, ScanRequest { code: truncated, gate: "north", direction: None, manual: false, origin: None }).unwrap();
         prop_assert_eq!(out.decision.verdict, Verdict::Deny);
     }
 }
@@ -686,6 +693,7 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
                 gate: "north",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -710,6 +718,7 @@ fn annul_gives_the_entry_back_within_the_window_on_the_admitting_device_only() {
                 gate: "south",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -785,6 +794,7 @@ fn scan_at(
         gate,
         direction: None,
         manual,
+        origin: None,
     };
     g.scan(now, req).unwrap().decision
 }
@@ -977,6 +987,7 @@ fn pause_bulletin(
                 paused: *paused,
             })
             .collect(),
+        unpair: Vec::new(),
     };
     let text = serde_json::to_string(&body).unwrap();
     let signed = gatemesh_crdt::event::signed::Signed::sign_text(text, "k1", &org(1));
@@ -1169,6 +1180,7 @@ fn roster_bulletins() -> (
         )],
         pauses: Vec::new(),
         rules: Vec::new(),
+        unpair: Vec::new(),
     };
     let add = sign(&body);
     body.version = NOW - 10;
@@ -1219,6 +1231,7 @@ fn a_device_added_by_bulletin_keeps_its_records_through_a_restart() {
                 gate: "north",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )
         .unwrap();
@@ -1249,6 +1262,7 @@ fn a_revocation_before_its_devices_addition_is_not_lost() {
         gate: "north",
         direction: None,
         manual: false,
+        origin: None,
     };
     let change = g3.scan(NOW, req).unwrap().change.unwrap();
     for order in [[&add, &revoke], [&revoke, &add]] {
@@ -1291,6 +1305,7 @@ fn rules_bulletin(
             max_entries: Some(max_entries),
             ..RuleChange::default()
         }],
+        unpair: Vec::new(),
     };
     let text = serde_json::to_string(&body).unwrap();
     let signed = gatemesh_crdt::event::signed::Signed::sign_text(text, "k1", &org(1));
@@ -1310,6 +1325,7 @@ fn a_rule_changed_by_bulletin_judges_alike_in_any_order_and_through_a_restart() 
         gate: "north",
         direction: None,
         manual: false,
+        origin: None,
     };
     // A split: device 2 and device 1 each admit the ticket, which allows one entry.
     let c2 = gate_logic(2, false)
@@ -1492,6 +1508,7 @@ fn a_peer_refusing_our_sessions_gets_our_hello_again_not_a_loop_of_sessions() {
             gate: None,
             direction: None,
             manual: false,
+            origin: None,
         },
     );
     let upto = scan
@@ -1662,6 +1679,7 @@ fn scans_sharing_one_write_travel_as_one_bundle_and_land_as_one_write() {
                     gate: None,
                     direction: None,
                     manual: false,
+                    origin: None,
                 },
             ));
         }

@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use world::{device_id, World};
 
 /// The fuzz targets, by name.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "credential",
     "record",
     "change",
@@ -35,6 +35,7 @@ pub const TARGETS: [&str; 9] = [
     "reconcile",
     "json",
     "search",
+    "pass",
 ];
 
 /// Run one target on one input.
@@ -49,6 +50,7 @@ pub fn run(target: &str, data: &[u8]) {
         "reconcile" => reconcile(data),
         "json" => json_doc(data),
         "search" => search(data),
+        "pass" => pass(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -91,6 +93,7 @@ fn credential(data: &[u8]) {
             gate: "north",
             direction: None,
             manual: false,
+            origin: None,
         },
     );
     if let Ok(Some(change)) = outcome.map(|o| o.change) {
@@ -321,10 +324,34 @@ fn reconcile(data: &[u8]) {
         Input::Reconcile {
             id: 1,
             request,
-            trusted: data.len().is_multiple_of(2),
+            by: if data.len().is_multiple_of(2) {
+                gatemesh_crdt::protocol::Reconciler::Admin
+            } else {
+                gatemesh_crdt::protocol::Reconciler::Phone("h1".into())
+            },
         },
     );
     assert_restart_takes_back(&w, replica.gate().ledger(), &persisted);
+}
+
+/// A phone's pairing pass, as a bearer token every node checks: any text is refused with its
+/// code or is a pass this event's organizer or one of its scanners signed, for this event,
+/// within its bounded validity, with a device id a reconcile may carry.
+fn pass(data: &[u8]) {
+    use gatemesh_crdt::event::pass;
+    let text = String::from_utf8_lossy(data);
+    let w = World::new();
+    let check = w.gate(1).pass_check();
+    match check.check(&text, NOW) {
+        Ok(body) => {
+            assert_eq!(body.event_id, world::EVENT);
+            assert!(gatemesh_crdt::event::offline_device_id_ok(&body.device_id));
+            assert!(body.until_ms - body.issued_ms <= pass::PASS_VALID_MS_MAX);
+            assert!(!check.unpaired.contains(&body.device_id));
+        }
+        Err(e) => assert!(e.code().starts_with("pass_") || e.code() == "unpaired"),
+    }
+    let _ = pass::read(&text);
 }
 
 /// JSON documents the core reads: the strict reader, into each type it reads.

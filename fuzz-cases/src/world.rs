@@ -237,6 +237,7 @@ fn device_2_changes(w: &World) -> (Ledger, Vec<Vec<u8>>) {
                     gate: "north",
                     direction: None,
                     manual: false,
+                    origin: None,
                 },
             )
             .expect("a seed scan is decided");
@@ -263,6 +264,7 @@ pub fn bulletin_bytes(w: &World) -> Vec<u8> {
             max_entries: Some(2),
             ..Default::default()
         }],
+        unpair: Vec::new(),
     };
     let text = serde_json::to_string(&body).expect("a bulletin serialises");
     let bytes = serde_json::to_vec(&Signed::sign_text(text, KEY_ID, &organizer()))
@@ -307,6 +309,41 @@ fn reconcile_json() -> Vec<u8> {
     .into_bytes()
 }
 
+/// A phone's reconcile: its codes read again by the node, an exit among them.
+fn phone_reconcile_json() -> Vec<u8> {
+    let codes = codes();
+    serde_json::json!({
+        "device_id": HANDHELD,
+        "scans": [
+            {"ticket_id": "G1", "code": String::from_utf8_lossy(&codes[0]), "gate": "north",
+             "direction": "in", "scanned_at": gatemesh_crdt::record::date::iso(NOW - 50_000),
+             "result": "ALLOW"},
+            {"ticket_id": "G1", "code": String::from_utf8_lossy(&codes[0]), "gate": "north",
+             "direction": "out", "scanned_at": gatemesh_crdt::record::date::iso(NOW - 40_000),
+             "result": "ALLOW"},
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A pass for a phone, signed by the organizer or by scanner 1.
+fn phone_pass(by_organizer: bool) -> Vec<u8> {
+    use gatemesh_crdt::event::pass;
+    let (issuer, key) = match by_organizer {
+        true => (pass::Issuer::Organizer(KEY_ID.into()), organizer()),
+        false => (pass::Issuer::Device(device_id(1)), device_key(1)),
+    };
+    let body = pass::PassBody {
+        event_id: EVENT.into(),
+        device_id: format!("{HANDHELD}-0a1b"),
+        issuer: issuer.label(),
+        issued_ms: NOW - 60_000,
+        until_ms: NOW + 86_400_000,
+    };
+    pass::issue(&body, &key).into_bytes()
+}
+
 /// The seed corpus of `target`: genuine inputs the target should take in whole.
 pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     let w = World::new();
@@ -337,7 +374,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         ],
         "bulletin" => vec![bulletin_bytes(&w)],
         "export" => vec![export_bytes(&changes)],
-        "reconcile" => vec![reconcile_json()],
+        "reconcile" => vec![reconcile_json(), phone_reconcile_json()],
+        "pass" => vec![phone_pass(true), phone_pass(false)],
         "search" => ["eloise", "ORD-7", "nguyen anh", "Ł ǅ ﬁ ẞ"]
             .iter()
             .map(|q| q.as_bytes().to_vec())

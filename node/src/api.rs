@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::apierror::{ErrorBody, OfflineErrorBody};
 use crate::conns::ConnHandle;
+use gatemesh_crdt::protocol::Reconciler;
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest request body.
@@ -39,6 +40,8 @@ pub enum ApiCall {
         direction: Option<gatemesh_crdt::Direction>,
         /// `code` is a ticket id found by search (`POST /api/checkin`).
         manual: bool,
+        /// A paired phone's scan, `<phone>@<ms>` (the record keeps it as its origin).
+        origin: Option<String>,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     /// Undo an admit this node made (`POST /api/annul`).
@@ -58,10 +61,24 @@ pub enum ApiCall {
     },
     Reconcile {
         request: gatemesh_crdt::gate::offline::ReconcileRequest,
-        /// Asked with the admin token: device ids the organizer did not list are taken too.
-        trusted: bool,
+        /// Who asks (the token or pass it showed).
+        by: Reconciler,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
+    /// Bytes for a phone: the offline pack or the snapshot.
+    Offline {
+        ask: OfflineAsk,
+        reply: oneshot::Sender<Result<Vec<u8>, ApiError>>,
+    },
+}
+
+/// What a phone downloads to decide on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfflineAsk {
+    /// `GET /offline/pack`: the event's rules and the signed manifest (JSON).
+    Pack,
+    /// `GET /offline/snapshot`: who has come in (binary, `crdt::gate::snapshot`).
+    Snapshot,
 }
 
 /// The read-only questions.
@@ -79,6 +96,8 @@ pub enum Query {
     /// Prometheus text, as a JSON string.
     Metrics,
     OfflineManifest(String),
+    /// Pair a phone (`POST /api/phones`, admin): a pass signed by this node.
+    PairPhone(String),
     /// Records `from..from + max` of the node's journal (the bridge; not an HTTP route).
     Journal {
         from: usize,
@@ -135,6 +154,9 @@ pub struct ApiState {
     /// Makes the OpenAPI document `GET /api/openapi.json` serves (`crate::openapi::document`:
     /// the document names the handlers, so the handlers are handed it rather than import it).
     pub openapi: fn() -> String,
+    /// What phones' passes are checked against; the node's loop renews it when a bulletin
+    /// changes it (a phone unpaired, a scanner revoked or added).
+    pub passes: std::sync::Arc<std::sync::RwLock<gatemesh_crdt::event::pass::PassCheck>>,
 }
 
 /// Most `GET /api/stream` clients at once.
@@ -142,8 +164,19 @@ pub const STREAM_CLIENTS_MAX: usize = 64;
 /// Events buffered for a slow stream client before it skips ahead.
 pub const STREAM_BUFFER_MAX: usize = 1024;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
+/// What a request showed: the staff or admin token, or a paired phone's pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Staff,
+    Admin,
+    /// A phone's pass checked ([`gatemesh_crdt::event::pass`]): staff rights, as this device.
+    Phone(String),
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// The staff token, the admin token or a phone's pass.
     Staff,
     Admin,
 }
@@ -165,11 +198,16 @@ pub const API_ROUTES: &[&str] = &[
     "/metrics",
     "/offline/manifest/{event_id}",
     "/offline/reconcile",
+    "/offline/pack",
+    "/offline/snapshot",
+    "/api/phones",
     "/health/live",
     "/health/ready",
 ];
 
-pub fn router(state: ApiState) -> Router {
+/// The API's routes, with `more` (the phone's routes, `crate::phone::routes`, handed in so
+/// that module and this one do not import each other) under the same token and size checks.
+pub fn router(state: ApiState, more: Router<ApiState>) -> Router {
     Router::new()
         .route("/api/scan", post(scan))
         .route("/api/checkin", post(checkin))
@@ -186,6 +224,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/offline/manifest/{event_id}", get(offline_manifest))
         .route("/offline/reconcile", post(reconcile))
+        .merge(more)
         .merge(crate::web::routes())
         .route("/ca.pem", get(ca_pem))
         .route("/health/live", get(live))
@@ -215,18 +254,22 @@ async fn vouch(
                 .map(str::to_string)
         });
         let token = bearer(req.headers()).map(str::to_string).or(query_token);
-        if !conn.vouched() && authorize_token(&state, token.as_deref(), Access::Staff).is_ok() {
+        if !conn.vouched() && authorize_token(&state, token.as_deref(), Need::Staff).is_ok() {
             conn.vouch();
         }
     }
     next.run(req).await
 }
 
-fn authorize(state: &ApiState, headers: &HeaderMap, need: Access) -> Result<Access, ApiError> {
+pub(crate) fn authorize(
+    state: &ApiState,
+    headers: &HeaderMap,
+    need: Need,
+) -> Result<Access, ApiError> {
     authorize_token(state, bearer(headers), need)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -234,38 +277,47 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Check a token against what the route needs; returns the access it grants. Tokens are
-/// compared in constant time.
-fn authorize_token(
+/// compared in constant time; a phone's pass is checked by its signature.
+pub(crate) fn authorize_token(
     state: &ApiState,
     token: Option<&str>,
-    need: Access,
+    need: Need,
 ) -> Result<Access, ApiError> {
     let same = |t: &str, want: &str| -> bool {
         use subtle::ConstantTimeEq;
         bool::from(t.as_bytes().ct_eq(want.as_bytes()))
     };
+    let unauthorized =
+        |code, message: String| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
     let granted = match token {
-        Some(t) if same(t, &state.admin_token) => Some(Access::Admin),
-        Some(t) if same(t, &state.staff_token) => Some(Access::Staff),
-        _ => None,
-    };
-    match (granted, need) {
-        (Some(Access::Admin), _) | (Some(Access::Staff), Access::Staff) => {
-            Ok(granted.unwrap_or(Access::Staff))
+        Some(t) if same(t, &state.admin_token) => Access::Admin,
+        Some(t) if same(t, &state.staff_token) => Access::Staff,
+        Some(t) if t.starts_with(gatemesh_crdt::event::pass::PASS_PREFIX) => {
+            let check = state.passes.read().unwrap_or_else(|e| e.into_inner());
+            match check.check(t, crate::now_ms()) {
+                Ok(body) => Access::Phone(body.device_id),
+                Err(e) => return Err(unauthorized(e.code(), e.to_string())),
+            }
         }
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        _ => {
+            let message = "a valid Authorization: Bearer token is needed".to_string();
+            return Err(unauthorized("unauthorized", message));
+        }
+    };
+    match (&granted, need) {
+        (Access::Admin, _) | (_, Need::Staff) => Ok(granted),
+        _ => Err(unauthorized(
             "unauthorized",
-            "a valid Authorization: Bearer token is needed",
+            "this needs the admin token".to_string(),
         )),
     }
 }
 
-async fn query(state: &ApiState, query: Query) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn query(state: &ApiState, query: Query) -> Result<Json<Value>, ApiError> {
     call(state, |reply| ApiCall::Query { query, reply }).await
 }
 
-async fn call(
+pub(crate) async fn call(
     state: &ApiState,
     make: impl FnOnce(oneshot::Sender<Result<Value, ApiError>>) -> ApiCall,
 ) -> Result<Json<Value>, ApiError> {
@@ -302,7 +354,7 @@ fn body_bytes(
     Ok(body)
 }
 
-fn body_json(
+pub(crate) fn body_json(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Value, ApiError> {
     serde_json::from_slice(&body_bytes(body)?)
@@ -319,6 +371,10 @@ pub struct ScanBody {
     pub gate: Option<String>,
     /// `in` or `out`; the node's own when absent.
     pub direction: Option<gatemesh_crdt::Direction>,
+    /// A paired phone's clock when it read the code (ms since 1970): the record keeps
+    /// `<phone>@<ms>` as its origin, so the phone reconciling the same scan later (it never got
+    /// this answer) is `DUPLICATE`. Ignored for tokens.
+    pub scanned_at_ms: Option<u64>,
 }
 
 /// `POST /api/checkin` body: a ticket the steward found by search, checked in by hand.
@@ -367,10 +423,17 @@ fn scan_body_with(v: &Value, key: &str) -> Result<ScanBody, ApiError> {
             ))
         }
     };
+    let scanned_at_ms = match &v["scanned_at_ms"] {
+        Value::Null => None,
+        n => Some(n.as_u64().ok_or_else(|| {
+            ApiError::bad_request("invalid_field", "`scanned_at_ms` must be a whole number")
+        })?),
+    };
     Ok(ScanBody {
         code,
         gate,
         direction,
+        scanned_at_ms,
     })
 }
 
@@ -389,13 +452,18 @@ pub(crate) async fn scan(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    let access = authorize(&state, &headers, Need::Staff)?;
     let b = scan_body(&body_json(body)?)?;
+    let origin = match (access, b.scanned_at_ms) {
+        (Access::Phone(id), Some(ms)) => Some(format!("{id}@{ms}")),
+        _ => None,
+    };
     call(&state, |reply| ApiCall::Scan {
         code: b.code,
         gate: b.gate,
         direction: b.direction,
         manual: false,
+        origin,
         reply,
     })
     .await
@@ -416,13 +484,14 @@ pub(crate) async fn checkin(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     let b = scan_body_with(&body_json(body)?, "ticket_id")?;
     call(&state, |reply| ApiCall::Scan {
         code: b.code,
         gate: b.gate,
         direction: b.direction,
         manual: true,
+        origin: None,
         reply,
     })
     .await
@@ -440,7 +509,7 @@ pub(crate) async fn pauses(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     query(&state, Query::Pauses).await
 }
 
@@ -467,7 +536,7 @@ pub(crate) async fn annul(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     let v = body_json(body)?;
     let text = |k: &str| {
         v[k].as_str().map(str::to_string).ok_or_else(|| {
@@ -512,7 +581,7 @@ pub(crate) async fn search(
     headers: HeaderMap,
     params: Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     let UrlQuery(mut params) =
         params.map_err(|e| ApiError::bad_request("invalid_field", e.body_text()))?;
     let q = params
@@ -535,7 +604,7 @@ pub(crate) async fn ticket(
     headers: HeaderMap,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     let Path(id) = id.map_err(|e| ApiError::bad_request("invalid_field", e.body_text()))?;
     query(&state, Query::Ticket(id)).await
 }
@@ -551,7 +620,7 @@ pub(crate) async fn conflicts(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     query(&state, Query::Conflicts).await
 }
 
@@ -566,7 +635,7 @@ pub(crate) async fn status(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     query(&state, Query::Status).await
 }
 
@@ -584,7 +653,7 @@ pub(crate) async fn bulletin(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Admin)?;
+    authorize(&state, &headers, Need::Admin)?;
     let body = body_bytes(body)?;
     call(&state, |reply| ApiCall::Bulletin {
         bytes: body.to_vec(),
@@ -628,7 +697,7 @@ pub(crate) async fn stats(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     query(&state, Query::Stats).await
 }
 
@@ -643,7 +712,7 @@ pub(crate) async fn peers(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     query(&state, Query::Peers).await
 }
 
@@ -658,7 +727,7 @@ pub(crate) async fn metrics(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     let Json(text) = query(&state, Query::Metrics).await?;
     Ok((
         [(
@@ -711,7 +780,7 @@ pub(crate) async fn offline_manifest(
     event_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     params: Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Access::Staff)?;
+    authorize(&state, &headers, Need::Staff)?;
     let invalid = |e: String| {
         offline_error(
             StatusCode::BAD_REQUEST,
@@ -748,19 +817,18 @@ pub(crate) async fn reconcile(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let access = authorize(&state, &headers, Access::Staff)?;
+    let access = authorize(&state, &headers, Need::Staff)?;
     let body = body_bytes(body)?;
     let request = match parse_reconcile(&body) {
         Ok(r) => r,
         Err(e) => return Ok(offline_error(StatusCode::BAD_REQUEST, e)),
     };
-    let trusted = access == Access::Admin;
-    let Json(v) = call(&state, |reply| ApiCall::Reconcile {
-        request,
-        trusted,
-        reply,
-    })
-    .await?;
+    let by = match access {
+        Access::Admin => Reconciler::Admin,
+        Access::Staff => Reconciler::Staff,
+        Access::Phone(id) => Reconciler::Phone(id),
+    };
+    let Json(v) = call(&state, |reply| ApiCall::Reconcile { request, by, reply }).await?;
     Ok(Json(v).into_response())
 }
 
@@ -783,7 +851,7 @@ pub(crate) async fn stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use std::sync::atomic::Ordering;
     let token = bearer(&headers).or(params.get("token").map(String::as_str));
-    authorize_token(&state, token, Access::Staff)?;
+    authorize_token(&state, token, Need::Staff)?;
     if state.streams_open.fetch_add(1, Ordering::SeqCst) >= STREAM_CLIENTS_MAX {
         state.streams_open.fetch_sub(1, Ordering::SeqCst);
         return Err(ApiError::new(

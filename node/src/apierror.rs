@@ -29,6 +29,19 @@ pub enum ErrorCode {
     OutsideEvent,
     NotAnnullable,
     InvalidQuery,
+    /// A phone's pass: not a pass, signature, issuer, event, validity.
+    PassMalformed,
+    PassBadSignature,
+    PassUnknownIssuer,
+    PassWrongEvent,
+    PassExpired,
+    /// The phone was unpaired by the organizer (its pass is refused everywhere).
+    Unpaired,
+    TicketMismatch,
+    #[serde(rename = "UNPAIRED")]
+    UnpairedDevice,
+    #[serde(rename = "WRONG_DEVICE")]
+    WrongDevice,
     #[serde(rename = "UNKNOWN_DEVICE")]
     UnknownDevice,
     #[serde(rename = "EVENT_NOT_FOUND")]

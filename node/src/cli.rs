@@ -11,7 +11,7 @@ use gatemesh_crdt::protocol::{Input, Output, Reply};
 use gatemesh_crdt::Direction;
 use gatemesh_node::guestlist;
 use gatemesh_node::organizer::{self, BulletinRequest, IssueOptions, Planned};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -123,6 +123,10 @@ pub struct BulletinArgs {
     /// the tier is judged again under the new rule.
     #[arg(long)]
     pub rule: Vec<String>,
+    /// Unpair a phone (its device id, e.g. `phone-7-3fa2`): every node refuses its pass and
+    /// its reconciles from then on; repeatable.
+    #[arg(long)]
+    pub unpair: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -332,6 +336,14 @@ pub enum DeviceCmd {
         /// repeatable; default: NAME.local, localhost and 127.0.0.1).
         #[arg(long)]
         tls_name: Vec<String>,
+        /// `--role offline`: the scanner page's address the pairing link opens
+        /// (`https://gate-a.local:8443`); the link and its QR code are printed and written.
+        #[arg(long)]
+        link_base: Option<String>,
+        /// `--role offline`: list the device in event.json instead (the seed's handhelds, which
+        /// reconcile with the staff token; before the devices go out: it changes the event file).
+        #[arg(long)]
+        list: bool,
     },
 }
 
@@ -339,8 +351,8 @@ pub enum DeviceCmd {
 pub enum RoleArg {
     Scanner,
     Observer,
-    /// A handheld that is not a mesh node: listed in event.json so nodes take its offline
-    /// scans (`POST /offline/reconcile`) with the staff token; it gets no key.
+    /// A steward's phone (not a mesh node): a pairing pass signed by the organizer, its own
+    /// device id and token; it scans online, and offline when its node does not answer.
     Offline,
 }
 
@@ -391,7 +403,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             out,
             tls_name,
-        }) => enroll(event, &name, role, out, tls_name),
+            link_base,
+            list,
+        }) => match role {
+            RoleArg::Offline => enroll_phone(&event, &name, link_base.as_deref(), list),
+            _ => enroll(event, &name, role, out, tls_name),
+        },
         Command::Scan(args) => scan(args),
         Command::Demo {
             nodes,
@@ -528,6 +545,41 @@ fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pair a phone: an organizer-signed pass, printed with its pairing link, and the link's QR
+/// code written beside it (or, with `list`, the seed's listing in event.json).
+fn enroll_phone(
+    event: &Path,
+    name: &str,
+    link_base: Option<&str>,
+    list: bool,
+) -> anyhow::Result<()> {
+    if list {
+        organizer::offline_device_enroll(event, name)?;
+        println!("offline device {name} listed in event.json; copy it to the devices");
+        return Ok(());
+    }
+    let paired = organizer::phone_enroll(event, name, link_base)?;
+    println!(
+        "phone {} paired (pass valid until the event ends)",
+        paired.device_id
+    );
+    println!("pass: {}", paired.pass);
+    match &paired.link {
+        Some(link) => println!("pairing link: {link}"),
+        None => println!(
+            "pairing link: the scanner page's address followed by #pair={}",
+            paired.pass
+        ),
+    }
+    println!("written to {}", paired.dir.display());
+    println!(
+        "unpair it with: gatemesh bulletin --event {} --unpair {}",
+        event.display(),
+        paired.device_id
+    );
+    Ok(())
+}
+
 fn enroll(
     event: PathBuf,
     name: &str,
@@ -538,11 +590,7 @@ fn enroll(
     let role = match role {
         RoleArg::Scanner => Role::Scanner,
         RoleArg::Observer => Role::Observer,
-        RoleArg::Offline => {
-            organizer::offline_device_enroll(&event, name)?;
-            println!("offline device {name} listed in event.json; copy it to the devices");
-            return Ok(());
-        }
+        RoleArg::Offline => unreachable!("phones are enrolled by enroll_phone"),
     };
     let out = out.unwrap_or_else(|| event.join(format!("device-{name}")));
     let names = if tls_names.is_empty() {
@@ -606,6 +654,7 @@ fn bulletin_request(a: BulletinArgs) -> BulletinRequest {
         add_device: a.add_device,
         pauses,
         rules: a.rule,
+        unpair: a.unpair,
     }
 }
 
@@ -758,6 +807,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<()> {
             gate: None,
             direction: None,
             manual: false,
+            origin: None,
         };
         let mut outs = replica.handle(gatemesh_node::now_ms(), input);
         let mut upto = None;

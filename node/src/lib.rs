@@ -12,6 +12,7 @@
 //! - [`input`]: the one standard-input reader (`scan`, `node run`).
 //! - [`events`]: the replica's events as JSON lines and live-stream values.
 //! - [`api`]: the HTTP API (axum); handlers ask the node over a bounded queue.
+//! - [`phone`]: a steward's phone's offline pack and snapshot, and pairing phones.
 //! - [`metrics`]: `/metrics` (prometheus-client).
 //! - [`openapi`]: the API's OpenAPI document (utoipa).
 //! - [`web`]: the scanner page and the dashboard.
@@ -34,6 +35,7 @@ pub mod node;
 pub mod openapi;
 pub mod organizer;
 pub mod package;
+pub mod phone;
 pub mod qr;
 pub mod store;
 pub mod tls;

@@ -7,7 +7,7 @@
 //! Standard input carries codes, one per line, and operator commands: `!status`,
 //! `!bulletin FILE`, `!block NAME...` / `!unblock NAME...`.
 
-use crate::api::{ApiCall, ApiError, Query};
+use crate::api::{ApiCall, ApiError, OfflineAsk, Query};
 use crate::events::{self, emit};
 use crate::metrics::{Metrics, TransportCounters};
 use crate::store::Store;
@@ -33,6 +33,8 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(250);
 pub const INPUT_BATCH_MAX: usize = 64;
 /// How often the live stream gets fresh statistics (when anything changed).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a snapshot for phones is served again before it is taken anew.
+pub const SNAPSHOT_REUSE: Duration = Duration::from_secs(1);
 /// Longest a stopping node waits for HTTP requests in progress.
 pub const HTTP_DRAIN_MAX: Duration = Duration::from_secs(5);
 
@@ -87,6 +89,14 @@ struct Node {
     transport: TransportCounters,
     /// Whether the replica has caught up since the start, for `/health/ready`.
     synced: Arc<AtomicBool>,
+    /// What phones' passes are checked against (shared with the HTTP side), and the number of
+    /// bulletins it was made with.
+    passes: Arc<std::sync::RwLock<gatemesh_crdt::event::pass::PassCheck>>,
+    bulletins_held: usize,
+    /// The signed manifest's file, as the organizer wrote it (phones check its signature).
+    manifest_raw: Option<Arc<Vec<u8>>>,
+    /// The last snapshot for phones, and when it was taken.
+    snapshot: Option<(Instant, Arc<Vec<u8>>)>,
 }
 
 /// Run a node until standard input closes (when it reads it), SIGTERM or Ctrl-C.
@@ -131,7 +141,13 @@ pub async fn run_with(
         metrics: Metrics::default(),
         transport: TransportCounters::default(),
         synced: Arc::new(AtomicBool::new(false)),
+        passes: Default::default(),
+        bulletins_held: usize::MAX,
+        manifest_raw: None,
+        snapshot: None,
     };
+    node.manifest_raw = node.manifest_file();
+    node.renew_passes();
     node.replica.prepare();
     let started = node.replica.start(crate::now_ms());
     node.carry_out(started).await;
@@ -245,6 +261,7 @@ impl Node {
             outs.extend(self.replica.handle(crate::now_ms(), input));
         }
         self.carry_out(outs).await;
+        self.renew_passes();
         let synced = self.replica.synced();
         self.synced.store(synced, Ordering::Relaxed);
     }
@@ -278,6 +295,7 @@ impl Node {
                 gate: None,
                 direction: None,
                 manual: false,
+                origin: None,
             });
         }
         self.handle_all(scans).await;
@@ -482,65 +500,103 @@ impl Node {
         let mut outs = Vec::new();
         for call in calls {
             match call {
-                ApiCall::Scan {
-                    code,
-                    gate,
-                    direction,
-                    manual,
-                    reply,
-                } => {
-                    let id = self.request(ReplyTo::Api(reply));
-                    let input = Input::Scan {
-                        id,
-                        code: code.into_bytes(),
-                        gate,
-                        direction,
-                        manual,
-                    };
-                    outs.extend(self.replica.handle(crate::now_ms(), input));
-                }
-                ApiCall::Reconcile {
-                    request,
-                    trusted,
-                    reply,
-                } => {
-                    let id = self.request(ReplyTo::Api(reply));
-                    let input = Input::Reconcile {
-                        id,
-                        request,
-                        trusted,
-                    };
-                    outs.extend(self.replica.handle(crate::now_ms(), input));
-                }
-                ApiCall::Annul {
-                    ticket_id,
-                    scan_id,
-                    reply,
-                } => {
-                    let id = self.request(ReplyTo::Api(reply));
-                    let input = Input::Annul {
-                        id,
-                        ticket_id,
-                        scan_id,
-                    };
-                    outs.extend(self.replica.handle(crate::now_ms(), input));
-                }
-                ApiCall::Bulletin { bytes, reply } => {
-                    let id = self.request(ReplyTo::Api(reply));
-                    let input = Input::Bulletin {
-                        id: Some(id),
-                        from: None,
-                        bytes,
-                    };
-                    outs.extend(self.replica.handle(crate::now_ms(), input));
-                }
                 ApiCall::Query { query, reply } => {
                     self.carry_out(std::mem::take(&mut outs)).await;
                     let _ = reply.send(self.query(query));
                 }
+                ApiCall::Offline { ask, reply } => {
+                    self.carry_out(std::mem::take(&mut outs)).await;
+                    let _ = reply.send(Ok(self.offline(ask)));
+                }
+                call => {
+                    let input = self.api_input(call);
+                    outs.extend(self.replica.handle(crate::now_ms(), input));
+                }
             }
         }
         self.carry_out(outs).await;
+        self.renew_passes();
+    }
+
+    /// A request that goes through the replica, as its input (its answer awaited).
+    fn api_input(&mut self, call: ApiCall) -> Input {
+        match call {
+            ApiCall::Scan {
+                code,
+                gate,
+                direction,
+                manual,
+                origin,
+                reply,
+            } => Input::Scan {
+                id: self.request(ReplyTo::Api(reply)),
+                code: code.into_bytes(),
+                gate,
+                direction,
+                manual,
+                origin,
+            },
+            ApiCall::Reconcile { request, by, reply } => Input::Reconcile {
+                id: self.request(ReplyTo::Api(reply)),
+                request,
+                by,
+            },
+            ApiCall::Annul {
+                ticket_id,
+                scan_id,
+                reply,
+            } => Input::Annul {
+                id: self.request(ReplyTo::Api(reply)),
+                ticket_id,
+                scan_id,
+            },
+            ApiCall::Bulletin { bytes, reply } => Input::Bulletin {
+                id: Some(self.request(ReplyTo::Api(reply))),
+                from: None,
+                bytes,
+            },
+            ApiCall::Query { .. } | ApiCall::Offline { .. } => Input::Tick,
+        }
+    }
+
+    /// A phone's pack (JSON: the replica's pack and the signed manifest as the organizer wrote
+    /// it) or snapshot (reused for [`SNAPSHOT_REUSE`]: a hundred phones refreshing cost one).
+    fn offline(&mut self, ask: OfflineAsk) -> Vec<u8> {
+        let gate = self.replica.gate();
+        match ask {
+            OfflineAsk::Pack => {
+                let pack = gatemesh_crdt::gate::offline::pack(gate);
+                let mut out = br#"{"pack":"#.to_vec();
+                out.extend(serde_json::to_vec(&pack).unwrap_or_default());
+                out.extend_from_slice(br#","manifest":"#);
+                match &self.manifest_raw {
+                    Some(m) => out.extend_from_slice(m),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.push(b'}');
+                out
+            }
+            OfflineAsk::Snapshot => {
+                let fresh =
+                    (self.snapshot.as_ref()).filter(|(at, _)| at.elapsed() < SNAPSHOT_REUSE);
+                if let Some((_, bytes)) = fresh {
+                    return bytes.as_ref().clone();
+                }
+                let bytes = Arc::new(gatemesh_crdt::gate::snapshot::build(gate, crate::now_ms()));
+                self.snapshot = Some((Instant::now(), bytes.clone()));
+                bytes.as_ref().clone()
+            }
+        }
+    }
+
+    /// Renew what the HTTP side checks phones' passes against when bulletins changed it.
+    fn renew_passes(&mut self) {
+        let held = self.replica.gate().bulletin_count();
+        if held != self.bulletins_held {
+            self.bulletins_held = held;
+            let check = self.replica.gate().pass_check();
+            *self.passes.write().unwrap_or_else(|e| e.into_inner()) = check;
+        }
     }
 
     fn query(&self, q: Query) -> Result<Value, ApiError> {
@@ -567,7 +623,22 @@ impl Node {
                 .map(|m| to(serde_json::to_value(m)))
                 .map_err(|e| ApiError::new(axum::http::StatusCode::NOT_FOUND, e.code, e.message)),
             Query::Journal { from, max } => Ok(to(serde_json::to_value(r.journal_page(from, max)))),
+            Query::PairPhone(name) => {
+                let (device_id, pass) = (r.gate().pair_phone(now, &name))
+                    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+                emit(&json!({"event": "phone_paired", "device_id": device_id}));
+                Ok(json!({"device_id": device_id, "pass": pass}))
+            }
         }
+    }
+
+    /// The manifest file of the event package, if it has one and it reads (it verified when
+    /// the device opened).
+    fn manifest_file(&self) -> Option<Arc<Vec<u8>>> {
+        let path = self.opts.event.join(crate::package::MANIFEST_FILE);
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).ok()?;
+        Some(Arc::new(bytes))
     }
 
     fn status(&self) -> Value {
@@ -646,7 +717,7 @@ impl Node {
             shown["tokens_file"] = json!(f.display().to_string());
         }
         emit(&shown);
-        let app = crate::api::router(crate::api::ApiState {
+        let state = crate::api::ApiState {
             calls,
             staff_token,
             admin_token,
@@ -658,7 +729,9 @@ impl Node {
                 .ok()
                 .map(Arc::new),
             openapi: crate::openapi::document,
-        });
+            passes: self.passes.clone(),
+        };
+        let app = crate::api::router(state, crate::phone::routes());
         let stopping = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -728,7 +801,9 @@ fn answer_of(reply: Reply) -> Result<Value, ApiError> {
             code,
             message,
         )),
-        Reply::Refused { code, message } if code == "UNKNOWN_DEVICE" => {
+        Reply::Refused { code, message }
+            if matches!(code, "UNKNOWN_DEVICE" | "UNPAIRED" | "WRONG_DEVICE") =>
+        {
             Err(ApiError::new(StatusCode::FORBIDDEN, code, message))
         }
         Reply::Refused { code, message } => Err(ApiError::bad_request(code, message)),

@@ -470,6 +470,52 @@ pub fn offline_device_enroll(dir: &Path, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A phone paired by the organizer.
+#[derive(Clone, Debug)]
+pub struct PairedPhone {
+    pub device_id: String,
+    pub pass: String,
+    /// `<link base>/#pair=<pass>`, when a link base was given.
+    pub link: Option<String>,
+    /// Where the pass (and the link's QR code) were written.
+    pub dir: PathBuf,
+}
+
+/// Pair a phone: a pass for `<name>-<4 hex>` signed by the organizer, valid until a day after
+/// the event, written (owner-only) to `EVENT/phone-<device id>/pass.txt` with the pairing
+/// link's QR code beside it when a link base is given.
+pub fn phone_enroll(
+    dir: &Path,
+    name: &str,
+    link_base: Option<&str>,
+) -> anyhow::Result<PairedPhone> {
+    use gatemesh_crdt::event::pass;
+    let package = package::load(dir)?;
+    let salt: [u8; 8] = rand::random();
+    let device_id = pass::phone_device_id(name, &salt).with_context(|| {
+        format!("{name:?} is not a phone name (1..=40 bytes, no spaces, '@' or control characters)")
+    })?;
+    let (key_id, key) = package::organizer_signing_key(dir, None)?;
+    let until_ms = package.config.valid_until_ms + 24 * 3_600_000;
+    let issuer = pass::Issuer::Organizer(key_id);
+    let (event_id, now) = (&package.config.event_id, crate::now_ms());
+    let body = pass::PassBody::new(event_id, &device_id, &issuer, now, until_ms);
+    let pass = pass::issue(&body, &key);
+    let out = dir.join(format!("phone-{device_id}"));
+    std::fs::create_dir_all(&out)?;
+    package::write_secret_file(&out.join("pass.txt"), format!("{pass}\n").as_bytes())?;
+    let link = link_base.map(|b| format!("{}/#pair={pass}", b.trim_end_matches('/')));
+    if let Some(link) = &link {
+        crate::qr::write_png(link, &out.join("pairing.png"))?;
+    }
+    Ok(PairedPhone {
+        device_id,
+        pass,
+        link,
+        dir: out,
+    })
+}
+
 /// [`device_enroll`] with a given device key (the simulator makes its world from a seed).
 pub fn device_enroll_with_key(
     dir: &Path,
@@ -535,6 +581,9 @@ pub struct BulletinRequest {
     /// Entry rule changes, `TIER:FIELD=VALUE` (`max_entries`, `reentry`,
     /// `max_entries_per_day`).
     pub rules: Vec<String>,
+    /// Phones to unpair (their device ids, as `device enroll --role offline` or the dashboard
+    /// printed them).
+    pub unpair: Vec<String>,
 }
 
 /// Write the next bulletin of the event; returns its path.
@@ -543,11 +592,18 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
     let (revoke_devices, add_devices) = bulletin_devices(a, &package)?;
     let rules = rule_changes(&package.config, &a.rules)?;
     let nothing = a.revoke_ticket.is_empty() && revoke_devices.is_empty() && rules.is_empty();
-    if nothing && add_devices.is_empty() && a.pauses.is_empty() {
+    if nothing && add_devices.is_empty() && a.pauses.is_empty() && a.unpair.is_empty() {
         bail!(
             "a bulletin needs at least one --revoke-ticket, --revoke-device, --add-device, \
-             --rule, --pause-* or --resume-*"
+             --rule, --unpair, --pause-* or --resume-*"
         );
+    }
+    if let Some(bad) = a
+        .unpair
+        .iter()
+        .find(|d| !gatemesh_crdt::event::offline_device_id_ok(d))
+    {
+        bail!("--unpair {bad:?} is not a phone's device id");
     }
     check_pauses(&package.config, &a.pauses)?;
     let keys = package.config.organizer_verifying_keys()?;
@@ -566,6 +622,7 @@ pub fn bulletin(a: &BulletinRequest) -> anyhow::Result<PathBuf> {
         add_devices,
         pauses: a.pauses.clone(),
         rules,
+        unpair: a.unpair.clone(),
     };
     let (key_id, key) = package::organizer_signing_key(&a.event, None)?;
     std::fs::create_dir_all(a.event.join(package::BULLETINS_DIR))?;

@@ -21,3 +21,24 @@ pub fn write_png(code: &str, path: &Path) -> anyhow::Result<()> {
         .save(path)
         .with_context(|| format!("writing {}", path.display()))
 }
+
+/// `text` as an SVG QR symbol (one path of dark modules, a 4-module quiet zone), for a page
+/// to show: a phone's pairing link on the dashboard.
+pub fn svg(text: &str) -> anyhow::Result<String> {
+    let qr = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
+        .context("text does not fit in a QR symbol")?;
+    let width = qr.width();
+    let side = width + 8;
+    let mut path = String::new();
+    for (i, c) in qr.to_colors().iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            let (x, y) = (i % width + 4, i / width + 4);
+            path.push_str(&format!("M{x} {y}h1v1h-1z"));
+        }
+    }
+    Ok(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {side} {side}\" \
+         shape-rendering=\"crispEdges\"><rect width=\"{side}\" height=\"{side}\" fill=\"#fff\"/>\
+         <path d=\"{path}\" fill=\"#000\"/></svg>"
+    ))
+}

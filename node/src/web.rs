@@ -3,7 +3,9 @@
 //! secret and ask for the staff token once (or take it from the address's `#token=`).
 //!
 //! Camera scanning decodes QR codes in the browser with zxing-wasm (zxing-cpp compiled to
-//! WebAssembly), served from here so it works without internet.
+//! WebAssembly), served from here so it works without internet. A paired phone decides offline
+//! with `gate.js` (the gate policy's second runtime, held to the Rust one by vectors) and keeps
+//! its scans with `offline.js`.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -21,6 +23,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "/scan.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/scan.js"),
+    ),
+    (
+        "/gate.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/gate.js"),
+    ),
+    (
+        "/offline.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/offline.js"),
     ),
     (
         "/i18n.js",
@@ -61,6 +73,13 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "/vendor/zxing-reader.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../web/vendor/zxing-reader.js"),
+    ),
+    // @noble/ed25519 2.3.0 (MIT, node/web/vendor/noble-ed25519.LICENSE): Ed25519 for the
+    // phone's offline checks where the browser's WebCrypto lacks it.
+    (
+        "/vendor/noble-ed25519.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/noble-ed25519.js"),
     ),
     (
         "/vendor/zxing_reader.wasm",

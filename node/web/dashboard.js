@@ -195,3 +195,27 @@ async function start() {
 }
 $("go").addEventListener("click", () => { store.setItem("gatemesh.token", $("token").value.trim()); start(); });
 start();
+
+// ---- pairing a phone (a supervisor, with the admin token; never kept by the page) ----
+
+$("pair-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("pair-error").textContent = "";
+  $("pair-result").hidden = true;
+  try {
+    const r = await fetch("/api/phones", {
+      method: "POST",
+      headers: { "Authorization": "Bearer " + $("pair-admin").value.trim(), "Content-Type": "application/json" },
+      body: JSON.stringify({ name: $("pair-name").value.trim(), link_base: location.origin }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) { $("pair-error").textContent = body.message || `error ${r.status}`; return; }
+    // The QR code is the node's own SVG of the link (no script, only a path).
+    $("pair-qr").innerHTML = body.qr_svg;
+    $("pair-device").textContent = body.device_id;
+    $("pair-link").textContent = body.link;
+    $("pair-result").hidden = false;
+  } catch (_) {
+    $("pair-error").textContent = t("cannot_reach");
+  }
+});

@@ -31,6 +31,10 @@ const WORDS = {
     phones_ca: "Stewards' phones over HTTPS: install the event certificate once", new_doubles: "new double entries", manual_at: "checked in by hand at gate", lost_peer: "lost contact with", event_mismatch: "refused: another event.json (other rules) on", forged_at: "forged or unknown code at gate",
     over_capacity: "over capacity by", paused_banner: "PAUSED by the organizer:", enter_token: "Enter the staff token.",
     cannot_reach: "The node cannot be reached.", open: "Open", staff_token: "Staff token",
+    offline_checked: "Checked on this phone — offline", waiting: "waiting", phone_link_down: "node unreachable — checking on this phone",
+    paired_as: "Paired as", unpaired: "This phone was unpaired by the organizer: ask a supervisor", pair_title: "Pair a phone",
+    pair_name: "Phone name", pair_admin: "Admin token", pair_go: "Pair", pair_hint: "Open this link on the phone, or scan the code with its camera:",
+    not_ready_offline: "The node cannot be reached and this phone has no copy of the tickets yet: NOT checked.",
   },
   fr: {
     welcome: "BIENVENUE", goodbye: "AU REVOIR", stop: "STOP", attention: "ATTENTION", not_checked: "NON VÉRIFIÉ",
@@ -59,6 +63,10 @@ const WORDS = {
     phones_ca: "Téléphones des agents en HTTPS : installez une fois le certificat de l'événement", new_doubles: "nouvelles doubles entrées", manual_at: "entrée manuelle à la porte", lost_peer: "contact perdu avec", event_mismatch: "refusé : un autre event.json (d'autres règles) sur", forged_at: "code falsifié ou inconnu à la porte",
     over_capacity: "au-delà de la capacité de", paused_banner: "EN PAUSE par l'organisateur :", enter_token: "Saisissez le jeton du personnel.",
     cannot_reach: "Le nœud est injoignable.", open: "Ouvrir", staff_token: "Jeton du personnel",
+    offline_checked: "Vérifié sur ce téléphone — hors ligne", waiting: "en attente", phone_link_down: "nœud injoignable — vérification sur ce téléphone",
+    paired_as: "Appairé comme", unpaired: "Ce téléphone a été désappairé par l'organisateur : voyez un superviseur", pair_title: "Appairer un téléphone",
+    pair_name: "Nom du téléphone", pair_admin: "Jeton administrateur", pair_go: "Appairer", pair_hint: "Ouvrez ce lien sur le téléphone, ou scannez le code avec son appareil photo :",
+    not_ready_offline: "Le nœud est injoignable et ce téléphone n'a pas encore la liste des billets : NON vérifié.",
   },
 };
 // The reason codes the API keeps stable, in words for the steward.

@@ -2,13 +2,26 @@
 // code and Enter into it; people type codes by hand into the same field; the camera path decodes
 // QR codes with zxing-wasm and submits the text the same way. Every answer is full screen,
 // green or red, with the reason in words, a sound and a vibration.
-"use strict";
+//
+// A paired phone (opened once with `#pair=<pass>`) keeps scanning when its node does not answer:
+// it decides on the phone (gate.js, with what offline.js keeps) and says so on the answer, keeps
+// every such scan before showing it, and hands them to the node when it answers again.
+import { Phone, passDevice } from "./offline.js";
 
 const $ = (id) => document.getElementById(id);
 const store = window.localStorage;
 const RESULT_SHOWN_MS = 2500;
 const CAMERA_REPEAT_MS = 3000; // the same code seen again by the camera within this is ignored
 const REQUEST_TIMEOUT_MS = 4000;
+// A paired phone waits this long for its node's answer, then decides on its own.
+const ONLINE_ANSWER_MS = 1500;
+// How often the node is asked whether it is there: while reachable, and while not.
+const PING_MS = 3000;
+const PING_OFFLINE_MS = 1000;
+const PING_TIMEOUT_MS = 1200;
+// How often a paired phone takes a fresh snapshot while online, and the pack.
+const SNAPSHOT_REFRESH_MS = 10000;
+const PACK_REFRESH_MS = 10 * 60 * 1000;
 
 let settings = JSON.parse(store.getItem("gatemesh.settings") || "null");
 
@@ -24,28 +37,46 @@ let hideTimer = null;
 let busy = false;
 let asked = 0; // when the current code was submitted (the answer's delay is shown in data-ms)
 
-// A token in the address (#token=...) is kept and removed from the address bar.
+// A token in the address (#token=...) or a phone's pass (#pair=...) is kept and removed from
+// the address bar.
 (function takeTokenFromAddress() {
-  const m = location.hash.match(/token=([^&]+)/);
+  const m = location.hash.match(/(token|pair)=([^&]+)/);
   if (m) {
-    store.setItem("gatemesh.token", decodeURIComponent(m[1]));
+    const value = decodeURIComponent(m[2]);
+    store.setItem("gatemesh.token", value);
+    if (m[1] === "pair") store.setItem("gatemesh.phone", passDevice(value) || "");
+    else store.removeItem("gatemesh.phone");
     history.replaceState(null, "", location.pathname);
   }
 })();
 
 function token() { return store.getItem("gatemesh.token") || ""; }
+// The paired phone's device id, when this page shows a phone's pass.
+function phoneId() { return store.getItem("gatemesh.phone") || ""; }
 
+let phone = null; // the phone's own side (offline.js), once opened
+let offline = false; // the node did not answer: a paired phone decides on its own
+let unpaired = false;
+let lastSnapshot = 0, lastPack = 0, syncing = false;
+
+// A request to the node, given up after `timeoutMs` (a link that drops packets never answers).
+// `raw`: the body as text; `binary`: as bytes.
 async function api(path, options = {}) {
   const ctrl = new AbortController();
-  const timer = setTimeout(() => ctrl.abort(), REQUEST_TIMEOUT_MS);
+  const timer = setTimeout(() => ctrl.abort(), options.timeoutMs || REQUEST_TIMEOUT_MS);
   try {
     const r = await fetch(path, {
-      ...options,
+      method: options.method || "GET",
+      body: options.body,
+      cache: "no-store",
       signal: ctrl.signal,
       headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
     });
-    const body = await r.json().catch(() => ({}));
-    return { ok: r.ok, status: r.status, body };
+    if (options.binary) return { ok: r.ok, status: r.status, bytes: await r.arrayBuffer() };
+    const text = await r.text();
+    let body = {};
+    if (!options.raw) try { body = JSON.parse(text); } catch (_) { /* not JSON */ }
+    return { ok: r.ok, status: r.status, body, text };
   } finally {
     clearTimeout(timer);
   }
@@ -53,25 +84,78 @@ async function api(path, options = {}) {
 
 function setLink(up) {
   const el = $("link");
-  el.textContent = up ? t("reachable") : t("unreachable_link");
-  el.className = "link " + (up ? "ok" : "down");
+  const checking = !up && phone && phone.ready() && !unpaired;
+  el.textContent = up ? t("reachable") : checking ? t("phone_link_down") : t("unreachable_link");
+  el.className = "link " + (up ? "ok" : checking ? "phone-down" : "down");
+}
+
+function showWaiting() {
+  const n = phone ? phone.waiting() : 0;
+  $("waiting").hidden = n === 0;
+  $("waiting").textContent = `${n} ${t("waiting")}`;
+  $("waiting").dataset.n = n;
+  document.body.dataset.snapshotMs = phone ? phone.snapshotMs() : 0;
+  document.body.dataset.offline = offline ? "1" : "0";
+  // An undo needs the node: offered again when it answers, within the undo window.
+  $("undo").hidden = !lastAdmit || offline;
 }
 
 // Every few seconds: is the node there, and has the organizer paused this gate, its zone or
-// the whole event? A pause covers the scanner until it is lifted.
+// the whole event? A pause covers the scanner until it is lifted. A paired phone that finds its
+// node again hands it the scans it decided on its own, then takes a fresh snapshot.
 async function ping() {
   try {
     if (!(settings && token())) {
-      const r = await fetch("/health/live", { cache: "no-store" });
+      const r = await api("/health/live", { timeoutMs: PING_TIMEOUT_MS });
       setLink(r.ok);
       return;
     }
-    const r = await api("/api/pauses");
+    const r = await api("/api/pauses", { timeoutMs: PING_TIMEOUT_MS });
+    if (r.status === 401 && phoneId()) return showUnpaired(r.body);
     setLink(r.ok);
-    if (r.ok) showPause((r.body.paused || []).find(stopsThisGate));
+    if (r.ok) {
+      showPause((r.body.paused || []).find(stopsThisGate));
+      if (phone) await phoneOnline();
+    }
   } catch (_) {
+    if (phone && phone.ready()) offline = true;
     setLink(false);
+    showWaiting();
   }
+}
+
+function pingLoop() {
+  ping().finally(() => setTimeout(pingLoop, offline ? PING_OFFLINE_MS : PING_MS));
+}
+
+// The node answers: queued scans first, then a fresh snapshot when due (or the pack).
+async function phoneOnline() {
+  if (syncing || unpaired) return;
+  syncing = true;
+  try {
+    const had = phone.waiting();
+    if (had) await phone.reconcile(api, phoneId());
+    offline = false;
+    const now = Date.now();
+    const pack = !phone.ready() || now - lastPack > PACK_REFRESH_MS;
+    if (had || pack || now - lastSnapshot > SNAPSHOT_REFRESH_MS) {
+      await phone.refresh(api, pack);
+      lastSnapshot = now;
+      if (pack) lastPack = now;
+    }
+  } catch (e) {
+    if (e.status === 401 && phoneId()) showUnpaired({ message: e.message });
+    else console.warn("phone sync", e);
+  } finally {
+    syncing = false;
+    showWaiting();
+  }
+}
+
+function showUnpaired(body) {
+  unpaired = true;
+  setLink(false);
+  showProblem(t("unpaired"), (body && body.error) || "unpaired");
 }
 
 function stopsThisGate(p) {
@@ -118,13 +202,19 @@ async function loadGates() {
   }
 }
 
-$("token").addEventListener("change", () => { store.setItem("gatemesh.token", $("token").value.trim()); loadGates(); });
+// A token typed in is a staff token or a phone's pass (what the pairing link carries).
+function keepToken(value) {
+  store.setItem("gatemesh.token", value);
+  const device = value.startsWith("GMP1.") ? passDevice(value) : null;
+  if (device) store.setItem("gatemesh.phone", device); else store.removeItem("gatemesh.phone");
+}
+$("token").addEventListener("change", () => { keepToken($("token").value.trim()); loadGates(); });
 $("gate").addEventListener("change", () => {
   const o = $("gate").selectedOptions[0];
   if (o) $("direction").value = o.dataset.direction;
 });
 $("save").addEventListener("click", () => {
-  store.setItem("gatemesh.token", $("token").value.trim());
+  if ($("token").value.trim() !== token()) keepToken($("token").value.trim());
   if (!$("gate").value) { $("setup-error").textContent = "Choose a gate."; return; }
   const chosen = $("gate").selectedOptions[0];
   settings = { gate: $("gate").value, zone: chosen ? chosen.dataset.zone : "", direction: $("direction").value };
@@ -223,20 +313,46 @@ async function check(code, via) {
   if (busy) return;
   busy = true;
   asked = performance.now();
+  // The phone's clock when it read the code: its scan's identity if the node's answer is lost.
+  const scan = { code, gate: settings.gate, direction: settings.direction, now_ms: Date.now() };
+  const onPhone = phone && phone.ready() && !unpaired;
   try {
+    if (onPhone && offline) return await decideHere(scan, via);
+    const body = { code, gate: settings.gate, direction: settings.direction };
+    if (phoneId()) body.scanned_at_ms = scan.now_ms;
     const r = await api("/api/scan", {
-      method: "POST",
-      body: JSON.stringify({ code, gate: settings.gate, direction: settings.direction }),
+      method: "POST", body: JSON.stringify(body), timeoutMs: onPhone ? ONLINE_ANSWER_MS : REQUEST_TIMEOUT_MS,
     });
     setLink(true);
-    if (r.ok) show(r.body, via);
+    if (r.ok) {
+      show(r.body, via);
+      if (phone) phone.online(r.body, scan).then(showWaiting, (e) => console.warn(e));
+    } else if (r.status === 401 && phoneId()) showUnpaired(r.body);
     else showProblem(r.body.message || `error ${r.status}`, r.body.error);
   } catch (_) {
-    setLink(false);
-    showProblem(t("unreachable"), "unreachable");
+    if (onPhone) {
+      offline = true;
+      setLink(false);
+      await decideHere(scan, via);
+    } else {
+      setLink(false);
+      showProblem(phoneId() ? t("not_ready_offline") : t("unreachable"), "unreachable");
+    }
   } finally {
     busy = false;
   }
+}
+
+// Decide on the phone: kept before it shows, marked as checked here.
+async function decideHere(scan, via) {
+  try {
+    const d = await phone.decide(scan);
+    show(d, via, true);
+    $("result").dataset.decidedMs = Math.round(d.decided_ms);
+  } catch (e) {
+    showProblem(`${t("not_checked")}: ${e.message}`, "offline_error");
+  }
+  showWaiting();
 }
 
 // ---- search, when a code will not scan, and check-in by hand ----
@@ -308,7 +424,7 @@ async function checkIn(ticketId) {
   }
 }
 
-function show(d, via) {
+function show(d, via, here = false) {
   const admit = d.verdict === "admit";
   // An attention ticket stops the steward even on an admit, until they tap to confirm.
   const attention = admit && d.attention !== undefined && d.attention !== null;
@@ -325,17 +441,20 @@ function show(d, via) {
     : d.message;
   $("result-notes").textContent = tk && tk.notes && !(attention && d.attention === tk.notes) ? tk.notes : "";
   const prev = (d.previous || [])[0];
-  $("result-previous").textContent = prev ? `${t("first_used")} ${prev.gate}, ${time(prev.wall_ms)}` : "";
+  const when = prev && prev.wall_ms ? `, ${time(prev.wall_ms)}` : "";
+  $("result-previous").textContent = prev ? `${t("first_used")} ${prev.gate}${when}` : "";
   $("confirm").hidden = !attention;
   // A node that just started and has not caught up with its peers: amber frame, and it says so.
   const catchingUp = d.synced === false;
   el.classList.toggle("catching-up", catchingUp);
-  $("result-sync").textContent = catchingUp ? t("catching_up") : "";
+  el.classList.toggle("offline-check", here);
+  el.dataset.here = here ? "1" : "0";
+  $("result-sync").textContent = here ? t("offline_checked") : catchingUp ? t("catching_up") : "";
   el.hidden = false;
   el.dataset.ms = Math.round(performance.now() - asked);
   if (attention) alertSound(); else feedback(admit);
   remember(d);
-  offerUndo(d);
+  if (!here) offerUndo(d);
   clearTimeout(hideTimer);
   if (attention) $("confirm").focus();
   else hideTimer = setTimeout(hideResult, RESULT_SHOWN_MS);
@@ -465,9 +584,18 @@ async function readFrames() {
 // ---- start ----
 
 if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js").catch(() => {});
-setInterval(ping, 3000);
-window.addEventListener("offline", () => setLink(false));
+window.addEventListener("offline", () => { if (phone && phone.ready()) offline = true; setLink(false); });
 window.addEventListener("online", ping);
-ping();
 applyLanguage();
 if (settings && token()) showScanner(); else showSetup();
+(async function start() {
+  if (phoneId()) {
+    $("phone").hidden = false;
+    $("phone").textContent = `${t("paired_as")} ${phoneId()}`;
+    try { phone = await Phone.open(); } catch (e) { console.warn("phone storage", e); }
+    // A page opened with no network decides on the phone from the start.
+    if (phone && phone.ready() && navigator.onLine === false) offline = true;
+    showWaiting();
+  }
+  pingLoop();
+})();

@@ -261,6 +261,7 @@ pub fn decide(held: usize, scans: usize) -> anyhow::Result<Map<String, Value>> {
                 gate: "north",
                 direction: None,
                 manual: false,
+                origin: None,
             },
         )?;
         if let Some(change) = outcome.change {
@@ -302,6 +303,7 @@ pub fn prefill(
                     gate: "south",
                     direction: None,
                     manual: false,
+                    origin: None,
                 },
             )?;
             changes.extend(out.change);

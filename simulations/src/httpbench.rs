@@ -56,7 +56,7 @@ impl Conn {
     }
 }
 
-/// One request and its whole answer: (status, body).
+/// One request with the staff token and its whole answer: (status, body).
 pub fn exchange(
     conn: &mut Conn,
     addr: &str,
@@ -64,9 +64,20 @@ pub fn exchange(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
+    exchange_as(conn, addr, "staff", (method, path), body)
+}
+
+/// One request with `token` (a token or a phone's pass) and its whole answer.
+pub fn exchange_as(
+    conn: &mut Conn,
+    addr: &str,
+    token: &str,
+    (method, path): (&str, &str),
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
     write!(
         conn.writer,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer staff\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )?;
     conn.writer.write_all(body)?;

@@ -9,6 +9,7 @@ pub mod bridgebench;
 pub mod catchupbench;
 pub mod httpbench;
 pub mod meshbench;
+pub mod phonebench;
 pub mod report;
 pub mod searchbench;
 pub mod sim;

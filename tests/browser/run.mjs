@@ -2,7 +2,8 @@
 // Usage: node run.mjs SCENARIO '{"json": "arguments"}'. Prints one JSON line with what the
 // pages showed; the Rust test decides pass or fail. Screenshots go to args.shots.
 import { chromium } from "playwright-core";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { run as runVectors } from "./vectors.mjs";
 
 const [scenario, raw] = process.argv.slice(2);
 const args = JSON.parse(raw);
@@ -59,6 +60,9 @@ async function answer(page) {
       background: getComputedStyle(r).backgroundColor,
       answer_ms: Number(r.dataset.ms),
       focused: document.activeElement && document.activeElement.id,
+      // Decided on the phone (its node did not answer), and how long the decision took there.
+      here: r.dataset.here === "1",
+      decided_ms: Number(r.dataset.decidedMs || -1),
     };
   });
 }
@@ -295,7 +299,138 @@ async function httpsScenario() {
   return out;
 }
 
-const scenarios = { https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
+// The offline decision vectors, in the page's own origin (gate.js as the node serves it, the
+// browser's WebCrypto), then with the vendored Ed25519 fallback.
+async function vectorsScenario() {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${args.a}/health/live`);
+    const v = JSON.parse(readFileSync(args.file, "utf8"));
+    const go = (fallback) => page.evaluate(async ({ src, v, fallback }) => {
+      const gate = await import("/gate.js");
+      gate.crypto.forceFallback = fallback;
+      const run = new Function(`return (${src})`)();
+      return run(gate, v);
+    }, { src: runVectors.toString(), v, fallback });
+    const webcrypto = await go(false);
+    const fallback = await go(true);
+    const sorted = [...webcrypto.ms].sort((a, b) => a - b);
+    const p95 = sorted[Math.floor(sorted.length * 0.95)];
+    delete webcrypto.ms;
+    delete fallback.ms;
+    return { webcrypto, fallback, decision_p95_ms: p95, ed25519: await page.evaluate(async () => {
+      try { await crypto.subtle.importKey("raw", new Uint8Array(32), { name: "Ed25519" }, false, ["verify"]); return "webcrypto"; } catch (e) { return e.name; }
+    }) };
+  } finally {
+    await browser.close();
+  }
+}
+
+// Wait for a file the Rust test writes (it cuts and heals the phone's link meanwhile); its text.
+async function signal(name, limitMs = 120000) {
+  const path = `${args.files}/${name}`;
+  const until = Date.now() + limitMs;
+  while (!existsSync(path)) {
+    if (Date.now() > until) throw new Error(`no ${name} from the test`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return readFileSync(path, "utf8");
+}
+
+const tell = (name) => writeFileSync(`${args.files}/${name}`, String(Date.now()));
+
+// A paired phone: paired by its link, one scan online, then its link to the node is cut; it
+// scans on its own (args.offline: codes, or {wait_ms}), is closed and reopened while cut, and
+// hands its scans to the node when the link is back.
+async function phoneScenario() {
+  const browser = await launch();
+  const out = { offline: [] };
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    let page = await ctx.newPage();
+    await page.goto(args.link);
+    await page.waitForSelector("#setup:not([hidden])", { timeout: STEP_MS });
+    await page.waitForSelector(`#gate option[value="north"]`, { state: "attached", timeout: STEP_MS });
+    await page.selectOption("#gate", "north");
+    await page.click("#save");
+    await page.waitForSelector("#scanner:not([hidden])", { timeout: STEP_MS });
+    out.paired_as = await page.textContent("#phone");
+    await page.waitForFunction(() => navigator.serviceWorker && navigator.serviceWorker.controller, null, { timeout: STEP_MS });
+    // The snapshot must hold what the mesh admitted before (the test's `after_ms`).
+    await page.waitForFunction((after) => Number(document.body.dataset.snapshotMs) > after, args.after_ms, { timeout: 30000 });
+    out.online = await wedge(page, args.online);
+    await dismiss(page);
+    tell("online-done");
+    await signal("cut");
+    for (const step of args.offline) {
+      if (step.wait_ms) { await page.waitForTimeout(step.wait_ms); continue; }
+      const a = await wedge(page, step.code);
+      a.label = step.label;
+      out.offline.push(a);
+      if (step.label === "fresh-1") await shot(page, "phone-offline-admit");
+      if (step.label === "mesh-before-cut") await shot(page, "phone-offline-already-used");
+      await dismiss(page);
+    }
+    out.waiting = await page.textContent("#waiting");
+    await shot(page, "phone-offline-waiting");
+    // Closed and opened again while the node is still out of reach: the queue is kept.
+    await page.close();
+    page = await ctx.newPage();
+    await page.goto(`${args.a}/`);
+    await page.waitForSelector("#scanner:not([hidden])", { timeout: STEP_MS });
+    await page.waitForFunction(() => Number(document.getElementById("waiting").dataset.n) > 0, null, { timeout: STEP_MS });
+    out.reopened_waiting = await page.textContent("#waiting");
+    out.reopened_link = await page.textContent("#link");
+    await shot(page, "phone-reopened-offline");
+    tell("reopened");
+    const healed = Number(await signal("healed"));
+    await page.waitForFunction(() => document.getElementById("waiting").dataset.n === "0", null, { timeout: 30000 });
+    out.reconciled_after_heal_ms = Date.now() - healed;
+    out.link_after = await page.textContent("#link");
+    await shot(page, "phone-reconciled");
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+// gatemesh-bench phone: a paired page takes its pack and snapshot, then its node is stopped;
+// every code of args.codes is decided on the phone. Times: the page's decision with its durable
+// IndexedDB write, and from Enter to the answer on the screen.
+async function phoneBenchScenario() {
+  const browser = await launch();
+  try {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const t0 = Date.now();
+    await page.goto(args.link);
+    await page.waitForSelector("#setup:not([hidden])", { timeout: STEP_MS });
+    await page.waitForSelector(`#gate option[value="north"]`, { state: "attached", timeout: STEP_MS });
+    await page.click("#save");
+    await page.waitForFunction(() => Number(document.body.dataset.snapshotMs) > 0, null, { timeout: 240000 });
+    const pack_load_ms = Date.now() - t0;
+    tell("ready");
+    await signal("stopped");
+    await page.waitForFunction(() => document.body.dataset.offline === "1", null, { timeout: STEP_MS });
+    const decide = [], shown = [];
+    for (const code of args.codes) {
+      const a = await wedge(page, code);
+      if (!a.here) throw new Error(`not decided on the phone: ${JSON.stringify(a)}`);
+      decide.push(a.decided_ms);
+      shown.push(a.answer_ms);
+      await dismiss(page);
+    }
+    const p = (xs, q) => { const s = [...xs].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]; };
+    return {
+      pack_load_ms, decide_ms_p50: p(decide, 0.5), decide_ms_p95: p(decide, 0.95),
+      answer_ms_p50: p(shown, 0.5), answer_ms_p95: p(shown, 0.95),
+    };
+  } finally {
+    await browser.close();
+  }
+}
+
+const scenarios = { phonebench: phoneBenchScenario, phone: phoneScenario, vectors: vectorsScenario, https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
 try {
   const out = await scenarios[scenario]();
   console.log(JSON.stringify({ ok: true, ...out }));

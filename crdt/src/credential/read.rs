@@ -25,7 +25,7 @@ pub const LEGACY_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Longest manifest code or NFC UID.
 pub const MANIFEST_CODE_LEN_MAX: usize = 256;
 /// Longest ticket id kept from an untrusted code (for the denial record), in bytes.
-const CLAIMED_ID_BYTES_MAX: usize = 64;
+pub const CLAIMED_ID_BYTES_MAX: usize = 64;
 /// Longest ticket id of a readable code, in bytes: the ledger's record field limit, so every
 /// id read is one the ledger, the store and PostgreSQL can hold. Longer is `malformed`.
 pub const TICKET_ID_BYTES_MAX: usize = crate::record::FIELD_BYTES_MAX;

@@ -2,7 +2,8 @@
 //!
 //! Owns the event file (`config`: zones, gates, tiers and their entry rules, festival days),
 //! device certificates and the roster they make (`certificate`, `roster`), the signed offline
-//! manifest and the search over its attendees (`manifest`, `search`), the entry rules in force
+//! manifest and the search over its attendees (`manifest`, `search`), phones' pairing passes
+//! (`pass`), the entry rules in force
 //! (`rules`) and organizer-signed envelopes (`signed`).
 //!
 //! May import: `record` and the leaves.
@@ -10,6 +11,7 @@
 pub mod certificate;
 mod config;
 pub mod manifest;
+pub mod pass;
 pub mod roster;
 pub mod rules;
 pub mod search;

@@ -70,6 +70,9 @@ pub struct BulletinBody {
     /// Change tiers' entry rules (laid over the package's in bulletin order: `rules`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<crate::event::rules::RuleChange>,
+    /// Phones unpaired (their device ids): nodes refuse their passes and their reconciles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpair: Vec<String>,
 }
 
 /// A verified bulletin.
@@ -144,7 +147,10 @@ impl Bulletin {
         if body.event_id != event_id {
             return Err(BulletinError::WrongEvent(body.event_id));
         }
-        if body.revoke_tickets.len() + body.revoke_devices.len() + body.add_devices.len()
+        if body.revoke_tickets.len()
+            + body.revoke_devices.len()
+            + body.add_devices.len()
+            + body.unpair.len()
             > BULLETIN_ITEMS_MAX
         {
             return Err(BulletinError::TooManyItems);
@@ -168,7 +174,11 @@ impl Bulletin {
                 .rules
                 .iter()
                 .all(crate::event::rules::RuleChange::is_valid);
-        if !ids_ok || !cuts_ok || !pauses_ok || !rules_ok {
+        let phones_ok = body
+            .unpair
+            .iter()
+            .all(|d| crate::event::offline_device_id_ok(d));
+        if !ids_ok || !cuts_ok || !pauses_ok || !rules_ok || !phones_ok {
             return Err(BulletinError::BadItem);
         }
         let added = body

@@ -8,12 +8,13 @@ use crate::event::certificate::{
     roster_from, CertificateError, DeviceCertificate, DeviceIdentity, Role,
 };
 use crate::event::manifest::Manifest;
+use crate::event::pass::{self, PassCheck};
 use crate::event::roster::RosterDevice;
 use crate::event::{EventConfig, EventPackage, GateConfig};
 use crate::gate::bulletin::Bulletin;
 use crate::gate::policy::{self, Denial, Reason};
 use crate::ledger::{Draft, ForkProof, Ledger, LedgerError, LocalDevice};
-use crate::record::{ChainId, Direction, Verdict};
+use crate::record::{ChainId, DeviceId, Direction, Verdict};
 use crate::RecordRef;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
@@ -38,6 +39,12 @@ pub enum GateError {
     UnknownTicket(String),
     #[error("scan time {0} is outside the event (or in the future)")]
     OutsideEvent(u64),
+    #[error("the code is for ticket {0}, not the one named")]
+    TicketMismatch(String),
+    #[error("phone {0} was unpaired by the organizer")]
+    Unpaired(String),
+    #[error("{0}")]
+    PhoneName(String),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
     #[error("device certificates: {0}")]
@@ -57,6 +64,9 @@ impl GateError {
             GateError::TooManyBulletins(_) => "too_many_bulletins",
             GateError::UnknownTicket(_) => "unknown_ticket",
             GateError::OutsideEvent(_) => "outside_event",
+            GateError::TicketMismatch(_) => "ticket_mismatch",
+            GateError::Unpaired(_) => "unpaired",
+            GateError::PhoneName(_) => "invalid_field",
             GateError::Ledger(_) => "ledger_error",
             GateError::Certificates(_) | GateError::Key(_) => "event_package",
             GateError::Store(_) => "store_error",
@@ -138,6 +148,11 @@ pub struct ScanRequest<'a> {
     /// `code` is a ticket id the steward found by search: the manifest says what the ticket
     /// is, and the record is marked `manual`. The same policy and reasons as a scan.
     pub manual: bool,
+    /// A paired phone's scan: `<phone>@<ms its clock read>`, kept as the record's origin, so
+    /// the same scan reconciled later (the phone never got this answer and decided offline) is
+    /// `DUPLICATE` and counts once. Ignored when malformed, outside the event's time or on the
+    /// ticket already.
+    pub origin: Option<&'a str>,
 }
 
 pub use crate::record::MANUAL_ORIGIN_PREFIX;
@@ -146,6 +161,12 @@ pub use crate::record::MANUAL_ORIGIN_PREFIX;
 #[derive(Clone, Debug)]
 pub struct OfflineScan<'a> {
     pub ticket_id: &'a str,
+    /// The code as the device read it: read again here (its signature checked by this node),
+    /// and the ticket need not be in the manifest. Without it, the manifest says what the
+    /// ticket is.
+    pub code: Option<&'a [u8]>,
+    /// `in` or `out`; the gate's when absent.
+    pub direction: Option<Direction>,
     pub scanned_at_ms: u64,
     /// The offline device let the holder in.
     pub allowed: bool,
@@ -189,6 +210,8 @@ pub struct BulletinEffect {
     /// Rule changes taken, and how many tickets were judged again under the rules in force.
     pub rules: usize,
     pub rejudged: usize,
+    /// Phones unpaired.
+    pub unpaired: usize,
 }
 
 pub struct GateLogic {
@@ -200,6 +223,8 @@ pub struct GateLogic {
     legacy_secret: Option<LegacySecret>,
     revoked_tickets: HashSet<String>,
     pauses: crate::gate::pause::Pauses,
+    /// Phones the organizer unpaired (bulletins' `unpair`).
+    unpaired: std::collections::BTreeSet<String>,
     ledger: Ledger,
 }
 
@@ -253,6 +278,7 @@ impl GateLogic {
             legacy_secret,
             revoked_tickets: HashSet::new(),
             pauses: Default::default(),
+            unpaired: Default::default(),
             ledger,
         })
     }
@@ -309,6 +335,11 @@ impl GateLogic {
         &self.manifest
     }
 
+    /// Tickets revoked by bulletins.
+    pub fn revoked_tickets(&self) -> &HashSet<String> {
+        &self.revoked_tickets
+    }
+
     pub fn is_revoked(&self, ticket_id: &str) -> bool {
         self.revoked_tickets.contains(ticket_id)
     }
@@ -320,6 +351,53 @@ impl GateLogic {
     /// The organizer keys in force (bulletins and tickets are checked against them).
     pub fn organizer_keys(&self) -> &HashMap<String, VerifyingKey> {
         &self.organizer_keys
+    }
+
+    /// What a phone's pass is checked against now: the organizer keys, the scanners that may
+    /// pair phones (enrolled and not revoked) and the phones unpaired.
+    pub fn pass_check(&self) -> PassCheck {
+        let issuers = (self.ledger.roster().iter())
+            .filter(|(_, d)| d.cut.is_none())
+            .map(|(id, d)| (*id, d.key))
+            .collect();
+        PassCheck {
+            event_id: self.config.event_id.clone(),
+            organizer_keys: self.organizer_keys.clone(),
+            issuers,
+            unpaired: self.unpaired.iter().cloned().collect(),
+        }
+    }
+
+    pub fn is_unpaired(&self, device_id: &str) -> bool {
+        self.unpaired.contains(device_id)
+    }
+
+    /// Pair a phone (a supervisor on the dashboard): a pass for `<name>-<4 hex>` signed with
+    /// this scanner's key, valid until the event's end (with a day's slack). Returns the
+    /// phone's device id and its pass.
+    pub fn pair_phone(&self, now_ms: u64, name: &str) -> Result<(String, String), GateError> {
+        let key = (self.ledger.local_key()).ok_or(GateError::Ledger(LedgerError::ReadOnly))?;
+        let me = DeviceId::from_public_key(&key.verifying_key());
+        let salt = [me.0.to_be_bytes(), (now_ms as u32).to_be_bytes()].concat();
+        let device_id = pass::phone_device_id(name, &salt).ok_or_else(|| {
+            GateError::PhoneName(format!(
+                "a phone's name is 1..={} bytes, without spaces, '@' or control characters",
+                pass::PHONE_NAME_BYTES_MAX
+            ))
+        })?;
+        let until_ms = (self
+            .config
+            .valid_until_ms
+            .saturating_add(OFFLINE_TIME_SLACK_MS))
+        .clamp(now_ms + 1, now_ms + pass::PASS_VALID_MS_MAX);
+        let body = pass::PassBody {
+            event_id: self.config.event_id.clone(),
+            device_id: device_id.clone(),
+            issuer: pass::Issuer::Device(me).label(),
+            issued_ms: now_ms,
+            until_ms,
+        };
+        Ok((device_id, pass::issue(&body, key)))
     }
 
     /// Apply a verified bulletin. `Ok(None)`: it was applied already.
@@ -371,6 +449,8 @@ impl GateLogic {
         for c in &b.added {
             effect.added_devices.push((c.clone(), 0));
         }
+        self.unpaired.extend(b.body.unpair.iter().cloned());
+        effect.unpaired = b.body.unpair.len();
         self.bulletins.insert(b.hash(), b.clone());
         Ok(Some(effect))
     }
@@ -378,6 +458,11 @@ impl GateLogic {
     /// The pauses in force.
     pub fn pauses(&self) -> Vec<crate::gate::pause::ActivePause> {
         self.pauses.all()
+    }
+
+    /// How many bulletins are applied.
+    pub fn bulletin_count(&self) -> usize {
+        self.bulletins.len()
     }
 
     /// Every bulletin applied, in version order.
@@ -404,6 +489,7 @@ impl GateLogic {
             gate: &gate,
             direction: req.direction.unwrap_or(gate.direction),
             manual: req.manual,
+            origin: req.origin.filter(|o| self.phone_origin_ok(now_ms, o)),
         };
         let cred = self.credential(req);
         // A pause stops entries, never exits (an evacuation must let people out).
@@ -548,7 +634,7 @@ impl GateLogic {
             Reason::Ok,
             seen,
         );
-        draft.origin = self.manual_origin(at);
+        draft.origin = self.origin_of(at, &cred.ticket_id);
         let (record, change) = self.ledger.record(at.now_ms, draft)?;
         let attention = match at.direction {
             Direction::In => self.attention(&cred.ticket_id, tier),
@@ -574,11 +660,27 @@ impl GateLogic {
         })
     }
 
-    /// A hand check-in's record origin ([`MANUAL_ORIGIN_PREFIX`]); none for a scan.
-    fn manual_origin(&self, at: At<'_>) -> Option<String> {
+    /// A record's origin: a hand check-in's ([`MANUAL_ORIGIN_PREFIX`]), else a phone's scan's
+    /// unless the ticket has it already; none for a scan at this device.
+    fn origin_of(&self, at: At<'_>, ticket_id: &str) -> Option<String> {
         let device = self.ledger.local_device()?;
-        at.manual
-            .then(|| format!("{MANUAL_ORIGIN_PREFIX}{device}@{}", at.now_ms))
+        if at.manual {
+            return Some(format!("{MANUAL_ORIGIN_PREFIX}{device}@{}", at.now_ms));
+        }
+        let origin = at.origin?;
+        let known = self.ledger.index().has_origin(ticket_id, origin);
+        (!known).then(|| origin.to_string())
+    }
+
+    /// Whether a phone's origin reads `<device id>@<ms>` with a time inside the event.
+    fn phone_origin_ok(&self, now_ms: u64, origin: &str) -> bool {
+        let Some((id, ms)) = origin.rsplit_once('@') else {
+            return false;
+        };
+        let ms_ok = ms.len() <= 16 && ms.bytes().all(|b| b.is_ascii_digit());
+        let at_ms = ms.parse::<u64>().ok().filter(|_| ms_ok);
+        crate::event::offline_device_id_ok(id)
+            && at_ms.is_some_and(|t| self.check_offline_time(now_ms, t).is_ok())
     }
 
     /// The tier as a record may carry it: one the event sells, else none.
@@ -590,52 +692,53 @@ impl GateLogic {
         }
     }
 
-    /// Reconcile a scan an offline device made: the same gate policy as a scan (the ticket must
-    /// be in the manifest, not cancelled or revoked, valid at the scan time, allowed in the
-    /// gate's zone), the time inside the event. An allowed scan the policy refuses is recorded
-    /// as a denial with the policy's reason.
+    /// Reconcile a scan an offline device made: the same gate policy as a scan, judged at the
+    /// scan's time (its code read again here when it came with one, else the ticket must be in
+    /// the manifest; not cancelled or revoked, valid then, allowed in the gate's zone), the time
+    /// inside the event. An allowed scan the policy or the reading refuses is recorded as a
+    /// denial with that reason; an origin already on the ticket is a duplicate.
     pub fn reconcile(
         &mut self,
         now_ms: u64,
         scan: OfflineScan<'_>,
     ) -> Result<OfflineOutcome, GateError> {
-        let entry = self
-            .manifest
-            .by_ticket(scan.ticket_id)
-            .cloned()
-            .ok_or_else(|| GateError::UnknownTicket(scan.ticket_id.to_string()))?;
         let gate = self
             .config
             .gate(scan.gate)
             .cloned()
             .ok_or_else(|| GateError::UnknownGate(scan.gate.to_string()))?;
         self.check_offline_time(now_ms, scan.scanned_at_ms)?;
-        if self
-            .ledger
-            .index()
-            .has_origin(&entry.ticket_id, &scan.origin)
-        {
+        let read = self.offline_credential(&scan, &gate)?;
+        let ticket_id = match &read {
+            Ok(c) => c.ticket_id.clone(),
+            Err((claimed, _)) => claimed.clone(),
+        };
+        if self.ledger.index().has_origin(&ticket_id, &scan.origin) {
             return Ok(OfflineOutcome::Duplicate);
         }
-        let cred = manifest_credential(&entry, &self.config.event_id);
-        let policy = policy::check_ticket(
-            &cred,
-            &self.config,
-            &gate,
-            &self.revoked_tickets,
-            scan.scanned_at_ms,
-        )
-        .err();
+        let (policy, tier) = match &read {
+            Ok(cred) => {
+                let check = policy::check_ticket(
+                    cred,
+                    &self.config,
+                    &gate,
+                    &self.revoked_tickets,
+                    scan.scanned_at_ms,
+                );
+                (check.err(), self.known_tier(&cred.tier))
+            }
+            Err((_, denial)) => (Some(denial.clone()), String::new()),
+        };
         let (verdict, reason) = match (&policy, scan.allowed) {
             (Some(d), _) => (Verdict::Deny, d.reason.code().to_string()),
             (None, true) => (Verdict::Admit, Reason::Ok.code().to_string()),
             (None, false) => (Verdict::Deny, offline_reason(scan.reason)),
         };
-        let tier = self.known_tier(&entry.tier);
+        let direction = scan.direction.unwrap_or(gate.direction);
         let mut d = draft(
             &gate,
-            gate.direction,
-            &entry.ticket_id,
+            direction,
+            &ticket_id,
             &tier,
             verdict,
             Reason::Ok,
@@ -650,6 +753,34 @@ impl GateLogic {
             change,
             policy,
         })
+    }
+
+    /// What an offline scan's ticket is: its code read again (a readable code must name the
+    /// ticket the device said), or the manifest's entry for the ticket.
+    fn offline_credential(
+        &self,
+        scan: &OfflineScan<'_>,
+        gate: &GateConfig,
+    ) -> Result<Result<Credential, (String, Denial)>, GateError> {
+        let Some(code) = scan.code else {
+            let entry = (self.manifest.by_ticket(scan.ticket_id))
+                .ok_or_else(|| GateError::UnknownTicket(scan.ticket_id.to_string()))?;
+            return Ok(Ok(manifest_credential(entry, &self.config.event_id)));
+        };
+        let req = ScanRequest {
+            code,
+            gate: &gate.name,
+            direction: scan.direction,
+            manual: false,
+            origin: None,
+        };
+        let read = self.credential(req);
+        if let Ok(c) = &read {
+            if c.ticket_id != scan.ticket_id {
+                return Err(GateError::TicketMismatch(c.ticket_id.clone()));
+            }
+        }
+        Ok(read)
     }
 
     /// An offline scan's time must fall inside the event (with slack) and not in the future.
@@ -781,7 +912,7 @@ impl GateLogic {
             denial.reason,
             Vec::new(),
         );
-        draft.origin = self.manual_origin(at);
+        draft.origin = self.origin_of(at, ticket_id);
         let (record, change) = self.ledger.record(at.now_ms, draft)?;
         let decision = Decision {
             verdict: Verdict::Deny,
@@ -811,6 +942,8 @@ struct At<'g> {
     gate: &'g GateConfig,
     direction: Direction,
     manual: bool,
+    /// A phone's origin, checked ([`GateLogic::phone_origin_ok`]).
+    origin: Option<&'g str>,
 }
 
 /// What the manifest says of a ticket, as a credential the gate policy reads.

@@ -2,7 +2,8 @@
 //!
 //! Owns the gate logic (`logic`: `GateLogic`: scan, check in by hand, annul, bulletins), the
 //! policy's checks in DESIGN §5's order (`policy`), organizer bulletins (`bulletin`), pauses
-//! (`pause`) and the seed's offline manifest and reconcile (`offline`).
+//! (`pause`), the seed's offline manifest and reconcile and a phone's offline pack
+//! (`offline`), and the snapshot of the ledger a phone decides by offline (`snapshot`).
 //!
 //! May import: `record`, `event`, `index`, `ledger`, `credential` and the leaves.
 
@@ -11,5 +12,6 @@ mod logic;
 pub mod offline;
 pub mod pause;
 pub mod policy;
+pub mod snapshot;
 
 pub use logic::*;

@@ -15,6 +15,7 @@ use crate::event::manifest::TicketStatus;
 use crate::event::{offline_device_id_ok, DEVICE_ID_LEN_MAX};
 use crate::gate::{GateError, GateLogic, OfflineOutcome};
 use crate::record::date::iso;
+use crate::record::Direction;
 use serde::{Deserialize, Serialize};
 
 /// Most scans one reconcile request may carry.
@@ -46,6 +47,13 @@ pub struct OfflineScan {
     /// Which gate the device stood at; the receiving node's gate when absent.
     #[serde(default)]
     pub gate: Option<String>,
+    /// The code the device read (a steward's phone sends it): read again by the node, so the
+    /// ticket is what the code proves (its signature checked here), not what the device says.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// `in` or `out`; the gate's when absent.
+    #[serde(default)]
+    pub direction: Option<String>,
 }
 
 /// Why a whole request is refused (before any scan is looked at).
@@ -229,13 +237,14 @@ pub fn reconcile_one(
         },
         Err(e) => return error(format!("scanned_at {:?}: {e}", scan.scanned_at)),
     };
-    let allowed = match scan.result.as_str() {
-        "ALLOW" => true,
-        "DENY" => false,
-        other => return error(format!("result {other:?} is neither ALLOW nor DENY")),
+    let (allowed, direction) = match result_and_direction(scan) {
+        Ok(x) => x,
+        Err(message) => return error(message),
     };
     let input = crate::gate::OfflineScan {
         ticket_id: &scan.ticket_id,
+        code: scan.code.as_deref().map(str::as_bytes),
+        direction,
         scanned_at_ms,
         allowed,
         reason: scan.reason.as_deref(),
@@ -269,8 +278,28 @@ pub fn reconcile_one(
         }
         Err(GateError::UnknownTicket(_)) => error(format!("Ticket {} not found", scan.ticket_id)),
         Err(GateError::UnknownGate(g)) => error(format!("Gate {g} not found")),
+        Err(GateError::TicketMismatch(t)) => error(format!(
+            "the code is for ticket {t}, not {}",
+            scan.ticket_id
+        )),
         Err(e) => error(e.to_string()),
     }
+}
+
+/// What the device decided (`ALLOW` or `DENY`) and which way the holder went.
+fn result_and_direction(scan: &OfflineScan) -> Result<(bool, Option<Direction>), String> {
+    let allowed = match scan.result.as_str() {
+        "ALLOW" => true,
+        "DENY" => false,
+        other => return Err(format!("result {other:?} is neither ALLOW nor DENY")),
+    };
+    let direction = match scan.direction.as_deref() {
+        None => None,
+        Some("in") => Some(Direction::In),
+        Some("out") => Some(Direction::Out),
+        Some(other) => return Err(format!("direction {other:?} is neither in nor out")),
+    };
+    Ok((allowed, direction))
 }
 
 /// The seed's response around the per-scan results.
@@ -307,4 +336,90 @@ pub fn check_request(req: &ReconcileRequest) -> Result<(), RequestError> {
         ));
     }
     Ok(())
+}
+
+/// What a steward's phone needs to decide on its own when its node does not answer
+/// (`GET /offline/pack`): the event's rules as the gate policy reads them, already worked out
+/// (festival days as day numbers, the day's start in ms), and the limits the credential readers
+/// hold codes to, so the page applies these values and holds no second copy of them. The node
+/// adds the signed manifest's envelope; the snapshot ([`crate::gate::snapshot`]) brings what
+/// changes during the event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OfflinePack {
+    pub format: u32,
+    pub event_id: String,
+    pub legacy_event_id: String,
+    pub name: String,
+    pub valid_from_ms: u64,
+    pub valid_until_ms: u64,
+    pub day_start_ms: i64,
+    pub organizer_keys: Vec<crate::event::OrganizerKey>,
+    pub gates: Vec<crate::event::GateConfig>,
+    pub tiers: Vec<PackTier>,
+    pub capacity: std::collections::BTreeMap<String, u64>,
+    /// The event file's fingerprint: a pack from another file is another event's.
+    pub fingerprint: String,
+    pub limits: PackLimits,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PackTier {
+    pub name: String,
+    pub zones: Vec<String>,
+    pub valid_from_ms: Option<u64>,
+    pub valid_until_ms: Option<u64>,
+    pub grace_ms: u64,
+    /// Festival day numbers (days since 1970 as `day_starts` cuts them); empty: every day.
+    pub valid_days: Vec<u64>,
+    pub attention: Option<String>,
+}
+
+/// The credential readers' limits, in bytes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PackLimits {
+    pub code_bytes: usize,
+    pub ticket_id_bytes: usize,
+    pub manifest_code_len: usize,
+    pub claimed_id_bytes: usize,
+    pub legacy_future_skew_ms: u64,
+}
+
+/// The format of [`OfflinePack`] this version writes.
+pub const PACK_FORMAT: u32 = 1;
+
+/// The pack for `gate`'s event.
+pub fn pack(gate: &GateLogic) -> OfflinePack {
+    let c = gate.config();
+    let tiers = (c.tiers.iter())
+        .map(|t| PackTier {
+            name: t.name.clone(),
+            zones: t.zones.clone(),
+            valid_from_ms: t.valid_from_ms,
+            valid_until_ms: t.valid_until_ms,
+            grace_ms: t.double_scan_grace_ms,
+            valid_days: c.valid_days(t),
+            attention: t.attention.clone(),
+        })
+        .collect();
+    OfflinePack {
+        format: PACK_FORMAT,
+        event_id: c.event_id.clone(),
+        legacy_event_id: c.legacy.event_id.clone(),
+        name: c.name.clone(),
+        valid_from_ms: c.valid_from_ms,
+        valid_until_ms: c.valid_until_ms,
+        day_start_ms: c.day_start_ms(),
+        organizer_keys: c.organizer_keys.clone(),
+        gates: c.gates.clone(),
+        tiers,
+        capacity: c.capacity.clone(),
+        fingerprint: hex::encode(c.fingerprint()),
+        limits: PackLimits {
+            code_bytes: crate::credential::CODE_BYTES_MAX,
+            ticket_id_bytes: crate::credential::TICKET_ID_BYTES_MAX,
+            manifest_code_len: crate::credential::MANIFEST_CODE_LEN_MAX,
+            claimed_id_bytes: crate::credential::CLAIMED_ID_BYTES_MAX,
+            legacy_future_skew_ms: crate::credential::LEGACY_FUTURE_SKEW_MS,
+        },
+    }
 }

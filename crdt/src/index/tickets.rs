@@ -230,6 +230,16 @@ pub struct TicketReplay {
     pub last_day: Option<(u64, u32)>,
 }
 
+/// What the replay says of a ticket now, in brief ([`Index::standing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketStanding {
+    pub credits: u32,
+    pub inside: bool,
+    pub last_day: Option<(u64, u32)>,
+    /// The gate of its last legitimate entry.
+    pub last_gate: Option<String>,
+}
+
 /// A double entry on one ticket: what was legitimately admitted and what came in beyond it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Conflict {
@@ -509,6 +519,23 @@ impl Index {
             credits: r.credits,
             last_day: r.day,
         }
+    }
+
+    /// A ticket's standing under its tier's rule (the tier of its first admit), without the
+    /// records themselves: what a phone's snapshot carries. `None` for a ticket the replay
+    /// leaves as new (no admit counted).
+    pub fn standing(&self, ticket_id: &str) -> Option<TicketStanding> {
+        let log = self.tickets.get(ticket_id)?;
+        let rule = self.rule(self.names.get(log.tier()?));
+        let r = log.replay(rule);
+        let last = r.legit.last().map(|&i| &log.admits[i as usize]);
+        let fresh = r.credits == rule.max_entries && !r.inside && r.day.is_none();
+        (!fresh).then(|| TicketStanding {
+            credits: r.credits,
+            inside: r.inside,
+            last_day: r.day,
+            last_gate: last.map(|e| self.names.get(e.gate).to_string()),
+        })
     }
 
     /// Every ticket with double entries, ordered by ticket id.

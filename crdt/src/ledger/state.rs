@@ -990,6 +990,11 @@ impl Ledger {
         self.clock.last()
     }
 
+    /// This device's signing key (a scanner pairing a phone signs its pass with it).
+    pub fn local_key(&self) -> Option<&SigningKey> {
+        self.local.as_ref().map(|l| &l.key)
+    }
+
     pub fn local_device(&self) -> Option<DeviceId> {
         self.local.as_ref().map(LocalDevice::id)
     }

@@ -20,7 +20,7 @@ use crate::gate::{Decision, GateError, GateLogic, ScanRequest};
 use crate::ledger::ForkProof;
 use crate::protocol::bundle;
 use crate::protocol::peers::Peers;
-use crate::protocol::{Event, Input, Output, PersistId, Reply, RequestId, Topic};
+use crate::protocol::{Event, Input, Output, PersistId, Reconciler, Reply, RequestId, Topic};
 use crate::record::{DeviceId, Direction};
 use std::collections::VecDeque;
 
@@ -184,17 +184,14 @@ impl Replica {
                 gate,
                 direction,
                 manual,
-            } => self.scan(id, &code, gate, direction, manual),
+                origin,
+            } => self.scan(id, &code, gate, direction, (manual, origin.as_deref())),
             Input::Annul {
                 id,
                 ticket_id,
                 scan_id,
             } => self.annul(id, &ticket_id, &scan_id),
-            Input::Reconcile {
-                id,
-                request,
-                trusted,
-            } => self.reconcile(id, request, trusted),
+            Input::Reconcile { id, request, by } => self.reconcile(id, request, by),
             Input::Bulletin { id, from, bytes } => self.bulletin(id, from, &bytes),
             Input::Block { devices, block } => self.block(devices, block),
             Input::Persisted { upto } => self.persisted(upto),
@@ -340,7 +337,7 @@ impl Replica {
         code: &[u8],
         gate: Option<String>,
         dir: Option<Direction>,
-        manual: bool,
+        (manual, origin): (bool, Option<&str>),
     ) {
         if self.waiting.len() >= WAITING_MAX {
             return self.refuse(id, "busy", "the node is busy; try again".into());
@@ -351,6 +348,7 @@ impl Replica {
             gate: &gate,
             direction: dir.or(self.config.direction),
             manual,
+            origin,
         };
         match self.gate.scan(self.now_ms, req) {
             Ok(outcome) => {
@@ -415,18 +413,9 @@ impl Replica {
         });
     }
 
-    fn reconcile(&mut self, id: RequestId, request: ReconcileRequest, trusted: bool) {
-        let listed = self
-            .gate
-            .config()
-            .offline_devices
-            .contains(&request.device_id);
-        if !trusted && !listed {
-            let message = format!(
-                "device {} is not one of the event's offline devices (gatemesh device enroll --role offline); the admin token may reconcile it",
-                request.device_id
-            );
-            return self.refuse(id, "UNKNOWN_DEVICE", message);
+    fn reconcile(&mut self, id: RequestId, request: ReconcileRequest, by: Reconciler) {
+        if let Err((code, message)) = self.may_reconcile(&request.device_id, &by) {
+            return self.refuse(id, code, message);
         }
         let mut results = Vec::with_capacity(request.scans.len());
         let mut changes = Vec::new();
@@ -453,6 +442,34 @@ impl Replica {
             self.records_changed();
         }
         self.answer_after_writes(Some(id), Reply::Reconciled(response), changes, Some(event));
+    }
+
+    /// Whether `by` may reconcile scans of `device`: never an unpaired phone's; a phone its own,
+    /// the staff token the devices the event file lists, the admin token any.
+    fn may_reconcile(&self, device: &str, by: &Reconciler) -> Result<(), (&'static str, String)> {
+        if self.gate.is_unpaired(device) {
+            let message = format!("phone {device} was unpaired by the organizer");
+            return Err(("UNPAIRED", message));
+        }
+        let listed = self
+            .gate
+            .config()
+            .offline_devices
+            .iter()
+            .any(|d| d == device);
+        match by {
+            Reconciler::Admin => Ok(()),
+            Reconciler::Phone(me) if me == device => Ok(()),
+            Reconciler::Phone(me) => Err((
+                "WRONG_DEVICE",
+                format!("phone {me} may reconcile its own scans only, not {device}'s"),
+            )),
+            Reconciler::Staff if listed => Ok(()),
+            Reconciler::Staff => Err((
+                "UNKNOWN_DEVICE",
+                format!("device {device} is not one of the event's offline devices and no phone pass was shown (gatemesh device enroll --role offline); the admin token may reconcile it"),
+            )),
+        }
     }
 
     /// A bulletin from the operator or a peer: verify, apply if new, keep it, spread it.

@@ -37,6 +37,17 @@ pub enum Topic {
     Control,
 }
 
+/// Who posts a reconcile, as the edge authenticated it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reconciler {
+    /// The staff token: the device ids the organizer listed in the event file.
+    Staff,
+    /// The admin token: any device id.
+    Admin,
+    /// A paired phone (its pass checked by the edge): its own device id only.
+    Phone(String),
+}
+
 #[derive(Clone, Debug)]
 pub enum Input {
     /// A code read at a gate (standard input, HTTP, the scanner page).
@@ -47,6 +58,8 @@ pub enum Input {
         direction: Option<Direction>,
         /// `code` is a ticket id found by search, checked in by hand.
         manual: bool,
+        /// A paired phone's `<phone>@<ms>` (see [`crate::gate::ScanRequest::origin`]).
+        origin: Option<String>,
     },
     /// The steward undoes an admit this device made (the holder did not walk through).
     Annul {
@@ -58,8 +71,8 @@ pub enum Input {
     Reconcile {
         id: RequestId,
         request: ReconcileRequest,
-        /// Asked with the admin token: device ids the organizer did not list are taken too.
-        trusted: bool,
+        /// Who asks: what device ids it may reconcile for.
+        by: Reconciler,
     },
     /// A bulletin handed over by the operator (`id`) or a peer (`from`).
     Bulletin {

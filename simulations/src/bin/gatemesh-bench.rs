@@ -86,6 +86,11 @@ fn main() -> anyhow::Result<()> {
             split_seconds: number("--split-seconds")?.unwrap_or(60) as u64,
             split_scans: number("--heal-scans")?.unwrap_or(40),
         })?,
+        Some("phone") => simulations::phonebench::run(&simulations::phonebench::PhoneBench {
+            tickets: number("--tickets")?.unwrap_or(100_000),
+            reconcile: number("--reconcile")?.unwrap_or(1_000),
+            decisions: number("--decisions")?.unwrap_or(200),
+        })?,
         Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,
         Some("sim") => sim(number("--seeds")?.unwrap_or(1_000) as u64),

@@ -593,6 +593,7 @@ impl Sim {
             gate: Some(gate.to_string()),
             direction: out.then_some(Direction::Out),
             manual: false,
+            origin: None,
         };
         self.input(n, input);
     }
