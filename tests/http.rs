@@ -875,7 +875,11 @@ fn a_phone_is_paired_known_by_its_pass_everywhere_and_unpaired_by_bulletin() {
         Some("staff"),
         b"",
     );
-    assert_eq!(t["records"][0]["origin"], format!("{device}@{at}"), "{t}");
+    assert_eq!(
+        t["records"][0]["origin"],
+        format!("live:{device}@{at}"),
+        "{t}"
+    );
     // The answer was lost and the phone decided on its own: its reconcile is that scan.
     let again = |dev: &str, code: &str| {
         json(
@@ -909,6 +913,81 @@ fn a_phone_is_paired_known_by_its_pass_everywhere_and_unpaired_by_bulletin() {
         &again("phone-8-0000", &codes[0].1),
     );
     assert_eq!((s, v["error"].as_str()), (403, Some("WRONG_DEVICE")), "{v}");
+    // The node refused a screenshot but its answer came late; the phone let the holder in on
+    // its own: that admit is recorded (an entry happened), as a double entry.
+    let staff = json(serde_json::json!({"code": codes[1].1}));
+    assert_eq!(
+        req("POST", "/api/scan", Some("staff"), &staff).1["reason"],
+        "ok"
+    );
+    let late = gatemesh_node::now_ms();
+    let scan = json(serde_json::json!({"code": codes[1].1, "scanned_at_ms": late}));
+    assert_eq!(
+        req("POST", "/api/scan", Some(pass), &scan).1["reason"],
+        "already_redeemed"
+    );
+    let body = json(
+        serde_json::json!({"device_id": device, "scans": [{"ticket_id": codes[1].0,
+        "code": codes[1].1, "scanned_at": gatemesh_crdt::record::date::iso(late), "result": "ALLOW"}]}),
+    );
+    let (_, v) = req("POST", "/offline/reconcile", Some(pass), &body);
+    assert_eq!(v["results"][0]["status"], "SUCCESS", "{v}");
+    let (_, c) = req("GET", "/api/conflicts", Some("staff"), b"");
+    assert_eq!(c["conflicts"][0]["ticket_id"], codes[1].0.as_str(), "{c}");
+    // A phone's scans carry their code; a phone opens the scanner page's routes only and
+    // undoes only its own admits.
+    let bare = json(
+        serde_json::json!({"device_id": device, "scans": [{"ticket_id": codes[2].0,
+        "scanned_at": gatemesh_crdt::record::date::iso(late), "result": "ALLOW"}]}),
+    );
+    let (_, v) = req("POST", "/offline/reconcile", Some(pass), &bare);
+    assert_eq!(v["results"][0]["status"], "ERROR", "{v}");
+    for route in ["/api/conflicts", "/api/stats", "/metrics", "/api/stream"] {
+        assert_eq!(req("GET", route, Some(pass), b"").0, 401, "{route}");
+    }
+    let (_, d) = req(
+        "POST",
+        "/api/scan",
+        Some("staff"),
+        &json(serde_json::json!({"code": codes[3].1})),
+    );
+    let undo = json(serde_json::json!({"ticket_id": codes[3].0, "scan_id": d["scan_id"]}));
+    let (s, v) = req("POST", "/api/annul", Some(pass), &undo);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("not_annullable")),
+        "{v}"
+    );
+    // Two phones on one node showing one ticket within the grace are two scans, not a repeat.
+    let (_, p2) = req(
+        "POST",
+        "/api/phones",
+        Some("admin"),
+        &json(serde_json::json!({"name": "phone-8"})),
+    );
+    let pass2 = p2["pass"].as_str().unwrap();
+    let now = gatemesh_node::now_ms();
+    let one = |p: &str, at: u64| {
+        req(
+            "POST",
+            "/api/scan",
+            Some(p),
+            &json(serde_json::json!({"code": codes[4].1, "scanned_at_ms": at})),
+        )
+        .1
+    };
+    assert_eq!(one(pass, now)["reason"], "ok");
+    let second = one(pass2, now + 1);
+    assert_eq!(
+        (&second["reason"], &second["repeat"]),
+        (&"already_redeemed".into(), &serde_json::Value::Null),
+        "{second}"
+    );
+    assert_eq!(
+        one(pass, now + 2)["repeat"],
+        true,
+        "the same phone again is a repeat"
+    );
     // A pass altered by a byte, or made up, is refused with its reason.
     let mut forged = pass.to_string();
     forged.insert(10, 'A');

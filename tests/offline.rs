@@ -441,13 +441,14 @@ fn hq_has_the_phones_scans(ev: &Path, data: &Path, tmp: &Path, phone: &str, doub
         "--database-url",
         &pg.url,
     ]);
-    let from_phone = pg.count(&format!(
+    let offline = pg.count(&format!(
         "SELECT count(*) FROM scans WHERE origin LIKE '{phone}@%'"
     ));
-    assert_eq!(
-        from_phone, 21,
-        "20 offline scans and the online one, each with its origin"
-    );
+    assert_eq!(offline, 20, "every offline scan, with its origin");
+    let online = pg.count(&format!(
+        "SELECT count(*) FROM scans WHERE origin LIKE 'live:{phone}@%'"
+    ));
+    assert_eq!(online, 1, "the online scan, marked as the phone's");
     let doubles = pg.count(&format!(
         "SELECT count(*) FROM conflicts WHERE ticket_id = '{double}'"
     ));

@@ -179,9 +179,10 @@ fn manifest_body() -> ManifestBody {
     }
 }
 
-/// The manifest as the organizer signs it (the page checks this envelope).
+/// The phone manifest as the organizer signs it (the page checks this envelope).
 pub fn manifest_envelope() -> Signed {
-    let text = serde_json::to_string(&manifest_body()).unwrap();
+    let phone = gatemesh_crdt::event::manifest::phone_manifest(&manifest_body());
+    let text = serde_json::to_string(&phone).unwrap();
     Signed::sign_text(text, "k1", &org(1))
 }
 
@@ -392,6 +393,8 @@ fn friday() -> Plan {
         (41, g("BARCODE-0002"), "north", None),
         (42, g("UNKNOWN-CODE"), "north", None),
         (43, g("bad\u{1}code"), "north", None),
+        (43, g("\u{feff}BARCODE-0003"), "vip", None),
+        (43, g("\u{85}BARCODE-0003 "), "vip", None),
         (44, legacy.clone(), "north", None),
         (
             45,
@@ -463,9 +466,10 @@ fn mutations(seed: u64, n: usize) -> Plan {
         legacy,
         "GM1:".to_string(),
     ];
-    let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcxyz018:{}\",. \n\r\t-_é\u{1}"
-        .chars()
-        .collect();
+    let alphabet: Vec<char> =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcxyz018:{}\",. \n\r\t-_é\u{1}\u{feff}\u{85}\u{a0}"
+            .chars()
+            .collect();
     let gates = [
         "north",
         "south",

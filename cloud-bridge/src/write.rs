@@ -143,7 +143,8 @@ async fn stage(tx: &Transaction<'_>, batch: &Batch) -> Result<(), BridgeError> {
 }
 
 /// Staged scans HQ lacks into `scans`; they alone move the per-ticket figures (a reconciled
-/// offline scan whose origin HQ already holds counts once).
+/// offline scan whose origin HQ already holds counts once; hand check-ins' and phones' online
+/// scans' origins never merge, as in the ledger's replay).
 async fn insert_new(tx: &Transaction<'_>, event_id: &str) -> Result<Added, BridgeError> {
     let row = tx
         .query_one(
@@ -154,11 +155,14 @@ async fn insert_new(tx: &Transaction<'_>, event_id: &str) -> Result<Added, Bridg
                      reason, hlc, device_time, annuls, origin FROM staging_scans \
                  ON CONFLICT (event_id, scan_id) DO NOTHING \
                  RETURNING scan_id, ticket_id, tier, verdict, direction, device_time, origin), \
+             merging AS ( \
+                 SELECT *, CASE WHEN origin LIKE 'manual:%' OR origin LIKE 'live:%' THEN NULL \
+                     ELSE origin END AS merge FROM new), \
              fresh AS ( \
-                 SELECT DISTINCT ON (ticket_id, coalesce(origin, scan_id)) * FROM new n \
-                 WHERE n.origin IS NULL OR NOT EXISTS ( \
+                 SELECT DISTINCT ON (ticket_id, coalesce(merge, scan_id)) * FROM merging n \
+                 WHERE n.merge IS NULL OR NOT EXISTS ( \
                      SELECT 1 FROM scans s WHERE s.event_id = $1 \
-                     AND s.ticket_id = n.ticket_id AND s.origin = n.origin)), \
+                     AND s.ticket_id = n.ticket_id AND s.origin = n.merge)), \
              per_ticket AS ( \
                  SELECT ticket_id, max(tier) AS tier, min(device_time) AS first, \
                      max(device_time) AS last, count(*) AS scans, \

@@ -327,7 +327,10 @@ fn reconcile(data: &[u8]) {
             by: if data.len().is_multiple_of(2) {
                 gatemesh_crdt::protocol::Reconciler::Admin
             } else {
-                gatemesh_crdt::protocol::Reconciler::Phone("h1".into())
+                gatemesh_crdt::protocol::Reconciler::Phone {
+                    device: "h1".into(),
+                    since_ms: 0,
+                }
             },
         },
     );

@@ -48,6 +48,8 @@ pub enum ApiCall {
     Annul {
         ticket_id: String,
         scan_id: String,
+        /// Asked by a paired phone: it undoes its own online admits only.
+        phone: Option<String>,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
     /// A read-only question.
@@ -68,7 +70,7 @@ pub enum ApiCall {
     /// Bytes for a phone: the offline pack or the snapshot.
     Offline {
         ask: OfflineAsk,
-        reply: oneshot::Sender<Result<Vec<u8>, ApiError>>,
+        reply: oneshot::Sender<Result<Bytes, ApiError>>,
     },
 }
 
@@ -169,14 +171,20 @@ pub const STREAM_BUFFER_MAX: usize = 1024;
 pub(crate) enum Access {
     Staff,
     Admin,
-    /// A phone's pass checked ([`gatemesh_crdt::event::pass`]): staff rights, as this device.
-    Phone(String),
+    /// A phone's pass checked ([`gatemesh_crdt::event::pass`]): the scanner page's routes,
+    /// as this device, paired since `since_ms`.
+    Phone {
+        device: String,
+        since_ms: u64,
+    },
 }
 
 /// What a route needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Need {
-    /// The staff token, the admin token or a phone's pass.
+    /// A scanner page's route: the staff token, the admin token or a phone's pass.
+    Phone,
+    /// The staff or the admin token (figures, the stream, tickets' histories).
     Staff,
     Admin,
 }
@@ -254,7 +262,7 @@ async fn vouch(
                 .map(str::to_string)
         });
         let token = bearer(req.headers()).map(str::to_string).or(query_token);
-        if !conn.vouched() && authorize_token(&state, token.as_deref(), Need::Staff).is_ok() {
+        if !conn.vouched() && authorize_token(&state, token.as_deref(), Need::Phone).is_ok() {
             conn.vouch();
         }
     }
@@ -295,7 +303,10 @@ pub(crate) fn authorize_token(
         Some(t) if t.starts_with(gatemesh_crdt::event::pass::PASS_PREFIX) => {
             let check = state.passes.read().unwrap_or_else(|e| e.into_inner());
             match check.check(t, crate::now_ms()) {
-                Ok(body) => Access::Phone(body.device_id),
+                Ok(body) => Access::Phone {
+                    device: body.device_id,
+                    since_ms: body.issued_ms,
+                },
                 Err(e) => return Err(unauthorized(e.code(), e.to_string())),
             }
         }
@@ -305,7 +316,11 @@ pub(crate) fn authorize_token(
         }
     };
     match (&granted, need) {
-        (Access::Admin, _) | (_, Need::Staff) => Ok(granted),
+        (Access::Admin, _) | (_, Need::Phone) | (Access::Staff, Need::Staff) => Ok(granted),
+        (Access::Phone { .. }, Need::Staff) => Err(unauthorized(
+            "unauthorized",
+            "a phone's pass opens the scanner page's routes only".to_string(),
+        )),
         _ => Err(unauthorized(
             "unauthorized",
             "this needs the admin token".to_string(),
@@ -452,10 +467,13 @@ pub(crate) async fn scan(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let access = authorize(&state, &headers, Need::Staff)?;
+    let access = authorize(&state, &headers, Need::Phone)?;
     let b = scan_body(&body_json(body)?)?;
     let origin = match (access, b.scanned_at_ms) {
-        (Access::Phone(id), Some(ms)) => Some(format!("{id}@{ms}")),
+        (Access::Phone { device, .. }, Some(ms)) => Some(format!(
+            "{}{device}@{ms}",
+            gatemesh_crdt::record::LIVE_ORIGIN_PREFIX
+        )),
         _ => None,
     };
     call(&state, |reply| ApiCall::Scan {
@@ -484,7 +502,7 @@ pub(crate) async fn checkin(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Need::Staff)?;
+    authorize(&state, &headers, Need::Phone)?;
     let b = scan_body_with(&body_json(body)?, "ticket_id")?;
     call(&state, |reply| ApiCall::Scan {
         code: b.code,
@@ -509,7 +527,7 @@ pub(crate) async fn pauses(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Need::Staff)?;
+    authorize(&state, &headers, Need::Phone)?;
     query(&state, Query::Pauses).await
 }
 
@@ -536,7 +554,7 @@ pub(crate) async fn annul(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Need::Staff)?;
+    let access = authorize(&state, &headers, Need::Phone)?;
     let v = body_json(body)?;
     let text = |k: &str| {
         v[k].as_str().map(str::to_string).ok_or_else(|| {
@@ -544,9 +562,14 @@ pub(crate) async fn annul(
         })
     };
     let (ticket_id, scan_id) = (text("ticket_id")?, text("scan_id")?);
+    let phone = match access {
+        Access::Phone { device, .. } => Some(device),
+        _ => None,
+    };
     call(&state, |reply| ApiCall::Annul {
         ticket_id,
         scan_id,
+        phone,
         reply,
     })
     .await
@@ -581,7 +604,7 @@ pub(crate) async fn search(
     headers: HeaderMap,
     params: Result<UrlQuery<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Need::Staff)?;
+    authorize(&state, &headers, Need::Phone)?;
     let UrlQuery(mut params) =
         params.map_err(|e| ApiError::bad_request("invalid_field", e.body_text()))?;
     let q = params
@@ -635,7 +658,7 @@ pub(crate) async fn status(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Need::Staff)?;
+    authorize(&state, &headers, Need::Phone)?;
     query(&state, Query::Status).await
 }
 
@@ -817,7 +840,7 @@ pub(crate) async fn reconcile(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let access = authorize(&state, &headers, Need::Staff)?;
+    let access = authorize(&state, &headers, Need::Phone)?;
     let body = body_bytes(body)?;
     let request = match parse_reconcile(&body) {
         Ok(r) => r,
@@ -826,7 +849,7 @@ pub(crate) async fn reconcile(
     let by = match access {
         Access::Admin => Reconciler::Admin,
         Access::Staff => Reconciler::Staff,
-        Access::Phone(id) => Reconciler::Phone(id),
+        Access::Phone { device, since_ms } => Reconciler::Phone { device, since_ms },
     };
     let Json(v) = call(&state, |reply| ApiCall::Reconcile { request, by, reply }).await?;
     Ok(Json(v).into_response())

@@ -33,8 +33,6 @@ pub const TICK_INTERVAL: Duration = Duration::from_millis(250);
 pub const INPUT_BATCH_MAX: usize = 64;
 /// How often the live stream gets fresh statistics (when anything changed).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
-/// How long a snapshot for phones is served again before it is taken anew.
-pub const SNAPSHOT_REUSE: Duration = Duration::from_secs(1);
 /// Longest a stopping node waits for HTTP requests in progress.
 pub const HTTP_DRAIN_MAX: Duration = Duration::from_secs(5);
 
@@ -93,10 +91,10 @@ struct Node {
     /// bulletins it was made with.
     passes: Arc<std::sync::RwLock<gatemesh_crdt::event::pass::PassCheck>>,
     bulletins_held: usize,
-    /// The signed manifest's file, as the organizer wrote it (phones check its signature).
-    manifest_raw: Option<Arc<Vec<u8>>>,
-    /// The last snapshot for phones, and when it was taken.
-    snapshot: Option<(Instant, Arc<Vec<u8>>)>,
+    /// A phone's pack, made on the first request.
+    pack: Option<axum::body::Bytes>,
+    /// The last snapshot for phones, and the records and bulletins it was taken with.
+    snapshot: Option<((u64, usize), axum::body::Bytes)>,
 }
 
 /// Run a node until standard input closes (when it reads it), SIGTERM or Ctrl-C.
@@ -143,10 +141,9 @@ pub async fn run_with(
         synced: Arc::new(AtomicBool::new(false)),
         passes: Default::default(),
         bulletins_held: usize::MAX,
-        manifest_raw: None,
+        pack: None,
         snapshot: None,
     };
-    node.manifest_raw = node.manifest_file();
     node.renew_passes();
     node.replica.prepare();
     let started = node.replica.start(crate::now_ms());
@@ -545,10 +542,12 @@ impl Node {
                 ticket_id,
                 scan_id,
                 reply,
+                phone,
             } => Input::Annul {
                 id: self.request(ReplyTo::Api(reply)),
                 ticket_id,
                 scan_id,
+                phone,
             },
             ApiCall::Bulletin { bytes, reply } => Input::Bulletin {
                 id: Some(self.request(ReplyTo::Api(reply))),
@@ -559,32 +558,30 @@ impl Node {
         }
     }
 
-    /// A phone's pack (JSON: the replica's pack and the signed manifest as the organizer wrote
-    /// it) or snapshot (reused for [`SNAPSHOT_REUSE`]: a hundred phones refreshing cost one).
-    fn offline(&mut self, ask: OfflineAsk) -> Vec<u8> {
-        let gate = self.replica.gate();
+    /// A phone's pack (made once: the event file and the phone manifest do not change while
+    /// the node runs) or snapshot (taken anew whenever records or bulletins changed since the
+    /// last one, so a phone that fetches it after its scans reached the node finds them in it;
+    /// else the last one, however many phones ask).
+    fn offline(&mut self, ask: OfflineAsk) -> axum::body::Bytes {
         match ask {
             OfflineAsk::Pack => {
-                let pack = gatemesh_crdt::gate::offline::pack(gate);
-                let mut out = br#"{"pack":"#.to_vec();
-                out.extend(serde_json::to_vec(&pack).unwrap_or_default());
-                out.extend_from_slice(br#","manifest":"#);
-                match &self.manifest_raw {
-                    Some(m) => out.extend_from_slice(m),
-                    None => out.extend_from_slice(b"null"),
+                if self.pack.is_none() {
+                    self.pack = Some(self.pack_bytes());
                 }
-                out.push(b'}');
-                out
+                self.pack.clone().unwrap_or_default()
             }
             OfflineAsk::Snapshot => {
-                let fresh =
-                    (self.snapshot.as_ref()).filter(|(at, _)| at.elapsed() < SNAPSHOT_REUSE);
-                if let Some((_, bytes)) = fresh {
-                    return bytes.as_ref().clone();
+                let gate = self.replica.gate();
+                let held = (gate.ledger().index().len(), gate.bulletin_count());
+                match &self.snapshot {
+                    Some((at, bytes)) if *at == held => bytes.clone(),
+                    _ => {
+                        let bytes: axum::body::Bytes =
+                            gatemesh_crdt::gate::snapshot::build(gate, crate::now_ms()).into();
+                        self.snapshot = Some((held, bytes.clone()));
+                        bytes
+                    }
                 }
-                let bytes = Arc::new(gatemesh_crdt::gate::snapshot::build(gate, crate::now_ms()));
-                self.snapshot = Some((Instant::now(), bytes.clone()));
-                bytes.as_ref().clone()
             }
         }
     }
@@ -634,11 +631,39 @@ impl Node {
 
     /// The manifest file of the event package, if it has one and it reads (it verified when
     /// the device opened).
-    fn manifest_file(&self) -> Option<Arc<Vec<u8>>> {
-        let path = self.opts.event.join(crate::package::MANIFEST_FILE);
-        let bytes = std::fs::read(path).ok()?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).ok()?;
-        Some(Arc::new(bytes))
+    fn phone_manifest_file(&self) -> Option<Vec<u8>> {
+        use gatemesh_crdt::event::manifest::{phone_manifest, PhoneManifestBody};
+        let path = self.opts.event.join(crate::package::PHONE_MANIFEST_FILE);
+        let bytes = std::fs::read(&path).ok()?;
+        let gate = self.replica.gate();
+        let keys = gate.organizer_keys();
+        let read = std::str::from_utf8(&bytes).ok().and_then(|t| {
+            let signed = gatemesh_crdt::event::signed::Signed::from_json(t).ok()?;
+            signed
+                .open::<PhoneManifestBody>(|k| keys.get(k).copied())
+                .ok()
+        });
+        let expected = gate.manifest().body.as_ref().map(phone_manifest);
+        if read.is_none() || read != expected {
+            emit(&json!({"event": "error", "error": "phone_manifest_stale",
+                "message": format!("{} is not the organizer's or not this manifest's: phones look up no barcodes offline (tickets issue writes it)", path.display())}));
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// A phone's pack: the replica's pack and the phone manifest as the organizer signed it.
+    fn pack_bytes(&self) -> axum::body::Bytes {
+        let pack = gatemesh_crdt::gate::offline::pack(self.replica.gate());
+        let mut out = br#"{"pack":"#.to_vec();
+        out.extend(serde_json::to_vec(&pack).unwrap_or_default());
+        out.extend_from_slice(br#","manifest":"#);
+        match self.phone_manifest_file() {
+            Some(m) => out.extend_from_slice(&m),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        out.into()
     }
 
     fn status(&self) -> Value {

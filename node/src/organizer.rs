@@ -350,6 +350,12 @@ fn write_manifest(
     package::write_signed(
         &dir.join(MANIFEST_FILE),
         &package::sign(&body, key_id, key)?,
+    )?;
+    // What phones carry: no codes, only their hashes (`crdt::event::manifest::phone_manifest`).
+    let phone = gatemesh_crdt::event::manifest::phone_manifest(&body);
+    package::write_signed(
+        &dir.join(package::PHONE_MANIFEST_FILE),
+        &package::sign(&phone, key_id, key)?,
     )
 }
 

@@ -18,6 +18,8 @@ use std::path::Path;
 pub const EVENT_FILE: &str = "event.json";
 pub const ORGANIZER_KEYS_FILE: &str = "organizer-keys.json";
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// What phones carry of the manifest: codes as hashes (`crdt::event::manifest::phone_manifest`).
+pub const PHONE_MANIFEST_FILE: &str = "manifest-phone.json";
 /// The guests' e-mail addresses (ticket id → address), owner-only: they stay with the
 /// organizer and HQ, never in the manifest the scanners carry.
 pub const GUEST_EMAILS_FILE: &str = "guest-emails.json";

@@ -30,7 +30,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/phones", post(pair))
 }
 
-async fn bytes(state: &ApiState, ask: OfflineAsk) -> Result<Vec<u8>, ApiError> {
+async fn bytes(state: &ApiState, ask: OfflineAsk) -> Result<Bytes, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let busy = || {
         ApiError::new(
@@ -54,7 +54,7 @@ async fn bytes(state: &ApiState, ask: OfflineAsk) -> Result<Vec<u8>, ApiError> {
 /// organizer-signed manifest as the organizer wrote it (the page checks its signature).
 #[utoipa::path(get, path = "/offline/pack",
     responses(
-        (status = 200, description = "`{\"pack\": {...}, \"manifest\": {\"key_id\", \"body\", \"signature\"} | null, \"device_id\"?}`", body = Object),
+        (status = 200, description = "`{\"pack\": {...}, \"manifest\": {\"key_id\", \"body\", \"signature\"} | null}`: the phone manifest (codes as hashes) as the organizer signed it", body = Object),
         (status = 401, description = "No valid token or pass (`unauthorized`, `unpaired`, `pass_*`)", body = crate::apierror::ErrorBody),
         (status = 503, description = "`busy`", body = crate::apierror::ErrorBody)),
     security(("token" = [])))]
@@ -62,16 +62,7 @@ pub(crate) async fn pack(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Need::Staff)?;
-    let body = bytes(&state, OfflineAsk::Pack).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response())
+    serve(&state, &headers, OfflineAsk::Pack, "application/json").await
 }
 
 /// Who has come in, as the phone checks offline scans against it: `GMS1`, a postcard header
@@ -103,7 +94,7 @@ async fn serve(
     ask: OfflineAsk,
     kind: &'static str,
 ) -> Result<Response, ApiError> {
-    authorize(state, headers, Need::Staff)?;
+    authorize(state, headers, Need::Phone)?;
     let body = bytes(state, ask).await?;
     let head = [
         (header::CONTENT_TYPE, kind),

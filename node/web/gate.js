@@ -136,10 +136,12 @@ export async function ticketHash(id) {
 
 // ---- the pack and the manifest ----
 
-// Verify the organizer-signed manifest envelope {key_id, body, signature} and index it by code
-// (normalized as Rust's manifest does) and by ticket id. Throws when it does not verify.
+// Verify the organizer-signed phone manifest {key_id, body, signature} (crdt's
+// `phone_manifest`: codes as hashes, never as codes) and index it by code hash and by ticket
+// id. Throws when it does not verify or the pack is of another format.
 export async function openManifest(pack, envelope) {
-  if (!envelope) return { eventId: "", byCode: new Map(), byTicket: new Map() };
+  if (pack.format !== 1) throw new Error(`pack format ${pack.format} is not one this page reads`);
+  if (!envelope) return { eventId: pack.event_id, byCode: new Map(), byTicket: new Map() };
   const key = pack.organizer_keys.find((k) => k.key_id === envelope.key_id);
   if (!key) throw new Error(`manifest signed with unknown key ${envelope.key_id}`);
   const ok = /^[0-9a-fA-F]{128}$/.test(envelope.signature) &&
@@ -149,13 +151,26 @@ export async function openManifest(pack, envelope) {
   const byCode = new Map(), byTicket = new Map();
   for (const t of body.tickets) {
     byTicket.set(t.ticketId, t);
-    byCode.set(normalize(t.ticketCode), t);
-    if (t.nfcUid) byCode.set(normalize(t.nfcUid), t);
+    if (t.codeHash) byCode.set(t.codeHash, t);
+    if (t.nfcHash) byCode.set(t.nfcHash, t);
   }
   return { eventId: body.eventId, byCode, byTicket };
 }
 
-function normalize(code) { return code.trim().replace(/:/g, "").toUpperCase(); }
+// Rust's `str::trim`: the Unicode White_Space characters (not U+FEFF, which JavaScript's
+// trim() also takes away).
+const WS = "\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const LEADING = new RegExp(`^[${WS}]+`), TRAILING = new RegExp(`[${WS}]+$`);
+export const rustTrim = (s) => s.replace(LEADING, "").replace(TRAILING, "");
+
+function normalize(code) { return rustTrim(code).replace(/:/g, "").toUpperCase(); }
+
+// A barcode as the phone manifest knows it (crdt's `code_hash`).
+async function codeHash(eventId, code) {
+  const text = `gatemesh code 1\n${eventId}\n${normalize(code)}`;
+  const d = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", utf8.encode(text)));
+  return Array.from(d.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 // ---- the snapshot ----
 
@@ -218,8 +233,8 @@ async function readCode(ctx, code) {
   const text = code.replace(/[\r\n]+$/, "");
   let cred;
   if (asciiUpper(text.slice(0, GM1_PREFIX.length)) === GM1_PREFIX) cred = await readGm1(ctx, text);
-  else if (text.replace(/^\s+/, "").startsWith("{")) cred = readLegacy(text);
-  else cred = readManifestCode(ctx, text);
+  else if (text.replace(LEADING, "").startsWith("{")) cred = readLegacy(ctx, text);
+  else cred = await readManifestCode(ctx, text);
   if (cred.denial) return cred;
   if (!cred.ticket_id || !fieldOk(cred.ticket_id, lim.ticket_id_bytes) || !fieldOk(cred.tier, lim.ticket_id_bytes)) {
     return deny("malformed", "ticket id is empty, too long or holds control characters");
@@ -263,7 +278,7 @@ function claimedId(ctx, id) {
 
 // A legacy HMAC code is read as far as its form; its signature needs the event's secret, which
 // a phone never holds.
-function readLegacy(text) {
+function readLegacy(ctx, text) {
   const bad = (why) => deny("malformed", why);
   let obj;
   try { obj = JSON.parse(text); } catch (_) { return bad("legacy code is not a JSON object"); }
@@ -275,14 +290,14 @@ function readLegacy(text) {
   if (!["ticketId", "eventId", "guestId", "ticketCode", "timestamp"].every(scalar)) return bad("legacy code fields must be strings or numbers");
   if (typeof obj.timestamp !== "number" || !isFinite(obj.timestamp) || obj.timestamp < 0) return bad("legacy timestamp is not a number of milliseconds");
   if (typeof obj.signature !== "string") return bad("legacy signature is not a string");
-  return deny("invalid_signature", "legacy codes need the event's secret: check it at a node", String(obj.ticketId));
+  return deny("invalid_signature", "legacy codes need the event's secret: check it at a node", claimedId(ctx, String(obj.ticketId)));
 }
 
-function readManifestCode(ctx, text) {
-  const t = text.trim();
+async function readManifestCode(ctx, text) {
+  const t = rustTrim(text);
   const lim = ctx.pack.limits;
   if (!t || t.length > lim.manifest_code_len || !/^[\x20-\x7e]*$/.test(t)) return deny("malformed", "code matches no ticket format");
-  const entry = ctx.manifest.byCode.get(normalize(t));
+  const entry = ctx.manifest.byCode.get(await codeHash(ctx.manifest.eventId, t));
   if (!entry) return deny("unknown_ticket", "code is not in the ticket manifest");
   return manifestCredential(ctx, entry);
 }
@@ -369,23 +384,41 @@ function step(s, rec, rule, dayStartMs) {
   }
 }
 
+// The phone's own scans by ticket, and ticket ids' hashes, kept with `ctx` and brought up to
+// date as `ctx.own` grows (a phone offline all day holds thousands: each decision stays linear
+// in the ticket's own scans).
+async function ownIndex(ctx) {
+  let x = ctx.ownIndex;
+  if (!x || x.own !== ctx.own || x.n > ctx.own.length) {
+    x = ctx.ownIndex = { own: ctx.own, n: 0, byTicket: new Map(), hashes: x ? x.hashes : new Map() };
+  }
+  for (; x.n < ctx.own.length; x.n++) {
+    const rec = ctx.own[x.n];
+    if (!x.byTicket.has(rec.ticket_id)) x.byTicket.set(rec.ticket_id, []);
+    x.byTicket.get(rec.ticket_id).push(rec);
+    if (!x.hashes.has(rec.ticket_id)) x.hashes.set(rec.ticket_id, await ticketHash(rec.ticket_id));
+  }
+  return x;
+}
+
 async function standing(ctx, ticketId, tier) {
+  const x = await ownIndex(ctx);
   const rule = ruleOf(ctx, tier);
-  const s = baseOf(ctx, await ticketHash(ticketId), rule);
+  const s = baseOf(ctx, x.hashes.get(ticketId) || (await ticketHash(ticketId)), rule);
   const before = s.zone;
   s.entries = [];
-  for (const rec of ctx.own) if (rec.ticket_id === ticketId) step(s, rec, rule, ctx.pack.day_start_ms);
+  for (const rec of x.byTicket.get(ticketId) || []) step(s, rec, rule, ctx.pack.day_start_ms);
   return { s, before };
 }
 
 // People inside a zone: the snapshot's count moved by the phone's own scans.
 async function insideNow(ctx, zone) {
+  const x = await ownIndex(ctx);
   let n = ctx.snapshot.inside.get(zone) || 0;
-  const seen = new Set();
-  for (const rec of ctx.own) {
-    if (seen.has(rec.ticket_id) || rec.verdict !== "admit") continue;
-    seen.add(rec.ticket_id);
-    const { s, before } = await standing(ctx, rec.ticket_id, rec.tier);
+  for (const [ticket, recs] of x.byTicket) {
+    const first = recs.find((r) => r.verdict === "admit");
+    if (!first) continue;
+    const { s, before } = await standing(ctx, ticket, first.tier);
     n += (s.zone === zone ? 1 : 0) - (before === zone ? 1 : 0);
   }
   return Math.max(0, n);

@@ -45,8 +45,9 @@ export class Phone {
     this.epoch = 0; // snapshot fetches started (a scan that reached the node before fetch n has epoch < n)
   }
 
-  static async open() {
+  static async open(device) {
     const p = new Phone(await openDb());
+    p.device = device;
     const tx = p.db.transaction(["kv", "scans"], "readonly");
     const kv = tx.objectStore("kv");
     const [pack, snapshot, epoch, scans] = await Promise.all([
@@ -61,7 +62,10 @@ export class Phone {
   }
 
   ready() { return this.ctx !== null; }
-  waiting() { return this.scans.filter((s) => s.state === "queued").length; }
+  waiting() { return this.scans.filter((s) => s.state === "queued" && s.device === this.device).length; }
+  // Scans of an earlier pairing of this page (another device id): no node takes them from this
+  // pass, so they are kept but not sent.
+  stranded() { return this.scans.filter((s) => s.state === "queued" && s.device !== this.device).length; }
   snapshotMs() { return this.ctx ? this.ctx.snapshot.header.generated_ms : 0; }
 
   // Decide by this pack and snapshot from now on (the manifest's signature checked when the
@@ -115,13 +119,15 @@ export class Phone {
     await this.put(pairs, [], gone.map((x) => x.key));
   }
 
-  // Decide a scan on the phone and keep it (durably, before the answer is shown).
+  // Decide a scan on the phone and keep it (durably, before the answer is shown). A code the
+  // page refused as malformed is kept cut short: the node refuses it too, whatever its length.
   async decide(scan) {
     const t0 = performance.now();
     const { decision, record } = await gate.decide(this.ctx, scan);
     if (record) {
       if (this.scans.length >= QUEUE_MAX) throw new Error("the phone holds too many scans waiting; find a node");
-      const kept = { state: "queued", code: scan.code, scanned_at_ms: scan.now_ms, record, epoch: Infinity };
+      const code = decision.reason === "malformed" ? scan.code.slice(0, MALFORMED_KEPT) : scan.code;
+      const kept = { state: "queued", code, scanned_at_ms: scan.now_ms, record, epoch: Infinity, device: this.device };
       await this.put([], [kept], [], true);
       this.scans.push(kept);
       this.ownChanged();
@@ -138,47 +144,68 @@ export class Phone {
       ticket_id: d.ticket.id, tier: d.ticket.tier, verdict: "admit", reason: "ok", direction: d.direction,
       gate: d.gate, zone: g ? g.zone : "", wall_ms: scan.now_ms,
     };
-    const kept = { state: "online", code: scan.code, scanned_at_ms: scan.now_ms, record, epoch: this.epoch };
+    const kept = { state: "online", code: scan.code, scanned_at_ms: scan.now_ms, record, epoch: this.epoch, device: this.device };
     await this.put([], [kept]);
     this.scans.push(kept);
     this.ownChanged();
   }
 
-  // Send every queued scan to the node, in requests within its limits. Returns how many the node
-  // took (each SUCCESS, DUPLICATE or a final ERROR); a failed request leaves the rest queued.
-  async reconcile(api, deviceId) {
+  // Send every queued scan of this pairing to the node, in requests within its limits. The
+  // node answers each scan (SUCCESS, DUPLICATE or a final ERROR); a scan it refuses whole (its
+  // request refused on its own) is set aside, so one bad scan never holds the others back. A
+  // request that fails otherwise leaves the rest queued.
+  async reconcile(api) {
     let sent = 0;
     for (;;) {
       const batch = this.batch();
       if (!batch.length) return sent;
-      const body = {
-        device_id: deviceId,
-        scans: batch.map((s) => ({
-          ticket_id: s.record.ticket_id, scanned_at: new Date(s.scanned_at_ms).toISOString(),
-          result: s.record.verdict === "admit" ? "ALLOW" : "DENY", reason: s.record.reason,
-          gate: s.record.gate, direction: s.record.direction, code: s.code,
-        })),
-      };
-      const r = await api("/offline/reconcile", { method: "POST", body: JSON.stringify(body) });
-      if (!r.ok) throw Object.assign(new Error(r.body && r.body.message || `reconcile: ${r.status}`), { status: r.status, code: r.body && r.body.error });
-      for (const s of batch) { s.state = "reconciled"; s.epoch = this.epoch; }
+      const body = JSON.stringify({ device_id: this.device, scans: batch.map(wire) });
+      const r = await api("/offline/reconcile", { method: "POST", body });
+      const refusedAlone = !r.ok && batch.length === 1 && [400, 413].includes(r.status);
+      if (!r.ok && !refusedAlone) throw Object.assign(new Error(r.body && r.body.message || `reconcile: ${r.status}`), { status: r.status, code: r.body && r.body.error });
+      for (const s of batch) { s.state = refusedAlone ? "refused" : "reconciled"; s.epoch = this.epoch; }
       await this.put([], batch, [], true);
       sent += batch.length;
     }
   }
 
+  // The next request's scans: at most RECONCILE_SCANS_MAX, its body within
+  // RECONCILE_BODY_BYTES_MAX bytes as sent (a scan alone over it goes alone, to be refused).
   batch() {
     const out = [];
-    let bytes = 200;
+    let bytes = 64 + utf8.encode(JSON.stringify(this.device)).length;
     for (const s of this.scans) {
-      if (s.state !== "queued") continue;
-      const size = 200 + s.code.length * 2 + (s.record.ticket_id || "").length * 2;
+      if (s.state !== "queued" || s.device !== this.device) continue;
+      const size = utf8.encode(JSON.stringify(wire(s))).length + 1;
       if (out.length >= RECONCILE_SCANS_MAX || (out.length && bytes + size > RECONCILE_BODY_BYTES_MAX)) break;
       out.push(s);
       bytes += size;
     }
     return out;
   }
+
+  // This phone was unpaired: what it was given goes (its pack and snapshot); its scans stay.
+  async forget() {
+    this.ctx = null;
+    this.packDoc = null;
+    const tx = this.db.transaction(["kv"], "readwrite");
+    tx.objectStore("kv").delete("pack");
+    tx.objectStore("kv").delete("snapshot");
+    await done(tx);
+  }
+}
+
+const utf8 = new TextEncoder();
+/// How much of a code the page refused as malformed it keeps, in characters.
+const MALFORMED_KEPT = 256;
+
+// A kept scan as the seed's reconcile takes it.
+function wire(s) {
+  return {
+    ticket_id: s.record.ticket_id, scanned_at: new Date(s.scanned_at_ms).toISOString(),
+    result: s.record.verdict === "admit" ? "ALLOW" : "DENY", reason: s.record.reason,
+    gate: s.record.gate, direction: s.record.direction, code: s.code,
+  };
 }
 
 // The phone's device id, as its pass says (the pass's body is postcard: event, device id, ...).

@@ -128,14 +128,18 @@ function pingLoop() {
   ping().finally(() => setTimeout(pingLoop, offline ? PING_OFFLINE_MS : PING_MS));
 }
 
-// The node answers: queued scans first, then a fresh snapshot when due (or the pack).
+// The node answers: queued scans first, then a fresh snapshot when due (or the pack). A
+// reconcile that fails leaves its scans queued; the snapshot is taken all the same.
 async function phoneOnline() {
   if (syncing || unpaired) return;
   syncing = true;
+  offline = false;
   try {
     const had = phone.waiting();
-    if (had) await phone.reconcile(api, phoneId());
-    offline = false;
+    if (had) await phone.reconcile(api).catch((e) => {
+      if (e.status === 401) throw e;
+      console.warn("reconcile", e);
+    });
     const now = Date.now();
     const pack = !phone.ready() || now - lastPack > PACK_REFRESH_MS;
     if (had || pack || now - lastSnapshot > SNAPSHOT_REFRESH_MS) {
@@ -154,6 +158,7 @@ async function phoneOnline() {
 
 function showUnpaired(body) {
   unpaired = true;
+  if (phone) phone.forget().catch(() => {});
   setLink(false);
   showProblem(t("unpaired"), (body && body.error) || "unpaired");
 }
@@ -592,7 +597,7 @@ if (settings && token()) showScanner(); else showSetup();
   if (phoneId()) {
     $("phone").hidden = false;
     $("phone").textContent = `${t("paired_as")} ${phoneId()}`;
-    try { phone = await Phone.open(); } catch (e) { console.warn("phone storage", e); }
+    try { phone = await Phone.open(phoneId()); } catch (e) { console.warn("phone storage", e); }
     // A page opened with no network decides on the phone from the start.
     if (phone && phone.ready() && navigator.onLine === false) offline = true;
     showWaiting();

@@ -216,3 +216,75 @@ fn normalize(code: &str) -> String {
         .flat_map(char::to_uppercase)
         .collect()
 }
+
+/// What a steward's phone carries of the manifest (`manifest-phone.json`, signed by the
+/// organizer beside `manifest.json`): only tickets it has something to say about (a barcode or
+/// wristband to look up, a cancellation, a holder to show), and their codes as hashes, never
+/// as codes: a phone is a steward's own device, and a code in it would be a ticket anyone with
+/// the phone could show. GM1 codes need no entry (their signature is the ticket).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneManifestBody {
+    pub event_id: String,
+    pub tickets: Vec<PhoneTicket>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneTicket {
+    pub ticket_id: String,
+    pub tier: String,
+    pub zone: String,
+    pub status: TicketStatus,
+    /// [`code_hash`] of the ticket's barcode, when it is one a manifest lookup reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfc_hash: Option<String>,
+    #[serde(flatten, default)]
+    pub attendee: Attendee,
+}
+
+/// A barcode or wristband UID as a phone knows it: 16 bytes of SHA-256 of the event id and the
+/// normalized code (the case, separators and spaces a manifest lookup ignores), in hex.
+pub fn code_hash(event_id: &str, code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"gatemesh code 1\n");
+    h.update(event_id.as_bytes());
+    h.update(b"\n");
+    h.update(normalize(code).as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The phone's manifest of `body`.
+pub fn phone_manifest(body: &ManifestBody) -> PhoneManifestBody {
+    let looked_up = |code: &str| {
+        let t = code.trim();
+        let signed = t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("GM1:"));
+        !(signed || t.starts_with('{') || t.is_empty() || t == "-")
+    };
+    let tickets = (body.tickets.iter())
+        .filter_map(|t| {
+            let code = looked_up(&t.ticket_code).then(|| code_hash(&body.event_id, &t.ticket_code));
+            let nfc_hash = t.nfc_uid.as_deref().map(|u| code_hash(&body.event_id, u));
+            let says = code.is_some()
+                || nfc_hash.is_some()
+                || t.status == TicketStatus::Cancelled
+                || t.attendee != Attendee::default();
+            says.then(|| PhoneTicket {
+                ticket_id: t.ticket_id.clone(),
+                tier: t.tier.clone(),
+                zone: t.zone.clone(),
+                status: t.status,
+                code_hash: code,
+                nfc_hash,
+                attendee: t.attendee.clone(),
+            })
+        })
+        .collect();
+    PhoneManifestBody {
+        event_id: body.event_id.clone(),
+        tickets,
+    }
+}

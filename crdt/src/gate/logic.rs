@@ -148,7 +148,7 @@ pub struct ScanRequest<'a> {
     /// `code` is a ticket id the steward found by search: the manifest says what the ticket
     /// is, and the record is marked `manual`. The same policy and reasons as a scan.
     pub manual: bool,
-    /// A paired phone's scan: `<phone>@<ms its clock read>`, kept as the record's origin, so
+    /// A paired phone's scan: `live:<phone>@<ms its clock read>`, kept as the record's origin, so
     /// the same scan reconciled later (the phone never got this answer and decided offline) is
     /// `DUPLICATE` and counts once. Ignored when malformed, outside the event's time or on the
     /// ticket already.
@@ -525,9 +525,8 @@ impl GateLogic {
             };
         let replay = self.ledger.index().replay(&cred.ticket_id, &tier.name);
         if at.direction == Direction::In {
-            if let Some(earlier) =
-                self.repeat_of(&replay.entries, now_ms, tier.double_scan_grace_ms)
-            {
+            let grace = tier.double_scan_grace_ms;
+            if let Some(earlier) = self.repeat_of(&replay.entries, now_ms, grace, at.origin) {
                 let info = self.ticket_info(&cred, &tier.name);
                 return Ok(self.repeat(earlier, info, &gate, at.direction));
             }
@@ -672,9 +671,10 @@ impl GateLogic {
         (!known).then(|| origin.to_string())
     }
 
-    /// Whether a phone's origin reads `<device id>@<ms>` with a time inside the event.
+    /// Whether a phone's origin reads `live:<device id>@<ms>` with a time inside the event.
     fn phone_origin_ok(&self, now_ms: u64, origin: &str) -> bool {
-        let Some((id, ms)) = origin.rsplit_once('@') else {
+        let live = origin.strip_prefix(crate::record::LIVE_ORIGIN_PREFIX);
+        let Some((id, ms)) = live.and_then(|o| o.rsplit_once('@')) else {
             return false;
         };
         let ms_ok = ms.len() <= 16 && ms.bytes().all(|b| b.is_ascii_digit());
@@ -713,7 +713,7 @@ impl GateLogic {
             Ok(c) => c.ticket_id.clone(),
             Err((claimed, _)) => claimed.clone(),
         };
-        if self.ledger.index().has_origin(&ticket_id, &scan.origin) {
+        if self.reconciled_already(&ticket_id, &scan) {
             return Ok(OfflineOutcome::Duplicate);
         }
         let (policy, tier) = match &read {
@@ -753,6 +753,24 @@ impl GateLogic {
             change,
             policy,
         })
+    }
+
+    /// Whether this offline scan is on the ticket already: reconciled before (any record with
+    /// its origin), or taken online by this phone when the phone never got the answer (its
+    /// `live:` origin): a duplicate if that was an admit, or if the phone refused anyway. An
+    /// admit the phone made after the node had refused is recorded: it is an entry, and the
+    /// replay judges it.
+    fn reconciled_already(&self, ticket_id: &str, scan: &OfflineScan<'_>) -> bool {
+        let index = self.ledger.index();
+        if !index.origin_verdicts(ticket_id, &scan.origin).is_empty() {
+            return true;
+        }
+        let live = format!("{}{}", crate::record::LIVE_ORIGIN_PREFIX, scan.origin);
+        let online = index.origin_verdicts(ticket_id, &live);
+        match scan.allowed {
+            true => online.contains(&Verdict::Admit),
+            false => !online.is_empty(),
+        }
     }
 
     /// What an offline scan's ticket is: its code read again (a readable code must name the
@@ -855,17 +873,32 @@ impl GateLogic {
         Ok(change)
     }
 
-    /// The same device read the same ticket again within the grace: the earlier admit.
+    /// The same device read the same ticket again within the grace, for the same phone (or
+    /// for no phone both times): the earlier admit. Two phones on one node each showing a
+    /// ticket are two scans.
     fn repeat_of<'r>(
         &self,
         entries: &'r [RecordRef],
         now_ms: u64,
         grace_ms: u64,
+        origin: Option<&str>,
     ) -> Option<&'r RecordRef> {
         let me = self.ledger.local_device()?.to_string();
+        let phone = phone_of(origin);
         entries.iter().rev().find(|e| {
-            e.device == me && now_ms.saturating_sub(e.wall_ms) <= grace_ms && e.wall_ms <= now_ms
+            e.device == me
+                && phone_of(e.origin.as_deref()) == phone
+                && now_ms.saturating_sub(e.wall_ms) <= grace_ms
+                && e.wall_ms <= now_ms
         })
+    }
+
+    /// Whether the scan `scan_id` of `ticket_id` is a phone's (`phone`) online scan: what that
+    /// phone may undo.
+    pub fn is_phones(&self, ticket_id: &str, scan_id: &str, phone: &str) -> bool {
+        let records = self.ledger.index().records(ticket_id);
+        let r = records.iter().find(|r| r.scan_id == scan_id);
+        r.is_some_and(|r| phone_of(r.origin.as_deref()) == Some(phone))
     }
 
     fn repeat(
@@ -944,6 +977,12 @@ struct At<'g> {
     manual: bool,
     /// A phone's origin, checked ([`GateLogic::phone_origin_ok`]).
     origin: Option<&'g str>,
+}
+
+/// The phone a record's (or a scan's) `live:` origin names.
+fn phone_of(origin: Option<&str>) -> Option<&str> {
+    let live = origin?.strip_prefix(crate::record::LIVE_ORIGIN_PREFIX)?;
+    live.rsplit_once('@').map(|(phone, _)| phone)
 }
 
 /// What the manifest says of a ticket, as a credential the gate policy reads.

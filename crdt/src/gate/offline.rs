@@ -217,11 +217,15 @@ fn result(ticket_id: &str, status: ScanStatus, message: impl Into<String>) -> Sc
     }
 }
 
+/// How long before its pass was issued a phone's scan may have been made (clocks differ).
+pub const PHONE_SINCE_SLACK_MS: u64 = 10 * 60 * 1000;
+
 /// Reconcile one offline scan into the ledger (`default_gate` when the scan names none),
-/// through the gate's policy ([`GateLogic::reconcile`]).
+/// through the gate's policy ([`GateLogic::reconcile`]). A phone's (`phone_since`: when its
+/// pass was issued) must carry the code it read and be made since it was paired.
 pub fn reconcile_one(
     gate: &mut GateLogic,
-    now_ms: u64,
+    (now_ms, phone_since): (u64, Option<u64>),
     device_id: &str,
     scan: &OfflineScan,
     default_gate: &str,
@@ -241,6 +245,9 @@ pub fn reconcile_one(
         Ok(x) => x,
         Err(message) => return error(message),
     };
+    if let Some(why) = phone_scan_refused(scan, scanned_at_ms, phone_since) {
+        return error(why);
+    }
     let input = crate::gate::OfflineScan {
         ticket_id: &scan.ticket_id,
         code: scan.code.as_deref().map(str::as_bytes),
@@ -284,6 +291,25 @@ pub fn reconcile_one(
         )),
         Err(e) => error(e.to_string()),
     }
+}
+
+/// Why a phone's scan is refused before it is judged: a phone sends the code it read (the node
+/// reads it again) and scans made since it was paired.
+fn phone_scan_refused(
+    scan: &OfflineScan,
+    scanned_at_ms: u64,
+    phone_since: Option<u64>,
+) -> Option<String> {
+    let since = phone_since?;
+    if scan.code.is_none() {
+        return Some("a phone's scan carries the code it read".into());
+    }
+    (scanned_at_ms < since.saturating_sub(PHONE_SINCE_SLACK_MS)).then(|| {
+        format!(
+            "scanned_at {:?} is before this phone was paired",
+            scan.scanned_at
+        )
+    })
 }
 
 /// What the device decided (`ALLOW` or `DENY`) and which way the holder went.

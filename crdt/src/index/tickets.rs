@@ -369,11 +369,13 @@ impl Index {
             reason: self.names.intern(&body.reason),
             direction: body.direction,
             verdict: body.verdict,
-            // Only offline origins merge records; a hand check-in's never does.
+            // Only reconciled offline scans' origins merge records; a hand check-in's or a
+            // phone's online scan's never does.
             origin: body
                 .origin
                 .as_deref()
                 .filter(|o| !o.starts_with(crate::record::MANUAL_ORIGIN_PREFIX))
+                .filter(|o| !o.starts_with(crate::record::LIVE_ORIGIN_PREFIX))
                 .map_or(0, origin_hash),
         }
     }
@@ -407,6 +409,17 @@ impl Index {
     /// An interned gate, zone, tier or reason name.
     pub fn name(&self, id: u16) -> &str {
         self.names.get(id)
+    }
+
+    /// The verdicts of the ticket's records that carry exactly this origin, whatever its kind.
+    pub fn origin_verdicts(&self, ticket_id: &str, origin: &str) -> Vec<Verdict> {
+        let Some(log) = self.tickets.get(ticket_id) else {
+            return Vec::new();
+        };
+        log.iter()
+            .filter(|e| self.origins.get(&e.scan).is_some_and(|o| &**o == origin))
+            .map(|e| e.verdict)
+            .collect()
     }
 
     /// Whether a record with this origin (a reconciled offline scan) is on the ticket.

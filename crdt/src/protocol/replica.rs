@@ -190,7 +190,8 @@ impl Replica {
                 id,
                 ticket_id,
                 scan_id,
-            } => self.annul(id, &ticket_id, &scan_id),
+                phone,
+            } => self.annul(id, &ticket_id, &scan_id, phone.as_deref()),
             Input::Reconcile { id, request, by } => self.reconcile(id, request, by),
             Input::Bulletin { id, from, bytes } => self.bulletin(id, from, &bytes),
             Input::Block { devices, block } => self.block(devices, block),
@@ -392,7 +393,11 @@ impl Replica {
         self.answer_after_writes(Some(id), Reply::Decision(Box::new(d)), publish, Some(event));
     }
 
-    fn annul(&mut self, id: RequestId, ticket_id: &str, scan_id: &str) {
+    fn annul(&mut self, id: RequestId, ticket_id: &str, scan_id: &str, phone: Option<&str>) {
+        if phone.is_some_and(|p| !self.gate.is_phones(ticket_id, scan_id, p)) {
+            let message = format!("scan {scan_id} is not this phone's: a phone undoes its own");
+            return self.refuse(id, "not_annullable", message);
+        }
         match self.gate.annul(self.now_ms, ticket_id, scan_id) {
             Ok(change) => {
                 self.persist(vec![change.clone()], true);
@@ -420,9 +425,13 @@ impl Replica {
         let mut results = Vec::with_capacity(request.scans.len());
         let mut changes = Vec::new();
         for scan in &request.scans {
+            let phone_since = match &by {
+                Reconciler::Phone { since_ms, .. } => Some(*since_ms),
+                _ => None,
+            };
             let r = offline::reconcile_one(
                 &mut self.gate,
-                self.now_ms,
+                (self.now_ms, phone_since),
                 &request.device_id,
                 scan,
                 &self.config.gate,
@@ -459,8 +468,8 @@ impl Replica {
             .any(|d| d == device);
         match by {
             Reconciler::Admin => Ok(()),
-            Reconciler::Phone(me) if me == device => Ok(()),
-            Reconciler::Phone(me) => Err((
+            Reconciler::Phone { device: me, .. } if me == device => Ok(()),
+            Reconciler::Phone { device: me, .. } => Err((
                 "WRONG_DEVICE",
                 format!("phone {me} may reconcile its own scans only, not {device}'s"),
             )),

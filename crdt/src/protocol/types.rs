@@ -44,8 +44,9 @@ pub enum Reconciler {
     Staff,
     /// The admin token: any device id.
     Admin,
-    /// A paired phone (its pass checked by the edge): its own device id only.
-    Phone(String),
+    /// A paired phone (its pass checked by the edge): its own device id only, scans made since
+    /// it was paired (`since_ms`), each with the code it read.
+    Phone { device: String, since_ms: u64 },
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +67,8 @@ pub enum Input {
         id: RequestId,
         ticket_id: String,
         scan_id: String,
+        /// Asked by a paired phone: only its own online admits.
+        phone: Option<String>,
     },
     /// Offline scans posted by a handheld (`POST /offline/reconcile`).
     Reconcile {

@@ -28,6 +28,11 @@ pub const SEEN_REFS_MAX: usize = 16;
 /// with another record's (unlike an offline scan's origin): two hand check-ins of one ticket are
 /// two entries, and a record naming another device's hand check-in is refused.
 pub const MANUAL_ORIGIN_PREFIX: &str = "manual:";
+/// The origin a paired phone's online scan carries: `live:<phone>@<ms its clock read>`. Never
+/// merged with another record's (a phone posting one scan to two nodes in a split lets two
+/// people in, and both count); the phone's reconcile of the same scan (it never got the answer)
+/// is recognised by it and is a duplicate when that record is an admit.
+pub const LIVE_ORIGIN_PREFIX: &str = "live:";
 /// Earliest time a record may carry (2000-01-01T00:00:00Z): a device clock before it is broken.
 pub const TIME_MIN_MS: u64 = 946_684_800_000;
 /// Latest time a record may carry (9999-12-31T23:59:59.999Z): later ones cannot be printed as

@@ -620,6 +620,7 @@ impl Sim {
                 id,
                 ticket_id,
                 scan_id,
+                phone: None,
             },
         );
     }
