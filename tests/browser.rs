@@ -413,3 +413,86 @@ fn a_phone_on_the_venue_network_gets_a_secure_installable_page_over_https() {
     let scan = a.wait_for("the phone's scan", |s| s["event"] == "scan");
     assert_eq!(scan["ticket"]["id"], codes[0].0.as_str(), "{scan}");
 }
+
+/// What zbarimg (a standard decoder) reads in a QR image.
+fn zbar(png: &Path) -> String {
+    let out = std::process::Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(png)
+        .output()
+        .expect("zbarimg (zbar-tools) is installed by the test command");
+    assert!(
+        out.status.success(),
+        "zbarimg could not read {}",
+        png.display()
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn a_wallets_live_code_enters_and_its_screenshot_from_40_s_ago_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let ev_s = ev.to_str().unwrap();
+    gatemesh_tests::gatemesh(&["event", "create", "--out", ev_s, "--name", "Live Fest"]);
+    gatemesh_tests::gatemesh(&[
+        "tickets",
+        "issue",
+        "--event",
+        ev_s,
+        "--count",
+        "2",
+        "--rotating",
+    ]);
+    for d in ["a", "b"] {
+        gatemesh_tests::gatemesh(&["device", "enroll", "--event", ev_s, "--name", d]);
+    }
+    let (mut a, a_url, mut b, _) = two_nodes(&ev, tmp.path());
+    let wallet = ev.join("tickets/wallet/T000001.html");
+    let shots = shots();
+    let v = browser(
+        "wallet",
+        json!({"wallet": wallet, "a": a_url, "token": "staff", "age_ms": 40_000, "shots": shots}),
+    );
+    // The QR codes on the screen are the codes the page says it shows.
+    assert_eq!(
+        zbar(&shots.join("wallet-live-qr.png")),
+        v["live"]["code"],
+        "{v}"
+    );
+    assert_eq!(
+        zbar(&shots.join("wallet-40s-ago-qr.png")),
+        v["screenshot"]["code"],
+        "{v}"
+    );
+    assert_ne!(
+        v["live"]["code"], v["screenshot"]["code"],
+        "the code changed"
+    );
+    assert_eq!(
+        (&v["live_scan"]["reason"], &v["live_scan"]["class"]),
+        (&json!("ok"), &json!("admit")),
+        "{v}"
+    );
+    let refused = &v["screenshot_scan"];
+    assert_eq!(
+        (&refused["reason"], &refused["class"]),
+        (&json!("code_expired"), &json!("deny")),
+        "{v}"
+    );
+    assert!(
+        refused["words"].as_str().unwrap().contains("live code"),
+        "{v}"
+    );
+    eprintln!("the wallet's QR: {} modules a side", v["live"]["modules"]);
+    // The live code at the other gate, on the other node: the ticket is used.
+    let scan = a.wait_for("the live admit", |s| {
+        s["event"] == "scan" && s["reason"] == "ok"
+    });
+    b.wait_applied(scan["scan_id"].as_str().unwrap());
+    let d = b.scan(v["live"]["code"].as_str().unwrap());
+    assert_eq!(d["reason"], "already_redeemed", "{d}");
+}

@@ -67,6 +67,7 @@ fn the_vectors_reach_every_reason_and_the_repeat() {
         "zone_full",
         "repeat",
         "attention",
+        "code_expired",
     ];
     for r in all {
         assert!(seen.contains(r), "no vector expects {r}: {seen:?}");

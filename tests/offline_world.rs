@@ -67,6 +67,7 @@ fn tier(name: &str, max: u32, reentry: bool, zones: &[&str]) -> TierConfig {
         attention: None,
         max_entries_per_day: None,
         valid_days: Vec::new(),
+        live_code: false,
     }
 }
 
@@ -95,6 +96,8 @@ pub fn config() -> EventConfig {
     saturday.valid_days = vec!["2026-07-11".into()];
     let mut early = tier("early", 1, false, &["main"]);
     early.valid_until_ms = Some(T0 - HOUR);
+    let mut live = tier("live", 1, false, &["main"]);
+    live.live_code = true;
     let mut vip = tier("vip", 1, true, &["main", "vip"]);
     vip.attention = Some("Check the VIP wristband".into());
     c.tiers = vec![
@@ -104,6 +107,7 @@ pub fn config() -> EventConfig {
         tier("crew", 5, true, &["main", "back"]),
         saturday,
         early,
+        live,
     ];
     c.capacity = [("back".to_string(), 2u64)].into();
     c.day_starts = Some("06:00+02:00".into());
@@ -211,6 +215,49 @@ pub fn gm1_with(ticket: &str, tier: &str, f: impl FnOnce(&mut TicketPayload)) ->
 
 pub fn gm1(ticket: &str, tier: &str) -> String {
     gm1_with(ticket, tier, |_| {})
+}
+
+/// A rotating ticket's wallet key: one per ticket.
+fn holder(ticket: &str) -> SigningKey {
+    use sha2::Digest;
+    SigningKey::from_bytes(&sha2::Sha256::digest(ticket.as_bytes()).into())
+}
+
+/// A live code (GM2) of `ticket`, made by its wallet for the step of `at_ms`.
+pub fn gm2(ticket: &str, tier: &str, at_ms: u64) -> String {
+    use gatemesh_crdt::credential::rotating;
+    let payload = rotating::RotatingPayload {
+        event_id: "fest".into(),
+        ticket_id: ticket.into(),
+        tier: tier.into(),
+        key_id: "k1".into(),
+        valid_from_s: (T0 - 3 * DAY) / 1000,
+        valid_until_s: (T0 + 4 * DAY) / 1000,
+        holder: holder(ticket).verifying_key().to_bytes(),
+    };
+    let part = rotating::static_part(&payload, &org(1));
+    rotating::live_code(&part, ticket, &holder(ticket), rotating::step_of(at_ms))
+}
+
+/// A live code made by a wallet that is not the ticket's (its static part copied).
+fn gm2_forged(ticket: &str, at_ms: u64) -> String {
+    use gatemesh_crdt::credential::rotating;
+    let payload = rotating::RotatingPayload {
+        event_id: "fest".into(),
+        ticket_id: ticket.into(),
+        tier: "live".into(),
+        key_id: "k1".into(),
+        valid_from_s: (T0 - 3 * DAY) / 1000,
+        valid_until_s: (T0 + 4 * DAY) / 1000,
+        holder: holder(ticket).verifying_key().to_bytes(),
+    };
+    let part = rotating::static_part(&payload, &org(1));
+    rotating::live_code(
+        &part,
+        ticket,
+        &holder("someone else"),
+        rotating::step_of(at_ms),
+    )
 }
 
 fn bulletin(version: u64, f: impl FnOnce(&mut BulletinBody)) -> Bulletin {
@@ -420,6 +467,27 @@ fn friday() -> Plan {
         (72, gm1("W-TODAY", "weekend"), "exit", None),
         (73, g("GM1:"), "north", None),
         (74, g("GM1:AB"), "north", None),
+        (76, gm2("R-1", "live", T0 + 76_000), "north", None),
+        (77, gm2("R-2", "live", T0 + 77_000 - 40_000), "north", None),
+        (78, gm2("R-3", "live", T0 + 78_000 + 120_000), "north", None),
+        (79, gm2("R-4", "live", T0 + 79_000 - 15_000), "north", None),
+        (80, gm2_forged("R-5", T0 + 80_000), "north", None),
+        (81, gm1("R-6", "live"), "north", None),
+        (
+            82,
+            gm2("R-7", "live", T0 + 82_000).to_lowercase(),
+            "north",
+            None,
+        ),
+        (
+            83,
+            gm2("R-8", "live", T0 + 83_000)[..60].to_string(),
+            "north",
+            None,
+        ),
+        (90, gm2("R-1", "live", T0 + 90_000), "exit", None),
+        (91, gm2("R-1", "live", T0 + 91_000), "north", None),
+        (92, gm2("G-R", "general", T0 + 92_000), "north", None),
         (75, new.clone(), "north", None),
     ]
 }
@@ -458,6 +526,7 @@ fn mutations(seed: u64, n: usize) -> Plan {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let legacy = make_legacy_code("L1", "fest-legacy", "guest-1", "TC-1", T0, b"secret");
     let bases = [
+        gm2("R-9", "live", T0),
         gm1("G-NEW", "general"),
         gm1("V-NEW", "vip"),
         gm1("W-TODAY", "weekend"),

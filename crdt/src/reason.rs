@@ -14,6 +14,9 @@ pub enum Reason {
     UnknownTicket,
     WrongEvent,
     Revoked,
+    /// A live code (GM2) older than the event's window, or a static code for a tier that shows
+    /// live codes only: a screenshot.
+    CodeExpired,
     NotYetValid,
     Expired,
     WrongZone,
@@ -25,7 +28,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Ok,
         Reason::Paused,
         Reason::Malformed,
@@ -33,6 +36,7 @@ impl Reason {
         Reason::UnknownTicket,
         Reason::WrongEvent,
         Reason::Revoked,
+        Reason::CodeExpired,
         Reason::NotYetValid,
         Reason::Expired,
         Reason::WrongZone,
@@ -52,6 +56,7 @@ impl Reason {
             Reason::UnknownTicket => "unknown_ticket",
             Reason::WrongEvent => "wrong_event",
             Reason::Revoked => "revoked",
+            Reason::CodeExpired => "code_expired",
             Reason::NotYetValid => "not_yet_valid",
             Reason::Expired => "expired",
             Reason::WrongZone => "wrong_zone",
@@ -75,6 +80,7 @@ impl Reason {
             Reason::UnknownTicket => "Ticket not known",
             Reason::WrongEvent => "Ticket for another event",
             Reason::Revoked => "Ticket cancelled",
+            Reason::CodeExpired => "Old code: ask for the live code on the holder's phone",
             Reason::NotYetValid => "Ticket not valid yet",
             Reason::Expired => "Ticket expired",
             Reason::WrongZone => "Ticket not valid for this zone",

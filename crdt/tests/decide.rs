@@ -1840,3 +1840,84 @@ fn a_reencoded_bulletin_is_the_same_bulletin() {
     assert!(g.apply_bulletin(&again).unwrap().is_none(), "taken once");
     assert_eq!(g.bulletins().count(), 1);
 }
+
+/// A rotating ticket: its wallet's key and its live code for the step of `at_ms`.
+fn gm2_at(ticket: &str, tier: &str, at_ms: u64, wallet: u8) -> String {
+    use gatemesh_crdt::credential::rotating;
+    let holder = SigningKey::from_bytes(&[200; 32]);
+    let payload = rotating::RotatingPayload {
+        event_id: "fest".into(),
+        ticket_id: ticket.into(),
+        tier: tier.into(),
+        key_id: "k1".into(),
+        valid_from_s: (NOW - HOUR) / 1000,
+        valid_until_s: (NOW + HOUR) / 1000,
+        holder: holder.verifying_key().to_bytes(),
+    };
+    let part = rotating::static_part(&payload, &org(1));
+    let signer = SigningKey::from_bytes(&[wallet; 32]);
+    rotating::live_code(&part, ticket, &signer, rotating::step_of(at_ms))
+}
+
+#[test]
+fn a_live_code_is_taken_within_its_window_and_a_screenshot_is_refused_code_expired() {
+    use gatemesh_crdt::credential::rotating::STEP_MS;
+    let mut p = package();
+    p.config.tiers[0].live_code = true; // general shows live codes only
+    let mut g = gate_logic_for(p.clone(), 1, false);
+    let live = |t: &str, at: u64| gm2_at(t, "general", at, 200).into_bytes();
+    check(&mut g, &live("R1", NOW), "north", Reason::Ok);
+    // A screenshot 40 s old, or made by a wallet whose clock runs two minutes ahead.
+    check(
+        &mut g,
+        &live("R2", NOW - 40_000),
+        "north",
+        Reason::CodeExpired,
+    );
+    check(
+        &mut g,
+        &live("R3", NOW + 120_000),
+        "north",
+        Reason::CodeExpired,
+    );
+    // Within the window (the last step) and the allowed clock lead.
+    check(&mut g, &live("R4", NOW - STEP_MS), "north", Reason::Ok);
+    check(&mut g, &live("R5", NOW + 50_000), "north", Reason::Ok);
+    // A live code another wallet signed: not this ticket's.
+    let forged = gm2_at("R6", "general", NOW, 201).into_bytes();
+    check(&mut g, &forged, "north", Reason::InvalidSignature);
+    // The tier takes no static code; a static code of another tier still works.
+    check(&mut g, gm1("R7").as_bytes(), "north", Reason::CodeExpired);
+    let vip = gm1_with(
+        |t| {
+            t.ticket_id = "V7".into();
+            t.tier = "vip".into()
+        },
+        &org(1),
+    );
+    check(&mut g, vip.as_bytes(), "north", Reason::Ok);
+    // The live code of a used ticket is a used ticket; a revoked one is revoked first.
+    let later = NOW + 10_000;
+    let again = g
+        .scan(
+            later,
+            ScanRequest {
+                code: &live("R1", later),
+                gate: "south",
+                direction: None,
+                manual: false,
+                origin: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(again.decision.reason, Reason::AlreadyRedeemed);
+    g.revoke_ticket("R8");
+    check(&mut g, &live("R8", NOW - 40_000), "north", Reason::Revoked);
+    // A longer window, set in the event file, takes the 40-second screenshot.
+    p.config.live_codes = Some(gatemesh_crdt::event::LiveCodes {
+        window_s: 60,
+        ahead_s: 60,
+    });
+    let mut g = gate_logic_for(p, 1, false);
+    check(&mut g, &live("R9", NOW - 40_000), "north", Reason::Ok);
+}

@@ -209,6 +209,23 @@ fn gm1(ticket_id: &str) -> String {
     ticket::encode(&payload, &organizer()).expect("a GM1 code encodes")
 }
 
+/// A rotating ticket's live code for now (its wallet's key made for it alone).
+fn gm2(ticket_id: &str) -> String {
+    use gatemesh_crdt::credential::rotating;
+    let holder = SigningKey::from_bytes(&[150; 32]);
+    let payload = rotating::RotatingPayload {
+        event_id: EVENT.into(),
+        ticket_id: ticket_id.into(),
+        tier: "general".into(),
+        key_id: KEY_ID.into(),
+        valid_from_s: (NOW - HOUR) / 1000,
+        valid_until_s: (NOW + HOUR) / 1000,
+        holder: holder.verifying_key().to_bytes(),
+    };
+    let part = rotating::static_part(&payload, &organizer());
+    rotating::live_code(&part, ticket_id, &holder, rotating::step_of(NOW))
+}
+
 fn legacy(ticket_id: &str) -> String {
     make_legacy_code(ticket_id, EVENT, "G000001", "ABCDEF", NOW - HOUR, SECRET)
 }
@@ -218,6 +235,7 @@ fn codes() -> Vec<Vec<u8>> {
     vec![
         gm1("G1").into_bytes(),
         gm1("G2").into_bytes(),
+        gm2("R1").into_bytes(),
         legacy("L1").into_bytes(),
         b"BARCODE-0001".to_vec(),
         b"04:A2:3B:4C:5D:6E:7F".to_vec(),

@@ -21,7 +21,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn the_seeds_are_what_a_node_takes_in() {
     use gatemesh_crdt::record::change;
     let changes = pieces(&seeds("change")[0]);
-    assert_eq!(changes.len(), 5, "one change per seed code");
+    assert_eq!(changes.len(), 6, "one change per seed code");
     for c in &changes {
         change::read(c).expect("a seed change is canonical");
     }

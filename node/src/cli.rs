@@ -264,6 +264,9 @@ pub enum TicketFormat {
     Legacy,
     /// Opaque barcode codes looked up in the manifest.
     Manifest,
+    /// Rotating live codes (GM2): one wallet page per ticket (tickets/wallet/ID.html) whose QR
+    /// code changes every 15 s.
+    Rotating,
 }
 
 #[derive(Subcommand, Debug)]
@@ -278,6 +281,10 @@ pub enum TicketsCmd {
         tier: String,
         #[arg(long, value_enum, default_value_t = TicketFormat::Gm1)]
         format: TicketFormat,
+        /// The same as `--format rotating`: live codes a screenshot cannot pass, each ticket's
+        /// wallet page in tickets/wallet/ (mail one to each holder).
+        #[arg(long)]
+        rotating: bool,
         /// Where codes.csv and qr/ go (default: EVENT/tickets).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -483,6 +490,7 @@ fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
             count,
             tier,
             format,
+            rotating,
             out,
             key_id,
             nfc,
@@ -494,31 +502,19 @@ fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
             columns,
             tier_map,
         } => {
-            let named = match (from_postgres, query, from_csv) {
-                (Some(url), Some(query), _) => Some(
-                    runtime()?
-                        .block_on(gatemesh_cloud_bridge::fetch_tickets(&url, &query, &tier))?
-                        .into_iter()
-                        .map(|t| Planned {
-                            id: Some(t.ticket_id),
-                            tier: t.tier,
-                            ..Planned::default()
-                        })
-                        .collect(),
-                ),
-                (_, _, Some(file)) => Some(guestlist::read_for_event(
-                    &event,
-                    &file,
-                    columns.as_deref().unwrap_or(""),
-                    tier_map.as_deref(),
-                    &tier,
-                )?),
-                _ => None,
-            };
+            let named = named_tickets(
+                &event,
+                &tier,
+                (from_postgres, query),
+                (from_csv, columns, tier_map),
+            )?;
             let opts = IssueOptions {
                 count,
                 tier,
-                format: format.into(),
+                format: match rotating {
+                    true => organizer::TicketFormat::Rotating,
+                    false => format.into(),
+                },
                 key_id,
                 nfc,
                 qr: !no_qr,
@@ -543,6 +539,37 @@ fn tickets(cmd: TicketsCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The tickets to issue by name: HQ's rows (`--from-postgres` with `--query`) or a guest list
+/// (`--from-csv`); none for `--count`.
+fn named_tickets(
+    event: &Path,
+    tier: &str,
+    (from_postgres, query): (Option<String>, Option<String>),
+    (from_csv, columns, tier_map): (Option<PathBuf>, Option<String>, Option<String>),
+) -> anyhow::Result<Option<Vec<Planned>>> {
+    Ok(match (from_postgres, query, from_csv) {
+        (Some(url), Some(query), _) => Some(
+            runtime()?
+                .block_on(gatemesh_cloud_bridge::fetch_tickets(&url, &query, tier))?
+                .into_iter()
+                .map(|t| Planned {
+                    id: Some(t.ticket_id),
+                    tier: t.tier,
+                    ..Planned::default()
+                })
+                .collect(),
+        ),
+        (_, _, Some(file)) => Some(guestlist::read_for_event(
+            event,
+            &file,
+            columns.as_deref().unwrap_or(""),
+            tier_map.as_deref(),
+            tier,
+        )?),
+        _ => None,
+    })
 }
 
 /// Pair a phone: an organizer-signed pass, printed with its pairing link, and the link's QR
@@ -633,6 +660,7 @@ impl From<TicketFormat> for organizer::TicketFormat {
             TicketFormat::Gm1 => organizer::TicketFormat::Gm1,
             TicketFormat::Legacy => organizer::TicketFormat::Legacy,
             TicketFormat::Manifest => organizer::TicketFormat::Manifest,
+            TicketFormat::Rotating => organizer::TicketFormat::Rotating,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! - [`web`]: the scanner page and the dashboard.
 //! - [`bridge`]: the ledger side of the bridge to PostgreSQL (export, import, live).
 //! - [`qr`]: QR images of codes.
+//! - [`wallet`]: a rotating ticket's wallet page (live codes with no network).
 //! - [`tls`]: the event CA, device certificates and the HTTPS listener (rustls).
 //!
 //! The command line, the demo and the process driver live in the binary (`main.rs`).
@@ -39,6 +40,7 @@ pub mod phone;
 pub mod qr;
 pub mod store;
 pub mod tls;
+pub mod wallet;
 pub mod web;
 
 /// Milliseconds since the Unix epoch, from the system clock (edges only; the core takes `now`).

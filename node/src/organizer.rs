@@ -32,6 +32,8 @@ pub enum TicketFormat {
     Legacy,
     /// Opaque barcode codes looked up in the manifest.
     Manifest,
+    /// Rotating live codes (GM2): a wallet page per ticket whose code changes every 15 s.
+    Rotating,
 }
 
 /// What `event create` made.
@@ -186,8 +188,12 @@ pub const TICKET_ID_LEN_MAX: usize = 64;
 pub struct Issued {
     pub ticket_id: String,
     pub tier: String,
+    /// The code (for a rotating ticket, its static part `GM2S:…`, which no scanner takes: the
+    /// wallet shows live codes made from it).
     pub code: String,
     pub nfc_uid: Option<String>,
+    /// A rotating ticket's wallet key (its wallet page holds it; nothing else keeps it).
+    pub holder: Option<[u8; 32]>,
 }
 
 pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result<Vec<Issued>> {
@@ -218,9 +224,10 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
         key: &key,
         legacy_secret: legacy_secret.as_ref().map(|s| s.secret.as_slice()),
     };
+    check_live_tiers(&plan, o.format)?;
     let mut issued = Vec::with_capacity(plan.len());
     for (ticket_id, tier, n, attendee) in plan {
-        let code = signer.code(o.format, &ticket_id, tier, n)?;
+        let (code, holder) = signer.code(o.format, &ticket_id, tier, n)?;
         let nfc_uid = o.nfc.then(random_nfc_uid);
         tickets.push(ManifestTicket {
             ticket_id: ticket_id.clone(),
@@ -238,8 +245,11 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
             tier: tier.name.clone(),
             code,
             nfc_uid,
+            holder,
         });
     }
+    let wallets = wallets(config, &issued, &tickets);
+    crate::wallet::write_all(&out.join("wallet"), &wallets)?;
     write_manifest(dir, config, tickets, &key_id, &key)?;
     let emails: Vec<(String, String)> = o
         .named
@@ -251,6 +261,43 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
     package::add_guest_emails(dir, &emails)?;
     write_codes(out, &issued, o.qr)?;
     Ok(issued)
+}
+
+/// A tier that shows live codes only is issued rotating tickets only.
+fn check_live_tiers(
+    plan: &[(String, &TierConfig, usize, Attendee)],
+    format: TicketFormat,
+) -> anyhow::Result<()> {
+    match plan.iter().find(|(_, t, ..)| t.live_code) {
+        Some((_, tier, ..)) if format != TicketFormat::Rotating => bail!(
+            "tier {} shows live codes only: issue its tickets with --rotating",
+            tier.name
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The wallet pages of the rotating tickets just issued (their holders' names from `tickets`).
+fn wallets(
+    config: &EventConfig,
+    issued: &[Issued],
+    tickets: &[ManifestTicket],
+) -> Vec<crate::wallet::Wallet> {
+    (issued.iter())
+        .filter_map(|t| {
+            let name = (tickets.iter().rev())
+                .find(|m| m.ticket_id == t.ticket_id)
+                .and_then(|m| m.attendee.name.clone());
+            Some(crate::wallet::Wallet {
+                event_name: config.name.clone(),
+                ticket_id: t.ticket_id.clone(),
+                tier: t.tier.clone(),
+                name,
+                static_part: t.code.clone(),
+                holder_secret: t.holder?,
+            })
+        })
+        .collect()
 }
 
 /// The tickets to issue: (id, tier, number, holder), numbered after the `existing` ones.
@@ -307,30 +354,63 @@ impl CodeSigner<'_> {
         ticket_id: &str,
         tier: &TierConfig,
         n: usize,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<(String, Option<[u8; 32]>)> {
         let config = self.config;
-        Ok(match format {
-            TicketFormat::Gm1 => ticket::encode(
-                &TicketPayload {
-                    event_id: config.event_id.clone(),
-                    ticket_id: ticket_id.to_string(),
-                    tier: tier.name.clone(),
-                    key_id: self.key_id.to_string(),
-                    valid_from_s: config.valid_from_ms / 1000,
-                    valid_until_s: config.valid_until_ms.div_ceil(1000),
-                },
-                self.key,
-            )?,
-            TicketFormat::Legacy => make_legacy_code(
-                ticket_id,
-                &config.legacy.event_id,
-                &format!("G{n:06}"),
-                &random_code(10),
-                crate::now_ms(),
-                self.legacy_secret.unwrap_or_default(),
-            ),
-            TicketFormat::Manifest => random_code(12),
-        })
+        if format == TicketFormat::Rotating {
+            return self.rotating(ticket_id, tier);
+        }
+        Ok((
+            match format {
+                TicketFormat::Gm1 => ticket::encode(
+                    &TicketPayload {
+                        event_id: config.event_id.clone(),
+                        ticket_id: ticket_id.to_string(),
+                        tier: tier.name.clone(),
+                        key_id: self.key_id.to_string(),
+                        valid_from_s: config.valid_from_ms / 1000,
+                        valid_until_s: config.valid_until_ms.div_ceil(1000),
+                    },
+                    self.key,
+                )?,
+                TicketFormat::Legacy => make_legacy_code(
+                    ticket_id,
+                    &config.legacy.event_id,
+                    &format!("G{n:06}"),
+                    &random_code(10),
+                    crate::now_ms(),
+                    self.legacy_secret.unwrap_or_default(),
+                ),
+                TicketFormat::Manifest => random_code(12),
+                TicketFormat::Rotating => unreachable!("made by rotating()"),
+            },
+            None,
+        ))
+    }
+
+    /// A rotating ticket: its static part (with a wallet key made for it alone) and that key.
+    fn rotating(
+        &self,
+        ticket_id: &str,
+        tier: &TierConfig,
+    ) -> anyhow::Result<(String, Option<[u8; 32]>)> {
+        use gatemesh_crdt::credential::rotating;
+        let holder = SigningKey::generate(&mut OsRng);
+        let payload = rotating::RotatingPayload {
+            event_id: self.config.event_id.clone(),
+            ticket_id: ticket_id.to_string(),
+            tier: tier.name.clone(),
+            key_id: self.key_id.to_string(),
+            valid_from_s: self.config.valid_from_ms / 1000,
+            valid_until_s: self.config.valid_until_ms.div_ceil(1000),
+            holder: holder.verifying_key().to_bytes(),
+        };
+        let part = rotating::static_part(&payload, self.key);
+        let code = format!(
+            "{}{}",
+            rotating::STATIC_PREFIX,
+            data_encoding::BASE32_NOPAD.encode(&part)
+        );
+        Ok((code, Some(holder.to_bytes())))
     }
 }
 
@@ -374,13 +454,15 @@ fn write_codes(out: &Path, issued: &[Issued], qr: bool) -> anyhow::Result<()> {
     }
     for t in issued {
         let png = out.join("qr").join(format!("{}.png", t.ticket_id));
+        // A rotating ticket's QR code is its wallet's, live; its static part is no code.
+        let qr = qr && t.holder.is_none();
         if qr {
             crate::qr::write_png(&t.code, &png)?;
         }
-        let qr_name = if qr {
-            format!("qr/{}.png", t.ticket_id)
-        } else {
-            String::new()
+        let qr_name = match (qr, t.holder.is_some()) {
+            (true, _) => format!("qr/{}.png", t.ticket_id),
+            (false, true) => format!("wallet/{}.html", t.ticket_id),
+            (false, false) => String::new(),
         };
         writeln!(
             csv,

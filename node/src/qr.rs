@@ -22,6 +22,16 @@ pub fn write_png(code: &str, path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// The QR version (1..=40: 17 + 4 × version modules a side) `text` takes at the error
+/// correction tickets use (M).
+pub fn version(text: &str) -> Option<i16> {
+    let qr = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M).ok()?;
+    match qr.version() {
+        qrcode::Version::Normal(v) => Some(v),
+        qrcode::Version::Micro(_) => None,
+    }
+}
+
 /// `text` as an SVG QR symbol (one path of dark modules, a 4-module quiet zone), for a page
 /// to show: a phone's pairing link on the dashboard.
 pub fn svg(text: &str) -> anyhow::Result<String> {

@@ -14,6 +14,9 @@
 
 const DAY_MS = 86400000;
 const GM1_PREFIX = "GM1:";
+const GM2_PREFIX = "GM2:";
+const STATIC_DOMAIN = utf8Bytes("gatemesh rotating ticket 1\n");
+const LIVE_DOMAIN = "gatemesh live code 1\n";
 const SIG_BYTES = 64;
 const HASH_BYTES = 6;
 const ENTRY_BYTES = HASH_BYTES + 3;
@@ -22,6 +25,7 @@ const FLAG_REVOKED = 0x40;
 const GATE_MASK = 0x3f;
 const GATE_NONE = 0x3f;
 const LEGACY_FIELDS = ["ticketId", "eventId", "guestId", "ticketCode", "timestamp", "signature", "checksum"];
+function utf8Bytes(s) { return new TextEncoder().encode(s); }
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -233,6 +237,7 @@ async function readCode(ctx, code) {
   const text = code.replace(/[\r\n]+$/, "");
   let cred;
   if (asciiUpper(text.slice(0, GM1_PREFIX.length)) === GM1_PREFIX) cred = await readGm1(ctx, text);
+  else if (asciiUpper(text.slice(0, GM2_PREFIX.length)) === GM2_PREFIX) cred = await readGm2(ctx, text);
   else if (text.replace(LEADING, "").startsWith("{")) cred = readLegacy(ctx, text);
   else cred = await readManifestCode(ctx, text);
   if (cred.denial) return cred;
@@ -265,6 +270,46 @@ async function readGm1(ctx, text) {
   return {
     format: "gm1", ticket_id: t.ticket_id, event_id: t.event_id, tier: t.tier,
     valid_from_ms: t.from_s * 1000, valid_until_ms: t.until_s * 1000, zone: null, revoked: false,
+  };
+}
+
+// A rotating ticket's live code (crdt/src/credential/rotating.rs): the organizer's signature
+// over the static part (which names the wallet's key), the wallet's over the ticket and step.
+async function readGm2(ctx, text) {
+  const damaged = deny("malformed", "GM2 code is damaged or cut short");
+  const bytes = base32Decode(asciiUpper(text.slice(GM2_PREFIX.length)));
+  if (!bytes) return damaged;
+  let t, signed, sig, step, live;
+  try {
+    const p = new Postcard(bytes);
+    t = { event_id: p.str(), ticket_id: p.str(), tier: p.str(), key_id: p.str(), from_s: p.u64(), until_s: p.u64() };
+    if (p.rest() < 32) return damaged;
+    t.holder = bytes.slice(p.i, p.i + 32);
+    p.i += 32;
+    signed = bytes.subarray(0, p.i);
+    if (p.rest() < SIG_BYTES) return damaged;
+    sig = bytes.subarray(p.i, p.i + SIG_BYTES);
+    p.i += SIG_BYTES;
+    step = p.varint();
+    if (p.rest() !== SIG_BYTES) return damaged;
+    live = bytes.subarray(p.i);
+  } catch (_) {
+    return damaged;
+  }
+  const key = ctx.pack.organizer_keys.find((k) => k.key_id === t.key_id);
+  const claimed = claimedId(ctx, t.ticket_id);
+  if (!key) return deny("invalid_signature", `GM2 code is signed with unknown key id ${t.key_id}`, claimed);
+  const staticMsg = new Uint8Array([...STATIC_DOMAIN, ...signed]);
+  if (!(await verifyEd25519(key.public_key, staticMsg, sig))) return deny("invalid_signature", "GM2 ticket's organizer signature does not verify", claimed);
+  const be = new Uint8Array(8);
+  new DataView(be.buffer).setBigUint64(0, step);
+  const liveMsg = new Uint8Array([...utf8.encode(LIVE_DOMAIN + t.ticket_id + "\n"), ...be]);
+  const holder = Array.from(t.holder, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (!(await verifyEd25519(holder, liveMsg, live))) return deny("invalid_signature", "GM2 live code's signature does not verify", claimed);
+  return {
+    format: "gm2", ticket_id: t.ticket_id, event_id: t.event_id, tier: t.tier,
+    valid_from_ms: t.from_s * 1000, valid_until_ms: t.until_s * 1000, zone: null, revoked: false,
+    live_step: step,
   };
 }
 
@@ -321,6 +366,8 @@ function checkTicket(ctx, cred, gate, revoked, now) {
   const tier = pack.tiers.find((t) => t.name === cred.tier);
   if (!tier) return { reason: "unknown_ticket", message: `tier ${cred.tier} is not sold for this event` };
   if (cred.revoked || revoked) return { reason: "revoked", message: "ticket was cancelled by the organizer" };
+  const stale = checkLive(ctx, cred, tier, now);
+  if (stale) return stale;
   const from = Math.max(...[pack.valid_from_ms, tier.valid_from_ms, cred.valid_from_ms].filter((v) => v !== null && v !== undefined));
   const until = Math.min(...[pack.valid_until_ms, tier.valid_until_ms, cred.valid_until_ms].filter((v) => v !== null && v !== undefined));
   if (now < from) return { reason: "not_yet_valid", message: "not valid yet" };
@@ -338,6 +385,21 @@ function checkTicket(ctx, cred, gate, revoked, now) {
     return { reason: "wrong_list", message: `gate ${gate.name} admits ${gate.tiers.join(", ")} only` };
   }
   return { tier };
+}
+
+// A live code must be recent; a tier that shows live codes takes no static code
+// (crdt/src/gate/policy.rs `check_live`).
+function checkLive(ctx, cred, tier, now) {
+  const live = ctx.pack.live;
+  if (cred.live_step === undefined || cred.live_step === null) {
+    const staticCode = cred.format === "gm1" || cred.format === "legacy";
+    return tier.live_code && staticCode ? { reason: "code_expired", message: "this ticket shows a live code: ask the holder for it" } : null;
+  }
+  const made = cred.live_step * BigInt(live.step_ms);
+  const at = BigInt(now);
+  if (made > at + BigInt(live.ahead_ms)) return { reason: "code_expired", message: "the live code is ahead of this scanner's clock" };
+  if (at > made && at - made > BigInt(live.window_ms)) return { reason: "code_expired", message: "an old code: ask for the live code" };
+  return null;
 }
 
 // ---- entries: the snapshot, then the phone's own scans (crdt/src/index/replay.rs) ----

@@ -77,6 +77,7 @@ const REASONS = {
     not_yet_valid: "Ticket not valid yet", expired: "Ticket expired", wrong_zone: "Ticket not valid for this zone",
     wrong_list: "Not this door: ticket type not on its list", already_redeemed: "Already used",
     paused: "Entry paused by the organizer: let nobody in", zone_full: "Zone full: wait for people to leave",
+    code_expired: "Old code: ask for the live code on the holder's phone",
   },
   fr: {
     ok: "Bienvenue", malformed: "Ce n'est pas un code de billet", invalid_signature: "Billet falsifié ou abîmé",
@@ -84,6 +85,7 @@ const REASONS = {
     not_yet_valid: "Billet pas encore valable", expired: "Billet expiré", wrong_zone: "Billet non valable pour cette zone",
     wrong_list: "Mauvaise porte : ce type de billet n'y entre pas", already_redeemed: "Déjà utilisé",
     paused: "Entrées suspendues par l'organisateur : ne laissez entrer personne", zone_full: "Zone pleine : attendez des sorties",
+    code_expired: "Code périmé : demandez le code vivant sur le téléphone",
   },
 };
 let lang = window.localStorage.getItem("gatemesh.lang") || ((navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en");

@@ -228,42 +228,83 @@ fn hot_ticket(n: usize, verdict: Verdict) -> anyhow::Result<f64> {
 
 /// `decide`: the full path for one scan (parse, verify, policy, record, durable write) on a real
 /// event package and a real sled store holding `held` redemptions already.
-pub fn decide(held: usize, scans: usize) -> anyhow::Result<Map<String, Value>> {
+pub fn decide(held: usize, scans: usize, rotating: bool) -> anyhow::Result<Map<String, Value>> {
     let dir = tempfile::tempdir()?;
     let ev = dir.path().join("event");
     event_create(&ev, "Bench Fest", None, None, None)?;
-    let opts = IssueOptions {
-        count: (held + scans) as u32,
-        tier: "general".into(),
-        format: TicketFormat::Gm1,
-        key_id: None,
-        nfc: false,
-        qr: false,
-        hmac_secret_file: None,
-        named: None,
+    let issue = |count: usize, format| {
+        let opts = IssueOptions {
+            count: count as u32,
+            tier: "general".into(),
+            format,
+            key_id: None,
+            nfc: false,
+            qr: false,
+            hmac_secret_file: None,
+            named: None,
+        };
+        tickets_issue(&ev, &dir.path().join("tickets"), &opts)
     };
-    let issued = tickets_issue(&ev, &dir.path().join("tickets"), &opts)?;
+    let held_tickets = issue(held, TicketFormat::Gm1)?;
+    let timed = issue(
+        scans,
+        if rotating {
+            TicketFormat::Rotating
+        } else {
+            TicketFormat::Gm1
+        },
+    )?;
     device_enroll(&ev, "gate-a", Role::Scanner, &dir.path().join("device"))?;
     let data = dir.path().join("data");
-    prefill(&ev, &dir.path().join("device"), &data, &issued[..held])?;
+    prefill(&ev, &dir.path().join("device"), &data, &held_tickets)?;
     let mut dev = open_device(&ev, Some(&dir.path().join("device")), &data, None)?;
     anyhow::ensure!(
         dev.gate.ledger().index().len() == held as u64,
         "prefill did not reload"
     );
-    let mut samples = Vec::with_capacity(scans);
-    for t in &issued[held..] {
+    let (mut samples, qr_version) = time_scans(&mut dev, &timed)?;
+    let mut m = Map::new();
+    m.insert(
+        "bench".into(),
+        json!(if rotating {
+            "decide-rotating"
+        } else {
+            "decide"
+        }),
+    );
+    m.insert("redemptions".into(), json!(held));
+    m.insert("scans".into(), json!(scans));
+    m.insert("qr_version".into(), json!(qr_version));
+    m.insert("p50_us".into(), json!(percentile(&mut samples, 50.0)));
+    m.insert("p95_us".into(), json!(percentile(&mut samples, 95.0)));
+    m.insert("p99_us".into(), json!(percentile(&mut samples, 99.0)));
+    Ok(m)
+}
+
+/// Scan each of `timed` through the gate, each made durable: the latencies (µs) and the largest
+/// QR version among the codes.
+fn time_scans(
+    dev: &mut gatemesh_node::device::OpenDevice,
+    timed: &[gatemesh_node::organizer::Issued],
+) -> anyhow::Result<(Vec<f64>, i16)> {
+    let mut samples = Vec::with_capacity(timed.len());
+    let mut qr_version = 0;
+    for t in timed {
+        let now = gatemesh_node::now_ms();
+        let code = match &t.holder {
+            Some(secret) => live_code(t, secret, now)?,
+            None => t.code.clone(),
+        };
+        qr_version = qr_version.max(gatemesh_node::qr::version(&code).unwrap_or(0));
         let start = Instant::now();
-        let outcome = dev.gate.scan(
-            gatemesh_node::now_ms(),
-            ScanRequest {
-                code: t.code.as_bytes(),
-                gate: "north",
-                direction: None,
-                manual: false,
-                origin: None,
-            },
-        )?;
+        let req = ScanRequest {
+            code: code.as_bytes(),
+            gate: "north",
+            direction: None,
+            manual: false,
+            origin: None,
+        };
+        let outcome = dev.gate.scan(now, req)?;
         if let Some(change) = outcome.change {
             dev.store.append(&[change])?;
         }
@@ -274,14 +315,28 @@ pub fn decide(held: usize, scans: usize) -> anyhow::Result<Map<String, Value>> {
             outcome.decision.message
         );
     }
-    let mut m = Map::new();
-    m.insert("bench".into(), json!("decide"));
-    m.insert("redemptions".into(), json!(held));
-    m.insert("scans".into(), json!(scans));
-    m.insert("p50_us".into(), json!(percentile(&mut samples, 50.0)));
-    m.insert("p95_us".into(), json!(percentile(&mut samples, 95.0)));
-    m.insert("p99_us".into(), json!(percentile(&mut samples, 99.0)));
-    Ok(m)
+    Ok((samples, qr_version))
+}
+
+/// The live code a rotating ticket's wallet shows at `now_ms`.
+fn live_code(
+    t: &gatemesh_node::organizer::Issued,
+    secret: &[u8; 32],
+    now_ms: u64,
+) -> anyhow::Result<String> {
+    use gatemesh_crdt::credential::rotating;
+    let b32 = t
+        .code
+        .strip_prefix(rotating::STATIC_PREFIX)
+        .unwrap_or_default();
+    let part = data_encoding::BASE32_NOPAD.decode(b32.as_bytes())?;
+    let key = ed25519_dalek::SigningKey::from_bytes(secret);
+    Ok(rotating::live_code(
+        &part,
+        &t.ticket_id,
+        &key,
+        rotating::step_of(now_ms),
+    ))
 }
 
 /// Admit `tickets` through the real gate, durable in batches (one fsync per 1,000), then

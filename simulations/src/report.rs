@@ -41,8 +41,9 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// Every benchmark, in the order `gatemesh-bench all` runs them.
-pub const ALL: [&str; 10] = [
-    "ledger", "decide", "mesh", "http", "stats", "search", "venue", "catchup", "bridge", "sim",
+pub const ALL: [&str; 11] = [
+    "ledger", "decide", "mesh", "http", "stats", "search", "venue", "catchup", "bridge", "phone",
+    "sim",
 ];
 /// Markers around the section `gatemesh-bench all` rewrites in BENCHMARKS.md.
 pub const ALL_BEGIN: &str = "<!-- gatemesh-bench all: begin -->";

@@ -430,7 +430,42 @@ async function phoneBenchScenario() {
   }
 }
 
-const scenarios = { phonebench: phoneBenchScenario, phone: phoneScenario, vectors: vectorsScenario, https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
+// A holder's wallet page (a file, as mailed): opened 40 s ago (its screenshot then) and now
+// (its live code); the live code scanned at gate north, then the screenshot.
+async function walletScenario() {
+  const browser = await launch();
+  const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
+  const out = {};
+  try {
+    const open = async (atMs, name) => {
+      const ctx = await browser.newContext(phone);
+      const page = await ctx.newPage();
+      await page.clock.install({ time: atMs });
+      await page.goto(`file://${args.wallet}`);
+      await page.waitForSelector("#qr svg", { timeout: STEP_MS });
+      const qr = await page.$("#qr");
+      await qr.screenshot({ path: `${args.shots}/${name}-qr.png` });
+      await shot(page, name);
+      const code = await page.getAttribute("#qr", "data-code");
+      const modules = Number(await page.getAttribute("#qr", "data-version"));
+      await ctx.close();
+      return { code, modules };
+    };
+    out.screenshot = await open(Date.now() - args.age_ms, "wallet-40s-ago");
+    out.live = await open(Date.now(), "wallet-live");
+    const page = await browser.newPage(phone);
+    await setUp(page, args.a, "north");
+    out.live_scan = await wedge(page, out.live.code);
+    await dismiss(page);
+    out.screenshot_scan = await wedge(page, out.screenshot.code);
+    await shot(page, "wallet-screenshot-refused");
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const scenarios = { wallet: walletScenario, phonebench: phoneBenchScenario, phone: phoneScenario, vectors: vectorsScenario, https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
 try {
   const out = await scenarios[scenario]();
   console.log(JSON.stringify({ ok: true, ...out }));

@@ -6,6 +6,7 @@
 //! Reading stops at the first failure among `malformed`, `invalid_signature`, `unknown_ticket`;
 //! the later checks are [`crate::gate::policy`]'s.
 
+use crate::credential::rotating::{self, Gm2Error};
 use crate::credential::ticket::{self, Gm1Error};
 use crate::event::manifest::{Manifest, TicketStatus};
 use crate::event::LegacyConfig;
@@ -44,6 +45,8 @@ const LEGACY_FIELDS: [&str; 7] = [
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Gm1,
+    /// A rotating ticket's live code ([`crate::credential::rotating`]).
+    Gm2,
     Legacy,
     Manifest,
 }
@@ -61,6 +64,9 @@ pub struct Credential {
     pub zone: Option<String>,
     /// Cancelled in the manifest.
     pub revoked: bool,
+    /// For a live code (GM2): the time step its wallet signed (how recent it is is the
+    /// policy's to judge).
+    pub live_step: Option<u64>,
 }
 
 /// A code that could not be read, with the ticket id it claimed, when it claimed one.
@@ -140,6 +146,8 @@ pub fn read(input: &[u8], r: Readers<'_>) -> Result<Credential, Unreadable> {
     let text = text.trim_end_matches(['\r', '\n']);
     let mut cred = if ticket::strip_prefix(text).is_some() {
         read_gm1(text, r)?
+    } else if rotating::is_gm2(text) {
+        read_gm2(text, r)?
     } else if text.trim_start().starts_with('{') {
         read_legacy(text, r)?
     } else {
@@ -171,10 +179,37 @@ fn read_gm1(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
             valid_until_ms: Some(p.valid_until_s.saturating_mul(1000)),
             zone: None,
             revoked: false,
+            live_step: None,
         }),
         Err((Gm1Error::NotGm1 | Gm1Error::Malformed, _)) => Err(unreadable(
             Reason::Malformed,
             "GM1 code is damaged or cut short",
+            None,
+        )),
+        Err((e, claimed)) => Err(unreadable(
+            Reason::InvalidSignature,
+            e.to_string(),
+            claimed.as_deref(),
+        )),
+    }
+}
+
+fn read_gm2(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
+    match rotating::verify(text, r.organizer_keys) {
+        Ok(live) => Ok(Credential {
+            format: Format::Gm2,
+            ticket_id: live.payload.ticket_id,
+            event_id: live.payload.event_id,
+            tier: live.payload.tier,
+            valid_from_ms: Some(live.payload.valid_from_s.saturating_mul(1000)),
+            valid_until_ms: Some(live.payload.valid_until_s.saturating_mul(1000)),
+            zone: None,
+            revoked: false,
+            live_step: Some(live.step),
+        }),
+        Err((Gm2Error::NotGm2 | Gm2Error::Malformed, _)) => Err(unreadable(
+            Reason::Malformed,
+            "GM2 code is damaged or cut short",
             None,
         )),
         Err((e, claimed)) => Err(unreadable(
@@ -224,6 +259,7 @@ fn read_legacy(text: &str, r: Readers<'_>) -> Result<Credential, Unreadable> {
         valid_until_ms: Some(f.timestamp_ms.saturating_add(secret.expiry_ms)),
         zone: None,
         revoked: false,
+        live_step: None,
     })
 }
 
@@ -356,6 +392,7 @@ fn read_manifest_code(text: &str, r: Readers<'_>) -> Result<Credential, Unreadab
         valid_until_ms: None,
         zone: Some(entry.zone.clone()),
         revoked: entry.status == TicketStatus::Cancelled,
+        live_step: None,
     })
 }
 

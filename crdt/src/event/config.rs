@@ -56,7 +56,34 @@ pub struct TierConfig {
     /// empty, every day of the event.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub valid_days: Vec<String>,
+    /// The tier's tickets show live codes (GM2, `tickets issue --rotating`): a static code of
+    /// it (GM1, legacy) is refused `code_expired`, as a screenshot would be.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live_code: bool,
 }
+
+/// How recent a live code (GM2) must be (`event.json` `live_codes`; these defaults when
+/// absent).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LiveCodes {
+    /// How long after its 15-second step began a live code is taken: a screenshot stops
+    /// working then. A wallet whose clock runs behind spends this too.
+    pub window_s: u64,
+    /// How far ahead of the scanner's clock a wallet's clock may run.
+    pub ahead_s: u64,
+}
+
+impl Default for LiveCodes {
+    fn default() -> Self {
+        LiveCodes {
+            window_s: 30,
+            ahead_s: 60,
+        }
+    }
+}
+
+/// Longest window (or clock lead) a live code may be given, in seconds.
+pub const LIVE_CODE_S_MAX: u64 = 600;
 
 /// Settings for the legacy HMAC JSON codes (seed `scan-validation-service.md`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -90,6 +117,9 @@ pub struct EventConfig {
     /// `00:00+00:00`): what daily limits and valid days count in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub day_starts: Option<String>,
+    /// How recent a live code must be; the defaults ([`LiveCodes::default`]) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_codes: Option<LiveCodes>,
 }
 
 /// The `format` this version writes (2: no genesis document; format 1 files still load, their
@@ -123,6 +153,7 @@ impl EventConfig {
             attention: None,
             max_entries_per_day: None,
             valid_days: Vec::new(),
+            live_code: false,
         };
         EventConfig {
             format: EVENT_FORMAT,
@@ -150,6 +181,7 @@ impl EventConfig {
             offline_devices: Vec::new(),
             day_starts: None,
             capacity: Default::default(),
+            live_codes: None,
         }
     }
 
@@ -202,6 +234,13 @@ impl EventConfig {
                 return bail(format!("gate {} lists unknown tier {t}", g.name));
             }
         }
+        if let Some(l) = self.live_codes {
+            if l.window_s == 0 || l.window_s > LIVE_CODE_S_MAX || l.ahead_s > LIVE_CODE_S_MAX {
+                return bail(format!(
+                    "live_codes: window_s is 1..={LIVE_CODE_S_MAX}, ahead_s 0..={LIVE_CODE_S_MAX}"
+                ));
+            }
+        }
         for (zone, cap) in &self.capacity {
             if !self.zones.contains(zone) || *cap == 0 {
                 return bail(format!("capacity names unknown zone {zone} or is 0"));
@@ -238,6 +277,12 @@ impl EventConfig {
             }
         }
         Ok(())
+    }
+
+    /// How recent a live code must be: (window, clock lead), in ms.
+    pub fn live_code_ms(&self) -> (u64, u64) {
+        let l = self.live_codes.unwrap_or_default();
+        (l.window_s * 1000, l.ahead_s * 1000)
     }
 
     /// When a festival day starts, in ms after its date's midnight UTC (may be negative).

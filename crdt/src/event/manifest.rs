@@ -9,6 +9,20 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+/// How a rotating ticket's static part is written where its code would be (codes.csv, the
+/// manifest): no scanner takes it (it is no manifest code either); the wallet makes live codes
+/// from it.
+pub const ROTATING_STATIC_PREFIX: &str = "GM2S:";
+
+/// Whether a manifest ticket's code is one a scanner looks up (not a signed code read by its
+/// format, nor a rotating ticket's static part).
+fn looked_up(code: &str) -> bool {
+    let t = code.trim();
+    let head = |p: &str| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    let signed = head("GM1:") || head("GM2:") || head(ROTATING_STATIC_PREFIX);
+    !(signed || t.starts_with('{') || t.is_empty() || t == "-")
+}
+
 /// Most tickets one manifest may hold.
 pub const MANIFEST_TICKETS_MAX: usize = 2_000_000;
 /// Longest attendee name or order reference, in bytes.
@@ -131,7 +145,9 @@ impl Manifest {
             if by_ticket.insert(t.ticket_id.clone(), i).is_some() {
                 return Err(ManifestError::Twice(t.ticket_id.clone()));
             }
-            by_code.insert(normalize(&t.ticket_code), i);
+            if looked_up(&t.ticket_code) {
+                by_code.insert(normalize(&t.ticket_code), i);
+            }
             if let Some(uid) = &t.nfc_uid {
                 by_code.insert(normalize(uid), i);
             }
@@ -259,11 +275,6 @@ pub fn code_hash(event_id: &str, code: &str) -> String {
 
 /// The phone's manifest of `body`.
 pub fn phone_manifest(body: &ManifestBody) -> PhoneManifestBody {
-    let looked_up = |code: &str| {
-        let t = code.trim();
-        let signed = t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("GM1:"));
-        !(signed || t.starts_with('{') || t.is_empty() || t == "-")
-    };
     let tickets = (body.tickets.iter())
         .filter_map(|t| {
             let code = looked_up(&t.ticket_code).then(|| code_hash(&body.event_id, &t.ticket_code));

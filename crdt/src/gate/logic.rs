@@ -999,6 +999,7 @@ fn manifest_credential(
         valid_until_ms: None,
         zone: Some(entry.zone.clone()),
         revoked: entry.status == crate::event::manifest::TicketStatus::Cancelled,
+        live_step: None,
     }
 }
 

@@ -386,6 +386,16 @@ pub struct OfflinePack {
     /// The event file's fingerprint: a pack from another file is another event's.
     pub fingerprint: String,
     pub limits: PackLimits,
+    /// How recent a live code (GM2) must be.
+    pub live: PackLive,
+}
+
+/// Live codes' time step and the window and clock lead the event allows, in ms.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PackLive {
+    pub step_ms: u64,
+    pub window_ms: u64,
+    pub ahead_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -398,6 +408,8 @@ pub struct PackTier {
     /// Festival day numbers (days since 1970 as `day_starts` cuts them); empty: every day.
     pub valid_days: Vec<u64>,
     pub attention: Option<String>,
+    /// The tier shows live codes only.
+    pub live_code: bool,
 }
 
 /// The credential readers' limits, in bytes.
@@ -425,8 +437,10 @@ pub fn pack(gate: &GateLogic) -> OfflinePack {
             grace_ms: t.double_scan_grace_ms,
             valid_days: c.valid_days(t),
             attention: t.attention.clone(),
+            live_code: t.live_code,
         })
         .collect();
+    let (window_ms, ahead_ms) = c.live_code_ms();
     OfflinePack {
         format: PACK_FORMAT,
         event_id: c.event_id.clone(),
@@ -446,6 +460,11 @@ pub fn pack(gate: &GateLogic) -> OfflinePack {
             manifest_code_len: crate::credential::MANIFEST_CODE_LEN_MAX,
             claimed_id_bytes: crate::credential::CLAIMED_ID_BYTES_MAX,
             legacy_future_skew_ms: crate::credential::LEGACY_FUTURE_SKEW_MS,
+        },
+        live: PackLive {
+            step_ms: crate::credential::rotating::STEP_MS,
+            window_ms,
+            ahead_ms,
         },
     }
 }

@@ -1,13 +1,14 @@
 //! The gate decision and its reason codes, in the order DESIGN §5 fixes: the first failure wins.
 //!
 //! `paused` → `malformed` → `invalid_signature` → `unknown_ticket` → `wrong_event` → `revoked`
-//! → `not_yet_valid` / `expired` → `wrong_zone` → `wrong_list` → `already_redeemed` →
-//! `zone_full` → `ok`. A pause stops the gate whatever the code; a full zone is told last, so a
+//! → `code_expired` → `not_yet_valid` / `expired` → `wrong_zone` → `wrong_list` →
+//! `already_redeemed` → `zone_full` → `ok`. A stale live code (a screenshot) is told after a
+//! revocation (the ticket's own state wins) and before the ticket's validity. A pause stops the gate whatever the code; a full zone is told last, so a
 //! used or wrong ticket hears its own reason.
 //! The first three come from reading the credential ([`crate::credential`]); this module checks
 //! the rest against the event, the gate and the ledger's replay.
 
-use crate::credential::Credential;
+use crate::credential::{Credential, Format};
 use crate::event::{EventConfig, GateConfig, TierConfig};
 pub use crate::reason::{Denial, Reason};
 use crate::record::date::{day_name, fmt_ms};
@@ -41,9 +42,49 @@ pub fn check_ticket<'e>(
             "ticket was cancelled by the organizer",
         ));
     }
+    check_live(cred, event, tier, now_ms)?;
     check_window(cred, event, tier, now_ms)?;
     check_place(cred, tier, gate)?;
     Ok(tier)
+}
+
+/// A live code must be recent ([`crate::event::LiveCodes`]): made for a step that began at most
+/// the window ago, and not further ahead than a wallet's clock may run. A tier that shows live
+/// codes takes no static code (GM1, legacy); a manifest barcode is the organizer's own choice
+/// for a ticket, and a hand check-in reads as one.
+fn check_live(
+    cred: &Credential,
+    event: &EventConfig,
+    tier: &TierConfig,
+    now_ms: u64,
+) -> Result<(), Denial> {
+    use crate::credential::rotating::STEP_MS;
+    let (window_ms, ahead_ms) = event.live_code_ms();
+    let Some(step) = cred.live_step else {
+        let static_code = matches!(cred.format, Format::Gm1 | Format::Legacy);
+        return match tier.live_code && static_code {
+            true => Err(Denial::new(
+                Reason::CodeExpired,
+                "this ticket shows a live code: ask the holder for it",
+            )),
+            false => Ok(()),
+        };
+    };
+    let made = step.saturating_mul(STEP_MS);
+    if made > now_ms.saturating_add(ahead_ms) {
+        return Err(Denial::new(
+            Reason::CodeExpired,
+            "the live code is ahead of this scanner's clock: ask the holder to check the phone's time",
+        ));
+    }
+    let age_s = now_ms.saturating_sub(made) / 1000;
+    if now_ms.saturating_sub(made) > window_ms {
+        return Err(Denial::new(
+            Reason::CodeExpired,
+            format!("the code is {age_s} s old: ask for the live code"),
+        ));
+    }
+    Ok(())
 }
 
 /// The ticket's validity now: the narrowest of the event's, the tier's and the code's windows,

@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|sim|all [--json] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|phone|sim|all [--json] [--rotating] [--reconcile N] [--decisions N] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,7 +54,11 @@ fn main() -> anyhow::Result<()> {
     }
     let result = match args.first().map(String::as_str) {
         Some("ledger") => simulations::bench::ledger(redemptions.unwrap_or(500_000), live_bytes)?,
-        Some("decide") => simulations::bench::decide(redemptions.unwrap_or(100_000), 2_000)?,
+        Some("decide") => simulations::bench::decide(
+            redemptions.unwrap_or(100_000),
+            2_000,
+            args.iter().any(|a| a == "--rotating"),
+        )?,
         Some("mesh") => simulations::meshbench::run(&simulations::meshbench::MeshBench {
             nodes: number("--nodes")?.unwrap_or(10),
             rate_per_s: number("--rate")?.unwrap_or(100) as u32,
