@@ -166,6 +166,29 @@ impl NodeProc {
         )
     }
 
+    /// Start the node of device `device-<name>` on host `i` of `lan` (10.77.0.(i+1)), its data in
+    /// `dir/<name>`, at gate north.
+    pub fn start_on(
+        lan: &Lan,
+        i: usize,
+        event: &Path,
+        name: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> NodeProc {
+        let listen = format!("/ip4/10.77.0.{}/udp/0/quic-v1", i + 1);
+        let (device, data) = (format!("device-{name}"), dir.join(name));
+        NodeProc::start_in(
+            Some(&lan.host(i)),
+            &listen,
+            event,
+            &device,
+            &data,
+            "north",
+            extra,
+        )
+    }
+
     /// Start a node that serves HTTP on a free loopback port with the tokens `staff` and
     /// `admin` (plus `extra` arguments); returns it and its address (`host:port`).
     pub fn start_http(
@@ -252,6 +275,18 @@ impl NodeProc {
             panic!("{e}");
         }
     }
+}
+
+/// Make `zone` of the event in `event` strict at `capacity` places (`gatemesh event strict`),
+/// its room held at the start by the devices `holders` (every scanner when empty).
+pub fn make_strict(event: &Path, zone: &str, capacity: u32, holders: &[&str]) {
+    let capacity = capacity.to_string();
+    let mut args = vec!["event", "strict", "--event", event.to_str().unwrap()];
+    args.extend(["--zone", zone, "--capacity", &capacity]);
+    for h in holders {
+        args.extend(["--holder", h]);
+    }
+    gatemesh(&args);
 }
 
 /// A switch namespace with two bridges and `hosts` host namespaces wired to bridge 0, torn down

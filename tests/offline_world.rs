@@ -15,7 +15,7 @@ use gatemesh_crdt::event::manifest::{
 use gatemesh_crdt::event::rules::RuleChange;
 use gatemesh_crdt::event::signed::Signed;
 use gatemesh_crdt::event::{
-    EventConfig, EventPackage, GateConfig, LegacyConfig, OrganizerKey, TierConfig,
+    CapacityMode, EventConfig, EventPackage, GateConfig, LegacyConfig, OrganizerKey, TierConfig,
 };
 use gatemesh_crdt::gate::bulletin::{Bulletin, BulletinBody};
 use gatemesh_crdt::gate::pause::{PauseOrder, Scope};
@@ -71,8 +71,9 @@ fn tier(name: &str, max: u32, reentry: bool, zones: &[&str]) -> TierConfig {
     }
 }
 
-/// The event: three zones (one with a capacity), gates in and out, a staff door for VIPs, and
-/// tiers with one entry, re-entry, a daily limit, a day pass and a window already over.
+/// The event: four zones (one with a capacity, one strict whose room gate 2 holds), gates in
+/// and out, a staff door for VIPs, and tiers with one entry, re-entry, a daily limit, a day
+/// pass and a window already over.
 pub fn config() -> EventConfig {
     let key = |n: u8, id: &str| OrganizerKey {
         key_id: id.into(),
@@ -80,7 +81,7 @@ pub fn config() -> EventConfig {
     };
     let mut c = EventConfig::new("fest", "Fest", T0 - 2 * DAY, T0 + 3 * DAY, key(1, "k1"));
     c.organizer_keys.push(key(2, "k2"));
-    c.zones = vec!["main".into(), "vip".into(), "back".into()];
+    c.zones = ["main", "vip", "back", "lounge"].map(String::from).into();
     c.gates = vec![
         gate("north", "main", Direction::In, &[]),
         gate("south", "main", Direction::In, &[]),
@@ -89,6 +90,7 @@ pub fn config() -> EventConfig {
         gate("staff-door", "main", Direction::In, &["vip"]),
         gate("back", "back", Direction::In, &[]),
         gate("back-exit", "back", Direction::Out, &[]),
+        gate("lounge", "lounge", Direction::In, &[]),
     ];
     let mut weekend = tier("weekend", 3, false, &["main"]);
     weekend.max_entries_per_day = Some(1);
@@ -98,7 +100,7 @@ pub fn config() -> EventConfig {
     early.valid_until_ms = Some(T0 - HOUR);
     let mut live = tier("live", 1, false, &["main"]);
     live.live_code = true;
-    let mut vip = tier("vip", 1, true, &["main", "vip"]);
+    let mut vip = tier("vip", 1, true, &["main", "vip", "lounge"]);
     vip.attention = Some("Check the VIP wristband".into());
     c.tiers = vec![
         tier("general", 1, false, &["main"]),
@@ -109,7 +111,10 @@ pub fn config() -> EventConfig {
         early,
         live,
     ];
-    c.capacity = [("back".to_string(), 2u64)].into();
+    c.capacity = [("back".to_string(), 2u64), ("lounge".to_string(), 3)].into();
+    c.capacity_mode = [("lounge".to_string(), CapacityMode::Strict)].into();
+    let holder = device(2).certificate.device_id;
+    c.room_holders = [("lounge".to_string(), vec![holder])].into();
     c.day_starts = Some("06:00+02:00".into());
     c.legacy = LegacyConfig {
         event_id: "fest-legacy".into(),
@@ -451,6 +456,8 @@ fn friday() -> Plan {
         ),
         (46, g("{not json"), "north", None),
         (47, g("BARCODE-0003"), "vip", None),
+        (47, gm1("V-LOUNGE", "vip"), "lounge", None),
+        (47, gm1("G-LOUNGE", "general"), "lounge", None),
         (48, gm1("G-MESH", "general"), "north", None),
         (60, gm1("G-MESH", "general"), "north", None),
         (61, gm1("G-TWICE", "general"), "north", None),

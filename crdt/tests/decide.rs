@@ -1921,3 +1921,143 @@ fn a_live_code_is_taken_within_its_window_and_a_screenshot_is_refused_code_expir
     let mut g = gate_logic_for(p, 1, false);
     check(&mut g, &live("R9", NOW - 40_000), "north", Reason::Ok);
 }
+
+/// Gate 1 and gate 2 with zone main strict at `cap` places, gate 1 holding them all at the
+/// start; the changes each writes are handed to the other as they would travel.
+fn strict_pair(cap: u64) -> (GateLogic, GateLogic) {
+    use gatemesh_crdt::event::CapacityMode;
+    let mut p = steward_package();
+    p.config.capacity.insert("main".into(), cap);
+    p.config
+        .capacity_mode
+        .insert("main".into(), CapacityMode::Strict);
+    let holder = device(1).certificate.device_id;
+    p.config.room_holders.insert("main".into(), vec![holder]);
+    p.config.validate().unwrap();
+    (
+        gate_logic_for(p.clone(), 1, false),
+        gate_logic_for(p, 2, false),
+    )
+}
+
+/// What `from` holds, taken in by `to` (as a sync session brings it).
+fn hand(to: &mut GateLogic, from: &GateLogic) {
+    let all: Vec<Vec<u8>> = from.ledger().changes().map(<[u8]>::to_vec).collect();
+    to.ledger_mut().admit(NOW, 0, &all);
+}
+
+fn strict_scan(g: &mut GateLogic, at: u64, ticket: &str, gate: &str) -> (Reason, String, Vec<u8>) {
+    let code = gm1_long(ticket, "general");
+    let req = ScanRequest {
+        code: &code,
+        gate,
+        direction: None,
+        manual: false,
+        origin: None,
+    };
+    let out = g.scan(at, req).unwrap();
+    (
+        out.decision.reason,
+        out.decision.message,
+        out.change.unwrap_or_default(),
+    )
+}
+
+#[test]
+fn a_strict_zone_admits_only_with_room_a_gate_holds_and_room_moves_and_comes_back() {
+    let (mut a, mut b) = strict_pair(3);
+    let (me_a, me_b) = (
+        a.ledger().local_device().unwrap(),
+        b.ledger().local_device().unwrap(),
+    );
+    assert_eq!(a.ledger().index().room("main", me_a), Some(3));
+    assert_eq!(b.ledger().index().room("main", me_b), Some(0));
+    // Gate 2 holds none: it refuses, and says the room is held elsewhere.
+    let (r, m, _) = strict_scan(&mut b, NOW, "S-1", "south");
+    assert_eq!(r, Reason::ZoneFull);
+    assert!(m.contains("held by other gates"), "{m}");
+    // It asks; gate 1 gives half of its room (at least one, at most what was asked).
+    let wanted = b.room_wanted();
+    assert_eq!(wanted.len(), 1);
+    assert_eq!(wanted[0].2, vec![me_a], "it knows who holds room");
+    let (_, units) = a
+        .give_room(NOW, me_b, ("main", wanted[0].1), false)
+        .unwrap();
+    assert_eq!(units, 1, "half of 3, rounded down, at least one");
+    hand(&mut b, &a);
+    assert_eq!(b.ledger().index().room("main", me_b), Some(1));
+    assert_eq!(a.ledger().index().room("main", me_a), Some(2));
+    let (r, _, _) = strict_scan(&mut b, NOW + 1_000, "S-1", "south");
+    assert_eq!(r, Reason::Ok);
+    hand(&mut a, &b);
+    let (r, _, _) = strict_scan(&mut b, NOW + 2_000, "S-2", "south");
+    assert_eq!(r, Reason::ZoneFull, "gate 2 spent its one unit");
+    for (i, t) in ["S-3", "S-4"].iter().enumerate() {
+        assert_eq!(
+            strict_scan(&mut a, NOW + 3_000 + i as u64, t, "north").0,
+            Reason::Ok
+        );
+    }
+    let (r, m, _) = strict_scan(&mut a, NOW + 4_000, "S-5", "north");
+    assert_eq!((r, m.contains("is full")), (Reason::ZoneFull, true), "{m}");
+    // S-1 leaves through gate 1: the unit goes back to gate 2, which admitted it.
+    let (r, _, _) = strict_scan(&mut a, NOW + 5_000, "S-1", "exit");
+    assert_eq!(r, Reason::Ok);
+    assert_eq!(
+        a.ledger().index().room("main", me_b),
+        Some(1),
+        "gate 1 knows gate 2's"
+    );
+    hand(&mut b, &a);
+    assert_eq!(b.ledger().index().room("main", me_b), Some(1));
+    // An exit handed twice, or a second exit of the same entry, returns nothing more.
+    let (r, _, _) = strict_scan(&mut a, NOW + 15_000, "S-1", "exit");
+    assert_eq!(r, Reason::Ok);
+    hand(&mut b, &a);
+    assert_eq!(b.ledger().index().room("main", me_b), Some(1));
+    // Never over capacity: the room held and the people inside add up to the capacity.
+    let held = a.ledger().index().room("main", me_a).unwrap()
+        + b.ledger().index().room("main", me_b).unwrap();
+    let inside = a.ledger().index().inside("main") as i64;
+    assert_eq!((held, inside), (1, 2));
+}
+
+#[test]
+fn a_gate_restarted_holds_the_room_it_held() {
+    let (mut a, mut b) = strict_pair(6);
+    let me_b = b.ledger().local_device().unwrap();
+    let (give, _) = a.give_room(NOW, me_b, ("main", 10), false).unwrap();
+    hand(&mut b, &a);
+    strict_scan(&mut b, NOW + 1_000, "R-1", "south");
+    let before = b.ledger().index().room("main", me_b);
+    // Gate 2 reopened from what it stored: its own entry and the room record it was given.
+    let p = {
+        let (x, _) = strict_pair(6);
+        drop(x);
+        let mut p = steward_package();
+        p.config.capacity.insert("main".into(), 6);
+        p.config
+            .capacity_mode
+            .insert("main".into(), gatemesh_crdt::event::CapacityMode::Strict);
+        p.config
+            .room_holders
+            .insert("main".into(), vec![device(1).certificate.device_id]);
+        p
+    };
+    let _ = give;
+    let stored: Vec<Vec<u8>> = b.ledger().changes().map(<[u8]>::to_vec).collect();
+    let d = device(2);
+    let (ledger, refused) = GateLogic::open_ledger(
+        &p,
+        Some(&d),
+        gatemesh_crdt::ChainId(2),
+        &[],
+        &[],
+        stored.iter().map(Vec::as_slice),
+        NOW + 2_000,
+    )
+    .unwrap();
+    assert_eq!(refused, 0);
+    assert_eq!(ledger.index().room("main", me_b), before);
+    assert_eq!(before, Some(2), "three given, one spent");
+}

@@ -8,7 +8,7 @@
 //! change is read the same on arrival and from the store, and a restart from what admission
 //! persisted takes back exactly that and nothing a damaged store adds.
 
-mod world;
+pub mod world;
 
 pub use world::{seeds, NOW};
 
@@ -18,7 +18,7 @@ use gatemesh_crdt::gate::offline::ReconcileRequest;
 use gatemesh_crdt::gate::ScanRequest;
 use gatemesh_crdt::json;
 use gatemesh_crdt::ledger::export;
-use gatemesh_crdt::protocol::{Input, Output, Topic, KIND_HELLO, KIND_SYNC};
+use gatemesh_crdt::protocol::{Input, Output, Topic, KIND_HELLO, KIND_ROOM, KIND_SYNC};
 use gatemesh_crdt::record::change;
 use gatemesh_crdt::{Ledger, ScanRecord, SyncMessage};
 use std::collections::HashSet;
@@ -171,10 +171,11 @@ fn assert_restart_takes_back(w: &World, live: &Ledger, persisted: &[Vec<u8>]) {
     assert_eq!(refused, 0, "a restart refused what admission persisted");
     assert_eq!(back.summary(), live.summary());
     assert_eq!(back.index().len(), live.index().len());
+    assert_eq!(back.index().rooms("vip"), live.index().rooms("vip"));
 }
 
-/// A message from an enrolled peer: first byte chooses sync request, sync answer, ledger gossip
-/// or control gossip; the rest is the message.
+/// A message from an enrolled peer: first byte chooses sync request, sync answer, ledger gossip,
+/// control gossip, an ask for room or the answer to one; the rest is the message.
 fn sync(data: &[u8]) {
     let Some((&kind, rest)) = data.split_first() else {
         return;
@@ -193,7 +194,7 @@ fn sync(data: &[u8]) {
             data: [&[KIND_HELLO][..], &fingerprint].concat(),
         },
     );
-    let input = match kind % 4 {
+    let input = match kind % 6 {
         0 => Input::SyncRequest {
             from,
             token: 7,
@@ -209,10 +210,19 @@ fn sync(data: &[u8]) {
             topic: Topic::Ledger,
             data: rest.to_vec(),
         },
-        _ => Input::Gossip {
+        3 => Input::Gossip {
             from,
             token: 7,
             topic: Topic::Control,
+            data: rest.to_vec(),
+        },
+        4 => Input::SyncRequest {
+            from,
+            token: 7,
+            data: [&[KIND_ROOM][..], rest].concat(),
+        },
+        _ => Input::RoomAnswer {
+            from,
             data: rest.to_vec(),
         },
     };

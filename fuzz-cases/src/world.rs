@@ -1,6 +1,6 @@
 //! The event every fuzz input meets: one organizer key, three enrolled scanners, a signed-code
 //! tier, a legacy HMAC secret, a manifest with barcodes and NFC wristbands, one listed offline
-//! handheld; and the seed corpus, made in it (genuine codes, records, changes, sync messages, a
+//! handheld, a strict zone whose room scanner 1 holds; and the seed corpus, made in it (genuine codes, records, changes, sync messages, a
 //! bulletin, an export, a reconcile request), so the fuzzer starts from what a node accepts.
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -13,7 +13,7 @@ use gatemesh_crdt::event::{EventConfig, EventPackage, OrganizerKey};
 use gatemesh_crdt::gate::bulletin::BulletinBody;
 use gatemesh_crdt::gate::{GateLogic, ScanRequest};
 use gatemesh_crdt::ledger::export::{ExportHeader, EXPORT_MAGIC};
-use gatemesh_crdt::protocol::{Input, KIND_SYNC};
+use gatemesh_crdt::protocol::{Input, KIND_ROOM, KIND_SYNC};
 use gatemesh_crdt::{ChainId, DeviceId, Ledger, Replica, ReplicaConfig, SyncMessage};
 use std::collections::HashMap;
 
@@ -84,6 +84,11 @@ fn package() -> EventPackage {
     };
     let mut config = EventConfig::new(EVENT, "Fest", NOW - 24 * HOUR, NOW + 24 * HOUR, key);
     config.offline_devices.push(HANDHELD.into());
+    // Zone vip is strict: its 50 places are room held by scanner 1.
+    config.capacity.insert("vip".into(), 50);
+    (config.capacity_mode).insert("vip".into(), gatemesh_crdt::event::CapacityMode::Strict);
+    let holders = vec![device_id(1).to_string()];
+    config.room_holders.insert("vip".into(), holders);
     let body = ManifestBody {
         event_id: EVENT.into(),
         generated_at: NOW,
@@ -242,7 +247,8 @@ fn codes() -> Vec<Vec<u8>> {
     ]
 }
 
-/// Device 2's changes after scanning every code once (admits and denials alike).
+/// Device 2's changes after scanning every code once (admits and denials alike), and the room
+/// scanner 1 gave it.
 fn device_2_changes(w: &World) -> (Ledger, Vec<Vec<u8>>) {
     let mut gate = w.gate(2);
     let mut changes = Vec::new();
@@ -261,6 +267,16 @@ fn device_2_changes(w: &World) -> (Ledger, Vec<Vec<u8>>) {
             .expect("a seed scan is decided");
         changes.extend(out.change);
     }
+    // Room of the strict zone, given by scanner 1 to scanner 2, which holds none.
+    let (gift, _) =
+        (w.gate(1).give_room(NOW, device_id(2), ("vip", 5), false)).expect("scanner 1 gives room");
+    let taken = gate.ledger_mut().admit(NOW, 1, std::slice::from_ref(&gift));
+    assert_eq!(
+        taken.persist.len(),
+        1,
+        "scanner 2 takes the room it was given"
+    );
+    changes.push(gift);
     (gate.into_ledger(), changes)
 }
 
@@ -389,6 +405,14 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             [&[1u8][..], &message].concat(),
             [&[2u8][..], &changes[0]].concat(),
             [&[3u8][..], &bulletin_bytes(&w)].concat(),
+            // Scanner 2 asks for 5 places of the strict zone, carrying its latest changes.
+            [
+                &[4u8][..],
+                &gatemesh_crdt::protocol::room_ask("vip", 5, ledger_2.own_tail(4))[1..],
+            ]
+            .concat(),
+            // The answer to an ask: the room record given.
+            [&[5u8, KIND_ROOM][..], changes.last().expect("the gift")].concat(),
         ],
         "bulletin" => vec![bulletin_bytes(&w)],
         "export" => vec![export_bytes(&changes)],

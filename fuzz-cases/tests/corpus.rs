@@ -1,7 +1,8 @@
 //! The seed corpus is genuine, committed and current; every committed corpus file and every
 //! crasher kept in `fuzz/regressions/` runs clean through its target.
 
-use gatemesh_fuzz_cases::{pieces, run, seeds, TARGETS};
+use gatemesh_fuzz_cases::world::{device_id, World};
+use gatemesh_fuzz_cases::{pieces, run, seeds, NOW, TARGETS};
 use std::path::{Path, PathBuf};
 
 fn fuzz_dir() -> PathBuf {
@@ -21,7 +22,11 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn the_seeds_are_what_a_node_takes_in() {
     use gatemesh_crdt::record::change;
     let changes = pieces(&seeds("change")[0]);
-    assert_eq!(changes.len(), 6, "one change per seed code");
+    assert_eq!(
+        changes.len(),
+        7,
+        "one change per seed code, and a room gift"
+    );
     for c in &changes {
         change::read(c).expect("a seed change is canonical");
     }
@@ -32,6 +37,45 @@ fn the_seeds_are_what_a_node_takes_in() {
             run(target, &input);
         }
     }
+}
+
+#[test]
+fn the_room_ask_seed_reaches_a_gift() {
+    use gatemesh_crdt::protocol::{Input, Output, KIND_HELLO};
+    let w = World::new();
+    let mut replica = w.replica(1);
+    let from = device_id(2);
+    let fingerprint = replica.gate().config().fingerprint();
+    let hello = [&[KIND_HELLO][..], &fingerprint].concat();
+    replica.handle(
+        NOW,
+        Input::SyncRequest {
+            from,
+            token: 6,
+            data: hello,
+        },
+    );
+    let ask = seeds("sync").into_iter().nth(4).expect("the room ask seed");
+    assert_eq!(ask[0] % 6, 4, "the fifth sync seed is the room ask");
+    let data = [&[gatemesh_crdt::protocol::KIND_ROOM][..], &ask[1..]].concat();
+    let out = replica.handle(
+        NOW,
+        Input::SyncRequest {
+            from,
+            token: 7,
+            data,
+        },
+    );
+    let wrote = out.iter().any(|o| matches!(o, Output::Persist { .. }));
+    assert!(
+        wrote,
+        "scanner 1 gives room to scanner 2 that asked: {out:?}"
+    );
+    // The ask carried scanner 2's latest changes: scanner 1 holds them beside its gift (taken in
+    // or, past the gap of the earlier ones it lacks, held for the sync it starts).
+    let ledger = replica.gate().ledger();
+    let held = ledger.changes().count() + ledger.held();
+    assert_eq!(held, 5, "four of scanner 2's changes and the gift");
 }
 
 #[test]

@@ -182,6 +182,7 @@ fn row_of(r: &RecordRef) -> ScanRow {
             gatemesh_crdt::Verdict::Admit => "admit",
             gatemesh_crdt::Verdict::Deny => "deny",
             gatemesh_crdt::Verdict::Annul => "annul",
+            gatemesh_crdt::Verdict::Room => "room",
         }
         .to_string(),
         reason: r.reason.clone(),
@@ -279,7 +280,12 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     drop(bytes);
     lap("verified");
     let mut rows = Vec::with_capacity(ledger.index().len() as usize);
-    ledger.index().for_each_record(|r| rows.push(row_of(r)));
+    // Room moves of strict zones stay in the mesh's ledger: they are no scans.
+    ledger.index().for_each_record(|r| {
+        if r.verdict != gatemesh_crdt::Verdict::Room {
+            rows.push(row_of(r))
+        }
+    });
     let rejected = ledger.stats().rejected();
     let records = rows.len() as u64;
     let mut client = pg::connect(url).await.context("database: connecting")?;
@@ -456,6 +462,7 @@ fn batch_of_page(page: &Value) -> Batch {
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|r| r["verdict"] != "room")
         .map(|r| ScanRow {
             scan_id: str_of(r, "scan_id"),
             ticket_id: str_of(r, "ticket_id"),

@@ -254,6 +254,20 @@ pub enum EventCmd {
         #[arg(long)]
         event: PathBuf,
     },
+    /// Make a zone's capacity strict: never over it, even across a split. Its room is shared
+    /// among the named scanners at the start (default: every scanner enrolled); the others get
+    /// room as they need it. Before the devices go out (it changes event.json).
+    Strict {
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        capacity: u64,
+        /// A scanner (name) holding room at the start; repeatable.
+        #[arg(long)]
+        holder: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -478,6 +492,18 @@ fn event(cmd: EventCmd) -> anyhow::Result<()> {
         EventCmd::AddKey { event } => {
             let key_id = organizer::event_add_key(&event)?;
             println!("organizer key {key_id} added; earlier keys stay valid");
+        }
+        EventCmd::Strict {
+            event,
+            zone,
+            capacity,
+            holder,
+        } => {
+            let holders = organizer::event_strict(&event, &zone, capacity, &holder)?;
+            println!(
+                "zone {zone} is strict: {capacity} places, held at the start by {}; copy event.json to the devices",
+                holders.join(", ")
+            );
         }
     }
     Ok(())

@@ -37,6 +37,9 @@ pub fn decision(d: &Decision) -> Value {
 /// An event as a JSON line, and whether the live stream carries it too.
 pub fn event(e: &Event, peers: &Peers) -> (Value, bool) {
     let name = |d: &DeviceId| peers.name(*d);
+    if let Some(v) = room(e, &name) {
+        return (v, true);
+    }
     match e {
         Event::Scan(d) => {
             let mut v = decision(d);
@@ -60,12 +63,7 @@ pub fn event(e: &Event, peers: &Peers) -> (Value, bool) {
                 false,
             )
         }
-        Event::EventMismatch { peer, theirs, ours } => (
-            json!({"event": "event_mismatch", "peer": name(peer), "theirs": theirs, "ours": ours,
-                "reason": "event_mismatch",
-                "message": "this scanner has another event.json: it judges by other rules and is refused until both have the same file"}),
-            true,
-        ),
+        Event::EventMismatch { peer, theirs, ours } => (mismatch(&name(peer), theirs, ours), true),
         Event::RejectedChanges { from, via, reasons } => (
             json!({"event": "rejected_changes", "peer": name(from), "via": via, "reasons": reasons}),
             false,
@@ -100,7 +98,35 @@ pub fn event(e: &Event, peers: &Peers) -> (Value, bool) {
             json!({"event": "error", "error": code, "message": message}),
             false,
         ),
+        Event::RoomAsked { .. } | Event::RoomGiven { .. } | Event::RoomReceived { .. } => {
+            (Value::Null, false)
+        }
     }
+}
+
+/// A peer with another event file: the steward is told why it is refused.
+fn mismatch(peer: &str, theirs: &impl serde::Serialize, ours: &impl serde::Serialize) -> Value {
+    json!({"event": "event_mismatch", "peer": peer, "theirs": theirs, "ours": ours,
+        "reason": "event_mismatch",
+        "message": "this scanner has another event.json: it judges by other rules and is refused until both have the same file"})
+}
+
+/// Room of a strict zone asked for, given or received, with the time (`at_us`) it happened.
+fn room(e: &Event, name: &dyn Fn(&DeviceId) -> String) -> Option<Value> {
+    let at = now_us();
+    Some(match e {
+        Event::RoomAsked { zone, want, asked } => {
+            let asked: Vec<String> = asked.iter().map(name).collect();
+            json!({"event": "room_asked", "zone": zone, "want": want, "asked": asked, "at_us": at})
+        }
+        Event::RoomGiven { zone, to, units } => {
+            json!({"event": "room_given", "zone": zone, "to": name(to), "units": units, "at_us": at})
+        }
+        Event::RoomReceived { zone, from, units } => {
+            json!({"event": "room_received", "zone": zone, "from": name(from), "units": units, "at_us": at})
+        }
+        _ => return None,
+    })
 }
 
 fn bulletin(version: u64, label: &str, effect: &gatemesh_crdt::gate::BulletinEffect) -> Value {

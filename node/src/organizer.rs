@@ -155,6 +155,46 @@ pub fn event_add_key(dir: &Path) -> anyhow::Result<String> {
     Ok(key_id)
 }
 
+/// Make `zone`'s capacity strict (`capacity` places), its room held at the start by the named
+/// scanners (none named: every scanner enrolled). Returns the holders' names.
+pub fn event_strict(
+    dir: &Path,
+    zone: &str,
+    capacity: u64,
+    holders: &[String],
+) -> anyhow::Result<Vec<String>> {
+    use gatemesh_crdt::event::CapacityMode;
+    let package = package::load(dir)?;
+    let mut config = package.config.clone();
+    if !config.zones.iter().any(|z| z == zone) || capacity == 0 {
+        bail!("zone {zone} is not one of the event's, or capacity is 0");
+    }
+    let scanners: Vec<&DeviceCertificate> = (package.certificates.iter())
+        .filter(|c| c.role == Role::Scanner)
+        .collect();
+    let chosen: Vec<&DeviceCertificate> = match holders.is_empty() {
+        true => scanners,
+        false => (holders.iter())
+            .map(|h| {
+                (scanners.iter().find(|c| &c.name == h).copied())
+                    .with_context(|| format!("no scanner {h} is enrolled"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    if chosen.is_empty() {
+        bail!("no scanner to hold the room: enroll the gates first");
+    }
+    config.capacity.insert(zone.to_string(), capacity);
+    config
+        .capacity_mode
+        .insert(zone.to_string(), CapacityMode::Strict);
+    let ids = chosen.iter().map(|c| c.device_id.clone()).collect();
+    config.room_holders.insert(zone.to_string(), ids);
+    config.validate()?;
+    std::fs::write(dir.join(EVENT_FILE), serde_json::to_vec_pretty(&config)?)?;
+    Ok(chosen.iter().map(|c| c.name.clone()).collect())
+}
+
 /// Options of `tickets issue`.
 #[derive(Clone, Debug)]
 pub struct IssueOptions {
@@ -225,6 +265,9 @@ pub fn tickets_issue(dir: &Path, out: &Path, o: &IssueOptions) -> anyhow::Result
         legacy_secret: legacy_secret.as_ref().map(|s| s.secret.as_slice()),
     };
     check_live_tiers(&plan, o.format)?;
+    if o.format == TicketFormat::Rotating && o.nfc {
+        bail!("a rotating ticket shows a live code: a wristband UID would be a copyable code beside it");
+    }
     let mut issued = Vec::with_capacity(plan.len());
     for (ticket_id, tier, n, attendee) in plan {
         let (code, holder) = signer.code(o.format, &ticket_id, tier, n)?;

@@ -42,8 +42,11 @@ pub fn page(w: &Wallet) -> anyhow::Result<String> {
         "static_hex": hex::encode(fixed),
         "holder_secret_hex": hex::encode(w.holder_secret),
     });
-    // `</` cannot close the script the JSON sits in.
-    let ticket = ticket.to_string().replace("</", "<\\/");
+    // Nothing in the JSON can close or open markup around it.
+    let ticket = (ticket.to_string())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
     // The vendored module's exports are not needed inline: its functions are in scope.
     let ed25519 = ED25519_JS
         .lines()
@@ -51,11 +54,37 @@ pub fn page(w: &Wallet) -> anyhow::Result<String> {
         .collect::<Vec<_>>()
         .join("\n");
     let name = html_escape(&w.event_name);
-    Ok(TEMPLATE
-        .replace("{{EVENT_NAME}}", &name)
-        .replace("{{TICKET_JSON}}", &ticket)
-        .replace("{{QRCODE_JS}}", QRCODE_JS)
-        .replace("{{ED25519_JS}}", &ed25519))
+    let parts = [
+        ("{{EVENT_NAME}}", name.as_str()),
+        ("{{TICKET_JSON}}", ticket.as_str()),
+        ("{{QRCODE_JS}}", QRCODE_JS),
+        ("{{ED25519_JS}}", ed25519.as_str()),
+    ];
+    Ok(fill(TEMPLATE, &parts))
+}
+
+/// The template with each placeholder replaced, in one pass: what is put in is never read for
+/// placeholders again (an event or guest name holding one stays text).
+fn fill(template: &str, parts: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(template.len() + parts.iter().map(|p| p.1.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        match parts.iter().find(|(k, _)| tail.starts_with(k)) {
+            Some((k, v)) => {
+                out.push_str(v);
+                rest = &tail[k.len()..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = &tail[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Write each wallet to `dir/<ticket id>.html`, readable by its owner only (it holds the

@@ -27,7 +27,7 @@ const GATE_NONE = 0x3f;
 const LEGACY_FIELDS = ["ticketId", "eventId", "guestId", "ticketCode", "timestamp", "signature", "checksum"];
 function utf8Bytes(s) { return new TextEncoder().encode(s); }
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // ---- bytes ----
 
@@ -241,7 +241,8 @@ async function readCode(ctx, code) {
   else if (text.replace(LEADING, "").startsWith("{")) cred = readLegacy(ctx, text);
   else cred = await readManifestCode(ctx, text);
   if (cred.denial) return cred;
-  if (!cred.ticket_id || !fieldOk(cred.ticket_id, lim.ticket_id_bytes) || !fieldOk(cred.tier, lim.ticket_id_bytes)) {
+  const reserved = cred.ticket_id && cred.ticket_id.startsWith(lim.reserved_ticket_prefix);
+  if (!cred.ticket_id || reserved || !fieldOk(cred.ticket_id, lim.ticket_id_bytes) || !fieldOk(cred.tier, lim.ticket_id_bytes)) {
     return deny("malformed", "ticket id is empty, too long or holds control characters");
   }
   const m = ctx.manifest.byTicket.get(cred.ticket_id);
@@ -398,7 +399,7 @@ function checkLive(ctx, cred, tier, now) {
   const made = cred.live_step * BigInt(live.step_ms);
   const at = BigInt(now);
   if (made > at + BigInt(live.ahead_ms)) return { reason: "code_expired", message: "the live code is ahead of this scanner's clock" };
-  if (at > made && at - made > BigInt(live.window_ms)) return { reason: "code_expired", message: "an old code: ask for the live code" };
+  if (at > made && at - made > BigInt(live.window_ms)) return { reason: "code_expired", message: "an old code: ask for the live code (or check the phone's clock)" };
   return null;
 }
 
@@ -573,6 +574,10 @@ async function entryCheck(ctx, cred, tier, gate, now) {
   if (s.credits === 0 || dayUsed) {
     const previous = s.gate ? [{ gate: s.gate }] : undefined;
     return { reason: "already_redeemed", message: s.gate ? `entered at gate ${s.gate}` : "no entries left", previous };
+  }
+  // A strict zone admits with a place a gate holds: a phone holds none.
+  if ((ctx.pack.strict_zones || []).includes(gate.zone)) {
+    return { reason: "zone_full", message: `zone ${gate.zone} is full: its places are held by the gates` };
   }
   if (Object.prototype.hasOwnProperty.call(ctx.pack.capacity, gate.zone)) {
     const cap = ctx.pack.capacity[gate.zone];

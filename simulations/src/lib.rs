@@ -11,6 +11,7 @@ pub mod httpbench;
 pub mod meshbench;
 pub mod phonebench;
 pub mod report;
+pub mod roombench;
 pub mod searchbench;
 pub mod sim;
 pub mod statsbench;

@@ -135,7 +135,12 @@ pub fn build_swarm(config: MeshConfig) -> Result<Swarm<MeshBehaviour>, MeshError
             })
         })
         .map_err(|e| err(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        // A stream's protocol is named and its first bytes sent in one flight (every node
+        // speaks the same protocols): a sync request or a room ask costs one round trip, not two.
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(3600))
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }

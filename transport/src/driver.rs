@@ -10,7 +10,7 @@ use crate::behaviour::{self, MeshBehaviour, MeshBehaviourEvent};
 use crate::discovery::{Discovered, Discovery};
 use crate::{build_swarm, codec::SyncCodec, topics, MeshConfig, MeshError};
 use futures::StreamExt;
-use gatemesh_crdt::protocol::{Acceptance, Input, Output, Token, Topic};
+use gatemesh_crdt::protocol::{Acceptance, Asked, Input, Output, Token, Topic};
 use gatemesh_crdt::DeviceId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, ListenError, SwarmEvent};
@@ -81,7 +81,7 @@ struct Driver {
     next_token: Token,
     validations: BTreeMap<Token, (gossipsub::MessageId, PeerId)>,
     responses: BTreeMap<Token, request_response::ResponseChannel<Vec<u8>>>,
-    requests: HashMap<request_response::OutboundRequestId, (DeviceId, bool)>,
+    requests: HashMap<request_response::OutboundRequestId, (DeviceId, Asked)>,
     refused: Arc<AtomicU64>,
     refused_seen: u64,
 }
@@ -374,19 +374,24 @@ impl Driver {
                         request_id,
                         response,
                     } => {
-                        if let Some((from, false)) = self.requests.remove(&request_id) {
-                            self.input(Input::SyncAnswer {
+                        let input = match self.requests.remove(&request_id) {
+                            Some((from, Asked::Sync)) => Input::SyncAnswer {
                                 from,
                                 data: response,
-                            })
-                            .await;
-                        }
+                            },
+                            Some((from, Asked::Room)) => Input::RoomAnswer {
+                                from,
+                                data: response,
+                            },
+                            Some((_, Asked::Bulletin)) | None => return,
+                        };
+                        self.input(input).await;
                     }
                 }
             }
             Event::OutboundFailure { request_id, .. } => {
-                if let Some((from, bulletin)) = self.requests.remove(&request_id) {
-                    self.input(Input::SyncFailed { from, bulletin }).await;
+                if let Some((from, asked)) = self.requests.remove(&request_id) {
+                    self.input(Input::SyncFailed { from, asked }).await;
                 }
             }
             Event::InboundFailure { peer, .. } => {
@@ -410,10 +415,10 @@ impl Driver {
                     tracing::debug!("publish: {e}");
                 }
             }
-            Output::Send { to, data, bulletin } => {
+            Output::Send { to, data, asked } => {
                 if let Some(peer) = self.peer_of.get(&to).copied() {
                     let id = self.swarm.behaviour_mut().sync.send_request(&peer, data);
-                    self.requests.insert(id, (to, bulletin));
+                    self.requests.insert(id, (to, asked));
                 }
             }
             Output::Respond { token, data } => {

@@ -121,7 +121,9 @@ fn claimed_id(c: &str) -> Option<String> {
 
 /// Whether a ticket id read from a valid code can be recorded as it is.
 pub fn ticket_id_ok(id: &str) -> bool {
-    !id.is_empty() && crate::record::field_ok(id, TICKET_ID_BYTES_MAX)
+    !id.is_empty()
+        && crate::record::field_ok(id, TICKET_ID_BYTES_MAX)
+        && !id.starts_with(crate::record::ROOM_TICKET_PREFIX)
 }
 
 /// Read a scanned code.

@@ -120,6 +120,29 @@ pub struct EventConfig {
     /// How recent a live code must be; the defaults ([`LiveCodes::default`]) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_codes: Option<LiveCodes>,
+    /// Zones whose capacity is a hard limit even across a split (`"strict"`), rather than the
+    /// merged count reported when it is passed (the default): each gate admits with room it
+    /// holds (`crate::index::room`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub capacity_mode: std::collections::BTreeMap<String, CapacityMode>,
+    /// A strict zone's room at the start: the scanners (device ids) that hold it, its
+    /// capacity shared among them in this order (the first ones get one more when it does not
+    /// divide). Every other device starts with none and is given room as it needs it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub room_holders: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Most places a strict zone may have.
+pub const STRICT_CAPACITY_MAX: u64 = 1_000_000_000;
+
+/// How a zone's capacity holds.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CapacityMode {
+    /// Gates judge by the merged count; an overshoot in a split is reported.
+    Reported,
+    /// Gates admit only with room they hold: never over capacity.
+    Strict,
 }
 
 /// The `format` this version writes (2: no genesis document; format 1 files still load, their
@@ -182,6 +205,8 @@ impl EventConfig {
             day_starts: None,
             capacity: Default::default(),
             live_codes: None,
+            capacity_mode: Default::default(),
+            room_holders: Default::default(),
         }
     }
 
@@ -234,6 +259,7 @@ impl EventConfig {
                 return bail(format!("gate {} lists unknown tier {t}", g.name));
             }
         }
+        self.validate_strict()?;
         if let Some(l) = self.live_codes {
             if l.window_s == 0 || l.window_s > LIVE_CODE_S_MAX || l.ahead_s > LIVE_CODE_S_MAX {
                 return bail(format!(
@@ -277,6 +303,43 @@ impl EventConfig {
             }
         }
         Ok(())
+    }
+
+    /// A strict zone has a capacity and its room's holders: device ids, each once, at most
+    /// [`crate::event::roster::ROSTER_DEVICES_MAX`].
+    fn validate_strict(&self) -> Result<(), EventError> {
+        let bail = |s: String| Err(EventError::Invalid(s));
+        for (zone, mode) in &self.capacity_mode {
+            let cap = self.capacity.get(zone).copied();
+            let cap_ok = cap.is_some_and(|c| c <= STRICT_CAPACITY_MAX);
+            if *mode == CapacityMode::Strict && !cap_ok {
+                return bail(format!(
+                    "strict zone {zone} has no capacity, or one over {}",
+                    STRICT_CAPACITY_MAX
+                ));
+            }
+            if *mode == CapacityMode::Strict && !self.room_holders.contains_key(zone) {
+                return bail(format!("strict zone {zone} names no room holders"));
+            }
+        }
+        for (zone, holders) in &self.room_holders {
+            let mut seen = std::collections::BTreeSet::new();
+            let ok = holders.len() <= crate::event::roster::ROSTER_DEVICES_MAX
+                && holders
+                    .iter()
+                    .all(|h| crate::record::DeviceId::parse(h).is_some() && seen.insert(h));
+            if !ok || self.capacity_mode.get(zone) != Some(&CapacityMode::Strict) {
+                return bail(format!(
+                    "room_holders of {zone}: device ids (8 hex), each once, of a strict zone"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a zone's capacity is strict.
+    pub fn is_strict(&self, zone: &str) -> bool {
+        self.capacity_mode.get(zone) == Some(&CapacityMode::Strict)
     }
 
     /// How recent a live code must be: (window, clock lead), in ms.

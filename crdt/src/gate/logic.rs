@@ -12,6 +12,7 @@ use crate::event::pass::{self, PassCheck};
 use crate::event::roster::RosterDevice;
 use crate::event::{EventConfig, EventPackage, GateConfig};
 use crate::gate::bulletin::Bulletin;
+use crate::gate::escrow;
 use crate::gate::policy::{self, Denial, Reason};
 use crate::ledger::{Draft, ForkProof, Ledger, LedgerError, LocalDevice};
 use crate::record::{ChainId, DeviceId, Direction, Verdict};
@@ -127,6 +128,7 @@ impl Decision {
             Verdict::Admit => "admit",
             Verdict::Deny => "deny",
             Verdict::Annul => "annul",
+            Verdict::Room => "room",
         }
     }
 }
@@ -309,6 +311,7 @@ impl GateLogic {
             rules_in_force(&package.config, bulletins),
             local,
         );
+        ledger.set_strict(escrow::strict_zones(&package.config));
         for b in bulletins {
             apply_roster(&mut ledger, b);
         }
@@ -346,6 +349,24 @@ impl GateLogic {
 
     pub fn config(&self) -> &EventConfig {
         &self.config
+    }
+
+    /// Per strict zone where this gate is short of room: the units it wants and the gates it
+    /// knows to hold some ([`escrow::wanted`]).
+    pub fn room_wanted(&self) -> Vec<(String, u32, Vec<DeviceId>)> {
+        escrow::wanted(&self.ledger, &self.config)
+    }
+
+    /// Give room of a zone to a gate that asked ([`escrow::give`]): the room record's change
+    /// and the units.
+    pub fn give_room(
+        &mut self,
+        now_ms: u64,
+        to: DeviceId,
+        asked: (&str, u32),
+        busy: bool,
+    ) -> Option<(Vec<u8>, u32)> {
+        escrow::give((&mut self.ledger, &self.config), now_ms, to, asked, busy)
     }
 
     /// The organizer keys in force (bulletins and tickets are checked against them).
@@ -544,8 +565,13 @@ impl GateLogic {
         self.admit(at, &cred, &tier.name, &replay.entries)
     }
 
-    /// A zone with a capacity takes no one more while that many are inside (the merged count).
+    /// A strict zone takes someone in with room this gate holds ([`crate::gate::escrow`]);
+    /// another zone with a capacity takes no one more while that many are inside (the merged
+    /// count).
     fn check_capacity(&self, zone: &str) -> Result<(), Denial> {
+        if self.config.is_strict(zone) {
+            return escrow::check_room(&self.ledger, zone);
+        }
         let Some(&cap) = self.config.capacity.get(zone) else {
             return Ok(());
         };
@@ -729,12 +755,19 @@ impl GateLogic {
             }
             Err((_, denial)) => (Some(denial.clone()), String::new()),
         };
+        // An entry into a strict zone takes a place this gate holds, as a scan here would.
+        let direction = scan.direction.unwrap_or(gate.direction);
+        let policy = match (&policy, scan.allowed, direction) {
+            (None, true, Direction::In) if self.config.is_strict(&gate.zone) => {
+                self.check_capacity(&gate.zone).err()
+            }
+            _ => policy,
+        };
         let (verdict, reason) = match (&policy, scan.allowed) {
             (Some(d), _) => (Verdict::Deny, d.reason.code().to_string()),
             (None, true) => (Verdict::Admit, Reason::Ok.code().to_string()),
             (None, false) => (Verdict::Deny, offline_reason(scan.reason)),
         };
-        let direction = scan.direction.unwrap_or(gate.direction);
         let mut d = draft(
             &gate,
             direction,

@@ -8,6 +8,7 @@
 //! May import: `record`, `event`, `index`, `ledger`, `credential` and the leaves.
 
 pub mod bulletin;
+pub mod escrow;
 mod logic;
 pub mod offline;
 pub mod pause;

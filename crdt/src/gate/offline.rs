@@ -388,6 +388,8 @@ pub struct OfflinePack {
     pub limits: PackLimits,
     /// How recent a live code (GM2) must be.
     pub live: PackLive,
+    /// Strict zones: a phone holds none of their room and admits no one into them offline.
+    pub strict_zones: Vec<String>,
 }
 
 /// Live codes' time step and the window and clock lead the event allows, in ms.
@@ -420,6 +422,8 @@ pub struct PackLimits {
     pub manifest_code_len: usize,
     pub claimed_id_bytes: usize,
     pub legacy_future_skew_ms: u64,
+    /// No ticket's id starts with it (the ledger's room records do).
+    pub reserved_ticket_prefix: &'static str,
 }
 
 /// The format of [`OfflinePack`] this version writes.
@@ -460,11 +464,16 @@ pub fn pack(gate: &GateLogic) -> OfflinePack {
             manifest_code_len: crate::credential::MANIFEST_CODE_LEN_MAX,
             claimed_id_bytes: crate::credential::CLAIMED_ID_BYTES_MAX,
             legacy_future_skew_ms: crate::credential::LEGACY_FUTURE_SKEW_MS,
+            reserved_ticket_prefix: crate::record::ROOM_TICKET_PREFIX,
         },
         live: PackLive {
             step_ms: crate::credential::rotating::STEP_MS,
             window_ms,
             ahead_ms,
         },
+        strict_zones: (c.capacity_mode.keys())
+            .filter(|z| c.is_strict(z))
+            .cloned()
+            .collect(),
     }
 }

@@ -81,7 +81,9 @@ fn check_live(
     if now_ms.saturating_sub(made) > window_ms {
         return Err(Denial::new(
             Reason::CodeExpired,
-            format!("the code is {age_s} s old: ask for the live code"),
+            format!(
+                "the code is {age_s} s old: ask for the live code (or check the phone's clock)"
+            ),
         ));
     }
     Ok(())

@@ -27,7 +27,7 @@ impl Count {
         match verdict {
             Verdict::Admit => self.admitted += 1,
             Verdict::Deny => self.denied += 1,
-            Verdict::Annul => {}
+            Verdict::Annul | Verdict::Room => {}
         }
     }
 }
@@ -72,7 +72,7 @@ pub struct Tally {
 impl Tally {
     /// A record was indexed.
     pub fn record(&mut self, r: Seen) {
-        if r.verdict == Verdict::Annul {
+        if matches!(r.verdict, Verdict::Annul | Verdict::Room) {
             return;
         }
         self.total.add(r.verdict);

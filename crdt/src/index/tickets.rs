@@ -10,6 +10,8 @@ pub use crate::event::rules::EntryRule;
 use crate::index::maps::FastMap;
 pub use crate::index::replay::ANNUL_WINDOW_MS;
 use crate::index::replay::{Entry, Replay};
+use crate::index::room::RoomBook;
+pub use crate::index::room::StrictZone;
 use crate::index::tally::{Seen, Tally, TicketState};
 use crate::record::{ChainKey, DeviceId, Direction, ScanBody, ScanRef, Verdict};
 use std::collections::{BTreeMap, HashMap};
@@ -260,6 +262,8 @@ pub struct Index {
     origins: FastMap<ScanRef, Box<str>>,
     /// Running totals for the statistics.
     tally: Tally,
+    /// Strict zones' room.
+    room: RoomBook,
 }
 
 impl Index {
@@ -268,6 +272,35 @@ impl Index {
             rules,
             ..Index::default()
         }
+    }
+
+    /// The strict zones and their room's start holders (before any record is indexed: a
+    /// ledger sets them as it is made, from the event file).
+    pub fn set_strict(&mut self, zones: Vec<(String, StrictZone)>) {
+        let zones: Vec<(u16, StrictZone)> = (zones.into_iter())
+            .map(|(z, s)| (self.names.intern(&z), s))
+            .collect();
+        self.room = RoomBook::new(zones);
+    }
+
+    /// The room `device` holds in a strict zone (none for another zone): exact for the
+    /// device's own, what these records say for another.
+    pub fn room(&self, zone: &str, device: DeviceId) -> Option<i64> {
+        let id = *self.names.ids.get(zone)?;
+        self.room.is_strict(id).then(|| self.room.room(id, device))
+    }
+
+    /// Every device's room in a strict zone, as these records say.
+    pub fn rooms(&self, zone: &str) -> BTreeMap<DeviceId, i64> {
+        let Some(id) = self.names.ids.get(zone) else {
+            return BTreeMap::new();
+        };
+        self.room.rooms(*id)
+    }
+
+    /// A strict zone's capacity (none for another zone).
+    pub fn strict_capacity(&self, zone: &str) -> Option<u64> {
+        self.room.capacity(*self.names.ids.get(zone)?)
     }
 
     /// The entry rules judged by now, per tier.
@@ -350,6 +383,7 @@ impl Index {
             self.origins.insert(entry.scan, o.as_str().into());
         }
         self.tally.record(self.seen(&entry));
+        self.room.record(body, entry.zone);
         if let Some((before, (after, doubles))) = replayed {
             self.note_conflicts(&body.ticket_id, doubles);
             self.tally.ticket(before, after);
@@ -463,6 +497,8 @@ impl Index {
         }
         let dropped = gone.len() as u64;
         self.records -= dropped;
+        let gone_set: std::collections::HashSet<ScanRef> = gone.iter().copied().collect();
+        self.room.drop_where(|at| gone_set.contains(at));
         for scan in gone {
             self.origins.remove(&scan);
         }

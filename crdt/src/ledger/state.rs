@@ -895,6 +895,21 @@ impl Ledger {
         out
     }
 
+    /// The last `count` changes of our own chain that peers may be shown (durable ones), oldest
+    /// first.
+    pub fn own_tail(&self, count: u32) -> Vec<Vec<u8>> {
+        let Some(key) = self.local_chain() else {
+            return Vec::new();
+        };
+        let Some(log) = self.chains.get(key) else {
+            return Vec::new();
+        };
+        let len = self.shown_len(key, log.len());
+        (len.saturating_sub(count) + 1..=len)
+            .filter_map(|seq| log.get(seq).map(<[u8]>::to_vec))
+            .collect()
+    }
+
     /// Revoke a device, keeping what `cut` keeps. Returns how many records left the index.
     pub fn revoke(&mut self, device: DeviceId, cut: &Cut) -> u64 {
         if !self.roster.revoke(device, cut) {
@@ -972,6 +987,11 @@ impl Ledger {
     /// judged again.
     pub fn set_rules(&mut self, rules: HashMap<String, EntryRule>) -> usize {
         self.index.set_rules(rules)
+    }
+
+    /// The strict zones and their room's start holders (before any record).
+    pub fn set_strict(&mut self, zones: Vec<(String, crate::index::StrictZone)>) {
+        self.index.set_strict(zones);
     }
 
     pub fn index(&self) -> &Index {

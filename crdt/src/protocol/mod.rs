@@ -2,12 +2,14 @@
 //! simulator.
 //!
 //! Owns a replica's inputs and outputs (`types`), the ledger gossip message (`bundle`), the I/O-free state machine (`replica`) and its
-//! network side (`session`: gossip, sync sessions, bulletin hand-over, the hello), who may connect
+//! network side (`session`: gossip, sync sessions, bulletin hand-over, the hello; `escrow`: asking
+//! for and giving strict zones' room), who may connect
 //! and who is connected (`peers`), and the typed answers (`query`, `stats`).
 //!
 //! May import: every other room and the leaves. No room imports it.
 
 pub mod bundle;
+mod escrow;
 pub mod peers;
 pub mod query;
 pub mod replica;
@@ -15,4 +17,5 @@ mod session;
 pub mod stats;
 mod types;
 
+pub use escrow::room_ask;
 pub use types::*;

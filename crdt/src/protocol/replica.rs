@@ -20,7 +20,9 @@ use crate::gate::{Decision, GateError, GateLogic, ScanRequest};
 use crate::ledger::ForkProof;
 use crate::protocol::bundle;
 use crate::protocol::peers::Peers;
-use crate::protocol::{Event, Input, Output, PersistId, Reconciler, Reply, RequestId, Topic};
+use crate::protocol::{
+    Event, Input, Output, PersistId, Reconciler, Reply, RequestId, Token, Topic,
+};
 use crate::record::{DeviceId, Direction};
 use std::collections::VecDeque;
 
@@ -78,6 +80,8 @@ struct Waiting {
     publish: Vec<Vec<u8>>,
     own_seq: u32,
     event: Option<Event>,
+    /// A peer's request answered once durable (its token and the answer).
+    respond: Option<(Token, Vec<u8>)>,
 }
 
 pub struct Replica {
@@ -105,6 +109,11 @@ pub struct Replica {
     pub(crate) catch_up: crate::ledger::catchup::CatchUp,
     /// The event configuration this node judges by ([`crate::event::EventConfig::fingerprint`]).
     pub(crate) fingerprint: [u8; 32],
+    /// When room of each strict zone was last asked for, and last scanned into here.
+    pub(crate) room_asked: std::collections::BTreeMap<String, u64>,
+    pub(crate) room_scanned: std::collections::BTreeMap<String, u64>,
+    /// Room given to each gate per zone this minute: (minute, gifts).
+    pub(crate) room_gifts: std::collections::BTreeMap<(DeviceId, String), (u64, u32)>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -170,6 +179,9 @@ impl Replica {
             journal,
             doubles_reported,
             changed: true,
+            room_asked: Default::default(),
+            room_scanned: Default::default(),
+            room_gifts: Default::default(),
         }
     }
 
@@ -232,26 +244,50 @@ impl Replica {
     }
 
     /// Answer `id` once every write issued so far is done; publish `publish` then.
-    fn answer_after_writes(
+    pub(crate) fn answer_after_writes(
         &mut self,
         id: Option<RequestId>,
         reply: Reply,
         publish: Vec<Vec<u8>>,
         event: Option<Event>,
     ) {
-        let own_seq = self
-            .gate
-            .ledger()
-            .local_chain()
-            .map_or(0, |c| self.gate.ledger().chains().len_of(c));
-        self.waiting.push_back(Waiting {
-            persist: self.next_persist - 1,
+        self.after_writes(Waiting {
+            persist: 0,
             id,
             reply,
             publish,
-            own_seq,
+            own_seq: 0,
             event,
+            respond: None,
         });
+    }
+
+    /// Answer a peer's request (`token`) with `data` once every write issued so far is done;
+    /// publish `publish` then.
+    pub(crate) fn respond_after_writes(
+        &mut self,
+        token: Token,
+        data: Vec<u8>,
+        publish: Vec<Vec<u8>>,
+        event: Event,
+    ) {
+        self.after_writes(Waiting {
+            persist: 0,
+            id: None,
+            reply: Reply::BulletinAccepted,
+            publish,
+            own_seq: 0,
+            event: Some(event),
+            respond: Some((token, data)),
+        });
+    }
+
+    /// `w` waits for every write issued so far, and the chain position they reach.
+    fn after_writes(&mut self, mut w: Waiting) {
+        w.persist = self.next_persist - 1;
+        w.own_seq =
+            (self.gate.ledger().local_chain()).map_or(0, |c| self.gate.ledger().chains().len_of(c));
+        self.waiting.push_back(w);
         // Nothing new to write (a repeat, a refusal): answer as soon as the earlier writes are.
         self.persisted(self.done_upto);
     }
@@ -271,12 +307,21 @@ impl Replica {
             if let Some(id) = w.id {
                 self.out.push(Output::Reply { id, reply: w.reply });
             }
+            if let Some((token, data)) = w.respond {
+                self.out.push(Output::Respond { token, data });
+            }
             publish.extend(w.publish);
             if let Some(e) = w.event {
                 self.out.push(Output::Event(e));
             }
         }
         self.publish_changes(publish);
+        self.asks_after_writes();
+    }
+
+    /// Whether every write issued so far is done.
+    pub(crate) fn writes_done(&self) -> bool {
+        self.done_upto + 1 >= self.next_persist
     }
 
     /// Publish changes on the ledger topic, bundled within [`bundle::fits`].
@@ -358,7 +403,12 @@ impl Replica {
                     self.persist(publish.clone(), true);
                     self.records_changed();
                 }
+                let zone = (self.gate.config().gate(&gate)).map(|g| g.zone.clone());
                 self.decided(id, outcome.decision, publish);
+                // An admit into a strict zone may leave this gate short of room.
+                if let Some(z) = zone {
+                    self.room_scan(&z);
+                }
             }
             Err(e @ GateError::UnknownGate(_)) => self.refuse(id, e.code(), e.to_string()),
             Err(e) => self.out.push(Output::Reply {

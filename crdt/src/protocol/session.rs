@@ -9,7 +9,8 @@ use crate::ledger::{Admitted, Single, Tip};
 use crate::protocol::bundle;
 use crate::protocol::replica::{Replica, SYNC_INTERVAL_MS, SYNC_SESSIONS_MAX};
 use crate::protocol::{
-    Acceptance, Event, Input, Output, Token, Topic, KIND_BULLETIN, KIND_HELLO, KIND_SYNC,
+    Acceptance, Asked, Event, Input, Output, Reply, Token, Topic, KIND_BULLETIN, KIND_HELLO,
+    KIND_ROOM, KIND_SYNC,
 };
 use crate::record::DeviceId;
 use crate::Rejection;
@@ -33,7 +34,8 @@ impl Replica {
             } => self.gossip(from, token, topic, &data),
             Input::SyncRequest { from, token, data } => self.sync_request(from, token, &data),
             Input::SyncAnswer { from, data } => self.sync_answer(from, &data),
-            Input::SyncFailed { from, bulletin } => self.sync_failed(from, bulletin),
+            Input::RoomAnswer { from, data } => self.room_answer(from, &data),
+            Input::SyncFailed { from, asked } => self.sync_failed(from, asked),
             Input::FrameRefused { .. } => self.counters.sync_frames_refused += 1,
             Input::Tick => self.tick(),
             _ => {}
@@ -145,24 +147,45 @@ impl Replica {
 
     /// Admit changes from a peer, write what is new, report it. What became of them as one
     /// message.
-    fn admit(&mut self, from: DeviceId, changes: &[Vec<u8>], via: &'static str) -> Single {
+    pub(crate) fn admit(
+        &mut self,
+        from: DeviceId,
+        changes: &[Vec<u8>],
+        via: &'static str,
+    ) -> Single {
+        let own_before = self.own_len();
         let admitted = self
             .gate
             .ledger_mut()
             .admit(self.now_ms, tag(from), changes);
         let outcome = admitted.of_message();
-        self.after_admit(admitted, from, via);
+        let own_back = self.own_len() > own_before;
+        self.after_admit(admitted, from, via, own_back);
         outcome
     }
 
-    fn after_admit(&mut self, a: Admitted, from: DeviceId, via: &'static str) {
+    /// How many changes of our own chain this replica holds.
+    fn own_len(&self) -> u32 {
+        let ledger = self.gate.ledger();
+        ledger
+            .local_chain()
+            .map_or(0, |c| ledger.chains().len_of(c))
+    }
+
+    fn after_admit(&mut self, a: Admitted, from: DeviceId, via: &'static str, own_back: bool) {
         if !a.persist.is_empty() {
-            self.persist(a.persist, false);
+            // Our own chain's changes handed back by a peer (a store that lost its tail): written
+            // durably, and shown to peers once written, as a restart would show them.
+            self.persist(a.persist, own_back);
+            if own_back {
+                self.answer_after_writes(None, Reply::BulletinAccepted, Vec::new(), None);
+            }
         }
         if !a.records.is_empty() {
             if let Some(j) = &mut self.journal {
                 j.extend(a.records.iter().cloned());
             }
+            self.room_received(&a.records);
             self.event(Event::Applied {
                 via,
                 from,
@@ -198,6 +221,12 @@ impl Replica {
                 self.take_bulletin(b, Some(from));
                 Vec::new()
             }
+            // Room is given to a peer that judges by our configuration only; the answer waits
+            // for the room record's write.
+            Some((&KIND_ROOM, ask)) if self.same_config(from) => {
+                return self.room_asked_by(from, token, ask);
+            }
+            Some((&KIND_ROOM, _)) => Vec::new(),
             // The answer is our own hello: each side learns the other's from one exchange.
             Some((&KIND_HELLO, fp)) => {
                 self.hello(from, fp);
@@ -215,7 +244,7 @@ impl Replica {
 
     /// A peer sent what is not a protocol message: count it and drop its connections (it may
     /// reconnect, and start a fresh session).
-    fn rejected(&mut self, from: DeviceId, reason: String) {
+    pub(crate) fn rejected(&mut self, from: DeviceId, reason: String) {
         self.counters.rejected_messages += 1;
         self.counters.peers_penalized += 1;
         self.event(Event::Rejected {
@@ -299,13 +328,15 @@ impl Replica {
         self.sync_needy();
     }
 
-    fn sync_failed(&mut self, from: DeviceId, bulletin: bool) {
+    fn sync_failed(&mut self, from: DeviceId, asked: Asked) {
         let Some(p) = self.peers.get_mut(from) else {
             return;
         };
-        if bulletin {
-            p.bulletin_retry = true;
-            return;
+        match asked {
+            Asked::Bulletin => return p.bulletin_retry = true,
+            // The next ask goes when due ([`crate::protocol::escrow::ROOM_ASK_EVERY_MS`]).
+            Asked::Room => return,
+            Asked::Sync => {}
         }
         // What the peer holds is unknown again: the next session starts from its tips.
         p.in_flight = false;
@@ -346,7 +377,7 @@ impl Replica {
         self.out.push(Output::Send {
             to: peer,
             data,
-            bulletin: false,
+            asked: Asked::Sync,
         });
     }
 
@@ -365,7 +396,7 @@ impl Replica {
         self.out.push(Output::Send {
             to: peer,
             data,
-            bulletin: true,
+            asked: Asked::Bulletin,
         });
     }
 
@@ -421,7 +452,7 @@ impl Replica {
     }
 
     /// Whether `peer`'s hello named our configuration since it connected.
-    fn same_config(&self, peer: DeviceId) -> bool {
+    pub(crate) fn same_config(&self, peer: DeviceId) -> bool {
         self.peers.get(peer).is_some_and(|p| p.same_config)
     }
 
@@ -434,7 +465,7 @@ impl Replica {
             self.out.push(Output::Send {
                 to: peer,
                 data,
-                bulletin: true,
+                asked: Asked::Bulletin,
             });
         }
     }
@@ -442,6 +473,7 @@ impl Replica {
     /// Due rounds: bulletin hand-overs that failed, a session offered to every peer,
     /// certificates that expired.
     fn tick(&mut self) {
+        self.ask_room();
         if self.now_ms < self.next_sync_ms {
             return;
         }

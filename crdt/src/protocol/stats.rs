@@ -122,6 +122,9 @@ pub struct InsideZone {
     /// People inside beyond the capacity: admits made at the edge by nodes that had not yet
     /// heard of each other's (a split, or the same instant); reported, as double entries are.
     pub over_capacity: u64,
+    /// A strict zone: the places each gate (device id) holds, as this node knows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -246,11 +249,17 @@ fn inside_now(
 ) -> Vec<InsideZone> {
     let zone = |zone: String, count: u64| {
         let capacity = capacity.get(&zone).copied();
+        let room = (index.strict_capacity(&zone)).map(|_| {
+            (index.rooms(&zone).into_iter())
+                .map(|(d, r)| (d.to_string(), r))
+                .collect()
+        });
         InsideZone {
             over_capacity: capacity.map_or(0, |c| count.saturating_sub(c)),
             capacity,
             zone,
             count,
+            room,
         }
     };
     let mut all: Vec<InsideZone> = t

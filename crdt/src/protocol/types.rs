@@ -20,6 +20,21 @@ pub const KIND_BULLETIN: u8 = 1;
 /// The event configuration a node judges by ([`crate::event::EventConfig::fingerprint`]),
 /// handed to every peer as it connects.
 pub const KIND_HELLO: u8 = 2;
+/// A gate short of a strict zone's room asks for some (the zone and the units wanted).
+pub const KIND_ROOM: u8 = 3;
+
+/// What a sync-protocol request to a peer is, for what becomes of its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// A sync session's message: the answer goes on with the session
+    /// ([`Input::SyncAnswer`]).
+    Sync,
+    /// A bulletin or our hello handed over: the answer carries nothing.
+    Bulletin,
+    /// Room of a strict zone asked for: the answer carries the room record, if any was given
+    /// ([`Input::RoomAnswer`]).
+    Room,
+}
 
 /// A local request awaiting its answer.
 pub type RequestId = u64;
@@ -127,10 +142,15 @@ pub enum Input {
         from: DeviceId,
         data: Vec<u8>,
     },
-    /// Our sync message or bulletin hand-over did not get an answer.
+    /// The answer to our ask for room: `KIND_ROOM` and the room record given, or nothing.
+    RoomAnswer {
+        from: DeviceId,
+        data: Vec<u8>,
+    },
+    /// Our sync message, bulletin hand-over or ask for room did not get an answer.
     SyncFailed {
         from: DeviceId,
-        bulletin: bool,
+        asked: Asked,
     },
     /// A frame the transport could not read (oversized, cut short): counted.
     FrameRefused {
@@ -180,7 +200,7 @@ pub enum Output {
     Send {
         to: DeviceId,
         data: Vec<u8>,
-        bulletin: bool,
+        asked: Asked,
     },
     /// The response to a peer's sync-protocol request.
     Respond {
@@ -276,6 +296,24 @@ pub enum Event {
         device: String,
         reconciled: usize,
         failed: usize,
+    },
+    /// This gate asked for room of a strict zone.
+    RoomAsked {
+        zone: String,
+        want: u32,
+        asked: Vec<DeviceId>,
+    },
+    /// This gate gave room (its room record is durable and published).
+    RoomGiven {
+        zone: String,
+        to: DeviceId,
+        units: u32,
+    },
+    /// Room of a strict zone reached this gate.
+    RoomReceived {
+        zone: String,
+        from: DeviceId,
+        units: u32,
     },
     Blocked {
         devices: Vec<DeviceId>,

@@ -171,6 +171,32 @@ pub enum Verdict {
     Deny,
     /// Not a scan: cancels the admit named in `annuls` (undo by a steward).
     Annul,
+    /// Not a scan: hands room of a strict zone to another device ([`room_move`]): ticket
+    /// `room:<zone>`, `gate` the receiving device's id, `tier` the units.
+    Room,
+}
+
+/// What a [`Verdict::Room`] record's ticket id starts with (the zone follows).
+pub const ROOM_TICKET_PREFIX: &str = "room:";
+/// Most units one room record moves.
+pub const ROOM_UNITS_MAX: u32 = 1_000_000;
+
+/// A room record's move: (zone, receiving device, units), when it is well formed.
+pub fn room_move(b: &ScanBody) -> Option<(&str, DeviceId, u32)> {
+    let zone = b.ticket_id.strip_prefix(ROOM_TICKET_PREFIX)?;
+    let to = DeviceId::parse(&b.gate)?;
+    let units = b.tier.parse::<u32>().ok()?;
+    let digits = !b.tier.is_empty() && b.tier.bytes().all(|c| c.is_ascii_digit());
+    let ok = b.verdict == Verdict::Room
+        && !zone.is_empty()
+        && zone == b.zone
+        && to != b.device
+        && digits
+        && (1..=ROOM_UNITS_MAX).contains(&units)
+        && b.direction == Direction::In
+        && b.seen.is_empty()
+        && b.origin.is_none();
+    ok.then_some((zone, to, units))
 }
 
 /// The signed content of a scan record.
@@ -440,6 +466,13 @@ fn check_body(b: &ScanBody) -> Result<(), RecordError> {
     };
     if !annul_ok {
         return Err(RecordError::BadField("annuls"));
+    }
+    let room_ok = match b.verdict {
+        Verdict::Room => room_move(b).is_some(),
+        _ => !b.ticket_id.starts_with(ROOM_TICKET_PREFIX) || b.verdict == Verdict::Deny,
+    };
+    if !room_ok {
+        return Err(RecordError::BadField("room"));
     }
     if b.origin
         .as_ref()

@@ -33,31 +33,53 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|phone|sim|all [--json] [--rotating] [--reconcile N] [--decisions N] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|phone|room|sim|all [--json] [--transfers N] [--rotating] [--reconcile N] [--decisions N] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+
+/// The command line: flags with a value (`--nodes 10`) and switches (`--json`).
+struct Args(Vec<String>);
+
+impl Args {
+    fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|a| a == flag)
+    }
+
+    fn value(&self, flag: &str) -> Option<&String> {
+        let i = self.0.iter().position(|a| a == flag)?;
+        self.0.get(i + 1)
+    }
+
+    fn number(&self, flag: &str) -> anyhow::Result<Option<usize>> {
+        match self.0.iter().any(|a| a == flag) {
+            true => {
+                let v =
+                    (self.value(flag)).ok_or_else(|| anyhow::anyhow!("{flag} needs a number"))?;
+                Ok(Some(v.parse()?))
+            }
+            false => Ok(None),
+        }
+    }
+
+    fn profile(&self) -> String {
+        self.value("--profile")
+            .cloned()
+            .unwrap_or_else(|| "busy-wifi".into())
+    }
+}
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json = args.iter().any(|a| a == "--json");
-    let number = |flag: &str| -> anyhow::Result<Option<usize>> {
-        match args.iter().position(|a| a == flag) {
-            Some(i) => Ok(Some(
-                args.get(i + 1)
-                    .ok_or_else(|| anyhow::anyhow!("{flag} needs a number"))?
-                    .parse()?,
-            )),
-            None => Ok(None),
-        }
-    };
+    let args = Args(std::env::args().skip(1).collect());
+    let json = args.has("--json");
+    let number = |flag: &str| args.number(flag);
     let redemptions = number("--redemptions")?;
-    if args.first().map(String::as_str) == Some("all") {
+    if args.0.first().map(String::as_str) == Some("all") {
         return simulations::report::all(std::path::Path::new("BENCHMARKS.md"));
     }
-    let result = match args.first().map(String::as_str) {
+    let result = match args.0.first().map(String::as_str) {
         Some("ledger") => simulations::bench::ledger(redemptions.unwrap_or(500_000), live_bytes)?,
         Some("decide") => simulations::bench::decide(
             redemptions.unwrap_or(100_000),
             2_000,
-            args.iter().any(|a| a == "--rotating"),
+            args.has("--rotating"),
         )?,
         Some("mesh") => simulations::meshbench::run(&simulations::meshbench::MeshBench {
             nodes: number("--nodes")?.unwrap_or(10),
@@ -79,11 +101,7 @@ fn main() -> anyhow::Result<()> {
             simulations::searchbench::run(number("--tickets")?.unwrap_or(500_000), live_bytes)?
         }
         Some("venue") => simulations::venuebench::run(&simulations::venuebench::VenueBench {
-            profile: args
-                .iter()
-                .position(|a| a == "--profile")
-                .and_then(|i| args.get(i + 1).cloned())
-                .unwrap_or_else(|| "busy-wifi".into()),
+            profile: args.profile(),
             nodes: number("--nodes")?.unwrap_or(10),
             scans: number("--scans")?.unwrap_or(200),
             rate_per_s: number("--rate")?.unwrap_or(10) as u32,
@@ -94,6 +112,10 @@ fn main() -> anyhow::Result<()> {
             tickets: number("--tickets")?.unwrap_or(100_000),
             reconcile: number("--reconcile")?.unwrap_or(1_000),
             decisions: number("--decisions")?.unwrap_or(200),
+        })?,
+        Some("room") => simulations::roombench::run(&simulations::roombench::RoomBench {
+            profile: args.profile(),
+            transfers: number("--transfers")?.unwrap_or(30),
         })?,
         Some("catchup") => simulations::catchupbench::run(redemptions.unwrap_or(500_000))?,
         Some("bridge") => simulations::bridgebench::run(number("--scans")?.unwrap_or(1_000_000))?,

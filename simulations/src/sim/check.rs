@@ -238,15 +238,21 @@ fn beyond_policy(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) -
 fn replay(l: &Ledger, ticket: &str, rule: EntryRule) -> Vec<String> {
     let records = l.index().records(ticket);
     let device_of = |id: &str| id.split('-').next().unwrap_or_default().to_string();
-    let annulled: HashSet<&str> = records
-        .iter()
-        .filter(|a| a.verdict == Verdict::Annul)
-        .filter(|a| {
-            a.annuls
-                .as_deref()
-                .is_some_and(|t| device_of(t) == a.device)
+    // One undo per ticket: the first annul, in ledger order, of an earlier admit by its own
+    // device within the window; later ones undo nothing.
+    let wall = |hlc: u64| gatemesh_crdt::Hlc(hlc).wall_ms();
+    let annulled: HashSet<&str> = (records.iter().enumerate())
+        .filter(|(_, a)| a.verdict == Verdict::Annul)
+        .find_map(|(i, a)| {
+            let t = a.annuls.as_deref()?;
+            let target = records[..i]
+                .iter()
+                .find(|r| r.scan_id == t && r.verdict == Verdict::Admit)?;
+            let ok = device_of(t) == a.device
+                && wall(a.hlc).saturating_sub(wall(target.hlc)) <= gatemesh_crdt::ANNUL_WINDOW_MS;
+            ok.then_some(t)
         })
-        .filter_map(|r| r.annuls.as_deref())
+        .into_iter()
         .collect();
     let (mut inside, mut credits) = (false, rule.max_entries);
     let mut beyond = Vec::new();

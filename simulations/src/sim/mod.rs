@@ -19,7 +19,10 @@
 //!    holds (records, conflicts, roster, revoked tickets, rules), and no clock follows a time
 //!    beyond the drift bound (also checked mid-run, on a node each time it takes a bulletin);
 //! 6. no node admits a revoked ticket once it holds the revocation;
-//! 7. no panic.
+//! 7. no panic;
+//! 8. a strict zone is never over capacity: the people the gates let into the vip zone (strict
+//!    at [`world::VIP_CAPACITY`]), less those who left through a gate or whose entry was
+//!    undone, never exceed its capacity, at any moment, through splits, crashes and restarts.
 //!
 //! [`Fault`]s are the harness mishandling outputs; the sweep must catch each (the self-check).
 
@@ -148,7 +151,7 @@ struct Asked {
 struct Request {
     from: usize,
     to: usize,
-    bulletin: bool,
+    asked: gatemesh_crdt::protocol::Asked,
 }
 
 struct Sim {
@@ -175,6 +178,13 @@ struct Sim {
     published: Vec<Vec<u8>>,
     byz: Byzantine,
     outcome: Outcome,
+    /// Who is in the strict vip zone now, as the gates' answers let them in and out: (ticket,
+    /// scan id of the entry).
+    vip_inside: Vec<(String, String)>,
+    /// Undo requests sent, and the admit each undoes.
+    undoing: HashMap<RequestId, String>,
+    /// Exits out of the vip zone answered, by scan id, with their ticket.
+    vip_exits: HashMap<String, String>,
 }
 
 /// Run one seed. Panics inside are caught and reported as a violation.
@@ -201,6 +211,7 @@ fn run_inner(seed: u64, nodes: usize, scenario: &str, fault: Option<Fault>) -> O
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events = plan::plan(&mut rng, nodes, scenario);
     events.extend(plan::rule_changes(seed, nodes));
+    events.extend(plan::strict_scans(seed, nodes));
     events.sort_by_key(|(t, _)| *t);
     let mut sim = Sim::new(rng, nodes, scenario, fault);
     for n in 0..nodes {
@@ -291,6 +302,9 @@ impl Sim {
             published: Vec::new(),
             byz: Byzantine::new(),
             outcome: Outcome::default(),
+            vip_inside: Vec::new(),
+            undoing: HashMap::new(),
+            vip_exits: HashMap::new(),
         }
     }
 
@@ -479,25 +493,18 @@ impl Sim {
                     );
                 }
             }
-            Output::Send { to, data, bulletin } => {
+            Output::Send { to, data, asked } => {
                 let Some(&to) = self.index_of.get(&to).filter(|t| **t < self.nodes.len()) else {
                     return;
                 };
                 let token = self.next_token;
                 self.next_token += 1;
-                self.requests.insert(
-                    token,
-                    Request {
-                        from: n,
-                        to,
-                        bulletin,
-                    },
-                );
+                self.requests.insert(token, Request { from: n, to, asked });
                 self.send(n, to, Payload::Request { token, data });
             }
             Output::Respond { token, data } => {
                 if let Some(r) = self.requests.get(&token).copied() {
-                    if data.is_empty() && !r.bulletin {
+                    if data.is_empty() && r.asked == gatemesh_crdt::protocol::Asked::Sync {
                         self.refusal(r.from, r.to);
                     }
                     self.send(n, r.from, Payload::Answer { token, data });
@@ -521,6 +528,9 @@ impl Sim {
     }
 
     fn on_reply(&mut self, n: usize, id: RequestId, reply: Reply) {
+        if let (Some(scan_id), Reply::Annulled { .. }) = (self.undoing.remove(&id), &reply) {
+            self.vip_undone(&scan_id);
+        }
         let Some(asked) = self.asked.remove(&id) else {
             return;
         };
@@ -541,6 +551,7 @@ impl Sim {
         if !asked.out && !asked.vip {
             self.calm_double_entry(n, &asked.ticket);
         }
+        self.vip_moves(&d, &asked.ticket);
         self.acked.push(Acked {
             node: asked.node,
             scan_id: d.scan_id.clone(),
@@ -598,6 +609,47 @@ impl Sim {
         self.input(n, input);
     }
 
+    /// Invariant 8: an answered admit into the vip zone lets someone in, an answered exit lets
+    /// one of the ticket's holders out; never more inside than the capacity.
+    fn vip_moves(&mut self, d: &gatemesh_crdt::gate::Decision, ticket: &str) {
+        match d.direction {
+            Direction::In if d.gate == "vip" => {
+                self.vip_inside
+                    .push((ticket.to_string(), d.scan_id.clone()));
+                self.vip_within("an admit");
+            }
+            Direction::Out if d.gate == "vip-exit" => {
+                if let Some(i) = self.vip_inside.iter().position(|(t, _)| t == ticket) {
+                    self.vip_inside.remove(i);
+                    self.vip_exits.insert(d.scan_id.clone(), ticket.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An undo answered: an entry undone lets its holder out of the count, an exit undone puts
+    /// its holder back in.
+    fn vip_undone(&mut self, scan_id: &str) {
+        self.vip_inside.retain(|(_, s)| s != scan_id);
+        if let Some(ticket) = self.vip_exits.remove(scan_id) {
+            self.vip_inside.push((ticket, scan_id.to_string()));
+            self.vip_within("an exit undone");
+        }
+    }
+
+    /// Invariant 8 after `what` put someone in the vip zone.
+    fn vip_within(&mut self, what: &str) {
+        if self.vip_inside.len() as u64 > world::VIP_CAPACITY {
+            self.outcome.violations.push(format!(
+                "the strict vip zone holds {} at {} ms ({what}), over its capacity of {}",
+                self.vip_inside.len(),
+                self.now,
+                world::VIP_CAPACITY
+            ));
+        }
+    }
+
     fn annul(&mut self, n: usize) {
         let Some((ticket_id, scan_id)) = self
             .acked
@@ -614,6 +666,7 @@ impl Sim {
         self.annulled.insert(scan_id.clone());
         let id = self.next_request;
         self.next_request += 1;
+        self.undoing.insert(id, scan_id.clone());
         self.input(
             n,
             Input::Annul {

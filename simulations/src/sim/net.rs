@@ -4,8 +4,8 @@
 //! that cannot arrive comes back as a failure to the asker after [`REQUEST_TIMEOUT_MS`].
 
 use super::world::world;
-use super::{Fault, Request, Sim};
-use gatemesh_crdt::protocol::{Input, Topic, KIND_BULLETIN, KIND_HELLO};
+use super::{Fault, Sim};
+use gatemesh_crdt::protocol::{Asked, Input, Topic, KIND_BULLETIN, KIND_HELLO};
 use rand::Rng;
 
 /// How long a sync request waits for its answer before it fails.
@@ -172,11 +172,10 @@ impl Sim {
                 self.input(m.to, Input::SyncRequest { from, token, data });
             }
             Payload::Answer { token, data } => {
-                if let Some(Request {
-                    bulletin: false, ..
-                }) = self.requests.remove(&token)
-                {
-                    self.input(m.to, Input::SyncAnswer { from, data });
+                match self.requests.remove(&token).map(|r| r.asked) {
+                    Some(Asked::Sync) => self.input(m.to, Input::SyncAnswer { from, data }),
+                    Some(Asked::Room) => self.input(m.to, Input::RoomAnswer { from, data }),
+                    Some(Asked::Bulletin) | None => {}
                 }
             }
             Payload::Failed { token } => {
@@ -186,7 +185,7 @@ impl Sim {
                         m.to,
                         Input::SyncFailed {
                             from,
-                            bulletin: r.bulletin,
+                            asked: r.asked,
                         },
                     );
                 }

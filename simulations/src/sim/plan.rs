@@ -132,6 +132,48 @@ pub fn plan(rng: &mut StdRng, nodes: usize, scenario: &str) -> Vec<(u64, Event)>
     ev
 }
 
+/// Scans at the vip gate, whose zone is strict ([`crate::sim::world::VIP_CAPACITY`] places),
+/// and exits of those holders, drawn from their own generator (the rest of a seed's plan is as
+/// it was before zones could be strict): gates run out of room, ask for it, and are given it,
+/// through the splits, crashes and losses of the run.
+pub fn strict_scans(seed: u64, nodes: usize) -> Vec<(u64, Event)> {
+    let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(seed ^ 0x5791_c7e0);
+    let mut ev = Vec::new();
+    for _ in 0..rng.gen_range(6..16) {
+        let (node, ticket) = (rng.gen_range(0..nodes), rng.gen_range(0..VIP_TICKETS));
+        let t = rng.gen_range(0..ACTIVE_MS);
+        ev.push((
+            t,
+            Event::Scan {
+                node,
+                vip: true,
+                ticket,
+                gate: "vip",
+                out: false,
+            },
+        ));
+        if rng.gen_bool(0.4) {
+            let exit_at = t + rng.gen_range(2_000..6_000);
+            // Sometimes the ticket at the exit again (a screenshot, a steward scanning twice).
+            let times = if rng.gen_bool(0.4) { 2 } else { 1 };
+            for k in 0..times {
+                let node = rng.gen_range(0..nodes);
+                ev.push((
+                    exit_at + k * rng.gen_range(100..3_000),
+                    Event::Scan {
+                        node,
+                        vip: true,
+                        ticket,
+                        gate: "vip-exit",
+                        out: true,
+                    },
+                ));
+            }
+        }
+    }
+    ev
+}
+
 /// Rule changes by bulletin, drawn from their own generator (the rest of a seed's plan is as it
 /// was before rules could change): in a third of the runs general tickets get two entries, and
 /// in half of those the organizer takes it back, the two bulletins in either order.

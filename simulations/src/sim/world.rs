@@ -22,6 +22,8 @@ pub const VIP_TICKETS: usize = 8;
 pub const BYZ_CHAIN: u32 = 0xb4d_c4a1;
 /// How much of the Byzantine device's chain its revocation keeps.
 pub const BYZ_KEPT: u32 = 3;
+/// The vip zone is strict at this many places, its room held at the start by n0 and n1.
+pub const VIP_CAPACITY: u64 = 3;
 
 pub struct World {
     pub package: EventPackage,
@@ -80,6 +82,21 @@ fn device_name(i: usize) -> String {
     }
 }
 
+/// The vip zone's own way out (its exits give its room back).
+fn add_vip_exit(ev: &std::path::Path) -> anyhow::Result<()> {
+    use gatemesh_crdt::event::{EventConfig, GateConfig};
+    let path = ev.join(package::EVENT_FILE);
+    let mut config: EventConfig = serde_json::from_slice(&std::fs::read(&path)?)?;
+    config.gates.push(GateConfig {
+        name: "vip-exit".into(),
+        zone: "vip".into(),
+        direction: gatemesh_crdt::Direction::Out,
+        tiers: Vec::new(),
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(())
+}
+
 /// Enroll every device; returns the package the nodes got, which the Byzantine device,
 /// enrolled last, is not in (it joins by bulletin).
 fn enroll(
@@ -91,6 +108,7 @@ fn enroll(
         let dir = ev.join(format!("device-{name}"));
         device_enroll_with_key(ev, &name, Role::Scanner, &dir, key())?;
     }
+    organizer::event_strict(ev, "vip", VIP_CAPACITY, &["n0".into(), "n1".into()])?;
     let package = package::load(ev)?;
     let name = device_name(NODES_MAX);
     let dir = ev.join(format!("device-{name}"));
@@ -130,6 +148,7 @@ fn make_world() -> anyhow::Result<World> {
         Some("2027-01-01T00:00:00Z".into()),
         key(),
     )?;
+    add_vip_exit(&ev)?;
     let general = issue(&ev, GENERAL_TICKETS, "general")?;
     let vip = issue(&ev, VIP_TICKETS, "vip")?;
     let package = enroll(&ev, &mut key)?;
