@@ -34,17 +34,7 @@ fn on_bad_wifi_every_admit_reaches_every_gate_and_nothing_is_lost() {
     let mut nodes: Vec<NodeProc> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            NodeProc::start_in(
-                Some(&lan.host(i)),
-                &format!("/ip4/10.77.0.{}/udp/0/quic-v1", i + 1),
-                &ev,
-                &format!("device-{n}"),
-                &tmp.path().join(n),
-                "north",
-                &[],
-            )
-        })
+        .map(|(i, n)| NodeProc::start_on(&lan, i, &ev, n, tmp.path(), &[]))
         .collect();
     for n in nodes.iter_mut() {
         n.wait_peers(3);

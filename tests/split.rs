@@ -17,18 +17,7 @@ fn a_split_heals_into_one_ledger_with_every_double_entry_reported_everywhere() {
     let mut nodes: Vec<NodeProc> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            let listen = format!("/ip4/10.77.0.{}/udp/0/quic-v1", i + 1);
-            NodeProc::start_in(
-                Some(&lan.host(i)),
-                &listen,
-                &ev,
-                &format!("device-{n}"),
-                &tmp.path().join(n),
-                "north",
-                &[],
-            )
-        })
+        .map(|(i, n)| NodeProc::start_on(&lan, i, &ev, n, tmp.path(), &[]))
         .collect();
     for n in nodes.iter_mut() {
         n.wait_peers(3);
