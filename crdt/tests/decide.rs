@@ -2061,3 +2061,131 @@ fn a_gate_restarted_holds_the_room_it_held() {
     assert_eq!(ledger.index().room("main", me_b), before);
     assert_eq!(before, Some(2), "three given, one spent");
 }
+
+fn draft(ticket: &str, gate: &str, verdict: Verdict) -> gatemesh_crdt::ledger::Draft {
+    gatemesh_crdt::ledger::Draft {
+        ticket_id: ticket.into(),
+        tier: "general".into(),
+        gate: gate.into(),
+        zone: "main".into(),
+        direction: Direction::In,
+        verdict,
+        reason: "ok".into(),
+        seen: Vec::new(),
+        annuls: None,
+        origin: None,
+        wall_ms: None,
+    }
+}
+
+/// A stolen scanner (gate 1, holding the 3 places at the start) writes what records it likes:
+/// the room its receiver is credited never exceeds what the giver held before each of them.
+#[test]
+fn a_stolen_scanner_cannot_make_room_from_nothing() {
+    let room = |to: gatemesh_crdt::DeviceId, units: u32, wall_ms: Option<u64>| {
+        let mut d = draft("room:main", &to.to_string(), Verdict::Room);
+        (d.tier, d.wall_ms) = (units.to_string(), wall_ms);
+        d
+    };
+    // Three records at one instant, each of all three places.
+    let (mut a, mut b) = strict_pair(3);
+    let me_b = b.ledger().local_device().unwrap();
+    for _ in 0..3 {
+        let r = room(me_b, 3, Some(NOW - 1_000));
+        a.ledger_mut().record(NOW, r).unwrap();
+    }
+    hand(&mut b, &a);
+    assert_eq!(
+        b.ledger().index().room("main", me_b),
+        Some(3),
+        "one instant"
+    );
+    // One record of a million, paid by entries made after it and undone, the undos claiming a
+    // time before it.
+    let (mut a, mut b) = strict_pair(3);
+    let r = room(me_b, 1_000_000, None);
+    a.ledger_mut().record(NOW + 1_000, r).unwrap();
+    for i in 0..5 {
+        let ticket = format!("M-{i}");
+        let entry = draft(&ticket, "north", Verdict::Admit);
+        let (rec, _) = a.ledger_mut().record(NOW + 2_000 + i, entry).unwrap();
+        let mut undo = draft(&ticket, "north", Verdict::Annul);
+        (undo.annuls, undo.wall_ms) = (Some(rec.scan_id()), Some(NOW - 500));
+        a.ledger_mut().record(NOW + 3_000 + i, undo).unwrap();
+    }
+    hand(&mut b, &a);
+    assert_eq!(b.ledger().index().room("main", me_b), Some(3), "paid later");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Any sequence of a stolen scanner's own records (room records of any size, entries, undos
+    /// of them, each at a time it chooses): the gate it gives to is credited at most the 3
+    /// places the stolen scanner held at the start.
+    #[test]
+    fn no_order_of_a_stolen_scanners_records_makes_room(
+        ops in prop::collection::vec((0u8..3, 1u32..2_000_000, prop::option::of(0u64..5_000)), 1..24),
+    ) {
+        let (mut a, mut b) = strict_pair(3);
+        let me_b = b.ledger().local_device().unwrap();
+        let mut entries: Vec<(String, String)> = Vec::new();
+        for (i, (op, units, back)) in ops.into_iter().enumerate() {
+            let now = NOW + 10_000 + i as u64 * 10;
+            let ticket = format!("P-{i}");
+            let mut d = match op {
+                0 => {
+                    let mut d = draft("room:main", &me_b.to_string(), Verdict::Room);
+                    d.tier = units.min(1_000_000).to_string();
+                    d
+                }
+                1 => draft(&ticket, "north", Verdict::Admit),
+                _ => {
+                    let Some((t, scan)) = entries.pop() else { continue };
+                    let mut d = draft(&t, "north", Verdict::Annul);
+                    d.annuls = Some(scan);
+                    d
+                }
+            };
+            d.wall_ms = back.map(|b| now - b);
+            let (rec, _) = a.ledger_mut().record(now, d).unwrap();
+            if op == 1 {
+                entries.push((ticket, rec.scan_id()));
+            }
+        }
+        hand(&mut b, &a);
+        let room = b.ledger().index().room("main", me_b).unwrap_or(0);
+        prop_assert!(room <= 3, "gate 2 credited {room}");
+    }
+}
+
+/// A stolen scanner revoked after it gave room: a gate that took the room record in before the
+/// revocation and one that never did hold the same room (and so does a restart, which never
+/// takes it in).
+#[test]
+fn room_given_by_a_revoked_device_is_the_same_whatever_came_first() {
+    let (mut a, mut x) = strict_pair(3);
+    let (_, mut y) = strict_pair(3);
+    let (me_a, me_b) = (
+        a.ledger().local_device().unwrap(),
+        x.ledger().local_device().unwrap(),
+    );
+    let mut d = draft("room:main", &me_b.to_string(), Verdict::Room);
+    d.tier = "2".into();
+    a.ledger_mut().record(NOW, d).unwrap();
+    let cut = gatemesh_crdt::Cut {
+        keep: Default::default(),
+    };
+    hand(&mut x, &a);
+    assert_eq!(x.ledger().index().room("main", me_b), Some(2));
+    x.ledger_mut().revoke(me_a, &cut);
+    y.ledger_mut().revoke(me_a, &cut);
+    hand(&mut y, &a);
+    for who in [me_a, me_b] {
+        assert_eq!(
+            x.ledger().index().room("main", who),
+            y.ledger().index().room("main", who),
+            "{who}"
+        );
+    }
+    assert_eq!(x.ledger().index().room("main", me_b), Some(0));
+}

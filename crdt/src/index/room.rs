@@ -9,23 +9,30 @@
 //! - spent: an admit into the zone (any admit, a double entry too: someone walked in);
 //! - returned to the admitting device when the entry is closed: by an exit of the zone that
 //!   names it (the exit's `seen`, the last entry its gate knew) and was not undone, or by the
-//!   admitting device's own undo of it; once per entry, however many exits name it;
+//!   undo of it that the ticket's replay honours (`index::replay`: the ticket's first, by the
+//!   device that admitted, within the undo window); once per entry, however many exits name it;
 //! - in flight: moved by a room record ([`crate::record::Verdict::Room`]) its giver wrote, not
 //!   yet held by its receiver until the receiver holds the record.
 //!
-//! A room record is credited to its receiver for at most what its giver held before it (its
-//! start, what it was credited and given back, less what it spent and moved earlier, by its own
-//! clock): a stolen scanner's record cannot make room from nothing. Records dropped later (a
-//! revoked device, a proven fork) keep what they took (their admits, their moves' debits) and
-//! lose what they gave (credits, closings): a dropped chain cannot spend its room twice.
+//! A room record is credited to its receiver for at most what its giver held just before it,
+//! by the giver's clock: its start, the room credited to it and its entries closed before the
+//! record, less what it spent and moved before it (records at one instant in record order; a
+//! unit comes back no earlier than it was spent). However a stolen scanner orders and dates its
+//! own records, it cannot make room from nothing.
 //!
-//! The accounts are a function of the set of records, worked out again when it changed, so any
-//! order of arrival and a restart give the same room; a device's own room, from what it holds,
-//! is never above the truth (what it lacks are others' records that only add to it).
+//! The accounts are a function of the records that stand, worked out again when they changed,
+//! so any order of arrival and a restart give the same room. Records dropped (a revoked device
+//! past its cut, a proven fork, an evicted chain) go as if never taken in; room a dropped chain
+//! gave goes with it. A device's own room, from what it holds, is never above the truth: what
+//! it lacks are others' records that only add to it, except the drop of a chain that gave it
+//! room (what a stolen scanner can cost: the room it held, once on each branch of a fork, or
+//! what it gave past its revocation's cut).
 
 use crate::index::maps::FastMap;
+use crate::index::replay::ANNUL_WINDOW_MS;
+use crate::record::hlc::Hlc;
 use crate::record::{room_move, DeviceId, Direction, ScanBody, ScanRef, Verdict};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
 /// What one record means for room (records of strict zones only).
@@ -40,13 +47,13 @@ enum Fact {
         hlc: u64,
     },
     /// An undo of one of the device's own admits (an entry, or an exit).
-    Undo { target: ScanRef },
-    /// Room moved to another device (`to` none: a dropped chain's move, a debit only).
-    Move {
-        to: Option<DeviceId>,
-        units: u32,
+    Undo {
+        target: ScanRef,
+        ticket: Box<str>,
         hlc: u64,
     },
+    /// Room moved to another device.
+    Move { to: DeviceId, units: u32, hlc: u64 },
 }
 
 /// A strict zone as the event file sets it: its capacity and its room's holders at the start.
@@ -119,27 +126,13 @@ impl RoomBook {
         }
     }
 
-    /// Records of dropped chains (a revoked device, a proven fork): their admits and the debit
-    /// of their moves stay; their moves' credits, exits and undos go.
+    /// Records of dropped chains (a revoked device past its cut, a proven fork, an evicted
+    /// chain) go, as from a replica that never took them in: the room is a function of the
+    /// records that stand, whatever arrived first, and a restart (which never takes them in)
+    /// gives the same.
     pub(crate) fn drop_where(&mut self, doomed: impl Fn(&ScanRef) -> bool) {
         for z in self.zones.values_mut() {
-            let gone: Vec<ScanRef> = z.facts.keys().filter(|at| doomed(at)).copied().collect();
-            for at in gone {
-                match z.facts.remove(&at) {
-                    Some(Fact::Move { units, hlc, .. }) => {
-                        let debit = Fact::Move {
-                            to: None,
-                            units,
-                            hlc,
-                        };
-                        z.facts.insert(at, debit);
-                    }
-                    Some(e @ Fact::Entry { .. }) => {
-                        z.facts.insert(at, e);
-                    }
-                    _ => {}
-                }
-            }
+            z.facts.retain(|at, _| !doomed(at));
             z.worked = OnceLock::new();
         }
     }
@@ -185,11 +178,13 @@ fn fact_of(b: &ScanBody) -> Option<Fact> {
         }),
         (Verdict::Annul, _) => Some(Fact::Undo {
             target: ScanRef::parse(b.annuls.as_deref()?)?,
+            ticket: ticket(),
+            hlc: b.hlc,
         }),
         (Verdict::Room, _) => {
             let (_, to, units) = room_move(b)?;
             Some(Fact::Move {
-                to: Some(to),
+                to,
                 units,
                 hlc: b.hlc,
             })
@@ -206,8 +201,8 @@ impl Zone {
         let credited = self.credited(&returned);
         let mut room = self.start.clone();
         let mut add = |d: DeviceId, n: i64| *room.entry(d).or_default() += n;
-        for (d, n) in &returned {
-            add(*d, *n);
+        for (d, times) in &returned {
+            add(*d, times.len() as i64);
         }
         for (at, f) in &self.facts {
             match f {
@@ -217,98 +212,115 @@ impl Zone {
             }
         }
         for (at, n) in &credited {
-            if let Some(Fact::Move { to: Some(to), .. }) = self.facts.get(at) {
+            if let Some(Fact::Move { to, .. }) = self.facts.get(at) {
                 add(*to, *n);
             }
         }
         Accounts { room }
     }
 
-    /// Entries closed, counted by the device that admitted: an entry is closed by an exit of
-    /// its ticket after it, not undone by the exit's own device, or by its own device's undo.
-    fn returned(&self) -> BTreeMap<DeviceId, i64> {
-        let undone: std::collections::HashSet<(ScanRef, DeviceId)> = (self.facts.iter())
-            .filter_map(|(at, f)| match f {
-                Fact::Undo { target } => Some((*target, at.chain.device)),
-                _ => None,
-            })
-            .collect();
-        let mut closed: BTreeMap<ScanRef, ()> = BTreeMap::new();
+    /// Entries closed, by the device that admitted, each at the time of the first record that
+    /// closed it (sorted): an entry is closed by an exit of its ticket after it that was not
+    /// undone, or by the undo of it that the ticket's replay honours.
+    fn returned(&self) -> BTreeMap<DeviceId, Vec<u64>> {
+        let undone = self.undone();
+        let mut closed: BTreeMap<ScanRef, u64> = BTreeMap::new();
         for (at, f) in &self.facts {
-            let entry = match f {
-                Fact::Exit { closes, .. } => *closes,
-                Fact::Undo { target } => *target,
+            let (entry, hlc) = match f {
+                Fact::Exit { closes, hlc, .. } if !undone.contains(at) => (*closes, *hlc),
+                Fact::Undo { target, hlc, .. } if undone.contains(target) => (*target, *hlc),
                 _ => continue,
             };
-            if self.closes(*at, f, entry, &undone) {
-                closed.insert(entry, ());
+            let Some(Fact::Entry {
+                ticket,
+                hlc: entered,
+            }) = self.facts.get(&entry)
+            else {
+                continue;
+            };
+            if let Fact::Exit { ticket: t, .. } = f {
+                if t != ticket || hlc <= *entered {
+                    continue;
+                }
             }
+            let first = closed.entry(entry).or_insert(hlc);
+            *first = (*first).min(hlc);
         }
-        let mut returned = BTreeMap::new();
-        for entry in closed.keys() {
-            *returned.entry(entry.chain.device).or_default() += 1;
+        let mut returned: BTreeMap<DeviceId, Vec<u64>> = BTreeMap::new();
+        for (entry, hlc) in closed {
+            returned.entry(entry.chain.device).or_default().push(hlc);
+        }
+        for times in returned.values_mut() {
+            times.sort_unstable();
         }
         returned
     }
 
-    fn closes(
-        &self,
-        at: ScanRef,
-        closer: &Fact,
-        entry: ScanRef,
-        undone: &std::collections::HashSet<(ScanRef, DeviceId)>,
-    ) -> bool {
-        let Some(Fact::Entry { ticket, hlc }) = self.facts.get(&entry) else {
-            return false;
-        };
-        match closer {
-            Fact::Exit {
-                ticket: t, hlc: h, ..
-            } => t == ticket && h > hlc && !undone.contains(&(at, at.chain.device)),
-            Fact::Undo { .. } => at.chain.device == entry.chain.device,
-            _ => false,
-        }
-    }
-
-    /// How much of each move is credited: at most what its giver held before it, by the
-    /// giver's clock (start, credited, given back, less what it spent and moved earlier).
-    /// Credits only grow from one round to the next: worked out until they no longer change.
-    fn credited(&self, returned: &BTreeMap<DeviceId, i64>) -> BTreeMap<ScanRef, i64> {
-        let debits = self.debits_by_time();
-        let moves: Vec<(ScanRef, DeviceId, i64, u64)> = (self.facts.iter())
+    /// The admits (entries, exits) undone, as the ticket's replay honours undos
+    /// (`index::replay`): per ticket, the first undo in ledger order that names an admit of the
+    /// same ticket by the same device, before it and within [`ANNUL_WINDOW_MS`] of it; the room
+    /// comes back only for what the count of people inside takes back.
+    fn undone(&self) -> HashSet<ScanRef> {
+        let mut undos: Vec<((u64, ScanRef), &str, ScanRef)> = (self.facts.iter())
             .filter_map(|(at, f)| match f {
-                Fact::Move {
-                    to: Some(to),
-                    units,
+                Fact::Undo {
+                    target,
+                    ticket,
                     hlc,
-                } => Some((*at, *to, i64::from(*units), *hlc)),
+                } => Some(((*hlc, *at), &**ticket, *target)),
                 _ => None,
             })
             .collect();
-        let before = |giver: DeviceId, hlc: u64| -> i64 {
-            let Some((times, sums)) = debits.get(&giver) else {
-                return 0;
+        undos.sort_unstable();
+        let mut tickets: HashSet<&str> = HashSet::new();
+        let mut undone = HashSet::new();
+        for ((hlc, at), ticket, target) in undos {
+            let admitted = match self.facts.get(&target) {
+                Some(Fact::Entry { ticket: t, hlc } | Fact::Exit { ticket: t, hlc, .. })
+                    if &**t == ticket =>
+                {
+                    *hlc
+                }
+                _ => continue,
             };
-            let n = times.partition_point(|t| *t < hlc);
-            if n == 0 {
-                0
-            } else {
-                sums[n - 1]
+            let late = Hlc(hlc).wall_ms().saturating_sub(Hlc(admitted).wall_ms());
+            let honoured = at.chain.device == target.chain.device
+                && (hlc, at) > (admitted, target)
+                && late <= ANNUL_WINDOW_MS;
+            if honoured && !tickets.contains(ticket) {
+                tickets.insert(ticket);
+                undone.insert(target);
             }
-        };
+        }
+        undone
+    }
+
+    /// How much of each move is credited: at most what its giver held just before it, by the
+    /// giver's clock: its start, the room credited to it and the entries closed before the
+    /// move, less what it spent and moved before it (ties ordered by record). Room that came
+    /// to the giver after a move never pays for it, so no order of a stolen scanner's own
+    /// records (moves first, admits and undos after; moves at one instant) makes room from
+    /// nothing; an honest giver knew all it held when it gave, and its clock is past all of it.
+    /// Credits only grow from one round to the next: worked out until they no longer change.
+    fn credited(&self, returned: &BTreeMap<DeviceId, Vec<u64>>) -> BTreeMap<ScanRef, i64> {
+        let debits = self.debits_by_time();
+        let moves: Vec<(ScanRef, DeviceId, i64, u64)> = (self.facts.iter())
+            .filter_map(|(at, f)| match f {
+                Fact::Move { to, units, hlc } => Some((*at, *to, i64::from(*units), *hlc)),
+                _ => None,
+            })
+            .collect();
         let mut credited: BTreeMap<ScanRef, i64> = BTreeMap::new();
         for _ in 0..CREDIT_ROUNDS_MAX {
-            let mut credits_in: BTreeMap<DeviceId, i64> = BTreeMap::new();
-            for (at, to, _, _) in &moves {
-                *credits_in.entry(*to).or_default() += credited.get(at).copied().unwrap_or(0);
-            }
+            let credits = credits_by_time(&moves, &credited);
             let mut changed = false;
             for (at, _, units, hlc) in &moves {
                 let giver = at.chain.device;
+                let closed = (returned.get(&giver)).map_or(0, |t| t.partition_point(|h| h < hlc));
                 let held = self.start.get(&giver).copied().unwrap_or(0)
-                    + credits_in.get(&giver).copied().unwrap_or(0)
-                    + returned.get(&giver).copied().unwrap_or(0)
-                    - before(giver, *hlc);
+                    + sum_while(credits.get(&giver), |t| t.0 < *hlc)
+                    + closed as i64
+                    - sum_while(debits.get(&giver), |t| *t < (*hlc, *at));
                 let c = (*units).min(held.max(0));
                 if credited.insert(*at, c) != Some(c) {
                     changed = true;
@@ -321,29 +333,61 @@ impl Zone {
         credited
     }
 
-    /// Each device's debits (admits, moves) in the order of its clock, with running sums.
-    fn debits_by_time(&self) -> BTreeMap<DeviceId, (Vec<u64>, Vec<i64>)> {
-        let mut by: BTreeMap<DeviceId, Vec<(u64, i64)>> = BTreeMap::new();
+    /// Each device's debits (admits, moves) in the order of its clock (ties by record), with
+    /// running sums.
+    fn debits_by_time(&self) -> BTreeMap<DeviceId, Timeline> {
+        let mut by: BTreeMap<DeviceId, Vec<Amount>> = BTreeMap::new();
         for (at, f) in &self.facts {
             let d = match f {
-                Fact::Entry { hlc, .. } => (*hlc, 1),
-                Fact::Move { units, hlc, .. } => (*hlc, i64::from(*units)),
+                Fact::Entry { hlc, .. } => ((*hlc, *at), 1),
+                Fact::Move { units, hlc, .. } => ((*hlc, *at), i64::from(*units)),
                 _ => continue,
             };
             by.entry(at.chain.device).or_default().push(d);
         }
-        (by.into_iter())
-            .map(|(d, mut v)| {
-                v.sort_unstable();
-                let times = v.iter().map(|(t, _)| *t).collect();
-                let sums = (v.iter())
-                    .scan(0, |acc, (_, n)| {
-                        *acc += n;
-                        Some(*acc)
-                    })
-                    .collect();
-                (d, (times, sums))
-            })
-            .collect()
+        (by.into_iter()).map(|(d, v)| (d, timeline(v))).collect()
     }
+}
+
+/// An amount of room at a time (`(hlc, record)`).
+type Amount = ((u64, ScanRef), i64);
+/// Amounts in time order, with running sums.
+type Timeline = (Vec<(u64, ScanRef)>, Vec<i64>);
+
+fn timeline(mut v: Vec<Amount>) -> Timeline {
+    v.sort_unstable();
+    let times = v.iter().map(|(t, _)| *t).collect();
+    let sums = (v.iter())
+        .scan(0, |acc, (_, n)| {
+            *acc += n;
+            Some(*acc)
+        })
+        .collect();
+    (times, sums)
+}
+
+/// The sum of a timeline's first amounts, while `earlier` holds of their times.
+fn sum_while(line: Option<&Timeline>, earlier: impl Fn(&(u64, ScanRef)) -> bool) -> i64 {
+    let Some((times, sums)) = line else {
+        return 0;
+    };
+    match times.partition_point(earlier) {
+        0 => 0,
+        n => sums[n - 1],
+    }
+}
+
+/// The room credited to each device by moves so far, in the order of the moves' clocks.
+fn credits_by_time(
+    moves: &[(ScanRef, DeviceId, i64, u64)],
+    credited: &BTreeMap<ScanRef, i64>,
+) -> BTreeMap<DeviceId, Timeline> {
+    let mut by: BTreeMap<DeviceId, Vec<Amount>> = BTreeMap::new();
+    for (at, to, _, hlc) in moves {
+        let c = credited.get(at).copied().unwrap_or(0);
+        if c > 0 {
+            by.entry(*to).or_default().push(((*hlc, *at), c));
+        }
+    }
+    (by.into_iter()).map(|(d, v)| (d, timeline(v))).collect()
 }
