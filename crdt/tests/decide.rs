@@ -1925,6 +1925,15 @@ fn a_live_code_is_taken_within_its_window_and_a_screenshot_is_refused_code_expir
 /// Gate 1 and gate 2 with zone main strict at `cap` places, gate 1 holding them all at the
 /// start; the changes each writes are handed to the other as they would travel.
 fn strict_pair(cap: u64) -> (GateLogic, GateLogic) {
+    let p = strict_package(cap);
+    (
+        gate_logic_for(p.clone(), 1, false),
+        gate_logic_for(p, 2, false),
+    )
+}
+
+/// The steward package with zone main strict at `cap` places, all held by device 1.
+fn strict_package(cap: u64) -> EventPackage {
     use gatemesh_crdt::event::CapacityMode;
     let mut p = steward_package();
     p.config.capacity.insert("main".into(), cap);
@@ -1934,10 +1943,7 @@ fn strict_pair(cap: u64) -> (GateLogic, GateLogic) {
     let holder = device(1).certificate.device_id;
     p.config.room_holders.insert("main".into(), vec![holder]);
     p.config.validate().unwrap();
-    (
-        gate_logic_for(p.clone(), 1, false),
-        gate_logic_for(p, 2, false),
-    )
+    p
 }
 
 /// What `from` holds, taken in by `to` (as a sync session brings it).
@@ -2188,4 +2194,62 @@ fn room_given_by_a_revoked_device_is_the_same_whatever_came_first() {
         );
     }
     assert_eq!(x.ledger().index().room("main", me_b), Some(0));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    /// Room kept up to date record by record (as a gate takes its own and its peers' records
+    /// in, in any order) is the room worked out from all of them at once.
+    #[test]
+    fn room_kept_record_by_record_is_room_worked_out_at_once(
+        ops in prop::collection::vec((0u8..5, any::<bool>()), 1..40),
+        keys in prop::collection::vec(any::<u32>(), 64),
+    ) {
+        let (mut a, mut b) = strict_pair(6);
+        let me_b = b.ledger().local_device().unwrap();
+        let mut inside: Vec<String> = Vec::new();
+        for (i, (op, at_b)) in ops.into_iter().enumerate() {
+            let now = NOW + i as u64 * 1_000;
+            let (g, gate) = if at_b { (&mut b, "south") } else { (&mut a, "north") };
+            match op {
+                0 | 1 => {
+                    let t = format!("K-{i}");
+                    if strict_scan(g, now, &t, gate).0 == Reason::Ok {
+                        inside.push(t);
+                    }
+                }
+                2 => {
+                    if let Some(t) = inside.pop() {
+                        strict_scan(g, now, &t, "exit");
+                    }
+                }
+                3 => {
+                    // An entry made earlier, written now (a scan reconciled late).
+                    let t = format!("K-{i}");
+                    let mut d = draft(&t, gate, Verdict::Admit);
+                    d.wall_ms = Some(now - 30_000);
+                    g.ledger_mut().record(now, d).unwrap();
+                    inside.push(t);
+                }
+                _ => {
+                    hand(&mut b, &a);
+                    let _ = a.give_room(now, me_b, ("main", 3), false);
+                    hand(&mut b, &a);
+                }
+            }
+        }
+        let mut all: Vec<Vec<u8>> = a.ledger().changes().map(<[u8]>::to_vec).collect();
+        all.extend(b.ledger().changes().map(<[u8]>::to_vec));
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by_key(|i| keys[i % keys.len()].wrapping_mul(*i as u32 + 1));
+        let p = strict_package(6);
+        let mut kept = gate_logic_for(p.clone(), 3, false);
+        for i in order {
+            kept.ledger_mut().admit(NOW, 0, std::slice::from_ref(&all[i]));
+            let _ = kept.ledger().index().rooms("main");
+        }
+        let mut at_once = gate_logic_for(p, 3, false);
+        at_once.ledger_mut().admit(NOW, 0, &all);
+        prop_assert_eq!(kept.ledger().index().rooms("main"), at_once.ledger().index().rooms("main"));
+    }
 }

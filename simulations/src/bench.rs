@@ -227,8 +227,15 @@ fn hot_ticket(n: usize, verdict: Verdict) -> anyhow::Result<f64> {
 }
 
 /// `decide`: the full path for one scan (parse, verify, policy, record, durable write) on a real
-/// event package and a real sled store holding `held` redemptions already.
-pub fn decide(held: usize, scans: usize, rotating: bool) -> anyhow::Result<Map<String, Value>> {
+/// event package and a real sled store holding `held` redemptions already; with `strict`, zone
+/// main is strict (its room all held by the gate, for every admit), so each scan also works out
+/// the zone's room from its `held` entries.
+pub fn decide(
+    held: usize,
+    scans: usize,
+    rotating: bool,
+    strict: bool,
+) -> anyhow::Result<Map<String, Value>> {
     let dir = tempfile::tempdir()?;
     let ev = dir.path().join("event");
     event_create(&ev, "Bench Fest", None, None, None)?;
@@ -255,6 +262,9 @@ pub fn decide(held: usize, scans: usize, rotating: bool) -> anyhow::Result<Map<S
         },
     )?;
     device_enroll(&ev, "gate-a", Role::Scanner, &dir.path().join("device"))?;
+    if strict {
+        gatemesh_node::organizer::event_strict(&ev, "main", (held + scans) as u64, &[])?;
+    }
     let data = dir.path().join("data");
     prefill(&ev, &dir.path().join("device"), &data, &held_tickets)?;
     let mut dev = open_device(&ev, Some(&dir.path().join("device")), &data, None)?;
@@ -266,12 +276,13 @@ pub fn decide(held: usize, scans: usize, rotating: bool) -> anyhow::Result<Map<S
     let mut m = Map::new();
     m.insert(
         "bench".into(),
-        json!(if rotating {
-            "decide-rotating"
-        } else {
-            "decide"
+        json!(match (rotating, strict) {
+            (true, _) => "decide-rotating",
+            (false, true) => "decide-strict",
+            (false, false) => "decide",
         }),
     );
+    m.insert("strict".into(), json!(strict));
     m.insert("redemptions".into(), json!(held));
     m.insert("scans".into(), json!(scans));
     m.insert("qr_version".into(), json!(qr_version));

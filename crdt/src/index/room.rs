@@ -72,6 +72,8 @@ const CREDIT_ROUNDS_MAX: usize = 64;
 #[derive(Clone, Debug, Default)]
 struct Accounts {
     room: BTreeMap<DeviceId, i64>,
+    /// The entries closed.
+    closed: HashSet<ScanRef>,
 }
 
 /// One strict zone: its start shares and the facts of its records.
@@ -79,7 +81,12 @@ struct Accounts {
 struct Zone {
     start: BTreeMap<DeviceId, i64>,
     facts: FastMap<ScanRef, Fact>,
-    /// The accounts, until a fact changes.
+    /// The records some exit or undo names (a superset, once records are dropped).
+    named: HashSet<ScanRef>,
+    /// Each device's latest room record, by `(hlc, record)` (an upper bound, likewise).
+    last_move: FastMap<DeviceId, (u64, ScanRef)>,
+    /// The accounts, kept up to date by [`Zone::update`] where a fact changes no room record's
+    /// credit, worked out again otherwise.
     worked: OnceLock<Accounts>,
 }
 
@@ -121,9 +128,23 @@ impl RoomBook {
         let Some(fact) = fact_of(b) else {
             return;
         };
-        if z.facts.insert(b.scan_ref(), fact).is_none() {
+        let at = b.scan_ref();
+        if z.facts.contains_key(&at) {
+            return;
+        }
+        if !z.update(at, &fact) {
             z.worked = OnceLock::new();
         }
+        match &fact {
+            Fact::Exit { closes, .. } => _ = z.named.insert(*closes),
+            Fact::Undo { target, .. } => _ = z.named.insert(*target),
+            Fact::Move { hlc, .. } => {
+                let last = z.last_move.entry(at.chain.device).or_insert((*hlc, at));
+                *last = (*last).max((*hlc, at));
+            }
+            Fact::Entry { .. } => {}
+        }
+        z.facts.insert(at, fact);
     }
 
     /// Records of dropped chains (a revoked device past its cut, a proven fork, an evicted
@@ -194,10 +215,55 @@ fn fact_of(b: &ScanBody) -> Option<Fact> {
 }
 
 impl Zone {
+    /// A new fact at `at`, taken into the accounts worked out already, where it changes no
+    /// room record's credit: an entry after its device's last room record and named by no
+    /// exit or undo yet (a gate admitting), an exit after the entry it closes, after its
+    /// device's last room record and undone by nothing yet (a gate letting out). Whether it
+    /// could (otherwise the accounts are worked out again).
+    fn update(&mut self, at: ScanRef, fact: &Fact) -> bool {
+        let Some(acc) = self.worked.get_mut() else {
+            return true;
+        };
+        match fact {
+            Fact::Entry { hlc, .. } => {
+                let d = at.chain.device;
+                let after = self.last_move.get(&d).is_none_or(|last| *last < (*hlc, at));
+                if self.named.contains(&at) || !after {
+                    return false;
+                }
+                *acc.room.entry(d).or_default() -= 1;
+                true
+            }
+            Fact::Exit {
+                closes,
+                ticket,
+                hlc,
+            } => {
+                let Some(Fact::Entry { ticket: t, hlc: e }) = self.facts.get(closes) else {
+                    return true;
+                };
+                if t != ticket || hlc <= e {
+                    return true;
+                }
+                let d = closes.chain.device;
+                let after = self.last_move.get(&d).is_none_or(|last| last.0 <= *hlc);
+                if self.named.contains(&at) || !after {
+                    return false;
+                }
+                if acc.closed.insert(*closes) {
+                    *acc.room.entry(d).or_default() += 1;
+                }
+                true
+            }
+            Fact::Undo { .. } | Fact::Move { .. } => false,
+        }
+    }
+
     /// The accounts from the facts: entries closed, then moves credited, then each device's
     /// room.
     fn work_out(&self) -> Accounts {
-        let returned = self.returned();
+        let closed = self.closed();
+        let returned = returned(&closed);
         let credited = self.credited(&returned);
         let mut room = self.start.clone();
         let mut add = |d: DeviceId, n: i64| *room.entry(d).or_default() += n;
@@ -216,13 +282,14 @@ impl Zone {
                 add(*to, *n);
             }
         }
-        Accounts { room }
+        let closed = closed.into_keys().collect();
+        Accounts { room, closed }
     }
 
-    /// Entries closed, by the device that admitted, each at the time of the first record that
-    /// closed it (sorted): an entry is closed by an exit of its ticket after it that was not
-    /// undone, or by the undo of it that the ticket's replay honours.
-    fn returned(&self) -> BTreeMap<DeviceId, Vec<u64>> {
+    /// The entries closed, each at the time of the first record that closed it: an entry is
+    /// closed by an exit of its ticket after it that was not undone, or by the undo of it that
+    /// the ticket's replay honours.
+    fn closed(&self) -> BTreeMap<ScanRef, u64> {
         let undone = self.undone();
         let mut closed: BTreeMap<ScanRef, u64> = BTreeMap::new();
         for (at, f) in &self.facts {
@@ -246,14 +313,7 @@ impl Zone {
             let first = closed.entry(entry).or_insert(hlc);
             *first = (*first).min(hlc);
         }
-        let mut returned: BTreeMap<DeviceId, Vec<u64>> = BTreeMap::new();
-        for (entry, hlc) in closed {
-            returned.entry(entry.chain.device).or_default().push(hlc);
-        }
-        for times in returned.values_mut() {
-            times.sort_unstable();
-        }
-        returned
+        closed
     }
 
     /// The admits (entries, exits) undone, as the ticket's replay honours undos
@@ -390,4 +450,16 @@ fn credits_by_time(
         }
     }
     (by.into_iter()).map(|(d, v)| (d, timeline(v))).collect()
+}
+
+/// The entries closed, by the device that admitted, at their closing times (sorted).
+fn returned(closed: &BTreeMap<ScanRef, u64>) -> BTreeMap<DeviceId, Vec<u64>> {
+    let mut returned: BTreeMap<DeviceId, Vec<u64>> = BTreeMap::new();
+    for (entry, hlc) in closed {
+        returned.entry(entry.chain.device).or_default().push(*hlc);
+    }
+    for times in returned.values_mut() {
+        times.sort_unstable();
+    }
+    returned
 }

@@ -33,7 +33,7 @@ fn live_bytes() -> u64 {
     LIVE.load(Ordering::Relaxed)
 }
 
-const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|phone|room|sim|all [--json] [--transfers N] [--rotating] [--reconcile N] [--decisions N] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
+const USAGE: &str = "usage: gatemesh-bench ledger|decide|mesh|http|stats|search|venue|catchup|bridge|phone|room|sim|all [--json] [--transfers N] [--rotating] [--strict] [--reconcile N] [--decisions N] [--profile wired|good-wifi|busy-wifi|bad-wifi] [--split-seconds N] [--tickets N] [--redemptions N] [--nodes N] [--rate N] [--seconds N] [--heal-scans N] [--concurrency N] [--requests N] [--scans N] [--seeds N] [--clients N]";
 
 /// The command line: flags with a value (`--nodes 10`) and switches (`--json`).
 struct Args(Vec<String>);
@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             redemptions.unwrap_or(100_000),
             2_000,
             args.has("--rotating"),
+            args.has("--strict"),
         )?,
         Some("mesh") => simulations::meshbench::run(&simulations::meshbench::MeshBench {
             nodes: number("--nodes")?.unwrap_or(10),
