@@ -285,8 +285,7 @@ impl Replica {
     /// `w` waits for every write issued so far, and the chain position they reach.
     fn after_writes(&mut self, mut w: Waiting) {
         w.persist = self.next_persist - 1;
-        w.own_seq =
-            (self.gate.ledger().local_chain()).map_or(0, |c| self.gate.ledger().chains().len_of(c));
+        w.own_seq = self.own_len();
         self.waiting.push_back(w);
         // Nothing new to write (a repeat, a refusal): answer as soon as the earlier writes are.
         self.persisted(self.done_upto);

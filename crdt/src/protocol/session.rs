@@ -165,7 +165,7 @@ impl Replica {
     }
 
     /// How many changes of our own chain this replica holds.
-    fn own_len(&self) -> u32 {
+    pub(crate) fn own_len(&self) -> u32 {
         let ledger = self.gate.ledger();
         ledger
             .local_chain()
