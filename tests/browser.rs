@@ -496,3 +496,77 @@ fn a_wallets_live_code_enters_and_its_screenshot_from_40_s_ago_is_refused() {
     let d = b.scan(v["live"]["code"].as_str().unwrap());
     assert_eq!(d["reason"], "already_redeemed", "{d}");
 }
+
+#[test]
+fn a_steward_page_cannot_pause_a_supervisor_pauses_with_the_pin_and_the_dashboard_says_who() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ev = tmp.path().join("event");
+    let ev_s = ev.to_str().unwrap();
+    let codes = make_event(&ev, 3, &["shared"], false);
+    gatemesh_tests::gatemesh(&[
+        "device", "enroll", "--event", ev_s, "--name", "stew", "--role", "steward",
+    ]);
+    let mut pin = std::process::Command::new(gatemesh_tests::gatemesh_bin())
+        .args([
+            "device",
+            "pin",
+            "--device",
+            ev.join("device-shared").to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut pin.stdin.take().unwrap(), b"4821\n").unwrap();
+    assert!(pin.wait().unwrap().success());
+    let (mut a, a_addr) = NodeProc::start_http(
+        &ev,
+        "device-shared",
+        &tmp.path().join("a"),
+        "north",
+        &["--no-mdns"],
+    );
+    let listen = a.wait_for("listening", |v| v["event"] == "listening")["addr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer = a.seen.iter().find(|v| v["event"] == "started").unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dial = format!("{listen}/p2p/{peer}");
+    let (_b, b_addr) = NodeProc::start_http(
+        &ev,
+        "device-stew",
+        &tmp.path().join("b"),
+        "north",
+        &["--no-mdns", "--peer", &dial],
+    );
+    a.wait_peers(1);
+    let v = browser(
+        "roles",
+        json!({"a": format!("http://{a_addr}"), "b": format!("http://{b_addr}"), "token": "staff",
+               "pin": "4821", "code": codes[0].1, "code2": codes[1].1, "shots": shots()}),
+    );
+    assert_eq!(
+        (v["stew_badge"].as_str(), v["sup_badge"].as_str()),
+        (Some("Steward"), Some("Supervisor")),
+        "{v}"
+    );
+    assert_eq!(v["stew_admit"]["reason"], "ok", "{v}");
+    assert_eq!(
+        v["stew_undo_shown"], false,
+        "no undo on a steward's page: {v}"
+    );
+    assert_eq!(v["stew_pause_shown"], false, "{v}");
+    assert_eq!(v["wrong"]["reason"], "pin_wrong", "{v}");
+    let text = v["stew_paused_text"].as_str().unwrap();
+    assert!(text.contains("paused by shared"), "{v}");
+    let audit = v["audit_text"].as_str().unwrap();
+    assert!(
+        audit.contains("shared") && audit.to_lowercase().contains("pause"),
+        "{v}"
+    );
+    assert_eq!(v["resume_asked_pin"], false, "{v}");
+    assert_eq!(v["stew_after"]["reason"], "ok", "resumed everywhere: {v}");
+}

@@ -935,7 +935,7 @@ fn a_phone_is_paired_known_by_its_pass_everywhere_and_unpaired_by_bulletin() {
     let (_, c) = req("GET", "/api/conflicts", Some("staff"), b"");
     assert_eq!(c["conflicts"][0]["ticket_id"], codes[1].0.as_str(), "{c}");
     // A phone's scans carry their code; a phone opens the scanner page's routes only and
-    // undoes only its own admits.
+    // undoes nothing (a steward's; with a supervisor's PIN, only its own admits).
     let bare = json(
         serde_json::json!({"device_id": device, "scans": [{"ticket_id": codes[2].0,
         "scanned_at": gatemesh_crdt::record::date::iso(late), "result": "ALLOW"}]}),
@@ -955,8 +955,8 @@ fn a_phone_is_paired_known_by_its_pass_everywhere_and_unpaired_by_bulletin() {
     let (s, v) = req("POST", "/api/annul", Some(pass), &undo);
     assert_eq!(
         (s, v["error"].as_str()),
-        (400, Some("not_annullable")),
-        "{v}"
+        (403, Some("supervisor_only")),
+        "a phone is a steward's, and this node has no supervisor PIN: {v}"
     );
     // Two phones on one node showing one ticket within the grace are two scans, not a repeat.
     let (_, p2) = req(

@@ -67,7 +67,8 @@ pub fn gatemesh_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A fresh event with `count` GM1 tickets and the named scanner devices.
+/// A fresh event with `count` GM1 tickets and the named devices, supervisors' (they may undo,
+/// check in by hand and pause their gate).
 pub fn make_event(dir: &Path, count: u32, devices: &[&str], qr: bool) -> Vec<(String, String)> {
     let ev = dir.to_str().unwrap();
     gatemesh(&["event", "create", "--out", ev, "--name", "Test Fest"]);
@@ -78,7 +79,16 @@ pub fn make_event(dir: &Path, count: u32, devices: &[&str], qr: bool) -> Vec<(St
     }
     gatemesh(&issue);
     for d in devices {
-        gatemesh(&["device", "enroll", "--event", ev, "--name", d]);
+        gatemesh(&[
+            "device",
+            "enroll",
+            "--event",
+            ev,
+            "--name",
+            d,
+            "--role",
+            "supervisor",
+        ]);
     }
     read_codes(&dir.join("tickets/codes.csv"))
 }
@@ -626,13 +636,27 @@ pub fn http_request(
     token: Option<&str>,
     body: &[u8],
 ) -> (u16, serde_json::Value) {
+    http_request_with(addr, (method, path), token, &[], body)
+}
+
+/// [`http_request`] with more headers (`name`, `value`).
+pub fn http_request_with(
+    addr: &str,
+    (method, path): (&str, &str),
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    let auth = token
+    let mut auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    for (name, value) in headers {
+        auth.push_str(&format!("{name}: {value}\r\n"));
+    }
     let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     s.write_all(head.as_bytes()).unwrap();
     let _ = s.write_all(body); // the server may refuse an oversized body before reading it
@@ -716,7 +740,16 @@ pub fn make_guest_event(dir: &Path, devices: &[&str]) -> Vec<(String, String)> {
         ]);
     }
     for d in devices {
-        gatemesh(&["device", "enroll", "--event", ev, "--name", d]);
+        gatemesh(&[
+            "device",
+            "enroll",
+            "--event",
+            ev,
+            "--name",
+            d,
+            "--role",
+            "supervisor",
+        ]);
     }
     read_codes(&dir.join("tickets/codes.csv"))
 }

@@ -61,7 +61,7 @@ fn device(n: u8) -> DeviceIdentity {
         device_id: gatemesh_crdt::DeviceId::from_public_key(&key.verifying_key()).to_string(),
         public_key: hex::encode(key.verifying_key().as_bytes()),
         name: format!("gate-{n}"),
-        role: Role::Scanner,
+        role: Role::Supervisor,
         valid_from_ms: 0,
         valid_until_ms: u64::MAX,
     };
@@ -2251,5 +2251,308 @@ proptest! {
         let mut at_once = gate_logic_for(p, 3, false);
         at_once.ledger_mut().admit(NOW, 0, &all);
         prop_assert_eq!(kept.ledger().index().rooms("main"), at_once.ledger().index().rooms("main"));
+    }
+}
+
+// ---- Roles at the gate: a steward scans and searches; a supervisor may also undo, check in by
+// hand and pause its gate for five minutes (a record of its own, spread like any other).
+
+/// The steward package with gate-1 and gate-2 supervisors' devices and gate-3 a steward's.
+fn roles_package() -> EventPackage {
+    let mut p = steward_package();
+    let mut steward = device(3).certificate;
+    steward.role = Role::Scanner;
+    p.certificates.push(steward);
+    p
+}
+
+fn pause_record(g: &mut GateLogic, at: u64, gate: &str, paused: bool) -> Vec<u8> {
+    use gatemesh_crdt::ledger::Draft;
+    let draft = Draft {
+        ticket_id: format!("pause:{gate}"),
+        tier: String::new(),
+        gate: gate.into(),
+        zone: "main".into(),
+        direction: if paused {
+            Direction::In
+        } else {
+            Direction::Out
+        },
+        verdict: Verdict::Pause,
+        reason: if paused { "paused" } else { "resumed" }.into(),
+        seen: Vec::new(),
+        annuls: None,
+        origin: None,
+        wall_ms: None,
+    };
+    g.ledger_mut().record(at, draft).unwrap().1
+}
+
+/// A bulletin enrolling devices (their certificates signed by the organizer).
+fn add_devices_bulletin(
+    certs: &[DeviceCertificate],
+    issued_ms: u64,
+) -> gatemesh_crdt::gate::bulletin::Bulletin {
+    use gatemesh_crdt::event::signed::Signed;
+    use gatemesh_crdt::gate::bulletin::{Bulletin, BulletinBody};
+    let body = BulletinBody {
+        event_id: "fest".into(),
+        version: issued_ms,
+        issued_ms,
+        revoke_tickets: Vec::new(),
+        revoke_devices: Vec::new(),
+        add_devices: (certs.iter())
+            .map(|c| Signed::sign_text(serde_json::to_string(c).unwrap(), "k1", &org(1)))
+            .collect(),
+        rules: Vec::new(),
+        pauses: Vec::new(),
+        unpair: Vec::new(),
+    };
+    let text = serde_json::to_string(&body).unwrap();
+    let signed = Signed::sign_text(text, "k1", &org(1));
+    let bytes = serde_json::to_vec(&signed).unwrap();
+    let keys = config().organizer_verifying_keys().unwrap();
+    Bulletin::from_bytes(&bytes, "fest", &keys).unwrap()
+}
+
+#[test]
+fn a_stewards_device_scans_but_may_not_undo_check_in_by_hand_or_pause() {
+    let mut s = gate_logic_for(roles_package(), 3, false);
+    assert!(!s.is_supervisor());
+    let d = scan_at(&mut s, NOW, &gm1_long("R-1", "general"), "north", false);
+    assert_eq!(d.reason, Reason::Ok, "{}", d.message);
+    let code = |e: gatemesh_crdt::gate::GateError| e.code();
+    assert_eq!(
+        s.annul(NOW + 1, "R-1", &d.scan_id).map_err(code),
+        Err("supervisor_only")
+    );
+    let by_hand = ScanRequest {
+        code: b"M1",
+        gate: "north",
+        direction: None,
+        manual: true,
+        origin: None,
+    };
+    assert_eq!(
+        s.scan(NOW, by_hand).map(|_| ()).map_err(code),
+        Err("supervisor_only")
+    );
+    assert_eq!(
+        s.pause_gate(NOW, "north", true).map(|_| ()).map_err(code),
+        Err("supervisor_only")
+    );
+    // A supervisor's device may do all three.
+    let mut v = gate_logic_for(roles_package(), 1, false);
+    assert!(v.is_supervisor());
+    let d = scan_at(&mut v, NOW, &gm1_long("R-2", "general"), "north", false);
+    assert!(v.annul(NOW + 1, "R-2", &d.scan_id).is_ok());
+    assert_eq!(
+        scan_at(&mut v, NOW, b"M1", "north", true).reason,
+        Reason::Ok
+    );
+    assert!(v.pause_gate(NOW, "north", true).is_ok());
+}
+
+#[test]
+fn a_supervisors_pause_spreads_stops_entries_at_its_gate_for_five_minutes_and_resumes() {
+    use gatemesh_crdt::record::GATE_PAUSE_MS;
+    let p = roles_package();
+    let mut sup = gate_logic_for(p.clone(), 1, false);
+    let mut other = gate_logic_for(p, 2, false);
+    let pause = sup.pause_gate(NOW, "north", true).unwrap();
+    other.ledger_mut().admit(NOW, 0, &[pause]);
+    let d = scan_at(
+        &mut other,
+        NOW + 1_000,
+        &gm1_long("Q-1", "general"),
+        "north",
+        false,
+    );
+    assert_eq!((d.verdict, d.reason), (Verdict::Deny, Reason::Paused));
+    assert!(d.message.contains("paused by gate-1"), "{}", d.message);
+    let shown = other.gate_pauses(NOW + 1_000);
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].by_name.as_deref(), Some("gate-1"));
+    assert_eq!(shown[0].until_ms, Some(NOW + GATE_PAUSE_MS));
+    // Another gate goes on; an exit through the paused gate goes through.
+    let south = scan_at(
+        &mut other,
+        NOW + 1_000,
+        &gm1_long("Q-2", "general"),
+        "south",
+        false,
+    );
+    assert_eq!(south.reason, Reason::Ok);
+    let code = gm1_long("Q-2", "general");
+    let out = ScanRequest {
+        code: &code,
+        gate: "north",
+        direction: Some(Direction::Out),
+        manual: false,
+        origin: None,
+    };
+    assert_eq!(
+        other.scan(NOW + 2_000, out).unwrap().decision.verdict,
+        Verdict::Admit
+    );
+    // Five minutes on, the gate is open again by itself.
+    let later = NOW + GATE_PAUSE_MS;
+    assert_eq!(
+        scan_at(
+            &mut other,
+            later,
+            &gm1_long("Q-1", "general"),
+            "north",
+            false
+        )
+        .reason,
+        Reason::Ok
+    );
+    // Paused again, then resumed: the resume arrives first, and wins all the same.
+    let again = sup.pause_gate(later + 10, "north", true).unwrap();
+    let resume = sup.pause_gate(later + 20, "north", false).unwrap();
+    other.ledger_mut().admit(later + 30, 0, &[resume]);
+    other.ledger_mut().admit(later + 30, 0, &[again]);
+    assert!(other.gate_pauses(later + 30).is_empty());
+    assert_eq!(
+        scan_at(
+            &mut other,
+            later + 40,
+            &gm1_long("Q-3", "general"),
+            "north",
+            false
+        )
+        .reason,
+        Reason::Ok
+    );
+}
+
+#[test]
+fn a_stewards_pause_is_in_the_audit_and_stops_nothing() {
+    use gatemesh_crdt::index::actions::ActionKind;
+    let p = roles_package();
+    // A stolen steward's scanner signs a pause record by hand: the ledger holds it (it is the
+    // device's, in its chain), no gate stops.
+    let mut stolen = gate_logic_for(p.clone(), 3, false);
+    let forged = pause_record(&mut stolen, NOW, "north", true);
+    let mut other = gate_logic_for(p, 1, false);
+    let got = other.ledger_mut().admit(NOW, 0, &[forged]);
+    assert_eq!(got.records.len(), 1);
+    assert!(other.gate_pauses(NOW + 1).is_empty());
+    assert_eq!(
+        scan_at(
+            &mut other,
+            NOW + 1,
+            &gm1_long("S-1", "general"),
+            "north",
+            false
+        )
+        .reason,
+        Reason::Ok
+    );
+    let d = scan_at(&mut other, NOW + 2, b"M1", "south", true);
+    let actions: Vec<_> = other
+        .ledger()
+        .index()
+        .actions()
+        .latest(10)
+        .cloned()
+        .collect();
+    let kinds: Vec<ActionKind> = actions.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, [ActionKind::HandCheckin, ActionKind::GatePause]);
+    assert_eq!(actions[0].scan.to_string(), d.scan_id);
+    assert_eq!(actions[1].device(), stolen.ledger().local_device().unwrap());
+}
+
+#[test]
+fn a_device_narrowed_to_a_steward_later_stops_pausing_whatever_came_first() {
+    let p = roles_package();
+    let mut sup = gate_logic_for(p.clone(), 1, false);
+    let pause = sup.pause_gate(NOW, "north", true).unwrap();
+    let mut narrowed = device(1).certificate;
+    narrowed.role = Role::Scanner;
+    let bulletin = add_devices_bulletin(&[narrowed], NOW - 100);
+    for bulletin_first in [true, false] {
+        let mut g = gate_logic_for(p.clone(), 2, false);
+        if bulletin_first {
+            g.apply_bulletin(&bulletin).unwrap();
+        }
+        g.ledger_mut().admit(NOW, 0, std::slice::from_ref(&pause));
+        if !bulletin_first {
+            assert_eq!(g.gate_pauses(NOW + 1).len(), 1);
+            g.apply_bulletin(&bulletin).unwrap();
+        }
+        assert!(
+            g.gate_pauses(NOW + 1).is_empty(),
+            "bulletin first: {bulletin_first}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Pauses and resumes of two supervisors and a steward, at any times, arriving in any
+    /// order: every replica, and a restart, holds the same pauses at every moment and the same
+    /// audit.
+    #[test]
+    fn gate_pauses_are_the_same_in_any_order_and_after_a_restart(
+        steps in prop::collection::vec((0u8..3, 0u64..600_000, any::<bool>(), any::<bool>()), 1..16),
+        order in any::<u64>(),
+    ) {
+        use gatemesh_crdt::record::GATE_PAUSE_MS;
+        let p = roles_package();
+        let mut writers = [
+            gate_logic_for(p.clone(), 1, false),
+            gate_logic_for(p.clone(), 2, false),
+            gate_logic_for(p.clone(), 3, false),
+        ];
+        let mut clocks = [NOW; 3];
+        let mut all = Vec::new();
+        for (who, dt, paused, north) in steps {
+            let w = usize::from(who);
+            clocks[w] += dt;
+            let gate = if north { "north" } else { "south" };
+            all.push(pause_record(&mut writers[w], clocks[w], gate, paused));
+        }
+        let mut shuffled = all.clone();
+        let mut seed = order;
+        for i in (1..shuffled.len()).rev() {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        let mut at_once = gate_logic_for(p.clone(), 1, false);
+        at_once.ledger_mut().admit(NOW, 0, &all);
+        let mut one_by_one = gate_logic_for(p.clone(), 2, false);
+        for c in &shuffled {
+            one_by_one.ledger_mut().admit(NOW, 0, std::slice::from_ref(c));
+        }
+        let stored: Vec<Vec<u8>> = one_by_one.ledger().changes().map(<[u8]>::to_vec).collect();
+        let (ledger, _) = GateLogic::open_ledger(
+            &p,
+            Some(&device(2)),
+            gatemesh_crdt::ChainId(2),
+            &[],
+            &[],
+            stored.iter().map(Vec::as_slice),
+            0,
+        )
+        .unwrap();
+        let restarted = GateLogic::new(&p, ledger, None).unwrap();
+        let audit = |g: &GateLogic| -> Vec<_> {
+            g.ledger().index().actions().latest(100).cloned().collect()
+        };
+        prop_assert_eq!(audit(&at_once).len(), all.len());
+        for t in (0..12).map(|k| NOW + k * GATE_PAUSE_MS / 2) {
+            let want = at_once.gate_pauses(t);
+            prop_assert_eq!(&one_by_one.gate_pauses(t), &want);
+            prop_assert_eq!(&restarted.gate_pauses(t), &want);
+            // A steward's record never pauses.
+            let steward = at_once.ledger().roster().iter()
+                .find(|(_, d)| !d.supervisor).map(|(id, _)| id.to_string()).unwrap();
+            prop_assert!(want.iter().all(|p| p.by.as_deref() != Some(steward.as_str())));
+        }
+        prop_assert_eq!(audit(&one_by_one), audit(&at_once));
+        prop_assert_eq!(audit(&restarted), audit(&at_once));
     }
 }

@@ -172,6 +172,18 @@ fn assert_restart_takes_back(w: &World, live: &Ledger, persisted: &[Vec<u8>]) {
     assert_eq!(back.summary(), live.summary());
     assert_eq!(back.index().len(), live.index().len());
     assert_eq!(back.index().rooms("vip"), live.index().rooms("vip"));
+    let audit =
+        |l: &Ledger| -> Vec<_> { l.index().actions().latest(usize::MAX).cloned().collect() };
+    assert_eq!(
+        audit(&back),
+        audit(live),
+        "a restart holds the same supervisors' actions"
+    );
+    let pauses = |l: &Ledger| {
+        let roster = l.roster();
+        (l.index().actions()).gate_pauses(NOW + 1_500, |d| roster.is_supervisor(d))
+    };
+    assert_eq!(pauses(&back), pauses(live));
 }
 
 /// A message from an enrolled peer: first byte chooses sync request, sync answer, ledger gossip,

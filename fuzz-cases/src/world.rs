@@ -44,7 +44,7 @@ fn certificate(n: u8) -> DeviceCertificate {
         device_id: DeviceId::from_public_key(&key).to_string(),
         public_key: hex::encode(key.as_bytes()),
         name: format!("gate-{n}"),
-        role: Role::Scanner,
+        role: Role::Supervisor,
         valid_from_ms: 0,
         valid_until_ms: u64::MAX,
     }
@@ -266,6 +266,13 @@ fn device_2_changes(w: &World) -> (Ledger, Vec<Vec<u8>>) {
             )
             .expect("a seed scan is decided");
         changes.extend(out.change);
+    }
+    // A supervisor's pause of its gate, and its resume (scanners are supervisors' devices).
+    for (at, paused) in [(NOW + 1_000, true), (NOW + 2_000, false)] {
+        changes.push(
+            gate.pause_gate(at, "north", paused)
+                .expect("a supervisor pauses"),
+        );
     }
     // Room of the strict zone, given by scanner 1 to scanner 2, which holds none.
     let (gift, _) =

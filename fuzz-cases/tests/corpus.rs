@@ -24,8 +24,8 @@ fn the_seeds_are_what_a_node_takes_in() {
     let changes = pieces(&seeds("change")[0]);
     assert_eq!(
         changes.len(),
-        7,
-        "one change per seed code, and a room gift"
+        9,
+        "one change per seed code, a gate pause and its resume, and a room gift"
     );
     for c in &changes {
         change::read(c).expect("a seed change is canonical");

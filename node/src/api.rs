@@ -52,6 +52,12 @@ pub enum ApiCall {
         phone: Option<String>,
         reply: oneshot::Sender<Result<Value, ApiError>>,
     },
+    /// A supervisor pauses a gate, or resumes it (`POST /api/gate-pause`).
+    PauseGate {
+        gate: Option<String>,
+        paused: bool,
+        reply: oneshot::Sender<Result<Value, ApiError>>,
+    },
     /// A read-only question.
     Query {
         query: Query,
@@ -91,6 +97,8 @@ pub enum Query {
     Search(String),
     /// The pauses in force (`GET /api/pauses`).
     Pauses,
+    /// The latest supervisors' actions (`GET /api/audit`), at most this many.
+    Audit(usize),
     Conflicts,
     Status,
     Stats,
@@ -159,6 +167,8 @@ pub struct ApiState {
     /// What phones' passes are checked against; the node's loop renews it when a bulletin
     /// changes it (a phone unpaired, a scanner revoked or added).
     pub passes: std::sync::Arc<std::sync::RwLock<gatemesh_crdt::event::pass::PassCheck>>,
+    /// Who may act as a supervisor here ([`crate::supervisor`]).
+    pub supervisor: std::sync::Arc<crate::supervisor::Guard>,
 }
 
 /// Most `GET /api/stream` clients at once.
@@ -168,7 +178,7 @@ pub const STREAM_BUFFER_MAX: usize = 1024;
 
 /// What a request showed: the staff or admin token, or a paired phone's pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
+pub enum Access {
     Staff,
     Admin,
     /// A phone's pass checked ([`gatemesh_crdt::event::pass`]): the scanner page's routes,
@@ -195,6 +205,8 @@ pub const API_ROUTES: &[&str] = &[
     "/api/checkin",
     "/api/annul",
     "/api/search",
+    "/api/gate-pause",
+    "/api/audit",
     "/api/pauses",
     "/api/tickets/{id}",
     "/api/conflicts",
@@ -221,6 +233,8 @@ pub fn router(state: ApiState, more: Router<ApiState>) -> Router {
         .route("/api/checkin", post(checkin))
         .route("/api/annul", post(annul))
         .route("/api/search", get(search))
+        .route("/api/gate-pause", post(crate::supervisor_api::gate_pause))
+        .route("/api/audit", get(crate::supervisor_api::audit))
         .route("/api/pauses", get(pauses))
         .route("/api/tickets/{id}", get(ticket))
         .route("/api/conflicts", get(conflicts))
@@ -502,7 +516,8 @@ pub(crate) async fn checkin(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Need::Phone)?;
+    let access = authorize(&state, &headers, Need::Phone)?;
+    state.supervisor.check(&access, &headers).await?;
     let b = scan_body_with(&body_json(body)?, "ticket_id")?;
     call(&state, |reply| ApiCall::Scan {
         code: b.code,
@@ -555,6 +570,7 @@ pub(crate) async fn annul(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let access = authorize(&state, &headers, Need::Phone)?;
+    state.supervisor.check(&access, &headers).await?;
     let v = body_json(body)?;
     let text = |k: &str| {
         v[k].as_str().map(str::to_string).ok_or_else(|| {

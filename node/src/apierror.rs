@@ -38,6 +38,13 @@ pub enum ErrorCode {
     /// The phone was unpaired by the organizer (its pass is refused everywhere).
     Unpaired,
     TicketMismatch,
+    /// Undo, hand check-in and gate pause are a supervisor's (a steward's device or phone).
+    SupervisorOnly,
+    /// This device asks for the supervisor's PIN (`X-Supervisor-Pin`).
+    PinRequired,
+    PinWrong,
+    /// Too many wrong PINs in a row: shut for a minute.
+    PinLocked,
     #[serde(rename = "UNPAIRED")]
     UnpairedDevice,
     #[serde(rename = "WRONG_DEVICE")]

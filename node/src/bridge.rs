@@ -183,6 +183,7 @@ fn row_of(r: &RecordRef) -> ScanRow {
             gatemesh_crdt::Verdict::Deny => "deny",
             gatemesh_crdt::Verdict::Annul => "annul",
             gatemesh_crdt::Verdict::Room => "room",
+            gatemesh_crdt::Verdict::Pause => "pause",
         }
         .to_string(),
         reason: r.reason.clone(),

@@ -366,11 +366,23 @@ pub enum DeviceCmd {
         #[arg(long)]
         list: bool,
     },
+    /// Give a supervisor's device a PIN (read from standard input, 4 to 12 digits): its pages
+    /// then ask for it before an undo, a hand check-in or a gate pause (a scanner shared with
+    /// stewards). Kept hashed in the device's directory; restart the node to take it.
+    Pin {
+        /// The device's directory.
+        #[arg(long)]
+        device: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum RoleArg {
+    /// A steward's scanner: scans and searches.
+    #[value(alias = "steward")]
     Scanner,
+    /// A supervisor's device: scans, and may undo, check in by hand and pause its gate.
+    Supervisor,
     Observer,
     /// A steward's phone (not a mesh node): a pairing pass signed by the organizer, its own
     /// device id and token; it scans online, and offline when its node does not answer.
@@ -430,6 +442,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             RoleArg::Offline => enroll_phone(&event, &name, link_base.as_deref(), list),
             _ => enroll(event, &name, role, out, tls_name),
         },
+        Command::Device(DeviceCmd::Pin { device }) => device_pin(&device),
         Command::Scan(args) => scan(args),
         Command::Demo {
             nodes,
@@ -633,6 +646,17 @@ fn enroll_phone(
     Ok(())
 }
 
+fn device_pin(device: &std::path::Path) -> anyhow::Result<()> {
+    let mut pin = String::new();
+    std::io::stdin().read_line(&mut pin)?;
+    gatemesh_node::supervisor::write_pin(device, pin.trim())?;
+    println!(
+        "supervisor PIN set for {} (restart its node to take it)",
+        device.display()
+    );
+    Ok(())
+}
+
 fn enroll(
     event: PathBuf,
     name: &str,
@@ -642,6 +666,7 @@ fn enroll(
 ) -> anyhow::Result<()> {
     let role = match role {
         RoleArg::Scanner => Role::Scanner,
+        RoleArg::Supervisor => Role::Supervisor,
         RoleArg::Observer => Role::Observer,
         RoleArg::Offline => unreachable!("phones are enrolled by enroll_phone"),
     };

@@ -81,8 +81,15 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     };
     let tickets = tickets_issue(&ev, &ev.join("tickets"), &opts)?;
     let names: Vec<String> = (1..=o.nodes).map(|i| format!("gate-{i}")).collect();
-    for n in &names {
-        device_enroll(&ev, n, Role::Scanner, &ev.join(format!("device-{n}")))?;
+    // The first gate is a supervisor's (its page may undo, check in by hand and pause the
+    // gate); the others are stewards'.
+    for (i, n) in names.iter().enumerate() {
+        let role = if i == 0 {
+            Role::Supervisor
+        } else {
+            Role::Scanner
+        };
+        device_enroll(&ev, n, role, &ev.join(format!("device-{n}")))?;
     }
     let token = {
         use rand::RngCore;

@@ -39,6 +39,8 @@ pub mod package;
 pub mod phone;
 pub mod qr;
 pub mod store;
+pub mod supervisor;
+pub mod supervisor_api;
 pub mod tls;
 pub mod wallet;
 pub mod web;

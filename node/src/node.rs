@@ -95,6 +95,8 @@ struct Node {
     pack: Option<axum::body::Bytes>,
     /// The last snapshot for phones, and the records and bulletins it was taken with.
     snapshot: Option<((u64, usize), axum::body::Bytes)>,
+    /// Who may act as a supervisor at this node's pages.
+    supervisor: Arc<crate::supervisor::Guard>,
 }
 
 /// Run a node until standard input closes (when it reads it), SIGTERM or Ctrl-C.
@@ -120,6 +122,9 @@ pub async fn run_with(
         emit(&json!({"event": "error", "error": "bulletin_invalid", "message": bad}));
     }
     let identity = dev.identity.clone().context("node run needs a device")?;
+    let supervisor =
+        identity.certificate.role == gatemesh_crdt::event::certificate::Role::Supervisor;
+    let supervisor = Arc::new(crate::supervisor::Guard::load(&opts.device, supervisor)?);
     let event_id = dev.gate.config().event_id.clone();
     let (replica, store) = dev.into_replica(ReplicaConfig {
         gate: opts.gate.clone(),
@@ -143,6 +148,7 @@ pub async fn run_with(
         bulletins_held: usize::MAX,
         pack: None,
         snapshot: None,
+        supervisor,
     };
     node.renew_passes();
     node.replica.prepare();
@@ -549,6 +555,15 @@ impl Node {
                 scan_id,
                 phone,
             },
+            ApiCall::PauseGate {
+                gate,
+                paused,
+                reply,
+            } => Input::PauseGate {
+                id: self.request(ReplyTo::Api(reply)),
+                gate,
+                paused,
+            },
             ApiCall::Bulletin { bytes, reply } => Input::Bulletin {
                 id: Some(self.request(ReplyTo::Api(reply))),
                 from: None,
@@ -609,7 +624,8 @@ impl Node {
                 .search(&q)
                 .map(|t| json!({"tickets": t}))
                 .map_err(|e| ApiError::bad_request(e.code, e.message)),
-            Query::Pauses => Ok(json!({"paused": r.pauses()})),
+            Query::Pauses => Ok(json!({"paused": r.pauses(crate::now_ms())})),
+            Query::Audit(max) => Ok(json!({"actions": r.audit(max)})),
             Query::Conflicts => Ok(json!({"conflicts": r.conflicts()})),
             Query::Status => Ok(self.status()),
             Query::Stats => Ok(to(serde_json::to_value(r.stats(now)))),
@@ -669,6 +685,7 @@ impl Node {
     fn status(&self) -> Value {
         let mut v = serde_json::to_value(self.replica.status()).unwrap_or_default();
         v["event"] = json!("status");
+        v["device_role"] = self.supervisor.shown();
         v["sync_frames_refused"] = json!(self.replica.counters().sync_frames_refused);
         v["mesh"]["rejected_peers"] = json!(self.transport.rejected_peers);
         v["mesh"]["stale_connections_closed"] = json!(self.transport.stale_connections_closed);
@@ -755,6 +772,7 @@ impl Node {
                 .map(Arc::new),
             openapi: crate::openapi::document,
             passes: self.passes.clone(),
+            supervisor: self.supervisor.clone(),
         };
         let app = crate::api::router(state, crate::phone::routes());
         let stopping = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
@@ -821,6 +839,14 @@ fn answer_of(reply: Reply) -> Result<Value, ApiError> {
         Reply::Reconciled(r) => Ok(serde_json::to_value(r).unwrap_or_default()),
         Reply::BulletinAccepted => Ok(json!({"accepted": true})),
         Reply::Annulled { scan_id } => Ok(json!({"annulled": scan_id})),
+        Reply::GatePaused {
+            gate,
+            paused,
+            until_ms,
+        } => Ok(json!({"gate": gate, "paused": paused, "until_ms": until_ms})),
+        Reply::Refused { code, message } if code == "supervisor_only" => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, code, message))
+        }
         Reply::Refused { code, message } if code == "busy" => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             code,

@@ -37,6 +37,8 @@ impl Modify for BearerToken {
         crate::api::annul,
         crate::api::search,
         crate::api::pauses,
+        crate::supervisor_api::gate_pause,
+        crate::supervisor_api::audit,
         crate::api::ticket,
         crate::api::conflicts,
         crate::api::status,

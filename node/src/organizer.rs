@@ -170,7 +170,7 @@ pub fn event_strict(
         bail!("zone {zone} is not one of the event's, or capacity is 0");
     }
     let scanners: Vec<&DeviceCertificate> = (package.certificates.iter())
-        .filter(|c| c.role == Role::Scanner)
+        .filter(|c| c.role.writes())
         .collect();
     let chosen: Vec<&DeviceCertificate> = match holders.is_empty() {
         true => scanners,

@@ -18,6 +18,7 @@ fn ledger(chain: ChainId) -> Ledger {
         key: key.verifying_key(),
         name: "a".into(),
         cut: None,
+        supervisor: true,
     });
     let rules = HashMap::from([("general".to_string(), EntryRule::default())]);
     Ledger::new(

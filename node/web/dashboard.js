@@ -1,12 +1,17 @@
 // gatemesh dashboard: figures from GET /api/stats, then live from the node's event stream
 // (GET /api/stream): stats, scans, conflicts and peers as they happen. A new double entry
 // sounds an alert and shows a banner; a pause or a zone over capacity shows a banner too.
+// Supervisors' gate pauses and actions (GET /api/pauses, GET /api/audit) are asked again
+// whenever the figures change.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const store = window.localStorage;
 const ALERTS_MAX = 30;
 const BUCKET_MINUTES = 5;
+const AUDIT_ROWS = 50;
+// A supervisor's pause runs out with no record to say so: asked again at least this often.
+const SUPERVISION_REFRESH_MS = 15000;
 const m = location.hash.match(/token=([^&]+)/);
 if (m) { store.setItem("gatemesh.token", decodeURIComponent(m[1])); history.replaceState(null, "", location.pathname); }
 const token = () => store.getItem("gatemesh.token") || "";
@@ -14,6 +19,9 @@ let source = null;
 let peersBy = new Map();
 let lastStats = null;
 let lastConflicts = [];
+let lastPauses = []; // every pause in force, the supervisors' with who and until when
+let lastActions = [];
+let supervising = false, supervisionTimer = null;
 const alerts = [];
 
 async function get(path) {
@@ -81,19 +89,59 @@ function chart(minutes) {
   ctx.fillStyle = "#aaa"; ctx.fillText("max " + max, 4, 12);
 }
 
-// What must not be missed: double entries, a pause in force, a zone over capacity.
+// What must not be missed: double entries, a pause in force, a zone over capacity. The
+// organizer's pauses come with the figures, the supervisors' from GET /api/pauses.
 function banner(s) {
   const lines = [];
   if (s.conflicts.doubleEntries) lines.push(`${t("double_entries")}: ${s.conflicts.doubleEntries}`);
-  for (const p of s.paused || []) {
-    const what = p.scope === "event" ? t("the_event") : `${t(p.scope)} ${p.name}`;
-    lines.push(`${t("paused_banner")} ${what} (${t("since")} ${time(p.since_ms)})`);
-  }
+  for (const p of [...(s.paused || []), ...lastPauses.filter((x) => x.by)]) lines.push(pauseLine(p));
   for (const z of s.insideNow) {
     if (z.overCapacity) lines.push(`${t("zone")} ${z.zone}: ${z.count} — ${t("over_capacity")} ${z.overCapacity}`);
   }
   $("banner").hidden = !lines.length;
   $("banner").innerHTML = lines.map((l) => `<div>${esc(l)}</div>`).join("");
+}
+
+function pauseLine(p) {
+  const what = p.scope === "event" ? t("the_event") : `${t(p.scope)} ${p.name}`;
+  if (!p.by) return `${t("paused_banner")} ${what} (${t("since")} ${time(p.since_ms)})`;
+  const until = p.until_ms ? `, ${t("until")} ${localHourMinute(p.until_ms)}` : "";
+  return `${t("paused_banner_by")} ${device(p.by_name, p.by)}: ${what} (${t("since")} ${time(p.since_ms)}${until})`;
+}
+
+function device(name, id) { return name ? `${name} (${id})` : id; }
+
+// Undos, hand check-ins and gate pauses, newest first; a steward's device's are listed and
+// marked: they counted for nothing.
+function audit(list) {
+  lastActions = list;
+  const head = ["col_time", "col_action", "col_ticket", "col_gate", "col_device"];
+  const none = `<tr><td colspan="${head.length}" class="muted">${esc(t("none"))}</td></tr>`;
+  $("audit-rows").innerHTML = "<tr>" + head.map((h) => `<th>${esc(t(h))}</th>`).join("") + "</tr>" +
+    (list.length ? list.map(auditRow).join("") : none);
+}
+
+function auditRow(a) {
+  const steward = a.role === "steward";
+  const words = WORDS.en["action_" + a.action] ? t("action_" + a.action) : a.action;
+  const what = steward ? `${words} — ${t("audit_steward")}` : words;
+  const cells = [time(a.at_ms), what, a.ticket_id || "–", a.gate, device(a.device_name, a.device)];
+  return `<tr class="${steward ? "steward" : ""}">` + cells.map((c) => `<td>${esc(c)}</td>`).join("") + "</tr>";
+}
+
+// The pauses in force and the supervisors' latest actions (staff token, like the figures).
+async function supervision() {
+  if (supervising) return;
+  supervising = true;
+  try {
+    const p = await get("/api/pauses");
+    if (p.paused) lastPauses = p.paused;
+    const a = await get(`/api/audit?limit=${AUDIT_ROWS}`);
+    if (a.actions) audit(a.actions);
+    if (lastStats) banner(lastStats);
+  } catch (_) { /* asked again on the next change */ } finally {
+    supervising = false;
+  }
 }
 
 function peers(list) {
@@ -151,6 +199,7 @@ function connect() {
     }
     lastDoubles = s.conflicts.doubleEntries;
     stats(s);
+    supervision();
   });
   source.addEventListener("conflicts", (e) => conflicts(JSON.parse(e.data).conflicts));
   source.addEventListener("peer_connected", (e) => { const d = JSON.parse(e.data); upsertPeer(d.peer, true); });
@@ -174,6 +223,7 @@ function redraw() {
   translatePage();
   if (lastStats) stats(lastStats);
   conflicts(lastConflicts);
+  audit(lastActions);
   drawPeers();
 }
 $("lang").addEventListener("click", () => { switchLanguage(); redraw(); });
@@ -186,6 +236,8 @@ async function start() {
     stats(s);
     peers((await get("/api/peers")).peers);
     conflicts((await get("/api/conflicts")).conflicts);
+    await supervision();
+    if (!supervisionTimer) supervisionTimer = setInterval(supervision, SUPERVISION_REFRESH_MS);
     $("login").hidden = true;
     connect();
   } catch (e) {

@@ -35,6 +35,18 @@ const WORDS = {
     paired_as: "Paired as", unpaired: "This phone was unpaired by the organizer: ask a supervisor", pair_title: "Pair a phone",
     pair_name: "Phone name", pair_admin: "Admin token", pair_go: "Pair", pair_hint: "Open this link on the phone, or scan the code with its camera:",
     not_ready_offline: "The node cannot be reached and this phone has no copy of the tickets yet: NOT checked.",
+    // roles at the gate
+    role_steward: "Steward", role_supervisor: "Supervisor", role_pin_hint: "Undo, hand check-in and gate pause ask for the supervisor's PIN",
+    gate_pause: "Pause this gate (5 min)", gate_resume: "Resume gate", paused_by: "paused by", until: "until",
+    pin_title: "Supervisor's PIN", pin_hint: "4 to 12 digits", pin_ok: "OK", pin_cancel: "Cancel", pin_format: "The PIN is 4 to 12 digits.",
+    error_supervisor_only: "Only a supervisor can do this, and this device is a steward's: ask a supervisor.",
+    error_pin_required: "This needs the supervisor's PIN: nothing was done.",
+    error_pin_wrong: "Wrong PIN: nothing was done.",
+    error_pin_locked: "Too many wrong PINs: wait a minute, then try again.",
+    unreachable_action: "The node cannot be reached: nothing was done. Check the Wi-Fi, then try again.",
+    audit_title: "Supervisor actions", col_time: "time", col_action: "action", col_device: "device",
+    action_undo: "admit undone", action_hand_checkin: "checked in by hand", action_gate_pause: "gate paused (5 min)", action_gate_resume: "gate resumed",
+    audit_steward: "not counted (a steward's device)", paused_banner_by: "PAUSED by supervisor",
   },
   fr: {
     welcome: "BIENVENUE", goodbye: "AU REVOIR", stop: "STOP", attention: "ATTENTION", not_checked: "NON VÉRIFIÉ",
@@ -67,6 +79,18 @@ const WORDS = {
     paired_as: "Appairé comme", unpaired: "Ce téléphone a été désappairé par l'organisateur : voyez un superviseur", pair_title: "Appairer un téléphone",
     pair_name: "Nom du téléphone", pair_admin: "Jeton administrateur", pair_go: "Appairer", pair_hint: "Ouvrez ce lien sur le téléphone, ou scannez le code avec son appareil photo :",
     not_ready_offline: "Le nœud est injoignable et ce téléphone n'a pas encore la liste des billets : NON vérifié.",
+    // rôles à la porte
+    role_steward: "Agent", role_supervisor: "Superviseur", role_pin_hint: "Annuler, faire entrer à la main et mettre la porte en pause demandent le code PIN du superviseur",
+    gate_pause: "Mettre cette porte en pause (5 min)", gate_resume: "Reprendre la porte", paused_by: "mise en pause par", until: "jusqu'à",
+    pin_title: "Code PIN du superviseur", pin_hint: "4 à 12 chiffres", pin_ok: "OK", pin_cancel: "Annuler", pin_format: "Le code PIN compte 4 à 12 chiffres.",
+    error_supervisor_only: "Seul un superviseur peut le faire, et cet appareil est celui d'un agent : appelez un superviseur.",
+    error_pin_required: "Il faut le code PIN du superviseur : rien n'a été fait.",
+    error_pin_wrong: "Code PIN erroné : rien n'a été fait.",
+    error_pin_locked: "Trop de codes PIN erronés : attendez une minute, puis réessayez.",
+    unreachable_action: "Le nœud est injoignable : rien n'a été fait. Vérifiez le Wi-Fi, puis réessayez.",
+    audit_title: "Actions des superviseurs", col_time: "heure", col_action: "action", col_device: "appareil",
+    action_undo: "entrée annulée", action_hand_checkin: "entrée manuelle", action_gate_pause: "porte mise en pause (5 min)", action_gate_resume: "porte reprise",
+    audit_steward: "non comptée (appareil d'un agent)", paused_banner_by: "EN PAUSE par le superviseur",
   },
 };
 // The reason codes the API keeps stable, in words for the steward.
@@ -113,4 +137,9 @@ function translatePage() {
 // A time of day in the page's language (24-hour in French).
 function localTime(ms) {
   return new Date(ms).toLocaleTimeString(lang === "fr" ? "fr-FR" : undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+// The same to the minute (when a supervisor's pause runs out).
+function localHourMinute(ms) {
+  return new Date(ms).toLocaleTimeString(lang === "fr" ? "fr-FR" : undefined, { hour: "2-digit", minute: "2-digit" });
 }

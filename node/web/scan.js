@@ -60,17 +60,19 @@ let unpaired = false;
 let lastSnapshot = 0, lastPack = 0, syncing = false;
 
 // A request to the node, given up after `timeoutMs` (a link that drops packets never answers).
-// `raw`: the body as text; `binary`: as bytes.
+// `raw`: the body as text; `binary`: as bytes; `pin`: the supervisor's PIN, for this request only.
 async function api(path, options = {}) {
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), options.timeoutMs || REQUEST_TIMEOUT_MS);
+  const headers = { "Authorization": "Bearer " + token(), "Content-Type": "application/json" };
+  if (options.pin) headers["X-Supervisor-Pin"] = options.pin;
   try {
     const r = await fetch(path, {
       method: options.method || "GET",
       body: options.body,
       cache: "no-store",
       signal: ctrl.signal,
-      headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
+      headers,
     });
     if (options.binary) return { ok: r.ok, status: r.status, bytes: await r.arrayBuffer() };
     const text = await r.text();
@@ -114,7 +116,11 @@ async function ping() {
     if (r.status === 401 && phoneId()) return showUnpaired(r.body);
     setLink(r.ok);
     if (r.ok) {
-      showPause((r.body.paused || []).find(stopsThisGate));
+      const paused = r.body.paused || [];
+      showPause(paused.find(stopsThisGate));
+      supervisorPause = paused.find(pausedBySupervisor) || null;
+      showGatePause();
+      if (!deviceRole) learnRole();
       if (phone) await phoneOnline();
     }
   } catch (_) {
@@ -168,12 +174,20 @@ function stopsThisGate(p) {
     (p.scope === "zone" && p.name === settings.zone);
 }
 
+// A supervisor's pause of this gate (the organizer's carry no `by`).
+function pausedBySupervisor(p) {
+  return p.scope === "gate" && p.name === settings.gate && !!p.by;
+}
+
+// The organizer's pause says since when; a supervisor's says who and until when.
 function showPause(p) {
   const el = $("paused");
   el.hidden = !p;
   if (!p) return;
   const what = p.scope === "event" ? t("the_event") : `${t(p.scope)} ${p.name}`;
-  $("paused-what").textContent = `${what} · ${t("since")} ${time(p.since_ms)}`;
+  $("paused-what").textContent = p.by && p.until_ms
+    ? `${what} · ${t("paused_by")} ${p.by_name || p.by} ${t("until")} ${localHourMinute(p.until_ms)}`
+    : `${what} · ${t("since")} ${time(p.since_ms)}`;
 }
 
 // ---- setup: gate and direction, once per device ----
@@ -192,6 +206,7 @@ async function loadGates() {
   try {
     const r = await api("/api/status");
     if (!r.ok) { $("setup-error").textContent = r.body.message || ("status " + r.status); return; }
+    deviceRole = r.body.device_role || deviceRole;
     select.innerHTML = "";
     for (const g of r.body.gates || []) {
       const o = document.createElement("option");
@@ -236,6 +251,7 @@ function showScanner() {
   $("where").textContent = `${t("gate")} ${settings.gate} · ${out ? t("exit").toUpperCase() : t("entry")}`;
   $("where").className = out ? "out" : "in";
   $("direction-switch").textContent = out ? t("switch_in") : t("switch_out");
+  showRole();
   $("code").focus();
 }
 
@@ -262,6 +278,7 @@ let lastAdmit = null;
 let undoTimer = null;
 
 function offerUndo(d) {
+  if (!maySupervise()) return;
   if (d.verdict !== "admit" || d.repeat || d.direction !== "in" || !d.ticket) return;
   lastAdmit = { ticket_id: d.ticket.id, scan_id: d.scan_id };
   $("undo").hidden = false;
@@ -273,7 +290,8 @@ $("undo").addEventListener("click", async () => {
   if (!lastAdmit || busy) return;
   busy = true;
   try {
-    const r = await api("/api/annul", { method: "POST", body: JSON.stringify(lastAdmit) });
+    const r = await supervisorCall("/api/annul", lastAdmit);
+    if (!r) return;
     setLink(true);
     if (r.ok) {
       $("undo").hidden = true;
@@ -281,7 +299,7 @@ $("undo").addEventListener("click", async () => {
       showProblem(t("undone"), "annulled");
       $("result").className = "undone";
       $("result-title").textContent = t("undone_title");
-    } else showProblem(r.body.message || `error ${r.status}`, r.body.error);
+    } else showProblem(refusal(r), r.body.error);
   } catch (_) {
     setLink(false);
     showProblem(t("unreachable"), "unreachable");
@@ -290,15 +308,152 @@ $("undo").addEventListener("click", async () => {
   }
 });
 
+// ---- roles at the gate: a steward scans and searches; a supervisor also undoes an admit,
+// checks in by hand and pauses its gate for five minutes ----
+
+let deviceRole = null; // {role, pin} as the node says (GET /api/status), once known
+let roleAsking = false;
+let supervisorPause = null; // a supervisor's pause of this gate in force
+
+// A paired phone is a steward's unless the device has a supervisor's PIN to lift it. Not known
+// yet: the page offers the actions and the node decides.
+function maySupervise() {
+  if (!deviceRole) return true;
+  return deviceRole.role === "supervisor" && (deviceRole.pin || !phoneId());
+}
+
+// The PIN is asked when the device has one, and always from a phone.
+function needsPin() {
+  return !!(phoneId() || (deviceRole && deviceRole.pin));
+}
+
+async function learnRole() {
+  if (roleAsking) return;
+  roleAsking = true;
+  try {
+    const r = await api("/api/status");
+    if (r.ok && r.body.device_role) deviceRole = r.body.device_role;
+    showRole();
+  } catch (_) { /* the next ping asks again */ } finally {
+    roleAsking = false;
+  }
+}
+
+function showRole() {
+  const badge = $("role-badge");
+  badge.hidden = !deviceRole;
+  if (deviceRole) {
+    const supervisor = maySupervise();
+    badge.textContent = supervisor ? t("role_supervisor") : t("role_steward");
+    badge.className = "badge " + (supervisor ? "supervisor" : "steward");
+    badge.dataset.role = supervisor ? "supervisor" : "steward";
+    badge.title = supervisor && needsPin() ? t("role_pin_hint") : "";
+  }
+  if (!maySupervise()) { $("undo").hidden = true; lastAdmit = null; }
+  showGatePause();
+}
+
+// On a supervisor's device: pause this gate, or resume it. While the gate is paused the cover
+// hides the page, so the button sits on the cover.
+function showGatePause() {
+  const b = $("gate-pause");
+  b.hidden = !(deviceRole && maySupervise());
+  b.textContent = supervisorPause ? t("gate_resume") : t("gate_pause");
+  b.dataset.paused = supervisorPause ? "1" : "0";
+  const home = supervisorPause ? $("paused") : $("controls");
+  if (b.parentElement !== home) home.appendChild(b);
+}
+
+$("gate-pause").addEventListener("click", async () => {
+  if (busy || !settings) return;
+  busy = true;
+  try {
+    const r = await supervisorCall("/api/gate-pause", { gate: settings.gate, paused: !supervisorPause });
+    if (!r) return;
+    setLink(true);
+    if (r.ok) await ping();
+    else showProblem(refusal(r), r.body.error);
+  } catch (_) {
+    setLink(false);
+    showProblem(t("unreachable_action"), "unreachable");
+  } finally {
+    busy = false;
+  }
+});
+
+// A supervisor's action, with the PIN when one is needed: null when the PIN was not given.
+async function supervisorCall(path, body) {
+  const pin = needsPin() ? (keptPin || await askPin()) : "";
+  if (pin === null) return null;
+  const r = await api(path, { method: "POST", body: JSON.stringify(body), pin });
+  if (r.ok && pin) keepPin(pin);
+  if (PIN_ERRORS.includes(r.body.error)) forgetPin();
+  return r;
+}
+
+// A refusal in words the steward understands, when the page knows its code.
+function refusal(r) {
+  const key = "error_" + r.body.error;
+  return WORDS.en[key] ? t(key) : r.body.message || `error ${r.status}`;
+}
+
+// ---- the supervisor's PIN: asked in the page, kept in memory a minute after it worked so a
+// supervisor can do several actions in a row, never stored ----
+
+const PIN_KEPT_MS = 60000;
+const PIN_ERRORS = ["pin_required", "pin_wrong", "pin_locked", "supervisor_only"];
+let keptPin = null, pinTimer = null, pinAnswer = null;
+
+function keepPin(pin) {
+  keptPin = pin;
+  clearTimeout(pinTimer);
+  pinTimer = setTimeout(forgetPin, PIN_KEPT_MS);
+}
+
+function forgetPin() {
+  keptPin = null;
+  clearTimeout(pinTimer);
+}
+
+// The PIN typed, or null on Cancel.
+function askPin() {
+  return new Promise((resolve) => {
+    pinAnswer = resolve;
+    $("pin-input").value = "";
+    $("pin-error").textContent = "";
+    $("pin-dialog").hidden = false;
+    $("pin-input").focus();
+  });
+}
+
+function closePin(pin) {
+  $("pin-dialog").hidden = true;
+  $("pin-input").value = "";
+  const answer = pinAnswer;
+  pinAnswer = null;
+  if (answer) answer(pin);
+  $("code").focus();
+}
+
+$("pin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const pin = $("pin-input").value.trim();
+  if (!/^[0-9]{4,12}$/.test(pin)) { $("pin-error").textContent = t("pin_format"); return; }
+  closePin(pin);
+});
+$("pin-cancel").addEventListener("click", () => closePin(null));
+$("pin-dialog").addEventListener("keydown", (e) => { if (e.key === "Escape") closePin(null); });
+
 // ---- scanning ----
 
 // The field keeps focus so a wedge scanner's keystrokes always land in it, except while the
 // steward types a search or confirms an attention ticket.
 function elsewhere() {
   const a = document.activeElement;
-  return a && (a.id === "search" || a.closest("#search-results") || a.id === "confirm");
+  return a && (a.id === "search" || a.closest("#search-results") || a.id === "confirm" || a.closest("#pin-dialog"));
 }
 document.addEventListener("click", (e) => {
+  if (!$("pin-dialog").hidden) return;
   if (!$("scanner").hidden && !e.target.closest("#search-form, #search-results, #confirm")) $("code").focus();
 });
 $("code").addEventListener("blur", () => setTimeout(() => {
@@ -402,7 +557,8 @@ function searchRow(hit) {
   go.type = "button";
   go.textContent = t("check_in");
   go.addEventListener("click", () => checkIn(hit.ticket_id));
-  li.append(who, go);
+  // A steward's device finds the ticket; checking it in by hand is a supervisor's.
+  if (maySupervise()) li.append(who, go); else li.append(who);
   return li;
 }
 
@@ -411,16 +567,15 @@ async function checkIn(ticketId) {
   busy = true;
   asked = performance.now();
   try {
-    const r = await api("/api/checkin", {
-      method: "POST",
-      body: JSON.stringify({ ticket_id: ticketId, gate: settings.gate, direction: settings.direction }),
-    });
+    const r = await supervisorCall("/api/checkin",
+      { ticket_id: ticketId, gate: settings.gate, direction: settings.direction });
+    if (!r) return;
     setLink(true);
     if (r.ok) {
       $("search-results").innerHTML = "";
       $("search").value = "";
       show(r.body, "manual");
-    } else showProblem(r.body.message || `error ${r.status}`, r.body.error);
+    } else showProblem(refusal(r), r.body.error);
   } catch (_) {
     setLink(false);
     showProblem(t("unreachable"), "unreachable");
@@ -482,7 +637,12 @@ function showProblem(message, code) {
   hideTimer = setTimeout(hideResult, RESULT_SHOWN_MS);
 }
 
-function hideResult() { $("result").hidden = true; $("confirm").hidden = true; $("code").focus(); }
+function hideResult() {
+  $("result").hidden = true;
+  $("confirm").hidden = true;
+  // The PIN goes into its own field, never into the code field.
+  if ($("pin-dialog").hidden) $("code").focus();
+}
 // An attention screen goes only by its confirm button (a stray tap must not dismiss it).
 $("result").addEventListener("click", () => { if ($("confirm").hidden) hideResult(); });
 

@@ -54,6 +54,7 @@ fn bench_roster() -> Roster {
             key: SigningKey::from_bytes(&[d; 32]).verifying_key(),
             name: format!("d{d}"),
             cut: None,
+            supervisor: true,
         });
     }
     roster

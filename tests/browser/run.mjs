@@ -465,7 +465,60 @@ async function walletScenario() {
   return out;
 }
 
-const scenarios = { wallet: walletScenario, phonebench: phoneBenchScenario, phone: phoneScenario, vectors: vectorsScenario, https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
+// Roles at the gate: a steward's page offers no undo and no gate pause; a supervisor's scanner
+// shared with stewards asks the PIN (a wrong one is refused), pauses its gate, and the
+// steward's page on another node is covered with who paused it; the dashboard lists the
+// action with its device; the supervisor resumes from the cover without a second ask.
+async function rolesScenario() {
+  const browser = await launch();
+  const out = {};
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-US" });
+    const stew = await ctx.newPage();
+    await setUp(stew, args.b, "north");
+    await stew.waitForFunction(() => document.getElementById("role-badge").textContent.trim() !== "", null, { timeout: STEP_MS });
+    out.stew_badge = (await stew.textContent("#role-badge")).trim();
+    out.stew_admit = await wedge(stew, args.code);
+    await dismiss(stew);
+    out.stew_undo_shown = await stew.isVisible("#undo");
+    out.stew_pause_shown = await stew.isVisible("#gate-pause");
+    const sup = await ctx.newPage();
+    await setUp(sup, args.a, "north");
+    await sup.waitForSelector("#gate-pause:not([hidden])", { timeout: STEP_MS });
+    out.sup_badge = (await sup.textContent("#role-badge")).trim();
+    await sup.click("#gate-pause");
+    await sup.waitForSelector("#pin-dialog:not([hidden])", { timeout: STEP_MS });
+    await sup.fill("#pin-input", "0000");
+    await sup.click("#pin-ok");
+    out.wrong = await answer(sup);
+    await dismiss(sup);
+    await sup.click("#gate-pause");
+    await sup.waitForSelector("#pin-dialog:not([hidden])", { timeout: STEP_MS });
+    await sup.fill("#pin-input", args.pin);
+    await shot(sup, "supervisor-pin");
+    await sup.click("#pin-ok");
+    await sup.waitForSelector("#paused:not([hidden])", { timeout: STEP_MS });
+    await shot(sup, "supervisor-paused");
+    await stew.waitForSelector("#paused:not([hidden])", { timeout: 30000 });
+    out.stew_paused_text = await stew.textContent("#paused");
+    await shot(stew, "steward-paused-by-supervisor");
+    const dash = await (await browser.newContext({ viewport: { width: 1280, height: 1100 }, locale: "en-US" })).newPage();
+    await dash.goto(`${args.b}/dashboard#token=${args.token}`);
+    await dash.waitForFunction(() => document.getElementById("audit").textContent.includes("shared"), null, { timeout: 30000 });
+    out.audit_text = await dash.textContent("#audit");
+    await shot(dash, "dashboard-supervisor-actions");
+    await sup.click("#gate-pause");
+    await sup.waitForSelector("#paused", { state: "hidden", timeout: STEP_MS });
+    out.resume_asked_pin = await sup.isVisible("#pin-dialog");
+    await stew.waitForSelector("#paused", { state: "hidden", timeout: 30000 });
+    out.stew_after = await wedge(stew, args.code2);
+  } finally {
+    await browser.close();
+  }
+  return out;
+}
+
+const scenarios = { roles: rolesScenario, wallet: walletScenario, phonebench: phoneBenchScenario, phone: phoneScenario, vectors: vectorsScenario, https: httpsScenario, scan: scanScenario, camera: cameraScenario, dashboard: dashboardScenario, steward: stewardScenario, paused: pausedScenario };
 try {
   const out = await scenarios[scenario]();
   console.log(JSON.stringify({ ok: true, ...out }));

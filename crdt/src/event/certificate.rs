@@ -17,10 +17,29 @@ pub const DEVICE_NAME_BYTES_MAX: usize = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Scans tickets and writes records.
+    /// A steward's scanner: scans tickets and searches, and writes their records.
     Scanner,
+    /// A supervisor's device: scans like a steward's, and may also undo an admit, check a
+    /// holder in by hand and pause its gate for [`crate::record::GATE_PAUSE_MS`].
+    Supervisor,
     /// Reads the mesh only (the HQ bridge, a dashboard laptop).
     Observer,
+}
+
+impl Role {
+    /// Whether the device writes records (a steward's or a supervisor's scanner).
+    pub fn writes(self) -> bool {
+        matches!(self, Role::Scanner | Role::Supervisor)
+    }
+
+    /// `steward`, `supervisor`, `observer`: what the pages and the audit call it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Scanner => "steward",
+            Role::Supervisor => "supervisor",
+            Role::Observer => "observer",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,14 +138,15 @@ pub fn parse_secret_key(hex_key: &str) -> Result<SigningKey, KeyError> {
     Ok(SigningKey::from_bytes(&bytes))
 }
 
-/// The roster of writers: every scanner certificate.
+/// The roster of writers: every steward's and supervisor's certificate.
 pub fn roster_from(certs: &[DeviceCertificate]) -> Result<Roster, CertificateError> {
     let mut roster = Roster::default();
-    for c in certs.iter().filter(|c| c.role == Role::Scanner) {
+    for c in certs.iter().filter(|c| c.role.writes()) {
         let device = RosterDevice {
             key: c.verifying_key()?,
             name: c.name.clone(),
             cut: None,
+            supervisor: c.role == Role::Supervisor,
         };
         if !roster.insert(device) {
             return Err(CertificateError::RosterFull);

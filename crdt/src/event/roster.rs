@@ -51,6 +51,8 @@ pub struct RosterDevice {
     pub key: VerifyingKey,
     pub name: String,
     pub cut: Option<Cut>,
+    /// Its certificate makes it a supervisor's device: its gate pauses count.
+    pub supervisor: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -71,11 +73,13 @@ pub enum Standing {
 }
 
 impl Roster {
-    /// Add a device (a second insert of the same key keeps the first). Returns false when the
-    /// roster is full.
+    /// Add a device. A second insert of the same key keeps the first's name, and the device is
+    /// a supervisor's only if every certificate says so (the least of them, so the order
+    /// certificates arrive in does not matter). Returns false when the roster is full.
     pub fn insert(&mut self, mut device: RosterDevice) -> bool {
         let id = DeviceId::from_public_key(&device.key);
-        if self.devices.contains_key(&id) {
+        if let Some(known) = self.devices.get_mut(&id) {
+            known.supervisor &= device.supervisor;
             return true;
         }
         if self.devices.len() >= ROSTER_DEVICES_MAX {
@@ -90,6 +94,11 @@ impl Roster {
 
     pub fn get(&self, id: DeviceId) -> Option<&RosterDevice> {
         self.devices.get(&id)
+    }
+
+    /// Whether a device's certificate makes it a supervisor's.
+    pub fn is_supervisor(&self, id: DeviceId) -> bool {
+        self.devices.get(&id).is_some_and(|d| d.supervisor)
     }
 
     /// Revoke a device, keeping what `cut` keeps. Returns false for a device not added yet:

@@ -42,6 +42,8 @@ pub enum GateError {
     OutsideEvent(u64),
     #[error("the code is for ticket {0}, not the one named")]
     TicketMismatch(String),
+    #[error("this device is a steward's: undo, hand check-in and gate pause are a supervisor's")]
+    NotSupervisor,
     #[error("phone {0} was unpaired by the organizer")]
     Unpaired(String),
     #[error("{0}")]
@@ -67,6 +69,7 @@ impl GateError {
             GateError::OutsideEvent(_) => "outside_event",
             GateError::TicketMismatch(_) => "ticket_mismatch",
             GateError::Unpaired(_) => "unpaired",
+            GateError::NotSupervisor => "supervisor_only",
             GateError::PhoneName(_) => "invalid_field",
             GateError::Ledger(_) => "ledger_error",
             GateError::Certificates(_) | GateError::Key(_) => "event_package",
@@ -129,6 +132,7 @@ impl Decision {
             Verdict::Deny => "deny",
             Verdict::Annul => "annul",
             Verdict::Room => "room",
+            Verdict::Pause => "pause",
         }
     }
 }
@@ -254,11 +258,12 @@ fn apply_roster(ledger: &mut Ledger, b: &Bulletin) -> Vec<(crate::DeviceId, u64)
         revoked.push((id, ledger.revoke(id, &cut)));
     }
     for c in &b.added {
-        if let (Role::Scanner, Ok(key)) = (c.role, c.verifying_key()) {
+        if let (true, Ok(key)) = (c.role.writes(), c.verifying_key()) {
             ledger.add_device(RosterDevice {
                 key,
                 name: c.name.clone(),
                 cut: None,
+                supervisor: c.role == Role::Supervisor,
             });
         }
     }
@@ -505,6 +510,9 @@ impl GateLogic {
             .gate(req.gate)
             .cloned()
             .ok_or_else(|| GateError::UnknownGate(req.gate.to_string()))?;
+        if req.manual && !self.is_supervisor() {
+            return Err(GateError::NotSupervisor);
+        }
         let at = At {
             now_ms,
             gate: &gate,
@@ -515,18 +523,12 @@ impl GateLogic {
         let cred = self.credential(req);
         // A pause stops entries, never exits (an evacuation must let people out).
         let paused = match at.direction {
-            Direction::In => self.pauses.stopping(&gate.name, &gate.zone),
+            Direction::In => (self.pauses.stopping(&gate.name, &gate.zone))
+                .or_else(|| self.gate_pause(&gate.name, now_ms)),
             Direction::Out => None,
         };
         if let Some(p) = paused {
-            let denial = Denial::new(
-                Reason::Paused,
-                format!(
-                    "{} paused since {}",
-                    p.what(),
-                    crate::record::date::fmt_ms(p.since_ms)
-                ),
-            );
+            let denial = Denial::new(Reason::Paused, paused_message(&p));
             return match &cred {
                 Ok(c) => self.deny(at, &c.ticket_id, &self.known_tier(&c.tier), Some(c), denial),
                 Err((ticket, _)) => self.deny(at, ticket, "", None, denial),
@@ -861,6 +863,9 @@ impl GateLogic {
         scan_id: &str,
     ) -> Result<Vec<u8>, GateError> {
         let not = |why| GateError::NotAnnullable(scan_id.to_string(), why);
+        if !self.is_supervisor() {
+            return Err(GateError::NotSupervisor);
+        }
         let me = self
             .ledger
             .local_device()
@@ -1038,6 +1043,20 @@ fn manifest_credential(
 
 /// A record to write. Ticket ids reach here from a credential that checked them
 /// ([`credential::ticket_id_ok`]) or from [`unreadable_id`]; tiers are the event's or empty.
+/// `gate north paused since 12:00` (the organizer's), `gate north paused by gate-a since
+/// 12:00, until 12:05` (a supervisor's).
+fn paused_message(p: &crate::gate::pause::ActivePause) -> String {
+    let since = crate::record::date::fmt_ms(p.since_ms);
+    match (&p.by_name, p.until_ms) {
+        (Some(by), Some(until)) => format!(
+            "{} paused by {by} since {since}, until {}",
+            p.what(),
+            crate::record::date::fmt_ms(until)
+        ),
+        _ => format!("{} paused since {since}", p.what()),
+    }
+}
+
 fn draft(
     gate: &GateConfig,
     direction: Direction,

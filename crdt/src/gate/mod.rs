@@ -2,7 +2,7 @@
 //!
 //! Owns the gate logic (`logic`: `GateLogic`: scan, check in by hand, annul, bulletins), the
 //! policy's checks in DESIGN §5's order (`policy`), organizer bulletins (`bulletin`), pauses
-//! (`pause`), the seed's offline manifest and reconcile and a phone's offline pack
+//! (`pause`), a supervisor's own gate pause (`supervise`), the seed's offline manifest and reconcile and a phone's offline pack
 //! (`offline`), and the snapshot of the ledger a phone decides by offline (`snapshot`).
 //!
 //! May import: `record`, `event`, `index`, `ledger`, `credential` and the leaves.
@@ -14,5 +14,6 @@ pub mod offline;
 pub mod pause;
 pub mod policy;
 pub mod snapshot;
+mod supervise;
 
 pub use logic::*;

@@ -1,5 +1,6 @@
 //! Emergency controls: the organizer pauses and resumes one gate, one zone or the whole event
-//! with a signed bulletin. While a scan's gate, its zone or the event is paused, every entry is
+//! with a signed bulletin (a supervisor pauses a gate for five minutes with a record of its
+//! own: `gate::supervise`). While a scan's gate, its zone or the event is paused, every entry is
 //! denied `paused` (recorded like any denial; exits still go through) and every scanner page
 //! says so.
 //!
@@ -55,6 +56,15 @@ pub struct ActivePause {
     pub scope: Scope,
     pub name: String,
     pub since_ms: u64,
+    /// A supervisor's gate pause: the device that signed it (none for the organizer's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Its device's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_name: Option<String>,
+    /// When a supervisor's pause runs out (the organizer's hold until resumed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
 }
 
 impl ActivePause {
@@ -104,6 +114,9 @@ impl Pauses {
             scope,
             name: name.to_string(),
             since_ms: *since_ms,
+            by: None,
+            by_name: None,
+            until_ms: None,
         })
     }
 
@@ -116,6 +129,9 @@ impl Pauses {
                 scope: *scope,
                 name: name.clone(),
                 since_ms: *since_ms,
+                by: None,
+                by_name: None,
+                until_ms: None,
             })
             .collect()
     }

@@ -27,7 +27,7 @@ impl Count {
         match verdict {
             Verdict::Admit => self.admitted += 1,
             Verdict::Deny => self.denied += 1,
-            Verdict::Annul | Verdict::Room => {}
+            Verdict::Annul | Verdict::Room | Verdict::Pause => {}
         }
     }
 }
@@ -72,7 +72,7 @@ pub struct Tally {
 impl Tally {
     /// A record was indexed.
     pub fn record(&mut self, r: Seen) {
-        if matches!(r.verdict, Verdict::Annul | Verdict::Room) {
+        if matches!(r.verdict, Verdict::Annul | Verdict::Room | Verdict::Pause) {
             return;
         }
         self.total.add(r.verdict);

@@ -264,6 +264,8 @@ pub struct Index {
     tally: Tally,
     /// Strict zones' room.
     room: RoomBook,
+    /// Gate pauses and the audit of supervisors' actions.
+    actions: crate::index::actions::Actions,
 }
 
 impl Index {
@@ -288,6 +290,11 @@ impl Index {
     pub fn room(&self, zone: &str, device: DeviceId) -> Option<i64> {
         let id = *self.names.ids.get(zone)?;
         self.room.is_strict(id).then(|| self.room.room(id, device))
+    }
+
+    /// Gate pauses and the audit of supervisors' actions.
+    pub fn actions(&self) -> &crate::index::actions::Actions {
+        &self.actions
     }
 
     /// Every device's room in a strict zone, as these records say.
@@ -384,6 +391,7 @@ impl Index {
         }
         self.tally.record(self.seen(&entry));
         self.room.record(body, entry.zone);
+        self.actions.record(body);
         if let Some((before, (after, doubles))) = replayed {
             self.note_conflicts(&body.ticket_id, doubles);
             self.tally.ticket(before, after);
@@ -499,6 +507,7 @@ impl Index {
         self.records -= dropped;
         let gone_set: std::collections::HashSet<ScanRef> = gone.iter().copied().collect();
         self.room.drop_where(|at| gone_set.contains(at));
+        self.actions.drop_where(|at| gone_set.contains(at));
         for scan in gone {
             self.origins.remove(&scan);
         }

@@ -24,6 +24,23 @@ pub struct TicketView {
     pub entries_left: u32,
 }
 
+/// One supervisor's action, as the audit shows it. A steward's device's gate pause is listed
+/// with `role: "steward"`: it is in the ledger, and it stops nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    pub action: crate::index::actions::ActionKind,
+    /// The device's clock when it acted.
+    pub at_ms: u64,
+    pub scan_id: String,
+    /// The ticket undone or checked in (none for a gate pause).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ticket_id: String,
+    pub gate: String,
+    pub device: String,
+    pub device_name: String,
+    pub role: &'static str,
+}
+
 /// One chain, as a status shows it (the organizer names chains in a revocation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainView {
@@ -162,9 +179,35 @@ impl Replica {
         self.gate.manifest().search_index();
     }
 
-    /// The pauses in force (gates, zones, the event).
-    pub fn pauses(&self) -> Vec<crate::gate::pause::ActivePause> {
-        self.gate.pauses()
+    /// The pauses in force at `now_ms` (gates, zones, the event): the organizer's, then
+    /// supervisors' gate pauses.
+    pub fn pauses(&self, now_ms: u64) -> Vec<crate::gate::pause::ActivePause> {
+        let mut all = self.gate.pauses();
+        all.extend(self.gate.gate_pauses(now_ms));
+        all
+    }
+
+    /// The latest `max` supervisors' actions (undos, hand check-ins, gate pauses), newest
+    /// first, each with the device that signed it.
+    pub fn audit(&self, max: usize) -> Vec<AuditRow> {
+        let ledger = self.gate.ledger();
+        let roster = ledger.roster();
+        (ledger.index().actions().latest(max))
+            .map(|a| {
+                let device = roster.get(a.device());
+                let supervisor = roster.is_supervisor(a.device());
+                AuditRow {
+                    action: a.kind,
+                    at_ms: a.wall_ms,
+                    scan_id: a.scan.to_string(),
+                    ticket_id: a.ticket_id.to_string(),
+                    gate: a.gate.to_string(),
+                    device: a.device().to_string(),
+                    device_name: device.map(|d| d.name.clone()).unwrap_or_default(),
+                    role: if supervisor { "supervisor" } else { "steward" },
+                }
+            })
+            .collect()
     }
 
     pub fn conflicts(&self) -> Vec<Conflict> {

@@ -204,6 +204,7 @@ impl Replica {
                 scan_id,
                 phone,
             } => self.annul(id, &ticket_id, &scan_id, phone.as_deref()),
+            Input::PauseGate { id, gate, paused } => self.pause_gate(id, gate, paused),
             Input::Reconcile { id, request, by } => self.reconcile(id, request, by),
             Input::Bulletin { id, from, bytes } => self.bulletin(id, from, &bytes),
             Input::Block { devices, block } => self.block(devices, block),
@@ -409,7 +410,9 @@ impl Replica {
                     self.room_scan(&z);
                 }
             }
-            Err(e @ GateError::UnknownGate(_)) => self.refuse(id, e.code(), e.to_string()),
+            Err(e @ (GateError::UnknownGate(_) | GateError::NotSupervisor)) => {
+                self.refuse(id, e.code(), e.to_string())
+            }
             Err(e) => self.out.push(Output::Reply {
                 id,
                 reply: Reply::Failed {
@@ -453,6 +456,25 @@ impl Replica {
                 self.records_changed();
                 let reply = Reply::Annulled {
                     scan_id: scan_id.to_string(),
+                };
+                self.answer_after_writes(Some(id), reply, vec![change], None);
+            }
+            Err(e) => self.refuse(id, e.code(), e.to_string()),
+        }
+    }
+
+    fn pause_gate(&mut self, id: RequestId, gate: Option<String>, paused: bool) {
+        let gate = gate.unwrap_or_else(|| self.config.gate.clone());
+        match self.gate.pause_gate(self.now_ms, &gate, paused) {
+            Ok(change) => {
+                self.persist(vec![change.clone()], true);
+                self.records_changed();
+                let pause = self.gate.gate_pause(&gate, self.now_ms);
+                let until_ms = pause.and_then(|p| p.until_ms);
+                let reply = Reply::GatePaused {
+                    gate,
+                    paused,
+                    until_ms,
                 };
                 self.answer_after_writes(Some(id), reply, vec![change], None);
             }

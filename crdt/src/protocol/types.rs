@@ -77,13 +77,20 @@ pub enum Input {
         /// A paired phone's `<phone>@<ms>` (see [`crate::gate::ScanRequest::origin`]).
         origin: Option<String>,
     },
-    /// The steward undoes an admit this device made (the holder did not walk through).
+    /// A supervisor undoes an admit this device made (the holder did not walk through).
     Annul {
         id: RequestId,
         ticket_id: String,
         scan_id: String,
         /// Asked by a paired phone: only its own online admits.
         phone: Option<String>,
+    },
+    /// A supervisor pauses its gate for five minutes, or resumes it (`POST /api/gate-pause`).
+    PauseGate {
+        id: RequestId,
+        /// The node's own gate when none.
+        gate: Option<String>,
+        paused: bool,
     },
     /// Offline scans posted by a handheld (`POST /offline/reconcile`).
     Reconcile {
@@ -237,6 +244,13 @@ pub enum Reply {
         scan_id: String,
     },
     BulletinAccepted,
+    /// The gate pause record is written: every node stops (or resumes) the gate's entries.
+    GatePaused {
+        gate: String,
+        paused: bool,
+        /// When the pause runs out.
+        until_ms: Option<u64>,
+    },
     /// A refused request: a stable code and a sentence.
     Refused {
         code: &'static str,

@@ -169,11 +169,38 @@ impl Direction {
 pub enum Verdict {
     Admit,
     Deny,
-    /// Not a scan: cancels the admit named in `annuls` (undo by a steward).
+    /// Not a scan: cancels the admit named in `annuls` (undo by a supervisor).
     Annul,
     /// Not a scan: hands room of a strict zone to another device ([`room_move`]): ticket
     /// `room:<zone>`, `gate` the receiving device's id, `tier` the units.
     Room,
+    /// Not a scan: a supervisor pauses (`in`) or resumes (`out`) a gate for
+    /// [`GATE_PAUSE_MS`] ([`gate_pause`]): ticket `pause:<gate>`, reason `paused` or
+    /// `resumed`.
+    Pause,
+}
+
+/// What a [`Verdict::Pause`] record's ticket id starts with (the gate follows).
+pub const PAUSE_TICKET_PREFIX: &str = "pause:";
+/// How long a supervisor's gate pause lasts, from its record's clock (a new pause extends it, a
+/// resume ends it).
+pub const GATE_PAUSE_MS: u64 = 5 * 60 * 1000;
+
+/// A gate pause record's order: (gate, paused), when it is well formed.
+pub fn gate_pause(b: &ScanBody) -> Option<(&str, bool)> {
+    let gate = b.ticket_id.strip_prefix(PAUSE_TICKET_PREFIX)?;
+    let reason_ok = match b.direction {
+        Direction::In => b.reason == "paused",
+        Direction::Out => b.reason == "resumed",
+    };
+    let ok = b.verdict == Verdict::Pause
+        && !gate.is_empty()
+        && gate == b.gate
+        && reason_ok
+        && b.tier.is_empty()
+        && b.seen.is_empty()
+        && b.origin.is_none();
+    ok.then_some((gate, b.direction == Direction::In))
 }
 
 /// What a [`Verdict::Room`] record's ticket id starts with (the zone follows).
@@ -473,6 +500,13 @@ fn check_body(b: &ScanBody) -> Result<(), RecordError> {
     };
     if !room_ok {
         return Err(RecordError::BadField("room"));
+    }
+    let pause_ok = match b.verdict {
+        Verdict::Pause => gate_pause(b).is_some(),
+        _ => !b.ticket_id.starts_with(PAUSE_TICKET_PREFIX) || b.verdict == Verdict::Deny,
+    };
+    if !pause_ok {
+        return Err(RecordError::BadField("pause"));
     }
     if b.origin
         .as_ref()

@@ -35,6 +35,7 @@ pub fn roster(n: u8) -> Roster {
             key: key(i).verifying_key(),
             name: format!("d{i}"),
             cut: None,
+            supervisor: true,
         });
     }
     r

@@ -34,7 +34,16 @@ fn picture(l: &Ledger, tickets: &[String]) -> Picture {
         })
         .collect();
     let index = l.index();
-    let rules = format!("{:?} {:?}", index.rule("general"), index.rule("vip"));
+    // The gate pause register (its latest supervisor's record, at time 0 a pause if it is one)
+    // and the audit of supervisors' actions belong with the rules: what every node judges by.
+    let roster = l.roster();
+    let paused = (index.actions()).gate_pause("north", 0, |d| roster.is_supervisor(d));
+    let audit: Vec<_> = index.actions().latest(usize::MAX).collect();
+    let rules = format!(
+        "{:?} {:?} {paused:?} {audit:?}",
+        index.rule("general"),
+        index.rule("vip")
+    );
     (
         l.summary(),
         records,
@@ -188,7 +197,9 @@ fn converged(ledgers: &[&Ledger], tickets: &[String], v: &mut Vec<String>) {
             v.push(format!("node {i} reports other conflicts than node 0"));
         }
         if p.3 != first.3 {
-            v.push(format!("node {i} judges by other entry rules than node 0"));
+            v.push(format!(
+                "node {i} judges by other entry rules, gate pauses or audit than node 0"
+            ));
         }
     }
 }

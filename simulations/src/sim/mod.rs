@@ -212,6 +212,7 @@ fn run_inner(seed: u64, nodes: usize, scenario: &str, fault: Option<Fault>) -> O
     let mut events = plan::plan(&mut rng, nodes, scenario);
     events.extend(plan::rule_changes(seed, nodes));
     events.extend(plan::strict_scans(seed, nodes));
+    events.extend(plan::gate_pauses(seed, nodes));
     events.sort_by_key(|(t, _)| *t);
     let mut sim = Sim::new(rng, nodes, scenario, fault);
     for n in 0..nodes {
@@ -828,6 +829,14 @@ impl Sim {
                 self.scan(node, code, gate, out, asked);
             }
             Event::Annul { node } => self.annul(node),
+            Event::PauseGate { node, paused } => {
+                if self.nodes[node].replica.is_some() {
+                    let id = self.next_request;
+                    self.next_request += 1;
+                    let gate = Some("north".to_string());
+                    self.input(node, Input::PauseGate { id, gate, paused });
+                }
+            }
             Event::Crash { node } => self.crash(node),
             Event::Restart { node } => self.restart(node),
             Event::Split(side) => self.net.split = Some(side),

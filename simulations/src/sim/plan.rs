@@ -67,6 +67,11 @@ pub enum Event {
     Annul {
         node: usize,
     },
+    /// A supervisor pauses (or resumes) the gate `north` at its node.
+    PauseGate {
+        node: usize,
+        paused: bool,
+    },
     Crash {
         node: usize,
     },
@@ -187,6 +192,32 @@ pub fn rule_changes(seed: u64, nodes: usize) -> Vec<(u64, Event)> {
     for two in [true, false].into_iter().filter(|two| *two || back) {
         let node = rng.gen_range(0..nodes);
         ev.push((rng.gen_range(0..ACTIVE_MS), Event::Rule { node, two }));
+    }
+    ev
+}
+
+/// Supervisors' gate pauses, from their own generator: in half the runs, one or two pauses of
+/// the gate `north` at a node, each resumed by some node (itself or another) a few seconds
+/// later, so pauses and resumes cross splits, crashes and restarts.
+pub fn gate_pauses(seed: u64, nodes: usize) -> Vec<(u64, Event)> {
+    let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(seed ^ 0x9a05_e0a7);
+    let mut ev = Vec::new();
+    if !rng.gen_bool(0.5) {
+        return ev;
+    }
+    for _ in 0..rng.gen_range(1..=2) {
+        let at = rng.gen_range(0..ACTIVE_MS);
+        let node = rng.gen_range(0..nodes);
+        ev.push((at, Event::PauseGate { node, paused: true }));
+        let node = rng.gen_range(0..nodes);
+        let back = at + rng.gen_range(500..4_000);
+        ev.push((
+            back,
+            Event::PauseGate {
+                node,
+                paused: false,
+            },
+        ));
     }
     ev
 }

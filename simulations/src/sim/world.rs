@@ -106,7 +106,7 @@ fn enroll(
     for i in 0..NODES_MAX {
         let name = device_name(i);
         let dir = ev.join(format!("device-{name}"));
-        device_enroll_with_key(ev, &name, Role::Scanner, &dir, key())?;
+        device_enroll_with_key(ev, &name, Role::Supervisor, &dir, key())?;
     }
     organizer::event_strict(ev, "vip", VIP_CAPACITY, &["n0".into(), "n1".into()])?;
     let package = package::load(ev)?;
