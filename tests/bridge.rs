@@ -301,6 +301,11 @@ fn hq_judges_double_entries_by_the_rules_in_force() {
         "two entries allowed: {second}"
     );
     assert_eq!(pg.count("SELECT count(*) FROM conflicts"), 0);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM scans WHERE ticket_id LIKE 'pause:%'"),
+        0,
+        "gate pauses stay in the mesh's ledger"
+    );
 }
 
 /// Poll until `sql` returns `want` (a count).
@@ -475,6 +480,19 @@ fn an_offline_scan_reconciled_at_two_nodes_counts_once_at_hq() {
                 (200, &"ok".into(), &true.into()),
                 "{v}"
             );
+            // A supervisor's gate pause and its resume: records of the ledger, no scans; HQ
+            // takes the export all the same.
+            for paused in [true, false] {
+                let b = serde_json::to_vec(&serde_json::json!({"paused": paused})).unwrap();
+                let (s, v) = gatemesh_tests::http_request(
+                    &addr,
+                    "POST",
+                    "/api/gate-pause",
+                    Some("staff"),
+                    &b,
+                );
+                assert_eq!(s, 200, "{v}");
+            }
         }
     }
     for data in ["a", "b"] {

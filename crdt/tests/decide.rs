@@ -2556,3 +2556,39 @@ proptest! {
         prop_assert_eq!(audit(&restarted), audit(&at_once));
     }
 }
+
+#[test]
+fn a_pause_dated_far_ahead_stops_nothing_now_and_hides_no_other_pause_or_resume() {
+    use gatemesh_crdt::record::hlc::MAX_FORWARD_DRIFT_MS;
+    use gatemesh_crdt::record::GATE_PAUSE_MS;
+    const YEAR: u64 = 365 * 24 * HOUR;
+    let p = roles_package();
+    // A supervisor's device whose clock is a year ahead pauses north.
+    let mut wild = gate_logic_for(p.clone(), 1, false);
+    let ahead = wild.pause_gate(NOW + YEAR, "north", true).unwrap();
+    let mut g = gate_logic_for(p.clone(), 2, false);
+    g.ledger_mut().admit(NOW, 0, std::slice::from_ref(&ahead));
+    assert!(g.gate_pauses(NOW).is_empty(), "not counted a year early");
+    // A good clock's pause and resume are judged as if it were not there.
+    let paused = g.pause_gate(NOW + 1_000, "north", true).unwrap();
+    assert_eq!(g.gate_pauses(NOW + 2_000).len(), 1);
+    g.pause_gate(NOW + 3_000, "north", false).unwrap();
+    assert!(g.gate_pauses(NOW + 4_000).is_empty());
+    // When its date comes, it holds five minutes, no more.
+    assert_eq!(g.gate_pauses(NOW + YEAR).len(), 1);
+    assert!(g.gate_pauses(NOW + YEAR + GATE_PAUSE_MS).is_empty());
+    // A device a few minutes ahead (within what clocks follow): its pause holds now, and a
+    // supervisor that has seen it resumes after it, whatever its own clock says.
+    let mut p = p;
+    p.certificates.push(device(4).certificate);
+    let mut fast = gate_logic_for(p.clone(), 4, false);
+    let soon = fast
+        .pause_gate(NOW + MAX_FORWARD_DRIFT_MS / 2, "south", true)
+        .unwrap();
+    let mut h = gate_logic_for(p, 2, false);
+    h.ledger_mut().admit(NOW, 0, &[soon, ahead]);
+    drop(paused);
+    assert_eq!(h.gate_pauses(NOW).len(), 1);
+    h.pause_gate(NOW + 10, "south", false).unwrap();
+    assert!(h.gate_pauses(NOW + 20).is_empty());
+}

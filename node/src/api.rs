@@ -178,7 +178,7 @@ pub const STREAM_BUFFER_MAX: usize = 1024;
 
 /// What a request showed: the staff or admin token, or a paired phone's pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     Staff,
     Admin,
     /// A phone's pass checked ([`gatemesh_crdt::event::pass`]): the scanner page's routes,
@@ -233,8 +233,6 @@ pub fn router(state: ApiState, more: Router<ApiState>) -> Router {
         .route("/api/checkin", post(checkin))
         .route("/api/annul", post(annul))
         .route("/api/search", get(search))
-        .route("/api/gate-pause", post(crate::supervisor_api::gate_pause))
-        .route("/api/audit", get(crate::supervisor_api::audit))
         .route("/api/pauses", get(pauses))
         .route("/api/tickets/{id}", get(ticket))
         .route("/api/conflicts", get(conflicts))
@@ -340,6 +338,26 @@ pub(crate) fn authorize_token(
             "this needs the admin token".to_string(),
         )),
     }
+}
+
+/// A supervisor's action may go ahead ([`crate::supervisor::Guard`]): the token or pass that
+/// asks, and the PIN header if any.
+pub(crate) async fn supervisor(
+    state: &ApiState,
+    access: &Access,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    use crate::supervisor::{Asker, PIN_HEADER};
+    let asker = match access {
+        Access::Admin => Asker::Operator,
+        Access::Staff => Asker::Staff,
+        Access::Phone { .. } => Asker::Phone,
+    };
+    let pin = headers.get(PIN_HEADER).and_then(|v| v.to_str().ok());
+    state.supervisor.check(asker, pin).await.map_err(|r| {
+        let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN);
+        ApiError::new(status, r.code(), r.message())
+    })
 }
 
 pub(crate) async fn query(state: &ApiState, query: Query) -> Result<Json<Value>, ApiError> {
@@ -517,7 +535,7 @@ pub(crate) async fn checkin(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let access = authorize(&state, &headers, Need::Phone)?;
-    state.supervisor.check(&access, &headers).await?;
+    supervisor(&state, &access, &headers).await?;
     let b = scan_body_with(&body_json(body)?, "ticket_id")?;
     call(&state, |reply| ApiCall::Scan {
         code: b.code,
@@ -570,7 +588,7 @@ pub(crate) async fn annul(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let access = authorize(&state, &headers, Need::Phone)?;
-    state.supervisor.check(&access, &headers).await?;
+    supervisor(&state, &access, &headers).await?;
     let v = body_json(body)?;
     let text = |k: &str| {
         v[k].as_str().map(str::to_string).ok_or_else(|| {

@@ -281,9 +281,13 @@ pub async fn import(event: &Path, file: &Path, url: &str) -> anyhow::Result<Valu
     drop(bytes);
     lap("verified");
     let mut rows = Vec::with_capacity(ledger.index().len() as usize);
-    // Room moves of strict zones stay in the mesh's ledger: they are no scans.
+    // Room moves of strict zones and supervisors' gate pauses stay in the mesh's ledger: they
+    // are no scans.
     ledger.index().for_each_record(|r| {
-        if r.verdict != gatemesh_crdt::Verdict::Room {
+        if !matches!(
+            r.verdict,
+            gatemesh_crdt::Verdict::Room | gatemesh_crdt::Verdict::Pause
+        ) {
             rows.push(row_of(r))
         }
     });
@@ -463,7 +467,7 @@ fn batch_of_page(page: &Value) -> Batch {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|r| r["verdict"] != "room")
+        .filter(|r| r["verdict"] != "room" && r["verdict"] != "pause")
         .map(|r| ScanRow {
             scan_id: str_of(r, "scan_id"),
             ticket_id: str_of(r, "ticket_id"),

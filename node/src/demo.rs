@@ -57,6 +57,16 @@ impl Tally {
     }
 }
 
+/// The first gate is a supervisor's (its page may undo, check in by hand and pause the gate);
+/// the others are stewards'.
+fn role_of(gate: usize) -> Role {
+    if gate == 0 {
+        Role::Supervisor
+    } else {
+        Role::Scanner
+    }
+}
+
 pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     anyhow::ensure!((2..=8).contains(&o.nodes), "--nodes must be 2..=8");
     std::fs::create_dir_all(&o.dir)?;
@@ -81,15 +91,8 @@ pub fn run(o: &DemoOptions) -> anyhow::Result<()> {
     };
     let tickets = tickets_issue(&ev, &ev.join("tickets"), &opts)?;
     let names: Vec<String> = (1..=o.nodes).map(|i| format!("gate-{i}")).collect();
-    // The first gate is a supervisor's (its page may undo, check in by hand and pause the
-    // gate); the others are stewards'.
     for (i, n) in names.iter().enumerate() {
-        let role = if i == 0 {
-            Role::Supervisor
-        } else {
-            Role::Scanner
-        };
-        device_enroll(&ev, n, role, &ev.join(format!("device-{n}")))?;
+        device_enroll(&ev, n, role_of(i), &ev.join(format!("device-{n}")))?;
     }
     let token = {
         use rand::RngCore;

@@ -608,6 +608,8 @@ impl Node {
             self.bulletins_held = held;
             let check = self.replica.gate().pass_check();
             *self.passes.write().unwrap_or_else(|e| e.into_inner()) = check;
+            // A bulletin may have narrowed this device to a steward's.
+            (self.supervisor).set_supervisor(self.replica.gate().is_supervisor());
         }
     }
 
@@ -625,7 +627,7 @@ impl Node {
                 .map(|t| json!({"tickets": t}))
                 .map_err(|e| ApiError::bad_request(e.code, e.message)),
             Query::Pauses => Ok(json!({"paused": r.pauses(crate::now_ms())})),
-            Query::Audit(max) => Ok(json!({"actions": r.audit(max)})),
+            Query::Audit(max) => Ok(json!({"actions": r.audit(crate::now_ms(), max)})),
             Query::Conflicts => Ok(json!({"conflicts": r.conflicts()})),
             Query::Status => Ok(self.status()),
             Query::Stats => Ok(to(serde_json::to_value(r.stats(now)))),
@@ -735,6 +737,7 @@ impl Node {
         ready: Arc<AtomicBool>,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let (staff_token, admin_token, tokens_file) = self.tokens()?;
+        let tokens = (staff_token, admin_token);
         let plain = match self.opts.http {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -759,22 +762,8 @@ impl Node {
             shown["tokens_file"] = json!(f.display().to_string());
         }
         emit(&shown);
-        let state = crate::api::ApiState {
-            calls,
-            staff_token,
-            admin_token,
-            stream: self.stream.clone(),
-            streams_open: Default::default(),
-            ready,
-            synced: self.synced.clone(),
-            ca_pem: std::fs::read(self.opts.event.join(crate::tls::CA_CERT_FILE))
-                .ok()
-                .map(Arc::new),
-            openapi: crate::openapi::document,
-            passes: self.passes.clone(),
-            supervisor: self.supervisor.clone(),
-        };
-        let app = crate::api::router(state, crate::phone::routes());
+        let routes = crate::phone::routes().merge(crate::supervisor_api::routes());
+        let app = crate::api::router(self.api_state(calls, tokens, ready), routes);
         let stopping = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -798,6 +787,30 @@ impl Node {
                 }
             }
         }))
+    }
+
+    /// What the HTTP handlers share: the queue to this loop, the tokens, the stream, the flags.
+    fn api_state(
+        &self,
+        calls: mpsc::Sender<ApiCall>,
+        (staff_token, admin_token): (String, String),
+        ready: Arc<AtomicBool>,
+    ) -> crate::api::ApiState {
+        crate::api::ApiState {
+            calls,
+            staff_token,
+            admin_token,
+            stream: self.stream.clone(),
+            streams_open: Default::default(),
+            ready,
+            synced: self.synced.clone(),
+            ca_pem: std::fs::read(self.opts.event.join(crate::tls::CA_CERT_FILE))
+                .ok()
+                .map(Arc::new),
+            openapi: crate::openapi::document,
+            passes: self.passes.clone(),
+            supervisor: self.supervisor.clone(),
+        }
     }
 
     /// The `--https` listener, with the node's certificate (`--tls-cert`, `--tls-key`).

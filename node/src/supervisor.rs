@@ -7,17 +7,20 @@
 //! the page acts as a supervisor, unless the organizer gave the device a PIN (`gatemesh device
 //! pin`, a shared gate scanner): then each of those actions needs the PIN
 //! (`X-Supervisor-Pin`), and [`PIN_TRIES_MAX`] wrong PINs in a row shut it for
-//! [`PIN_LOCKOUT`]. A paired phone is a steward's: it needs the PIN too. The admin token is the
-//! operator's and needs none.
+//! [`PIN_LOCKOUT`], twice as long at each shutting after (up to [`PIN_LOCKOUT_MAX`]) until a
+//! right PIN. A try counts from when it arrives, before its PIN is hashed, and one PIN is
+//! hashed at a time: guesses sent together wait their turn and are shut out as soon as the
+//! wrong ones reach the limit. A paired phone is a steward's: it needs the PIN too. The admin
+//! token is the operator's and needs none. (The HTTP side says who asks and turns a refusal
+//! into its answer: `api::supervisor`.)
 //!
 //! The PIN is kept as PBKDF2-HMAC-SHA256 of it, salted, in the device's directory
 //! ([`PIN_FILE`]), never in the event package: it is as secret as the device's key.
 
-use crate::api::{Access, ApiError};
-use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,8 +30,10 @@ pub const PIN_FILE: &str = "supervisor.pin";
 pub const PIN_HEADER: &str = "x-supervisor-pin";
 /// Wrong PINs in a row before the PIN is shut.
 pub const PIN_TRIES_MAX: u32 = 5;
-/// How long the PIN stays shut after [`PIN_TRIES_MAX`] wrong ones.
+/// How long the PIN stays shut after [`PIN_TRIES_MAX`] wrong ones, the first time.
 pub const PIN_LOCKOUT: Duration = Duration::from_secs(60);
+/// The longest it stays shut (each shutting doubles it).
+pub const PIN_LOCKOUT_MAX: Duration = Duration::from_secs(3600);
 /// PBKDF2 rounds of a new PIN file.
 pub const PIN_ROUNDS: u32 = 100_000;
 /// Shortest and longest PIN, in digits.
@@ -115,13 +120,107 @@ pub fn write_pin(device_dir: &Path, pin: &str) -> anyhow::Result<()> {
     crate::package::write_secret_file(&device_dir.join(PIN_FILE), text.as_bytes())
 }
 
-/// This node's supervisor rule: its device's role, its PIN if any, the wrong tries.
+/// Who asks for a supervisor's action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asker {
+    /// The admin token: the operator.
+    Operator,
+    /// The staff token: whoever holds the device's page.
+    Staff,
+    /// A paired phone's pass: a steward's.
+    Phone,
+}
+
+/// Why a supervisor's action is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The device is a steward's.
+    Steward,
+    /// A phone asks, and the device has no PIN to lift it.
+    PhoneWithoutPin,
+    PinRequired,
+    PinWrong,
+    /// Shut for this long after too many wrong PINs.
+    PinLocked(Duration),
+}
+
+impl Refusal {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Steward | Refusal::PhoneWithoutPin => "supervisor_only",
+            Refusal::PinRequired => "pin_required",
+            Refusal::PinWrong => "pin_wrong",
+            Refusal::PinLocked(_) => "pin_locked",
+        }
+    }
+
+    /// The HTTP status it is answered with.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::PinRequired => 401,
+            Refusal::PinLocked(_) => 429,
+            _ => 403,
+        }
+    }
+
+    pub fn message(self) -> String {
+        match self {
+            Refusal::Steward => "this device is a steward's: undo, hand check-in and gate pause \
+                                 need a supervisor's device"
+                .to_string(),
+            Refusal::PhoneWithoutPin => {
+                "a phone is a steward's, and this device has no supervisor PIN to lift it".into()
+            }
+            Refusal::PinRequired => "a supervisor's PIN is needed".into(),
+            Refusal::PinWrong => "that is not the supervisor's PIN".into(),
+            Refusal::PinLocked(left) => format!(
+                "{PIN_TRIES_MAX} wrong PINs: try again in {} s",
+                left.as_secs() + 1
+            ),
+        }
+    }
+}
+
+/// Tries of the PIN: counted as they arrive, before they are hashed.
+#[derive(Debug, Default)]
+struct Tries {
+    /// Wrong PINs and PINs being checked since the last right one or shutting.
+    counted: u32,
+    /// Shut until then.
+    shut_until: Option<Instant>,
+    /// Shuttings since the last right PIN (each doubles the next).
+    shuttings: u32,
+}
+
+impl Tries {
+    /// Count a try, or say how long the PIN is shut for.
+    fn start(&mut self, now: Instant) -> Result<(), Duration> {
+        if let Some(until) = self.shut_until.filter(|u| *u > now) {
+            return Err(until - now);
+        }
+        if self.counted >= PIN_TRIES_MAX {
+            let lockout = PIN_LOCKOUT.saturating_mul(1 << self.shuttings.min(6));
+            let lockout = lockout.min(PIN_LOCKOUT_MAX);
+            self.shut_until = Some(now + lockout);
+            self.shuttings = self.shuttings.saturating_add(1);
+            self.counted = 0;
+            return Err(lockout);
+        }
+        self.counted += 1;
+        Ok(())
+    }
+}
+
+/// This node's supervisor rule: its device's role, its PIN if any, the tries.
 #[derive(Debug)]
 pub struct Guard {
-    supervisor: bool,
+    /// The device is a supervisor's, as the roster says (a bulletin may narrow it).
+    supervisor: AtomicBool,
     pin: Option<PinHash>,
-    /// Wrong PINs in a row, and when the last one came.
-    wrong: Mutex<(u32, Option<Instant>)>,
+    tries: Mutex<Tries>,
+    /// One PIN hashed at a time.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Guard {
@@ -141,97 +240,61 @@ impl Guard {
 
     pub fn new(supervisor: bool, pin: Option<PinHash>) -> Guard {
         Guard {
-            supervisor,
+            supervisor: AtomicBool::new(supervisor),
             pin,
-            wrong: Mutex::new((0, None)),
+            tries: Mutex::new(Tries::default()),
+            hashing: tokio::sync::Semaphore::new(1),
         }
     }
 
     /// What the pages are told: `steward` or `supervisor`, and whether a PIN is asked.
     pub fn shown(&self) -> serde_json::Value {
-        let role = if self.supervisor {
-            "supervisor"
-        } else {
-            "steward"
-        };
-        serde_json::json!({"role": role, "pin": self.supervisor && self.pin.is_some()})
+        let supervisor = self.is_supervisor();
+        let role = if supervisor { "supervisor" } else { "steward" };
+        serde_json::json!({"role": role, "pin": supervisor && self.pin.is_some()})
     }
 
-    /// Whether a request may act as a supervisor here.
-    pub async fn check(&self, access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
-        if !self.supervisor {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "supervisor_only",
-                "this device is a steward's: undo, hand check-in and gate pause need a \
-                 supervisor's device",
-            ));
+    fn is_supervisor(&self) -> bool {
+        self.supervisor.load(Ordering::Relaxed)
+    }
+
+    /// The roster's word on this device, after a bulletin.
+    pub fn set_supervisor(&self, supervisor: bool) {
+        self.supervisor.store(supervisor, Ordering::Relaxed);
+    }
+
+    /// Whether `asker`, showing `pin` if any, may act as a supervisor here.
+    pub async fn check(&self, asker: Asker, pin: Option<&str>) -> Result<(), Refusal> {
+        if !self.is_supervisor() {
+            return Err(Refusal::Steward);
         }
-        let needs_pin = match access {
-            Access::Admin => false,
-            Access::Staff => self.pin.is_some(),
-            Access::Phone { .. } => true,
+        let needs_pin = match asker {
+            Asker::Operator => false,
+            Asker::Staff => self.pin.is_some(),
+            Asker::Phone => true,
         };
         if !needs_pin {
             return Ok(());
         }
-        let Some(hash) = self.pin.clone() else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "supervisor_only",
-                "a phone is a steward's, and this device has no supervisor PIN to lift it",
-            ));
+        let hash = self.pin.clone().ok_or(Refusal::PhoneWithoutPin)?;
+        let pin = pin.ok_or(Refusal::PinRequired)?.to_string();
+        let counted = match self.tries.lock() {
+            Ok(mut tries) => tries.start(Instant::now()),
+            Err(_) => Err(PIN_LOCKOUT),
         };
-        self.check_pin(hash, headers).await
-    }
-
-    async fn check_pin(&self, hash: PinHash, headers: &HeaderMap) -> Result<(), ApiError> {
-        let pin = (headers.get(PIN_HEADER).and_then(|v| v.to_str().ok()))
-            .map(str::to_string)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "pin_required",
-                    "a supervisor's PIN is needed",
-                )
-            })?;
-        self.shut()?;
-        let matched = tokio::task::spawn_blocking(move || hash.matches(&pin))
-            .await
-            .unwrap_or(false);
-        let mut wrong = self.wrong.lock().unwrap_or_else(|e| e.into_inner());
-        if matched {
-            *wrong = (0, None);
-            return Ok(());
-        }
-        *wrong = (wrong.0.saturating_add(1), Some(Instant::now()));
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "pin_wrong",
-            "that is not the supervisor's PIN",
-        ))
-    }
-
-    /// Refused while the PIN is shut after too many wrong ones.
-    fn shut(&self) -> Result<(), ApiError> {
-        let mut wrong = self.wrong.lock().unwrap_or_else(|e| e.into_inner());
-        match *wrong {
-            (n, Some(at)) if n >= PIN_TRIES_MAX && at.elapsed() < PIN_LOCKOUT => {
-                Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "pin_locked",
-                    format!(
-                        "{PIN_TRIES_MAX} wrong PINs: try again in {} s",
-                        (PIN_LOCKOUT - at.elapsed()).as_secs() + 1
-                    ),
-                ))
+        counted.map_err(Refusal::PinLocked)?;
+        let right = match self.hashing.acquire().await {
+            Ok(_turn) => {
+                (tokio::task::spawn_blocking(move || hash.matches(&pin)).await).unwrap_or(false)
             }
-            (n, Some(_)) if n >= PIN_TRIES_MAX => {
-                *wrong = (0, None);
-                Ok(())
-            }
-            _ => Ok(()),
+            Err(_) => false,
+        };
+        match (right, self.tries.lock()) {
+            (true, Ok(mut tries)) => *tries = Tries::default(),
+            (true, Err(_)) => {}
+            (false, _) => return Err(Refusal::PinWrong),
         }
+        Ok(())
     }
 }
 
@@ -240,8 +303,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pbkdf2_matches_the_rfc_6070_style_vector() {
-        // PBKDF2-HMAC-SHA256, "password" / "salt", 1 and 2 rounds (RFC 7914 §11 lineage).
+    fn pbkdf2_matches_the_published_sha256_vectors() {
+        // PBKDF2-HMAC-SHA256, "password" / "salt", 1 and 2 rounds.
         let one = pbkdf2(b"password", b"salt", 1);
         assert_eq!(
             hex::encode(one),
@@ -274,50 +337,72 @@ mod tests {
         assert!(PinHash::new("12ab").is_err());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wrong_pins_shut_the_pin_and_a_steward_never_acts_as_supervisor() {
         let guard = Guard::new(true, Some(PinHash::new("4821").unwrap()));
-        let with = |pin: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(PIN_HEADER, pin.parse().unwrap());
-            h
-        };
-        let staff = Access::Staff;
-        let code = |r: Result<(), ApiError>| r.err().map(|e| e.code);
-        assert_eq!(
-            code(guard.check(&staff, &HeaderMap::new()).await),
-            Some("pin_required")
-        );
-        assert_eq!(code(guard.check(&staff, &with("4821")).await), None);
+        let staff = Asker::Staff;
+        let code = |r: Result<(), Refusal>| r.err().map(Refusal::code);
+        assert_eq!(code(guard.check(staff, None).await), Some("pin_required"));
+        assert_eq!(code(guard.check(staff, Some("4821")).await), None);
         for _ in 0..PIN_TRIES_MAX {
             assert_eq!(
-                code(guard.check(&staff, &with("0000")).await),
+                code(guard.check(staff, Some("0000")).await),
                 Some("pin_wrong")
             );
         }
         // Shut: even the right PIN waits.
         assert_eq!(
-            code(guard.check(&staff, &with("4821")).await),
+            code(guard.check(staff, Some("4821")).await),
             Some("pin_locked")
         );
-        assert_eq!(
-            code(guard.check(&Access::Admin, &HeaderMap::new()).await),
-            None
-        );
+        assert_eq!(code(guard.check(Asker::Operator, None).await), None);
         let steward = Guard::new(false, None);
         assert_eq!(
-            code(steward.check(&Access::Admin, &HeaderMap::new()).await),
+            code(steward.check(Asker::Operator, None).await),
             Some("supervisor_only")
         );
         let no_pin = Guard::new(true, None);
-        assert_eq!(code(no_pin.check(&staff, &HeaderMap::new()).await), None);
-        let phone = Access::Phone {
-            device: "p".into(),
-            since_ms: 0,
-        };
+        assert_eq!(code(no_pin.check(staff, None).await), None);
         assert_eq!(
-            code(no_pin.check(&phone, &HeaderMap::new()).await),
+            code(no_pin.check(Asker::Phone, None).await),
             Some("supervisor_only")
         );
+        // Narrowed by a bulletin: a steward's from then on.
+        no_pin.set_supervisor(false);
+        assert_eq!(
+            code(no_pin.check(staff, None).await),
+            Some("supervisor_only")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guesses_sent_together_are_counted_as_they_arrive() {
+        let guard = std::sync::Arc::new(Guard::new(true, Some(PinHash::new("4821").unwrap())));
+        let guesses: Vec<_> = (0..20)
+            .map(|i| {
+                let (g, pin) = (guard.clone(), format!("{:04}", 1000 + i));
+                tokio::spawn(async move { g.check(Asker::Staff, Some(&pin)).await })
+            })
+            .collect();
+        let mut wrong = 0;
+        for g in guesses {
+            wrong += usize::from(g.await.unwrap() == Err(Refusal::PinWrong));
+        }
+        assert_eq!(wrong, PIN_TRIES_MAX as usize, "five checked, the rest shut");
+    }
+
+    #[test]
+    fn each_shutting_is_twice_as_long_as_the_one_before() {
+        let mut t = Tries::default();
+        let now = Instant::now();
+        for _ in 0..PIN_TRIES_MAX {
+            t.start(now).unwrap();
+        }
+        assert_eq!(t.start(now), Err(PIN_LOCKOUT));
+        let later = now + PIN_LOCKOUT;
+        for _ in 0..PIN_TRIES_MAX {
+            t.start(later).unwrap();
+        }
+        assert_eq!(t.start(later), Err(PIN_LOCKOUT * 2));
     }
 }

@@ -5,12 +5,21 @@
 use axum::body::Bytes;
 use axum::extract::{Query as UrlQuery, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde_json::Value;
 use std::collections::HashMap;
 
-use crate::api::{authorize, body_json, call, query, ApiCall, ApiError, ApiState, Need, Query};
+use crate::api::{authorize, body_json, call, query, supervisor, ApiCall, ApiError, ApiState};
+use crate::api::{Need, Query};
 use crate::apierror::ErrorBody;
+
+/// The supervisor's routes, handed to `api::router` (which does not import this file).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/gate-pause", post(gate_pause))
+        .route("/api/audit", get(audit))
+}
 
 /// Most actions one `GET /api/audit` returns.
 pub const AUDIT_ROWS_MAX: usize = 500;
@@ -44,7 +53,7 @@ pub(crate) async fn gate_pause(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let access = authorize(&state, &headers, Need::Phone)?;
-    state.supervisor.check(&access, &headers).await?;
+    supervisor(&state, &access, &headers).await?;
     let v = body_json(body)?;
     let paused = v["paused"].as_bool().ok_or_else(|| {
         ApiError::bad_request("missing_field", "`paused` (true or false) is required")

@@ -405,6 +405,9 @@ const PIN_ERRORS = ["pin_required", "pin_wrong", "pin_locked", "supervisor_only"
 let keptPin = null, pinTimer = null, pinAnswer = null;
 
 function keepPin(pin) {
+  // Kept a minute from when it was typed, not from the last action: a steward handed the
+  // scanner afterwards gets no supervisor's action by keeping busy.
+  if (keptPin === pin) return;
   keptPin = pin;
   clearTimeout(pinTimer);
   pinTimer = setTimeout(forgetPin, PIN_KEPT_MS);

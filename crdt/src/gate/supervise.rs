@@ -64,16 +64,11 @@ impl GateLogic {
         Some(shown(ledger, p))
     }
 
-    /// Every supervisor's gate pause in force at `now_ms`.
+    /// Every supervisor's pause of one of the event's gates in force at `now_ms`.
     pub fn gate_pauses(&self, now_ms: u64) -> Vec<ActivePause> {
-        let ledger = self.ledger();
-        let roster = ledger.roster();
-        let actions = ledger.index().actions();
-        (actions
-            .gate_pauses(now_ms, |d| roster.is_supervisor(d))
-            .into_iter())
-        .map(|p| shown(ledger, p))
-        .collect()
+        (self.config().gates.iter())
+            .filter_map(|g| self.gate_pause(&g.name, now_ms))
+            .collect()
     }
 }
 

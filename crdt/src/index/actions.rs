@@ -4,7 +4,11 @@
 //! A gate's pause is a last-writer-wins register over the pause and resume records that name
 //! it ([`crate::record::gate_pause`]), ordered by (HLC, scan reference): the latest record
 //! signed by a supervisor's device decides, and a pause holds for
-//! [`crate::record::GATE_PAUSE_MS`] from its clock. Who is a supervisor is the roster's to say,
+//! [`crate::record::GATE_PAUSE_MS`] from its clock. A record dated more than
+//! [`MAX_FORWARD_DRIFT_MS`] ahead of the reader's clock (the most a clock is followed) is left
+//! out until then, in the registers and in the audit, so a device whose clock is wild (or a
+//! stolen supervisor's scanner dating a pause in the year 9999) can neither pause a gate for
+//! longer than that plus five minutes nor hide others' pauses, resumes and actions. Who is a supervisor is the roster's to say,
 //! asked when the register is read, so a certificate arriving late or a device's role
 //! narrowed by a later one gives every replica the same answer in any order. Records are kept
 //! whoever signed them (they are in the ledger); a steward's pause is in the audit, marked as
@@ -13,6 +17,7 @@
 //! The same records in any order give the same registers and the same audit; records dropped
 //! (a revoked device past its cut, a proven fork) leave as if never taken in.
 
+use crate::record::hlc::MAX_FORWARD_DRIFT_MS;
 use crate::record::{gate_pause, DeviceId, ScanBody, ScanRef, Verdict, GATE_PAUSE_MS};
 use crate::record::{MANUAL_ORIGIN_PREFIX, PAUSE_TICKET_PREFIX};
 use serde::Serialize;
@@ -85,11 +90,15 @@ impl GatePause {
     }
 }
 
+/// A gate's pause and resume records, by device: (HLC, scan) → paused.
+type GateRecords = BTreeMap<DeviceId, BTreeMap<(u64, ScanRef), bool>>;
+
 /// The pause registers and the audit.
 #[derive(Clone, Debug, Default)]
 pub struct Actions {
-    /// Gate → its pause and resume records, (HLC, scan) → paused.
-    pauses: BTreeMap<Box<str>, BTreeMap<(u64, ScanRef), bool>>,
+    /// Gate → its pause and resume records, by device (so a read looks at each device's latest
+    /// record once, however many a device wrote).
+    pauses: BTreeMap<Box<str>, GateRecords>,
     /// Every supervisor's action, by (HLC, scan).
     audit: BTreeMap<(u64, ScanRef), Action>,
 }
@@ -102,7 +111,8 @@ impl Actions {
         };
         if let Some((gate, paused)) = gate_pause(body) {
             let gate = self.pauses.entry(gate.into()).or_default();
-            gate.insert((body.hlc, action.scan), paused);
+            let device = gate.entry(body.device).or_default();
+            device.insert((body.hlc, action.scan), paused);
         }
         self.audit.insert((action.hlc, action.scan), action);
     }
@@ -110,10 +120,13 @@ impl Actions {
     /// Forget the records `gone` says (dropped from the ledger).
     pub fn drop_where(&mut self, gone: impl Fn(&ScanRef) -> bool) {
         self.audit.retain(|(_, scan), _| !gone(scan));
-        for records in self.pauses.values_mut() {
-            records.retain(|(_, scan), _| !gone(scan));
+        for devices in self.pauses.values_mut() {
+            for records in devices.values_mut() {
+                records.retain(|(_, scan), _| !gone(scan));
+            }
+            devices.retain(|_, records| !records.is_empty());
         }
-        self.pauses.retain(|_, records| !records.is_empty());
+        self.pauses.retain(|_, devices| !devices.is_empty());
     }
 
     /// The pause of `gate` in force at `now` (milliseconds): the latest record of a
@@ -124,9 +137,14 @@ impl Actions {
         now: u64,
         supervisor: impl Fn(DeviceId) -> bool,
     ) -> Option<GatePause> {
-        let records = self.pauses.get(gate)?;
-        let (&(hlc, scan), &paused) =
-            (records.iter().rev()).find(|((_, s), _)| supervisor(s.chain.device))?;
+        let devices = self.pauses.get(gate)?;
+        // A record dated further ahead than a clock is followed counts only from then: a device
+        // with a wild clock neither pauses a gate for long nor hides others' pauses and resumes.
+        let bound = clock_bound(now);
+        let (&(hlc, scan), &paused) = (devices.iter())
+            .filter(|(d, _)| supervisor(**d))
+            .filter_map(|(_, records)| records.range(..bound).next_back())
+            .max_by_key(|(at, _)| **at)?;
         let until = hlc_ms(hlc).saturating_add(GATE_PAUSE_MS);
         (paused && now < until).then(|| GatePause {
             gate: gate.to_string(),
@@ -148,6 +166,16 @@ impl Actions {
         self.audit.values().rev().take(max)
     }
 
+    /// The latest `max` actions dated no further ahead of `now` than a clock is followed,
+    /// newest first (records dated far ahead cannot crowd out the present).
+    pub fn latest_at(&self, now: u64, max: usize) -> impl Iterator<Item = &Action> {
+        self.audit
+            .range(..clock_bound(now))
+            .rev()
+            .map(|(_, a)| a)
+            .take(max)
+    }
+
     pub fn len(&self) -> usize {
         self.audit.len()
     }
@@ -155,6 +183,13 @@ impl Actions {
     pub fn is_empty(&self) -> bool {
         self.audit.is_empty()
     }
+}
+
+/// The first (HLC, scan) dated beyond what a clock reading `now` follows.
+fn clock_bound(now: u64) -> (u64, ScanRef) {
+    let wall = (now.saturating_add(MAX_FORWARD_DRIFT_MS).saturating_add(1)).min(u64::MAX >> 16);
+    let first = crate::record::hlc::Hlc::new(wall, 0).0;
+    (first, ScanRef::MIN)
 }
 
 /// The wall time an HLC carries, in milliseconds.

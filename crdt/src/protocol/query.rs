@@ -188,11 +188,12 @@ impl Replica {
     }
 
     /// The latest `max` supervisors' actions (undos, hand check-ins, gate pauses), newest
-    /// first, each with the device that signed it.
-    pub fn audit(&self, max: usize) -> Vec<AuditRow> {
+    /// first, each with the device that signed it (none dated further ahead of `now_ms` than
+    /// clocks are followed).
+    pub fn audit(&self, now_ms: u64, max: usize) -> Vec<AuditRow> {
         let ledger = self.gate.ledger();
         let roster = ledger.roster();
-        (ledger.index().actions().latest(max))
+        (ledger.index().actions().latest_at(now_ms, max))
             .map(|a| {
                 let device = roster.get(a.device());
                 let supervisor = roster.is_supervisor(a.device());

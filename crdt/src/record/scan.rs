@@ -118,6 +118,15 @@ impl fmt::Display for ScanRef {
 }
 
 impl ScanRef {
+    /// The least reference (a bound for ranges ordered by reference).
+    pub const MIN: ScanRef = ScanRef {
+        chain: ChainKey {
+            device: DeviceId(0),
+            chain: ChainId(0),
+        },
+        seq: 0,
+    };
+
     /// Parse `<device 8 hex>-<chain 8 hex>-<seq>`.
     pub fn parse(s: &str) -> Option<ScanRef> {
         let mut parts = s.splitn(3, '-');

@@ -34,10 +34,13 @@ fn picture(l: &Ledger, tickets: &[String]) -> Picture {
         })
         .collect();
     let index = l.index();
-    // The gate pause register (its latest supervisor's record, at time 0 a pause if it is one)
-    // and the audit of supervisors' actions belong with the rules: what every node judges by.
+    // The gate pause register (the pause in force, second by second over the run) and the audit
+    // of supervisors' actions belong with the rules: what every node judges by.
     let roster = l.roster();
-    let paused = (index.actions()).gate_pause("north", 0, |d| roster.is_supervisor(d));
+    let paused: Vec<_> = (0..60)
+        .map(|k| super::BASE_MS + k * 1_000)
+        .map(|t| (index.actions()).gate_pause("north", t, |d| roster.is_supervisor(d)))
+        .collect();
     let audit: Vec<_> = index.actions().latest(usize::MAX).collect();
     let rules = format!(
         "{:?} {:?} {paused:?} {audit:?}",
