@@ -2591,4 +2591,13 @@ fn a_pause_dated_far_ahead_stops_nothing_now_and_hides_no_other_pause_or_resume(
     assert_eq!(h.gate_pauses(NOW).len(), 1);
     h.pause_gate(NOW + 10, "south", false).unwrap();
     assert!(h.gate_pauses(NOW + 20).is_empty());
+    // A pause dated twelve minutes ahead: too far for h's clock to follow when it arrives;
+    // three minutes on it counts, and a resume written then still ends it.
+    let later = fast.pause_gate(NOW + 12 * 60_000, "north", true).unwrap();
+    h.ledger_mut().admit(NOW + 30, 0, &[later]);
+    assert!(h.gate_pauses(NOW + 30).is_empty(), "not yet");
+    let then = NOW + 3 * 60_000;
+    assert_eq!(h.gate_pauses(then).len(), 1);
+    h.pause_gate(then, "north", false).unwrap();
+    assert!(h.gate_pauses(then + 1).is_empty(), "the resume ends it");
 }

@@ -32,8 +32,9 @@ pub const PIN_HEADER: &str = "x-supervisor-pin";
 pub const PIN_TRIES_MAX: u32 = 5;
 /// How long the PIN stays shut after [`PIN_TRIES_MAX`] wrong ones, the first time.
 pub const PIN_LOCKOUT: Duration = Duration::from_secs(60);
-/// The longest it stays shut (each shutting doubles it).
-pub const PIN_LOCKOUT_MAX: Duration = Duration::from_secs(3600);
+/// The longest it stays shut (each shutting doubles it): ten minutes, so a steward's phone
+/// cannot keep a supervisor out for long, and a four-digit PIN still takes weeks to guess.
+pub const PIN_LOCKOUT_MAX: Duration = Duration::from_secs(600);
 /// PBKDF2 rounds of a new PIN file.
 pub const PIN_ROUNDS: u32 = 100_000;
 /// Shortest and longest PIN, in digits.
@@ -194,20 +195,23 @@ struct Tries {
 }
 
 impl Tries {
-    /// Count a try, or say how long the PIN is shut for.
+    /// Count a try, or say how long the PIN is shut for. The try that reaches
+    /// [`PIN_TRIES_MAX`] shuts it (it is checked all the same: a right PIN opens it again).
     fn start(&mut self, now: Instant) -> Result<(), Duration> {
-        if let Some(until) = self.shut_until.filter(|u| *u > now) {
-            return Err(until - now);
-        }
-        if self.counted >= PIN_TRIES_MAX {
-            let lockout = PIN_LOCKOUT.saturating_mul(1 << self.shuttings.min(6));
-            let lockout = lockout.min(PIN_LOCKOUT_MAX);
-            self.shut_until = Some(now + lockout);
-            self.shuttings = self.shuttings.saturating_add(1);
-            self.counted = 0;
-            return Err(lockout);
+        match self.shut_until {
+            Some(until) if until > now => return Err(until - now),
+            Some(_) => {
+                self.shut_until = None;
+                self.counted = 0;
+            }
+            None => {}
         }
         self.counted += 1;
+        if self.counted >= PIN_TRIES_MAX {
+            let lockout = PIN_LOCKOUT.saturating_mul(1 << self.shuttings.min(6));
+            self.shut_until = Some(now + lockout.min(PIN_LOCKOUT_MAX));
+            self.shuttings = self.shuttings.saturating_add(1);
+        }
         Ok(())
     }
 }

@@ -383,10 +383,11 @@ $("gate-pause").addEventListener("click", async () => {
 
 // A supervisor's action, with the PIN when one is needed: null when the PIN was not given.
 async function supervisorCall(path, body) {
+  const typed = needsPin() && !keptPin;
   const pin = needsPin() ? (keptPin || await askPin()) : "";
   if (pin === null) return null;
   const r = await api(path, { method: "POST", body: JSON.stringify(body), pin });
-  if (r.ok && pin) keepPin(pin);
+  if (r.ok && typed) keepPin(pin);
   if (PIN_ERRORS.includes(r.body.error)) forgetPin();
   return r;
 }
@@ -405,9 +406,8 @@ const PIN_ERRORS = ["pin_required", "pin_wrong", "pin_locked", "supervisor_only"
 let keptPin = null, pinTimer = null, pinAnswer = null;
 
 function keepPin(pin) {
-  // Kept a minute from when it was typed, not from the last action: a steward handed the
+  // Kept a minute from when it was typed (only a PIN just typed is kept): a steward handed the
   // scanner afterwards gets no supervisor's action by keeping busy.
-  if (keptPin === pin) return;
   keptPin = pin;
   clearTimeout(pinTimer);
   pinTimer = setTimeout(forgetPin, PIN_KEPT_MS);

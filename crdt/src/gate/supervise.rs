@@ -29,6 +29,12 @@ impl GateLogic {
         if !ledger.roster().is_supervisor(me) {
             return Err(GateError::NotSupervisor);
         }
+        // After the gate's latest pause or resume that counts now, even one dated ahead that
+        // came within what clocks follow only since it arrived: a resume always ends it.
+        if let Some(hlc) = (ledger.index().actions()).latest_hlc(&gate.name, now_ms) {
+            self.ledger_mut()
+                .follow(crate::record::hlc::Hlc(hlc), now_ms);
+        }
         let draft = Draft {
             ticket_id: format!("{PAUSE_TICKET_PREFIX}{}", gate.name),
             tier: String::new(),

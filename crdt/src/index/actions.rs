@@ -154,6 +154,15 @@ impl Actions {
         })
     }
 
+    /// The clock of the latest record of `gate` counted at `now`, whoever signed it.
+    pub fn latest_hlc(&self, gate: &str, now: u64) -> Option<u64> {
+        let bound = clock_bound(now);
+        (self.pauses.get(gate)?.values())
+            .filter_map(|records| records.range(..bound).next_back())
+            .map(|((hlc, _), _)| *hlc)
+            .max()
+    }
+
     /// Every gate paused at `now`.
     pub fn gate_pauses(&self, now: u64, supervisor: impl Fn(DeviceId) -> bool) -> Vec<GatePause> {
         (self.pauses.keys())

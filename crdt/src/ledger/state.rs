@@ -1006,6 +1006,12 @@ impl Ledger {
         &self.stats
     }
 
+    /// Order this device's next record after `hlc` (a record it has, dated ahead, that has come
+    /// within what a clock follows since it arrived).
+    pub fn follow(&mut self, hlc: Hlc, now_ms: u64) {
+        self.clock.observe(hlc, now_ms);
+    }
+
     pub fn clock(&self) -> Hlc {
         self.clock.last()
     }
