@@ -506,19 +506,7 @@ fn a_steward_page_cannot_pause_a_supervisor_pauses_with_the_pin_and_the_dashboar
     gatemesh_tests::gatemesh(&[
         "device", "enroll", "--event", ev_s, "--name", "stew", "--role", "steward",
     ]);
-    let mut pin = std::process::Command::new(gatemesh_tests::gatemesh_bin())
-        .args([
-            "device",
-            "pin",
-            "--device",
-            ev.join("device-shared").to_str().unwrap(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut pin.stdin.take().unwrap(), b"4821\n").unwrap();
-    assert!(pin.wait().unwrap().success());
+    gatemesh_tests::set_pin(&ev.join("device-shared"), "4821");
     let (mut a, a_addr) = NodeProc::start_http(
         &ev,
         "device-shared",
@@ -526,15 +514,7 @@ fn a_steward_page_cannot_pause_a_supervisor_pauses_with_the_pin_and_the_dashboar
         "north",
         &["--no-mdns"],
     );
-    let listen = a.wait_for("listening", |v| v["event"] == "listening")["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let peer = a.seen.iter().find(|v| v["event"] == "started").unwrap()["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let dial = format!("{listen}/p2p/{peer}");
+    let dial = a.dial();
     let (_b, b_addr) = NodeProc::start_http(
         &ev,
         "device-stew",

@@ -67,6 +67,21 @@ pub fn gatemesh_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `gatemesh device pin --device DIR`, the PIN typed on standard input.
+pub fn set_pin(device_dir: &Path, pin: &str) {
+    use std::io::Write;
+    let mut child = Command::new(gatemesh_bin())
+        .args(["device", "pin", "--device", device_dir.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("gatemesh runs");
+    let mut stdin = child.stdin.take().expect("its standard input");
+    stdin.write_all(format!("{pin}\n").as_bytes()).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "device pin failed");
+}
+
 /// A fresh event with `count` GM1 tickets and the named devices, supervisors' (they may undo,
 /// check in by hand and pause their gate).
 pub fn make_event(dir: &Path, count: u32, devices: &[&str], qr: bool) -> Vec<(String, String)> {
@@ -271,6 +286,21 @@ impl NodeProc {
     }
 
     /// The node's process id.
+    /// The node's QUIC address with its peer id, for another node's `--peer`.
+    pub fn dial(&mut self) -> String {
+        let addr = self.wait_for("listening", |v| v["event"] == "listening")["addr"]
+            .as_str()
+            .expect("a listening address")
+            .to_string();
+        let started = (self.seen.iter())
+            .find(|v| v["event"] == "started")
+            .expect("the node started");
+        format!(
+            "{addr}/p2p/{}",
+            started["peer_id"].as_str().expect("a peer id")
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.pid()
     }

@@ -4,9 +4,7 @@
 //! names the device; a supervisor's scanner shared with stewards asks for the PIN, and five
 //! wrong ones shut it. A restarted node holds the same pauses and the same audit.
 
-use gatemesh_tests::{
-    gatemesh, gatemesh_bin, http_request, http_request_with, make_event, NodeProc,
-};
+use gatemesh_tests::{gatemesh, http_request, http_request_with, make_event, set_pin, NodeProc};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -32,16 +30,6 @@ fn scan_until(addr: &str, code: &str, gate: &str, want: &str) -> Value {
     }
 }
 
-/// The node's QUIC address with its peer id, for `--peer`.
-fn dial(n: &mut NodeProc) -> String {
-    let addr = n.wait_for("listening", |v| v["event"] == "listening")["addr"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let started = n.seen.iter().find(|v| v["event"] == "started").unwrap();
-    format!("{addr}/p2p/{}", started["peer_id"].as_str().unwrap())
-}
-
 #[test]
 fn a_steward_scans_a_supervisor_pauses_the_gate_everywhere_and_a_shared_scanner_asks_the_pin() {
     let tmp = tempfile::tempdir().unwrap();
@@ -52,20 +40,7 @@ fn a_steward_scans_a_supervisor_pauses_the_gate_everywhere_and_a_shared_scanner_
         "device", "enroll", "--event", ev_s, "--name", "stew", "--role", "steward",
     ]);
     // The shared scanner's PIN, read from standard input.
-    let mut pin = std::process::Command::new(gatemesh_bin())
-        .args([
-            "device",
-            "pin",
-            "--device",
-            ev.join("device-shared").to_str().unwrap(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    pin.stdin.take().unwrap().write_all(b"4821\n").unwrap();
-    assert!(pin.wait().unwrap().success());
+    set_pin(&ev.join("device-shared"), "4821");
     let pin_file = std::fs::read_to_string(ev.join("device-shared/supervisor.pin")).unwrap();
     assert!(
         !pin_file.contains("4821"),
@@ -79,7 +54,7 @@ fn a_steward_scans_a_supervisor_pauses_the_gate_everywhere_and_a_shared_scanner_
         "north",
         &["--no-mdns"],
     );
-    let peer = dial(&mut sup);
+    let peer = sup.dial();
     let start = |dev: &str, dir: &str| {
         let extra = ["--no-mdns", "--peer", peer.as_str()];
         NodeProc::start_http(&ev, dev, &tmp.path().join(dir), "north", &extra)
